@@ -1,0 +1,311 @@
+"""`RegistryClient`: one pooled HTTP session to the registry, with auth, deadlines and retries.
+
+Retries go through tenacity rather than urllib3's `Retry` because the run needs to see every
+attempt: a 429 must slow every worker (the shared `RateLimiter`), each retry is logged with its
+attempt number, and the manifest records how many attempts a failure took. tenacity gives full
+jitter (`wait_random_exponential`), attempt and elapsed-time stops, and an interruptible sleep.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from connector._version import __version__
+from connector.config import MODEL_PATTERN, ORG_PATTERN, RegistrySettings
+from connector.errors import (
+    PayloadError,
+    RegistryAPIError,
+    SkippedError,
+    TargetError,
+    TransportError,
+)
+from connector.ratelimit import RateLimiter
+from connector.responses import RETRYABLE_STATUSES, error_for_status, parse_payload, redact
+
+log = logging.getLogger(__name__)
+
+USER_AGENT = f"model-versions-connector/{__version__} python-requests/{requests.__version__}"
+_READ_CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """A successful `listModelVersions` call."""
+
+    payload: Any
+    body: bytes
+    status: int
+    attempts: int
+    body_bytes: int
+    elapsed_seconds: float
+
+
+def is_retryable(error: BaseException) -> bool:
+    """429, 500, 502, 503, 504, connection failures and timeouts; never other 4xx or bad bodies."""
+    if isinstance(error, RegistryAPIError):
+        return error.status in RETRYABLE_STATUSES
+    return isinstance(error, TransportError) and error.retryable
+
+
+class _RefuseCrossHostRedirect:
+    """A response hook: a redirect to another host fails instead of being followed, so the
+    bearer token is never sent (or stripped and answered 401) anywhere but the registry."""
+
+    def __call__(self, response: requests.Response, **_: Any) -> requests.Response:
+        if response.is_redirect:
+            target = requests.compat.urljoin(response.url, response.headers.get("Location", ""))
+            source, dest = urlsplit(response.url), urlsplit(target)
+            if (source.scheme, source.netloc) != (dest.scheme, dest.netloc):
+                response.close()
+                raise TransportError(
+                    f"redirected to another origin ({dest.scheme}://{dest.netloc}); "
+                    "not followed so the token stays with the registry",
+                    status=response.status_code,
+                    error_type="redirect_refused",
+                    retryable=False,
+                )
+        return response
+
+
+class RegistryClient:
+    """Reads the registry's `listModelVersions`; thread-safe, one connection pool for all."""
+
+    def __init__(
+        self,
+        settings: RegistrySettings,
+        *,
+        secrets: list[str] | None = None,
+        rate_limiter: RateLimiter | None = None,
+        cancelled: threading.Event | None = None,
+    ) -> None:
+        self._settings = settings
+        self._default_token = settings.token.get_secret_value()
+        self._secrets = [self._default_token, *(secrets or [])]
+        self._limiter = rate_limiter or RateLimiter(settings.max_requests_per_second)
+        self._cancelled = cancelled or threading.Event()
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_maxsize=settings.concurrency, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self._session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
+        self._session.trust_env = False  # no ~/.netrc credentials or proxy surprises at 3 a.m.
+        self._session.hooks["response"].append(_RefuseCrossHostRedirect())
+        self._counts_lock = threading.Lock()
+        self.requests_by_status: Counter[str] = Counter()
+
+    def __repr__(self) -> str:
+        return f"RegistryClient(base_url={self._settings.base_url!r}, token=<redacted>)"
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self._session.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def versions_url(self, org: str, model: str) -> str:
+        """The listModelVersions URL; slugs are validated and escaped before they reach a path."""
+        if not re.fullmatch(ORG_PATTERN, org):
+            raise TargetError(f"invalid org slug {org!r}", org=org, model=model, attempts=0)
+        if not re.fullmatch(MODEL_PATTERN, model):
+            raise TargetError(f"invalid model slug {model!r}", org=org, model=model, attempts=0)
+        org_part, model_part = quote(org, safe=""), quote(model, safe="")
+        return f"{self._settings.base_url}/api/v1/org/{org_part}/models/{model_part}/versions"
+
+    def list_model_versions(self, org: str, model: str, token: str | None = None) -> FetchResult:
+        """GET one model's version list, retrying transient failures; raises a TargetError."""
+        url = self.versions_url(org, model)
+        token = token or self._default_token
+        started = time.monotonic()
+        attempts = 0
+        retry = self._settings.retry
+
+        def attempt() -> tuple[int, bytes, Any]:
+            nonlocal attempts
+            attempts += 1
+            return self._attempt(url, token, org, model, attempts)
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_retryable),
+            stop=(
+                stop_after_attempt(retry.max_attempts) | stop_after_delay(retry.max_elapsed_seconds)
+            ),
+            wait=self._wait,
+            sleep=self._sleep,
+            before_sleep=self._before_sleep(org, model),
+            reraise=True,
+        )
+        try:
+            status, body, payload = retrying(attempt)
+        except TargetError as exc:
+            exc.attempts = attempts
+            raise
+        self._limiter.record_success()
+        return FetchResult(payload, body, status, attempts, len(body), time.monotonic() - started)
+
+    def _attempt(
+        self, url: str, token: str, org: str, model: str, number: int
+    ) -> tuple[int, bytes, Any]:
+        if not self._limiter.acquire(self._cancelled):
+            raise SkippedError("run aborted", org=org, model=model)
+        settings = self._settings
+        deadline = time.monotonic() + settings.timeout_seconds
+        try:
+            with self._session.get(
+                url,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
+                stream=True,
+            ) as response:
+                status, headers = response.status_code, response.headers
+                body = self._read_body(response, deadline, org, model)
+        except TransportError as exc:
+            exc.org, exc.model = org, model
+            self._count("transport_error")
+            raise
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            self._count("transport_error")
+            raise _transport_error(exc, org, model, self._secrets) from exc
+        self._count(str(status))
+        if 200 <= status < 300:
+            return status, body, parse_payload(body, headers, org=org, model=model, status=status)
+        error = error_for_status(status, headers, body, org=org, model=model, secrets=self._secrets)
+        if status == 429:
+            retry_after = error.retry_after
+            pause = (
+                self._settings.retry.backoff_base_seconds if retry_after is None else retry_after
+            )
+            self._limiter.slow_down(min(pause, self._settings.retry.max_retry_after_seconds))
+        raise error
+
+    def _read_body(
+        self, response: requests.Response, deadline: float, org: str, model: str
+    ) -> bytes:
+        """Read the body under a total deadline and a size cap, one socket read at a time, so a
+        server that drips bytes cannot hold a worker past `timeout_seconds`."""
+        limit = self._settings.max_response_bytes
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(int(declared), limit, org, model, response.status_code)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise TransportError(
+                    f"response not complete within timeout_seconds="
+                    f"{self._settings.timeout_seconds:g} ({size} bytes received)",
+                    error_type="timeout",
+                    status=response.status_code,
+                )
+            chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
+            if not chunk:
+                return b"".join(chunks)
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit, org, model, response.status_code)
+            chunks.append(chunk)
+
+    def _wait(self, state: RetryCallState) -> float:
+        """Full-jitter exponential backoff, or the server's Retry-After (capped) when given."""
+        error = state.outcome.exception() if state.outcome else None
+        retry = self._settings.retry
+        if isinstance(error, RegistryAPIError) and error.retry_after is not None:
+            return min(error.retry_after, retry.max_retry_after_seconds)
+        jitter = wait_random_exponential(
+            multiplier=retry.backoff_base_seconds, max=retry.backoff_max_seconds
+        )
+        return float(jitter(state))
+
+    def _sleep(self, seconds: float) -> None:
+        if self._cancelled.wait(seconds):
+            raise SkippedError("run aborted while waiting to retry")
+
+    def _before_sleep(self, org: str, model: str) -> Any:
+        def log_retry(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "retrying %s/%s in %.2fs after attempt %d: %s",
+                org,
+                model,
+                wait,
+                state.attempt_number,
+                error,
+                extra={
+                    "event": "retry",
+                    "org": org,
+                    "model": model,
+                    "attempt": state.attempt_number,
+                    "status": getattr(error, "status", None),
+                    "wait_seconds": round(wait, 3),
+                },
+            )
+
+        return log_retry
+
+    def _count(self, key: str) -> None:
+        with self._counts_lock:
+            self.requests_by_status[key] += 1
+
+
+def _too_large(size: int, limit: int, org: str, model: str, status: int) -> PayloadError:
+    return PayloadError(
+        f"response body of {size} bytes exceeds max_response_bytes={limit}",
+        org=org,
+        model=model,
+        status=status,
+        error_type="payload_too_large",
+    )
+
+
+def _transport_error(
+    error: requests.RequestException | urllib3.exceptions.HTTPError,
+    org: str,
+    model: str,
+    secrets: list[str],
+) -> TransportError:
+    """Map requests' and urllib3's exceptions (the body is read through urllib3 directly)."""
+    exceptions = requests.exceptions
+    if isinstance(error, exceptions.SSLError | urllib3.exceptions.SSLError):
+        kind, retryable = "tls_error", False
+    elif isinstance(error, exceptions.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError):
+        kind, retryable = "connect_timeout", True
+    elif isinstance(error, exceptions.Timeout | urllib3.exceptions.TimeoutError):
+        kind, retryable = "timeout", True
+    elif isinstance(
+        error,
+        exceptions.ConnectionError
+        | exceptions.ChunkedEncodingError
+        | urllib3.exceptions.ProtocolError
+        | urllib3.exceptions.NewConnectionError,
+    ):
+        kind, retryable = "connection_error", True
+    elif isinstance(error, requests.exceptions.TooManyRedirects):
+        kind, retryable = "too_many_redirects", False
+    else:
+        kind, retryable = "request_error", False
+    detail = redact(f"{type(error).__name__}: {error}", secrets)
+    return TransportError(detail, org=org, model=model, error_type=kind, retryable=retryable)

@@ -1,0 +1,278 @@
+"""Read the YAML configuration, interpolate `${ENV_VAR}`, validate into immutable typed settings.
+
+Every problem is reported at once, each with its key path (`orgs[1].models[0]: ...`), so a
+broken file is fixed in one round trip rather than one error at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+
+from connector.errors import ConfigError
+
+ORG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+MODEL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+_ENV_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+OrgSlug = Annotated[str, Field(pattern=ORG_PATTERN, description="org slug, as in the API path")]
+ModelSlug = Annotated[str, Field(pattern=MODEL_PATTERN, description="model slug, without org")]
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+
+
+class RetrySettings(_Settings):
+    """How transient failures (429, 5xx, resets, timeouts) are retried."""
+
+    max_attempts: int = Field(6, ge=1, le=50, description="attempts per request, first included")
+    backoff_base_seconds: float = Field(
+        0.5, gt=0, description="first backoff ceiling; doubles each attempt (full jitter)"
+    )
+    backoff_max_seconds: float = Field(30.0, gt=0, description="cap of one backoff sleep")
+    max_retry_after_seconds: float = Field(
+        120.0, ge=0, description="cap on a server's Retry-After; larger values are clamped"
+    )
+    max_elapsed_seconds: float = Field(
+        600.0, gt=0, description="give up retrying one request after this long in total"
+    )
+
+
+class RegistrySettings(_Settings):
+    """Where the registry is and how to talk to it."""
+
+    base_url: str = Field(description="registry base URL, http(s)://host[:port][/prefix]")
+    token: SecretStr = Field(description="bearer token; use ${ENV_VAR}, never a literal")
+    timeout_seconds: float = Field(
+        30.0, gt=0, description="total time allowed for one HTTP attempt, body included"
+    )
+    connect_timeout_seconds: float = Field(10.0, gt=0, description="TCP/TLS connect timeout")
+    concurrency: int = Field(8, ge=1, le=256, description="parallel requests (worker threads)")
+    max_requests_per_second: float | None = Field(
+        None, gt=0, description="client-side rate limit shared by all workers; null = none"
+    )
+    max_response_bytes: int = Field(
+        16 * 1024 * 1024, ge=1024, description="a larger response body fails the model"
+    )
+    ca_bundle: Path | None = Field(None, description="PEM bundle for a private CA")
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        if parts.query or parts.fragment:
+            raise ValueError("must not carry a query string or fragment")
+        return value.rstrip("/")
+
+    @field_validator("token")
+    @classmethod
+    def _non_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty")
+        return value
+
+    @field_validator("ca_bundle")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"file not found: {value}")
+        return value
+
+
+class OrgSettings(_Settings):
+    """One org and the models to snapshot in it."""
+
+    name: OrgSlug
+    models: list[ModelSlug] = Field(min_length=1, description="model slugs (at least one)")
+    token: SecretStr | None = Field(None, description="token for this org only")
+
+    @field_validator("models")
+    @classmethod
+    def _unique(cls, value: list[str]) -> list[str]:
+        duplicates = sorted({m for m in value if value.count(m) > 1})
+        if duplicates:
+            raise ValueError(f"listed more than once: {', '.join(duplicates)}")
+        return value
+
+
+class OutputSettings(_Settings):
+    """Where the dataset goes and when a run may publish."""
+
+    uri: str = Field(description="dataset root: a local path or file:// URI")
+    min_success_ratio: float = Field(
+        0.9, ge=0, le=1, description="publish only if at least this share of targets succeeded"
+    )
+
+    @field_validator("uri")
+    @classmethod
+    def _local(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in ("", "file") and len(scheme) > 1:  # len 1: a Windows drive letter
+            raise ValueError(f"only local paths and file:// URIs are supported, got {scheme}://")
+        if not value.strip():
+            raise ValueError("is empty")
+        return value
+
+
+class Config(_Settings):
+    """A validated configuration file."""
+
+    registry: RegistrySettings
+    orgs: list[OrgSettings] = Field(min_length=1)
+    output: OutputSettings
+
+    @field_validator("orgs")
+    @classmethod
+    def _unique_orgs(cls, value: list[OrgSettings]) -> list[OrgSettings]:
+        names = [org.name for org in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"org listed more than once: {', '.join(duplicates)}")
+        return value
+
+    _warnings: tuple[str, ...] = PrivateAttr(default=())
+    _source: str | None = PrivateAttr(default=None)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        """Non-fatal problems found while loading (e.g. a literal token in the file)."""
+        return self._warnings
+
+    @property
+    def source(self) -> str | None:
+        """The file this config was read from, if any."""
+        return self._source
+
+    def targets(self) -> list[tuple[str, str]]:
+        """Every (org, model) in configuration order."""
+        return [(org.name, model) for org in self.orgs for model in org.models]
+
+    def token_for(self, org: str) -> str:
+        """The org's own token if it has one, else the registry token."""
+        for settings in self.orgs:
+            if settings.name == org and settings.token is not None:
+                return settings.token.get_secret_value()
+        return self.registry.token.get_secret_value()
+
+    def secrets(self) -> list[str]:
+        """Every token in this config, so outputs can be scrubbed of them."""
+        tokens = [self.registry.token.get_secret_value()]
+        tokens += [o.token.get_secret_value() for o in self.orgs if o.token is not None]
+        return [t for t in tokens if t]
+
+
+def key_path(location: tuple[int | str, ...]) -> str:
+    """('orgs', 1, 'models', 0) -> 'orgs[1].models[0]'."""
+    text = ""
+    for part in location:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def interpolate(
+    value: Any, env: Mapping[str, str], path: tuple[int | str, ...], problems: list[str]
+) -> Any:
+    """Replace `${VAR}` / `${VAR:-default}` in every string; `$$` is a literal `$`."""
+    if isinstance(value, dict):
+        return {k: interpolate(v, env, (*path, str(k)), problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, env, (*path, i), problems) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        problems.append(f"{key_path(path)}: environment variable {name} is not set")
+        return ""
+
+    return _ENV_REFERENCE.sub(substitute, value)
+
+
+def _literal_token_warnings(raw: Any) -> list[str]:
+    warnings: list[str] = []
+    if not isinstance(raw, dict):
+        return warnings
+    places: list[tuple[str, Any]] = []
+    if isinstance(raw.get("registry"), dict):
+        places.append(("registry.token", raw["registry"].get("token")))
+    for index, org in enumerate(raw.get("orgs") or []):
+        if isinstance(org, dict) and "token" in org:
+            places.append((f"orgs[{index}].token", org.get("token")))
+    for where, token in places:
+        if isinstance(token, str) and token and "${" not in token:
+            warnings.append(
+                f"{where} is a literal token in the config file; "
+                "put it in an environment variable and write ${VARIABLE_NAME}"
+            )
+    return warnings
+
+
+def _pydantic_problems(error: ValidationError) -> list[str]:
+    problems = []
+    for item in error.errors(include_url=False, include_input=False):
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key (check the spelling; see sample_configs/full.yaml)"
+        elif item["type"] == "string_pattern_mismatch":
+            message = "not a valid slug (letters, digits, '.', '_', '-'; starts alphanumeric)"
+        problems.append(f"{key_path(tuple(item['loc']))}: {message}")
+    return problems
+
+
+def parse_config(
+    raw: Any, env: Mapping[str, str] | None = None, source: str | None = None
+) -> Config:
+    """Validate an already-parsed YAML document; raises ConfigError listing every problem."""
+    if not isinstance(raw, dict):
+        raise ConfigError(["(top level): expected a mapping of settings"], source)
+    problems: list[str] = []
+    resolved = interpolate(raw, os.environ if env is None else env, (), problems)
+    try:
+        config = Config.model_validate(resolved)
+    except ValidationError as exc:
+        problems += _pydantic_problems(exc)
+        config = None
+    if problems or config is None:
+        raise ConfigError(problems, source)
+    config._warnings = tuple(_literal_token_warnings(raw))
+    config._source = source
+    return config
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file."""
+    source = os.fspath(path)
+    try:
+        text = Path(source).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source) from exc
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], source) from exc
+    return parse_config(raw, env, source)

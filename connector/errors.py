@@ -1,0 +1,222 @@
+"""The exception hierarchy, split by what the caller must do, and the exit code each maps to.
+
+Every exit code the CLI can return is defined here and nowhere else, so the README table, the
+library's `RunSummary.exit_code` and the CLI cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class ExitCode(IntEnum):
+    """Process exit codes; documented in the README's "Exit codes" table."""
+
+    OK = 0
+    INTERNAL = 1  # a bug: an exception the connector did not expect
+    CONFIG = 2  # bad configuration or command-line usage; nothing was called
+    PARTIAL = 3  # published, but some targets failed
+    AUTH = 4  # a token was rejected (401/403) for at least one org
+    INCOMPATIBLE_API = 5  # the registry answered 426: upgrade the connector; nothing published
+    LOCK_HELD = 6  # another run holds the output lock; nothing done
+    OUTPUT = 7  # the dataset could not be written or published
+    NOT_PUBLISHED = 8  # too few targets succeeded (publish guard); nothing published
+
+
+class ConnectorError(Exception):
+    """Root of every error the connector raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.INTERNAL
+
+
+class ConfigError(ConnectorError):
+    """The configuration or the command line is invalid; `problems` lists every one found."""
+
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, problems: list[str], source: str | None = None) -> None:
+        self.problems = list(problems)
+        self.source = source
+        where = f" in {source}" if source else ""
+        lines = "\n".join(f"  {p}" for p in self.problems)
+        super().__init__(f"{len(self.problems)} configuration problem(s){where}:\n{lines}")
+
+
+class OutputError(ConnectorError):
+    """The dataset could not be written, published or read."""
+
+    exit_code = ExitCode.OUTPUT
+
+
+class LockHeldError(ConnectorError):
+    """Another run holds the lock on the output location."""
+
+    exit_code = ExitCode.LOCK_HELD
+
+
+class NoDataError(ConnectorError):
+    """The dataset holds too little to answer the question (e.g. a report needs two snapshots)."""
+
+    exit_code = ExitCode.CONFIG
+
+
+class TargetError(ConnectorError):
+    """Fetching or flattening one (org, model) failed; the run goes on with the others."""
+
+    error_type = "target_error"
+
+    def __init__(
+        self,
+        detail: str,
+        *,
+        org: str | None = None,
+        model: str | None = None,
+        status: int | None = None,
+        error_type: str | None = None,
+        errors: list[dict[str, Any]] | None = None,
+        attempts: int = 1,
+        raw: bytes | None = None,
+    ) -> None:
+        self.detail = detail
+        self.raw = raw  # the offending body, kept for inspection under _rejected/
+        self.org = org
+        self.model = model
+        self.status = status
+        if error_type is not None:
+            self.error_type = error_type
+        self.errors = errors or []
+        self.attempts = attempts
+        super().__init__(detail)
+
+    def __str__(self) -> str:
+        target = f"{self.org}/{self.model}" if self.org or self.model else "request"
+        status = f"HTTP {self.status} " if self.status is not None else ""
+        text = f"{target}: {status}{self.error_type}: {self.detail}"
+        if self.errors:
+            text += " [" + "; ".join(_format_validation_error(e) for e in self.errors) + "]"
+        if self.attempts > 1:
+            text += f" (after {self.attempts} attempts)"
+        return text
+
+    def to_failure(self) -> dict[str, Any]:
+        """The manifest/summary record of this failure."""
+        return {
+            "org": self.org,
+            "model": self.model,
+            "status": self.status,
+            "error_type": self.error_type,
+            "detail": self.detail,
+            "attempts": self.attempts,
+        }
+
+
+def _format_validation_error(error: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error.get("loc") or [])
+    msg = error.get("msg", "")
+    return f"{loc}: {msg}" if loc else str(msg)
+
+
+class RegistryAPIError(TargetError):
+    """The registry answered with a non-2xx status (its error envelope parsed where possible)."""
+
+    error_type = "api_error"
+    retry_after: float | None = None  # seconds, from the Retry-After header
+
+
+class BadRequestError(RegistryAPIError):
+    """400: the registry rejected the request as malformed."""
+
+    error_type = "bad_request"
+
+
+class AuthenticationError(RegistryAPIError):
+    """401/403: the org's token is missing, wrong or lacks permission; stop calling for that org."""
+
+    error_type = "authentication_error"
+
+
+class PermissionDeniedError(AuthenticationError):
+    """403: the token is valid but may not read this org."""
+
+    error_type = "permission_error"
+
+
+class NotFoundError(RegistryAPIError):
+    """404: the org or model does not exist (or is invisible to this token)."""
+
+    error_type = "not_found"
+
+
+class ConflictError(RegistryAPIError):
+    """409: the registry reports a conflicting state for this resource."""
+
+    error_type = "conflict"
+
+
+class UnprocessableEntityError(RegistryAPIError):
+    """422: the registry's validation rejected the request."""
+
+    error_type = "validation_error"
+
+
+class IncompatibleAPIError(RegistryAPIError):
+    """426: the registry no longer accepts this client; the run aborts and publishes nothing."""
+
+    error_type = "upgrade_required"
+    exit_code = ExitCode.INCOMPATIBLE_API
+
+
+class RateLimitedError(RegistryAPIError):
+    """429 persisted after every retry."""
+
+    error_type = "rate_limited"
+
+
+class ServerError(RegistryAPIError):
+    """5xx persisted after every retry."""
+
+    error_type = "server_error"
+
+
+class TransportError(TargetError):
+    """No usable HTTP response: connection refused or reset, timeout, TLS failure, bad redirect."""
+
+    error_type = "transport_error"
+
+    def __init__(self, detail: str, *, retryable: bool = True, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.retryable = retryable
+
+
+class PayloadError(TargetError):
+    """The registry answered 2xx but the body is not a valid version list; `raw` is kept."""
+
+    error_type = "invalid_payload"
+
+
+class SkippedError(TargetError):
+    """The target was not attempted because an earlier failure made the call pointless."""
+
+    error_type = "skipped"
+
+
+STATUS_ERRORS: dict[int, type[RegistryAPIError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    426: IncompatibleAPIError,
+    429: RateLimitedError,
+}
+
+
+def error_class_for_status(status: int) -> type[RegistryAPIError]:
+    """The exception class for an HTTP status: the documented ones, then 5xx, then generic."""
+    if status in STATUS_ERRORS:
+        return STATUS_ERRORS[status]
+    if 500 <= status <= 599:
+        return ServerError
+    return RegistryAPIError

@@ -1,0 +1,290 @@
+"""One extract run: plan targets, fetch them concurrently, isolate failures, publish a snapshot.
+
+Memory stays flat however many models there are: at most `2 x concurrency` targets are in
+flight, and finished rows go straight to the writer, which flushes them in bounded batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+from tqdm import tqdm
+
+from connector._version import __version__
+from connector.client import RegistryClient
+from connector.config import Config
+from connector.errors import (
+    AuthenticationError,
+    ExitCode,
+    IncompatibleAPIError,
+    OutputError,
+    SkippedError,
+    TargetError,
+)
+from connector.flatten import Row, flatten
+from connector.lock import RunLock
+from connector.rejected import save_rejected
+from connector.responses import redact
+from connector.schema import SCHEMA_VERSION
+from connector.snapshot import REJECTED_DIR, SnapshotWriter, local_root, recover_staging
+from connector.summary import RunSummary
+
+log = logging.getLogger(__name__)
+
+UPGRADE_HINT = "upgrade the connector: pip install --upgrade model-versions-connector"
+
+
+@dataclass
+class _TargetOutcome:
+    org: str
+    model: str
+    rows: list[Row] = field(default_factory=list)
+    error: TargetError | None = None
+    body: bytes | None = None
+
+
+class _Run:
+    """The mutable state of one run; `extract()` is the only public way in."""
+
+    def __init__(self, config: Config, client: RegistryClient, cancelled: threading.Event) -> None:
+        self.config = config
+        self.client = client
+        self.blocked_orgs: dict[str, AuthenticationError] = {}
+        self.blocked_lock = threading.Lock()
+        self.cancelled = cancelled
+        self.incompatible: IncompatibleAPIError | None = None
+
+    def fetch(self, org: str, model: str) -> _TargetOutcome:
+        """Runs in a worker thread: fetch and flatten one target; never raises."""
+        outcome = _TargetOutcome(org, model)
+        with self.blocked_lock:
+            blocker = self.blocked_orgs.get(org)
+        if blocker is not None or self.cancelled.is_set():
+            reason = (
+                f"not attempted: the token for org {org!r} was rejected earlier "
+                f"(HTTP {blocker.status} on {blocker.model})"
+                if blocker is not None
+                else "not attempted: the run was aborted"
+            )
+            outcome.error = SkippedError(reason, org=org, model=model, attempts=0)
+            return outcome
+        try:
+            result = self.client.list_model_versions(org, model, self.config.token_for(org))
+            outcome.body = result.body
+            extracted_at = int(time.time() * 1_000_000)
+            outcome.rows = flatten(result.payload, org=org, model=model, extracted_at=extracted_at)
+            outcome.body = None
+        except AuthenticationError as exc:
+            with self.blocked_lock:
+                self.blocked_orgs.setdefault(org, exc)
+            outcome.error = exc
+        except IncompatibleAPIError as exc:
+            self.incompatible = self.incompatible or exc
+            self.cancelled.set()
+            outcome.error = exc
+        except TargetError as exc:
+            exc.org, exc.model = org, model
+            if exc.raw is None and outcome.body is not None:
+                exc.raw = outcome.body
+            outcome.error = exc
+        return outcome
+
+
+def _bounded_map(
+    executor: ThreadPoolExecutor, run: _Run, targets: list[tuple[str, str]], window: int
+) -> Iterator[_TargetOutcome]:
+    """Yield outcomes as they finish, keeping at most `window` targets in flight."""
+    pending: set[Future[_TargetOutcome]] = set()
+    queue = iter(targets)
+    exhausted = False
+    while True:
+        while not exhausted and len(pending) < window and not run.cancelled.is_set():
+            target = next(queue, None)
+            if target is None:
+                exhausted = True
+                break
+            pending.add(executor.submit(run.fetch, *target))
+        if not pending:
+            return
+        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield future.result()
+
+
+def extract(
+    config: Config,
+    date: date | None = None,
+    output: str | None = None,
+    *,
+    min_success_ratio: float | None = None,
+    progress: bool | None = None,
+) -> RunSummary:
+    """Run one snapshot. Returns a RunSummary whose `exit_code` says how it went.
+
+    Raises LockHeldError when another run holds the output, and OutputError when the output
+    location cannot be used at all; every other outcome is reported in the summary.
+    """
+    started = time.monotonic()
+    day = date or datetime.now(UTC).date()
+    uri = output or config.output.uri
+    root = local_root(uri)
+    run_id = uuid.uuid4().hex
+    summary = RunSummary(
+        run_id=run_id,
+        snapshot_date=day.isoformat(),
+        output_uri=str(uri),
+        started_at=_now(),
+        warnings=list(config.warnings),
+    )
+    ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
+    with RunLock(root, run_id):
+        for action in recover_staging(root):
+            log.warning("%s", action, extra={"event": "staging_recovered"})
+        writer = SnapshotWriter(root, day, run_id)
+        try:
+            _fetch_all(config, summary, writer, root, day, progress)
+            _finish(config, summary, writer, ratio)
+        except OutputError as exc:
+            summary.exit_code = ExitCode.OUTPUT
+            summary.message = str(exc)
+            log.error("output failure: %s", exc, extra={"event": "output_failed"})
+        finally:
+            if not summary.published:
+                writer.discard()
+    summary.finished_at = summary.finished_at or _now()
+    summary.elapsed_seconds = round(time.monotonic() - started, 3)
+    return summary
+
+
+def _fetch_all(
+    config: Config,
+    summary: RunSummary,
+    writer: SnapshotWriter,
+    root: Path,
+    day: date,
+    progress: bool | None,
+) -> None:
+    targets = config.targets()
+    secrets = config.secrets()
+    summary.targets_attempted = len(targets)
+    concurrency = config.registry.concurrency
+    show_progress = sys.stderr.isatty() if progress is None else progress
+    log.info(
+        "extracting %d target(s) into %s",
+        len(targets),
+        summary.output_uri,
+        extra={"event": "run_started", "run_id": summary.run_id},
+    )
+    cancelled = threading.Event()  # set on 426: stops new requests and pending retries
+    with (
+        RegistryClient(config.registry, secrets=secrets, cancelled=cancelled) as client,
+        ThreadPoolExecutor(concurrency, thread_name_prefix="fetch") as executor,
+        tqdm(total=len(targets), disable=not show_progress, unit="model", file=sys.stderr) as bar,
+    ):
+        run = _Run(config, client, cancelled)
+        for outcome in _bounded_map(executor, run, targets, 2 * concurrency):
+            _record(summary, writer, outcome, root, day, secrets)
+            bar.update(1)
+        summary.requests = dict(client.requests_by_status)
+    if run.incompatible is not None:
+        summary.exit_code = ExitCode.INCOMPATIBLE_API
+        summary.message = (
+            f"the registry no longer accepts this connector version ({__version__}): "
+            f"HTTP 426 {redact(run.incompatible.detail, secrets)}; {UPGRADE_HINT}"
+        )
+    summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
+
+
+def _record(
+    summary: RunSummary,
+    writer: SnapshotWriter,
+    outcome: _TargetOutcome,
+    root: Path,
+    day: date,
+    secrets: list[str],
+) -> None:
+    if outcome.error is None:
+        writer.add_rows(outcome.rows)
+        summary.targets_succeeded += 1
+        return
+    error = outcome.error
+    summary.failures.append(error.to_failure())
+    log.error(
+        "%s",
+        error,
+        extra={
+            "event": "target_failed",
+            "org": error.org,
+            "model": error.model,
+            "status": error.status,
+            "attempt": error.attempts,
+        },
+    )
+    if error.raw is not None:
+        save_rejected(root, day, error, error.raw, secrets)
+        summary.rejected_dir = str(root / REJECTED_DIR / day.isoformat())
+
+
+def _finish(config: Config, summary: RunSummary, writer: SnapshotWriter, ratio: float) -> None:
+    """Apply the publish guard, publish, and set the exit code.
+
+    Exit code precedence, most actionable first: incompatible API, rejected token, publish
+    guard, partial failure.
+    """
+    if summary.exit_code == ExitCode.INCOMPATIBLE_API:
+        return
+    auth_failed = any(f["status"] in (401, 403) for f in summary.failures)
+    if summary.success_ratio < ratio:
+        summary.exit_code = ExitCode.AUTH if auth_failed else ExitCode.NOT_PUBLISHED
+        summary.message = (
+            f"only {summary.targets_succeeded} of {summary.targets_attempted} targets succeeded "
+            f"({summary.success_ratio:.0%} < min_success_ratio {ratio:.0%}); nothing was published "
+            "so the previous snapshot stays as it was"
+        )
+        return
+    summary.finished_at = _now()
+    manifest = {
+        "run_id": summary.run_id,
+        "connector_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "snapshot_date": summary.snapshot_date,
+        "started_at": summary.started_at,
+        "finished_at": summary.finished_at,
+        "registry": config.registry.base_url,
+        "targets": {
+            "attempted": summary.targets_attempted,
+            "succeeded": summary.targets_succeeded,
+            "failed": summary.targets_failed,
+        },
+        "requests": summary.requests,
+        "min_success_ratio": ratio,
+        "failures": summary.failures,
+    }
+    result = writer.publish(manifest)
+    summary.published = True
+    summary.partition = str(result.partition)
+    summary.files = result.files
+    summary.rows = result.rows
+    if auth_failed:
+        summary.exit_code = ExitCode.AUTH
+    elif summary.failures:
+        summary.exit_code = ExitCode.PARTIAL
+    log.info(
+        "published %d rows to %s",
+        summary.rows,
+        summary.partition,
+        extra={"event": "published", "run_id": summary.run_id},
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,241 @@
+"""Flatten one `listModelVersions` body into rows of the dataset schema.
+
+Liberal in what it accepts (plain version strings or summary objects, any ISO 8601 timestamp,
+fields it does not know), exact in what it records: a field the body omits stays null, counts
+stay Python ints (never float64), unknown fields are kept in `extra`, and anything that cannot
+be recorded faithfully raises `PayloadError` for that model instead of being guessed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from connector.errors import PayloadError
+from connector.schema import FILE_SCHEMA
+
+Row = tuple[Any, ...]
+"""One dataset row, values in `schema.COLUMNS` order; timestamps as epoch microseconds."""
+
+_TOP_LEVEL_KEYS = frozenset({"name", "latest", "versions"})
+_SUMMARY_KEYS = frozenset(
+    {"id", "name", "version", "created_at", "download_count", "framework", "is_public", "origin"}
+)
+_INT64_MAX = 2**63 - 1
+_EPOCH = datetime(1970, 1, 1)
+_MICROSECOND = timedelta(microseconds=1)
+# fromisoformat rejects ISO 8601's leap second (:60) and end-of-day (24:00); both are valid.
+_SPECIAL_TIME = re.compile(r"^(?P<date>.+?[T ])(?P<h>\d\d):?(?P<m>\d\d):?(?P<s>\d\d)(?P<rest>.*)$")
+
+
+def parse_timestamp(text: str) -> int:
+    """ISO 8601 text (any offset, any fraction) to UTC epoch microseconds; no offset means UTC."""
+    try:
+        parsed = datetime.fromisoformat(text)
+        carry = timedelta(0)
+    except ValueError:
+        parsed, carry = _parse_special_time(text)
+    offset = parsed.utcoffset() or timedelta(0)
+    naive = parsed.replace(tzinfo=None)
+    # Arithmetic on naive values so years near 1 or 9999 with an offset do not overflow.
+    return ((naive - _EPOCH) - offset + carry) // _MICROSECOND
+
+
+def _parse_special_time(text: str) -> tuple[datetime, timedelta]:
+    match = _SPECIAL_TIME.match(text)
+    if match is None:
+        raise ValueError(f"not an ISO 8601 timestamp: {text!r}")
+    hour, minute, second = int(match["h"]), int(match["m"]), int(match["s"])
+    if second == 60 and minute == 59:
+        patched = f"{match['date']}{hour:02d}:59:59{match['rest']}"
+        return datetime.fromisoformat(patched), timedelta(seconds=1)
+    if hour == 24 and minute == 0 and second == 0 and not re.match(r"^[.,]0*[1-9]", match["rest"]):
+        patched = f"{match['date']}23:59:59{match['rest']}"
+        fraction = re.match(r"^[.,]\d+", match["rest"])
+        if fraction:
+            patched = patched.replace(fraction.group(0), "", 1)
+        return datetime.fromisoformat(patched), timedelta(seconds=1)
+    raise ValueError(f"not an ISO 8601 timestamp: {text!r}")
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+class _Summary:
+    """The known fields of one summary object, validated, plus what the schema does not know."""
+
+    __slots__ = ("fields", "unknown", "version")
+
+    def __init__(self, entry: dict[str, Any], where: str, model_name: str) -> None:
+        version = entry.get("version")
+        if not isinstance(version, str):
+            raise PayloadError(f"{where}.version: expected a string, got {_type_name(version)}")
+        self.version = version
+        self.fields: dict[str, Any] = {}
+        self.unknown = {k: v for k, v in entry.items() if k not in _SUMMARY_KEYS}
+        name = entry.get("name")
+        if name is not None and name != model_name:
+            self.unknown["name"] = name
+        self._read(entry, where)
+
+    def _read(self, entry: dict[str, Any], where: str) -> None:
+        for key in ("id", "framework"):
+            value = entry.get(key)
+            if value is not None and not isinstance(value, str):
+                raise PayloadError(f"{where}.{key}: expected a string, got {_type_name(value)}")
+            self.fields[key] = value
+        count = entry.get("download_count")
+        if count is not None:
+            if isinstance(count, bool) or not isinstance(count, int):
+                raise PayloadError(
+                    f"{where}.download_count: expected an integer, got {_type_name(count)} "
+                    f"{count!r}"
+                )
+            if not 0 <= count <= _INT64_MAX:
+                raise PayloadError(f"{where}.download_count: {count} is out of range")
+        self.fields["download_count"] = count
+        public = entry.get("is_public")
+        if public is not None and not isinstance(public, bool):
+            raise PayloadError(f"{where}.is_public: expected a boolean, got {_type_name(public)}")
+        self.fields["is_public"] = public
+        created = entry.get("created_at")
+        if created is not None:
+            if not isinstance(created, str):
+                raise PayloadError(
+                    f"{where}.created_at: expected a string, got {_type_name(created)}"
+                )
+            try:
+                created = parse_timestamp(created)
+            except (ValueError, OverflowError) as exc:
+                raise PayloadError(f"{where}.created_at: {exc}") from exc
+        self.fields["created_at"] = created
+        origin = entry.get("origin")
+        self.fields["origin"] = None if origin is None else _json_text(origin)
+
+    def fill_from(self, other: _Summary) -> None:
+        """Fill only what this entry lacks: the `versions` entry wins over `latest`."""
+        for key, value in other.fields.items():
+            if self.fields.get(key) is None:
+                self.fields[key] = value
+        for key, value in other.unknown.items():
+            self.unknown.setdefault(key, value)
+
+
+def flatten(payload: Any, *, org: str, model: str, extracted_at: int) -> list[Row]:
+    """Rows for one model's version list; raises PayloadError (with org/model set) if invalid."""
+    try:
+        return _flatten(payload, org, model, extracted_at)
+    except PayloadError as exc:
+        exc.org, exc.model = org, model
+        raise
+
+
+def _flatten(payload: Any, org: str, model: str, extracted_at: int) -> list[Row]:
+    if not isinstance(payload, dict):
+        raise PayloadError(f"body is a JSON {_type_name(payload)}, expected an object")
+    name = payload.get("name")
+    if not isinstance(name, str):
+        detail = "missing" if name is None else f"a {_type_name(name)}, expected a string"
+        raise PayloadError(f"name: {detail}")
+    versions = payload.get("versions")
+    if not isinstance(versions, list):
+        detail = "missing" if versions is None else f"a {_type_name(versions)}, expected a list"
+        raise PayloadError(f"versions: {detail}")
+    latest_raw = payload.get("latest")
+    if latest_raw is not None and not isinstance(latest_raw, dict):
+        raise PayloadError(f"latest: a {_type_name(latest_raw)}, expected an object or null")
+
+    entries = _read_entries(versions, name)
+    latest = _Summary(latest_raw, "latest", name) if latest_raw is not None else None
+    ranked: list[tuple[int | None, str, _Summary | None]] = [
+        (rank, version, summary) for rank, (version, summary) in enumerate(entries, start=1)
+    ]
+    if latest is not None:
+        position = next((i for i, e in enumerate(entries) if e[0] == latest.version), None)
+        if position is None:
+            ranked.append((None, latest.version, latest))
+        else:
+            summary = entries[position][1]
+            if summary is None:
+                summary = latest
+            else:
+                summary.fill_from(latest)
+            ranked[position] = (position + 1, latest.version, summary)
+
+    response_extra = {k: v for k, v in payload.items() if k not in _TOP_LEVEL_KEYS}
+    latest_version = latest.version if latest is not None else None
+    prefix = (extracted_at, org, model, name)
+    return [
+        _row(prefix, rank, version, summary, version == latest_version, response_extra)
+        for rank, version, summary in ranked
+    ]
+
+
+def _read_entries(versions: Sequence[Any], model_name: str) -> list[tuple[str, _Summary | None]]:
+    entries: list[tuple[str, _Summary | None]] = []
+    first_seen: dict[str, int] = {}
+    for index, entry in enumerate(versions):
+        where = f"versions[{index}]"
+        if isinstance(entry, str):
+            version, summary = entry, None
+        elif isinstance(entry, dict):
+            summary = _Summary(entry, where, model_name)
+            version = summary.version
+        else:
+            raise PayloadError(f"{where}: a {_type_name(entry)}, expected a string or an object")
+        if version in first_seen:
+            raise PayloadError(
+                f"duplicate version {version!r} at versions[{first_seen[version]}] and {where}",
+                error_type="duplicate_version",
+            )
+        first_seen[version] = index
+        entries.append((version, summary))
+    return entries
+
+
+def _row(
+    prefix: tuple[int, str, str, str],
+    rank: int | None,
+    version: str,
+    summary: _Summary | None,
+    is_latest: bool,
+    response_extra: dict[str, Any],
+) -> Row:
+    """`prefix` is (extracted_at, org, model, model_name), the same for every row of a model."""
+    fields = summary.fields if summary is not None else {}
+    extra: dict[str, Any] = dict(summary.unknown) if summary is not None else {}
+    if response_extra:
+        extra["_response"] = response_extra
+    return (
+        *prefix,
+        version,
+        rank,
+        is_latest,
+        fields.get("id"),
+        fields.get("created_at"),
+        fields.get("download_count"),
+        fields.get("framework"),
+        fields.get("is_public"),
+        fields.get("origin"),
+        _json_text(extra) if extra else None,
+    )
+
+
+def rows_to_table(rows: Iterable[Row]) -> pa.Table:
+    """Build an Arrow table under FILE_SCHEMA from rows (column-wise, one conversion per column)."""
+    columns = list(zip(*rows, strict=True)) or [() for _ in FILE_SCHEMA]
+    arrays = [
+        pa.array(column, type=field.type)
+        for column, field in zip(columns, FILE_SCHEMA, strict=True)
+    ]
+    return pa.Table.from_arrays(arrays, schema=FILE_SCHEMA)

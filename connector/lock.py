@@ -1,0 +1,91 @@
+"""One run at a time per output location.
+
+An `flock` on `<output>/_connector.lock`: the kernel drops it when the holder dies, however it
+dies, so a stale lock can never block the next night's run. The file also records who holds it
+(pid, host, start time, run id) so a refused run can name the holder.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from connector.errors import LockHeldError, OutputError
+
+LOCK_NAME = "_connector.lock"
+
+
+class RunLock:
+    """An exclusive, non-blocking lock on an output root; use as a context manager."""
+
+    def __init__(self, root: Path, run_id: str) -> None:
+        self.path = root / LOCK_NAME
+        self.run_id = run_id
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> RunLock:
+        """Take the lock or raise LockHeldError naming the holder."""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        except OSError as exc:
+            raise OutputError(f"cannot create the lock file {self.path}: {exc}") from exc
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _read_holder(handle)
+            handle.close()
+            raise LockHeldError(
+                f"another run holds the lock on {self.path.parent}: {describe_holder(holder)}"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        json.dump(
+            {
+                "pid": os.getpid(),
+                "host": socket.gethostname(),
+                "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "run_id": self.run_id,
+            },
+            handle,
+        )
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        """Drop the lock (the file stays; its contents are only informative)."""
+        if self._handle is not None:
+            fcntl.flock(self._handle.fileno(), fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *_: object) -> None:
+        self.release()
+
+
+def _read_holder(handle: IO[str]) -> dict[str, Any]:
+    handle.seek(0)
+    try:
+        holder = json.loads(handle.read() or "{}")
+    except ValueError:
+        return {}
+    return holder if isinstance(holder, dict) else {}
+
+
+def describe_holder(holder: dict[str, Any]) -> str:
+    """'pid 123 on host h since 2026-11-29T03:00:00+00:00 (run abc)', with what is known."""
+    if not holder:
+        return "holder unknown"
+    return (
+        f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
+        f"since {holder.get('started_at', '?')} (run {holder.get('run_id', '?')})"
+    )

@@ -1,0 +1,74 @@
+"""Logging on stderr as text or JSON lines, with every known secret scrubbed on the way out."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+from connector.responses import redact
+
+# Structured fields callers pass through `extra=`; JSON lines carry them as keys.
+FIELDS = ("event", "org", "model", "status", "attempt", "elapsed", "run_id", "wait_seconds")
+
+
+class RedactingFilter(logging.Filter):
+    """Replaces tokens in the final message: defence in depth on top of redaction at source."""
+
+    def __init__(self, secrets: Iterable[str] = ()) -> None:
+        super().__init__()
+        self.secrets: list[str] = [s for s in secrets if s]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            record.msg = redact(record.getMessage(), self.secrets)
+            record.args = None
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: timestamp, level, event, message and the structured fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        document: dict[str, Any] = {
+            "timestamp": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds"
+            ),
+            "level": record.levelname.lower(),
+            "event": getattr(record, "event", None) or record.name,
+            "message": record.getMessage(),
+        }
+        for name in FIELDS[1:]:
+            value = getattr(record, name, None)
+            if value is not None:
+                document[name] = value
+        if record.exc_info:
+            document["exception"] = self.formatException(record.exc_info)
+        return json.dumps(document, default=str)
+
+
+_filter = RedactingFilter()
+
+
+def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
+    """Route the `connector` loggers to stderr in the chosen format (idempotent)."""
+    logger = logging.getLogger("connector")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(message)s"))
+    handler.addFilter(_filter)
+    logger.addHandler(handler)
+    logger.setLevel(level.upper())
+    logger.propagate = False
+
+
+def add_secrets(secrets: Iterable[str]) -> None:
+    """Make the log handlers scrub these values from every message."""
+    _filter.secrets.extend(s for s in secrets if s and s not in _filter.secrets)

@@ -1,0 +1,42 @@
+"""Keep the bodies that failed validation, outside the dataset, so a person can see what came.
+
+One JSON file per rejected target: `<output>/_rejected/<date>/<org>/<model>.json`, holding the
+error and the first `MAX_BODY_BYTES` of the body (tokens scrubbed). Readers of the dataset never
+see these: they live outside `model_versions/`.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from connector.errors import TargetError
+from connector.responses import redact
+from connector.snapshot import REJECTED_DIR, write_json_atomic
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def rejected_path(root: Path, day: date, org: str, model: str) -> Path:
+    """Where the rejected payload of one target goes (org and model are validated slugs)."""
+    return root / REJECTED_DIR / day.isoformat() / org / f"{model}.json"
+
+
+def save_rejected(
+    root: Path, day: date, error: TargetError, raw: bytes, secrets: list[str]
+) -> Path:
+    """Write the error and the (truncated, redacted) body; returns the file's path."""
+    path = rejected_path(root, day, error.org or "_unknown", error.model or "_unknown")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = raw[:MAX_BODY_BYTES].decode("utf-8", errors="replace")
+    write_json_atomic(
+        path,
+        {
+            **error.to_failure(),
+            "detail": redact(error.detail, secrets),
+            "body_bytes": len(raw),
+            "body_truncated": len(raw) > MAX_BODY_BYTES,
+            "body": redact(body, secrets),
+        },
+    )
+    return path

@@ -1,0 +1,118 @@
+"""Classify one HTTP response: a JSON payload, or the typed error it stands for.
+
+Kept free of I/O so every status, body and header quirk is tested without a socket.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from connector.errors import PayloadError, RegistryAPIError, error_class_for_status
+
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+_SNIPPET_CHARS = 200
+_TAGS = re.compile(r"<[^>]+>")
+_SPACE = re.compile(r"\s+")
+REDACTED = "[REDACTED]"
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """Replace every secret in `text`; used on anything a server sends back to us."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or HTTP date); None if absent
+    or unparseable, so the caller falls back to its own backoff."""
+    if value is None:
+        return None
+    value = value.strip()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def body_snippet(body: bytes, content_type: str) -> str:
+    """A short, single-line, tag-free excerpt of a non-JSON body for an error message."""
+    text = body[: _SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
+    if "html" in content_type.lower() or text.lstrip().startswith("<"):
+        text = _TAGS.sub(" ", text)
+    text = _SPACE.sub(" ", text).strip()
+    if not text:
+        return "empty body"
+    return text[:_SNIPPET_CHARS] + ("..." if len(text) > _SNIPPET_CHARS else "")
+
+
+def error_for_status(
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    org: str,
+    model: str,
+    secrets: Iterable[str] = (),
+) -> RegistryAPIError:
+    """The typed exception for a non-2xx response, from the error envelope where there is one."""
+    content_type = headers.get("Content-Type", "")
+    envelope: Any = None
+    try:
+        envelope = json.loads(body)
+    except ValueError:
+        envelope = None
+    error_class = error_class_for_status(status)
+    error_type: str | None = None
+    errors: list[dict[str, Any]] = []
+    if isinstance(envelope, dict) and ("detail" in envelope or "type" in envelope):
+        detail = str(envelope.get("detail") or "(no detail)")
+        if isinstance(envelope.get("type"), str):
+            error_type = envelope["type"]
+        if isinstance(envelope.get("errors"), list):
+            errors = [e for e in envelope["errors"] if isinstance(e, dict)]
+    else:
+        kind = content_type.split(";")[0].strip() or "unknown content type"
+        detail = f"non-JSON error body ({kind}): {body_snippet(body, content_type)}"
+    secrets = list(secrets)
+    error = error_class(
+        redact(detail, secrets),
+        org=org,
+        model=model,
+        status=status,
+        error_type=error_type,
+        errors=[json.loads(redact(json.dumps(e), secrets)) for e in errors],
+        raw=body if status < 500 and status not in (401, 403, 429) else None,
+    )
+    error.retry_after = parse_retry_after(headers.get("Retry-After"))
+    return error
+
+
+def parse_payload(
+    body: bytes, headers: Mapping[str, str], *, org: str, model: str, status: int
+) -> Any:
+    """The JSON document of a 2xx response; PayloadError (raw body kept) if it is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError as exc:
+        content_type = headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
+        if not body.strip():
+            detail = "empty body where a JSON version list was expected"
+        elif "json" not in content_type:
+            detail = f"expected JSON, got {content_type}: {body_snippet(body, content_type)}"
+        else:
+            detail = f"invalid JSON: {exc}"
+        raise PayloadError(
+            detail, raw=body, org=org, model=model, status=status, error_type="invalid_json"
+        ) from exc

@@ -1,0 +1,104 @@
+"""The dataset schema, the single source of truth for the writer, the DataFrame and the README.
+
+`FILE_SCHEMA` is what each Parquet file holds; `DATASET_SCHEMA` adds the Hive partition column
+`snapshot_date`, which lives in the directory name only (a column stored in both places makes
+Spark and DuckDB complain about duplicates).
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import pandas as pd
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+
+
+class Column(NamedTuple):
+    """One column: its Arrow type, whether it may be null, and what it means (for the README)."""
+
+    name: str
+    type: pa.DataType
+    nullable: bool
+    doc: str
+
+
+PARTITION_COLUMN = Column(
+    "snapshot_date",
+    pa.date32(),
+    False,
+    "the day the snapshot stands for (Hive partition `snapshot_date=YYYY-MM-DD`, not in the files)",
+)
+
+COLUMNS: tuple[Column, ...] = (
+    Column(
+        "extracted_at", pa.timestamp("us", tz="UTC"), False, "when the version list was fetched"
+    ),
+    Column("org", pa.string(), False, "org slug as configured"),
+    Column("model", pa.string(), False, "model slug as configured"),
+    Column("model_name", pa.string(), False, "the name the API returned (usually `org/model`)"),
+    Column("version", pa.string(), False, "version string exactly as sent (semver or not)"),
+    Column(
+        "version_rank",
+        pa.int32(),
+        True,
+        "1 = newest, in the order the API listed them; null for a `latest` missing from the list",
+    ),
+    Column("is_latest", pa.bool_(), False, "the version the API reported as `latest`"),
+    Column("artifact_id", pa.string(), True, "artifact id (UUID), where known"),
+    Column("created_at", pa.timestamp("us", tz="UTC"), True, "version creation time, where known"),
+    Column("download_count", pa.int64(), True, "total downloads of this version, where known"),
+    Column("framework", pa.string(), True, "model framework, where known (dictionary-encoded)"),
+    Column("is_public", pa.bool_(), True, "whether publicly visible, where known"),
+    Column("origin", pa.string(), True, "origin tracking metadata as JSON text, where known"),
+    Column("extra", pa.string(), True, "fields the schema does not know yet, as a JSON object"),
+)
+
+COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)
+
+_METADATA = {b"connector.schema_version": str(SCHEMA_VERSION).encode()}
+
+FILE_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(c.name, c.type, nullable=c.nullable) for c in COLUMNS], metadata=_METADATA
+)
+DATASET_SCHEMA: pa.Schema = pa.schema(
+    [pa.field(PARTITION_COLUMN.name, PARTITION_COLUMN.type, nullable=False), *FILE_SCHEMA],
+    metadata=_METADATA,
+)
+
+# Parquet dictionary-encodes these (low cardinality); the rest is left to the writer's defaults.
+DICTIONARY_COLUMNS = ["org", "model", "model_name", "framework"]
+
+_PANDAS_TYPES: dict[pa.DataType, Any] = {
+    pa.int64(): pd.Int64Dtype(),
+    pa.int32(): pd.Int32Dtype(),
+    pa.bool_(): pd.BooleanDtype(),
+    pa.string(): pd.StringDtype(),
+    pa.large_string(): pd.StringDtype(),
+}
+
+
+def to_dataframe(table: pa.Table) -> pd.DataFrame:
+    """Convert a snapshot table to pandas with nullable dtypes, so a null count never turns into
+    NaN in a float column (which would also lose exactness above 2**53)."""
+    frame: pd.DataFrame = table.to_pandas(types_mapper=_PANDAS_TYPES.get)
+    if PARTITION_COLUMN.name in frame.columns:
+        frame[PARTITION_COLUMN.name] = pd.to_datetime(frame[PARTITION_COLUMN.name]).astype(
+            "datetime64[s]"
+        )
+    return frame
+
+
+def empty_table() -> pa.Table:
+    """A zero-row table with the file schema."""
+    return FILE_SCHEMA.empty_table()
+
+
+def markdown_table() -> str:
+    """The schema as a Markdown table (the README's copy is checked against this)."""
+    lines = ["| column | type | nullable | meaning |", "|---|---|---|---|"]
+    for column in (PARTITION_COLUMN, *COLUMNS):
+        nullable = "yes" if column.nullable else "no"
+        lines.append(f"| `{column.name}` | {column.type} | {nullable} | {column.doc} |")
+    return "\n".join(lines)

@@ -1,0 +1,239 @@
+"""Dataset layout, streaming Parquet writes into staging, and the atomic publish of a partition.
+
+Layout under the output root:
+
+    model_versions/snapshot_date=YYYY-MM-DD/part-<run>-00000.parquet   the dataset
+    model_versions/snapshot_date=YYYY-MM-DD/_manifest.json
+    _staging/<run_id>/...        work in progress, outside the dataset so readers never see it
+    _rejected/YYYY-MM-DD/...     payloads that failed validation
+    _connector.lock              one run at a time
+
+A partition is built complete in `_staging/` and then swapped in with one `renameat2
+(RENAME_EXCHANGE)` where the kernel offers it, so readers see the old partition or the new one,
+never a mix. Elsewhere it falls back to two renames guarded by a journal that the next run
+rolls forward, so even a kill between them loses nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import json
+import logging
+import os
+import shutil
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import pyarrow.parquet as pq
+
+from connector.errors import OutputError
+from connector.flatten import Row, rows_to_table
+from connector.schema import DICTIONARY_COLUMNS, FILE_SCHEMA
+
+log = logging.getLogger(__name__)
+
+DATASET_DIR = "model_versions"
+STAGING_DIR = "_staging"
+REJECTED_DIR = "_rejected"
+MANIFEST_NAME = "_manifest.json"
+_JOURNAL_NAME = "publish-journal.json"
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def local_root(uri: str | os.PathLike[str]) -> Path:
+    """The local directory for an output URI (a path or a file:// URI)."""
+    text = os.fspath(uri)
+    parts = urlsplit(text)
+    if parts.scheme == "file":
+        return Path(unquote(parts.path))
+    return Path(text)
+
+
+def partition_dir(root: Path, day: date) -> Path:
+    """Where one snapshot date's files live."""
+    return root / DATASET_DIR / f"snapshot_date={day.isoformat()}"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+    """Write JSON through a temporary file and a rename, so a reader never sees half of it."""
+    temporary = path.with_name(f".{path.name}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        json.dump(document, handle, indent=2, sort_keys=True, default=str)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+
+
+def exchange_paths(first: Path, second: Path) -> bool:
+    """Atomically swap two directory entries (Linux renameat2); False where unsupported."""
+    function = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if function is None:
+        return False
+    result = function(
+        _AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE
+    )
+    if result == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+        return False
+    raise OSError(code, os.strerror(code), str(first))
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish put in place."""
+
+    partition: Path
+    files: list[str]
+    rows: int
+
+
+class SnapshotWriter:
+    """Streams rows into Parquet files in staging, in bounded batches, then publishes them."""
+
+    def __init__(
+        self,
+        root: Path,
+        day: date,
+        run_id: str,
+        *,
+        batch_rows: int = 50_000,
+        file_rows: int = 2_000_000,
+        exchange: bool = True,
+    ) -> None:
+        self.root = root
+        self.day = day
+        self.run_id = run_id
+        self._batch_rows = batch_rows
+        self._file_rows = file_rows
+        self._exchange = exchange
+        self.work_dir = root / STAGING_DIR / run_id
+        self.staged = self.work_dir / partition_dir(root, day).name
+        self._pending: list[Row] = []
+        self._writer: pq.ParquetWriter | None = None
+        self._file_rows_written = 0
+        self.files: list[str] = []
+        self.rows = 0
+        try:
+            self.staged.mkdir(parents=True)
+        except OSError as exc:
+            raise OutputError(f"cannot create staging directory {self.staged}: {exc}") from exc
+
+    def add_rows(self, rows: list[Row]) -> None:
+        """Queue rows; a full batch is written as a row group straight away."""
+        self._pending.extend(rows)
+        if len(self._pending) >= self._batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._pending and self._writer is not None:
+            return
+        table = rows_to_table(self._pending)
+        self._pending = []
+        try:
+            if self._writer is None:
+                name = f"part-{self.run_id[:12]}-{len(self.files):05d}.parquet"
+                self._writer = pq.ParquetWriter(
+                    self.staged / name,
+                    FILE_SCHEMA,
+                    compression="zstd",
+                    use_dictionary=DICTIONARY_COLUMNS,
+                )
+                self.files.append(name)
+                self._file_rows_written = 0
+            self._writer.write_table(table)
+        except OSError as exc:
+            raise OutputError(f"cannot write Parquet in {self.staged}: {exc}") from exc
+        self.rows += table.num_rows
+        self._file_rows_written += table.num_rows
+        if self._file_rows_written >= self._file_rows:
+            self._close_file()
+
+    def _close_file(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            with open(self.staged / self.files[-1], "rb+") as handle:
+                os.fsync(handle.fileno())
+            self._writer = None
+
+    def publish(self, manifest: dict[str, Any]) -> PublishResult:
+        """Finish the files, write the manifest, and swap the partition in atomically."""
+        try:
+            if self._pending or not self.files:
+                self._flush()  # an empty snapshot still gets one file, so readers see the schema
+            self._close_file()
+            manifest = {**manifest, "rows": self.rows, "files": list(self.files)}
+            write_json_atomic(self.staged / MANIFEST_NAME, manifest)
+            _fsync_dir(self.staged)
+            final = partition_dir(self.root, self.day)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._swap_in(final)
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            raise OutputError(
+                f"cannot publish {partition_dir(self.root, self.day)}: {exc}"
+            ) from exc
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+        return PublishResult(final, list(self.files), self.rows)
+
+    def _swap_in(self, final: Path) -> None:
+        if not final.exists():
+            os.rename(self.staged, final)
+            return
+        if self._exchange and exchange_paths(self.staged, final):
+            return  # `staged` now holds the previous partition; removed with the work dir
+        previous = self.work_dir / "previous"
+        journal = {"final": str(final), "staged": str(self.staged), "previous": str(previous)}
+        write_json_atomic(self.work_dir / _JOURNAL_NAME, journal)
+        os.rename(final, previous)
+        os.rename(self.staged, final)
+
+    def discard(self) -> None:
+        """Drop everything staged; the published dataset is untouched."""
+        if self._writer is not None:
+            with contextlib.suppress(OSError):
+                self._writer.close()
+            self._writer = None
+        shutil.rmtree(self.work_dir, ignore_errors=True)
+
+
+def recover_staging(root: Path) -> list[str]:
+    """Finish or discard what earlier, interrupted runs left in `_staging/` (call under the lock).
+
+    A journal means a publish was half done: the staged partition was complete, so it is rolled
+    forward (or the previous one restored if the staged copy is gone). Anything else is an
+    abandoned run and is deleted. Returns what was done, for the log.
+    """
+    staging = root / STAGING_DIR
+    actions: list[str] = []
+    if not staging.is_dir():
+        return actions
+    for work_dir in sorted(p for p in staging.iterdir() if p.is_dir()):
+        journal_path = work_dir / _JOURNAL_NAME
+        if journal_path.is_file():
+            journal = json.loads(journal_path.read_text(encoding="utf-8"))
+            final, staged = Path(journal["final"]), Path(journal["staged"])
+            previous = Path(journal["previous"])
+            if not final.exists():
+                source = staged if staged.is_dir() else previous
+                os.rename(source, final)
+                actions.append(f"completed interrupted publish of {final} from {source.name}")
+        shutil.rmtree(work_dir, ignore_errors=True)
+        actions.append(f"removed leftover staging {work_dir.name}")
+    return actions

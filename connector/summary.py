@@ -1,0 +1,88 @@
+"""`RunSummary`: what one extract run did, for people (text), machines (JSON) and exit codes."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.errors import ExitCode
+
+_MAX_FAILURES_SHOWN = 10
+
+
+@dataclass
+class RunSummary:
+    """The outcome of `connector.extract`; `exit_code` is what the CLI exits with."""
+
+    run_id: str
+    snapshot_date: str
+    output_uri: str
+    started_at: str
+    finished_at: str | None = None
+    elapsed_seconds: float = 0.0
+    targets_attempted: int = 0
+    targets_succeeded: int = 0
+    targets_failed: int = 0
+    rows: int = 0
+    files: list[str] = field(default_factory=list)
+    requests: dict[str, int] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    published: bool = False
+    partition: str | None = None
+    rejected_dir: str | None = None
+    message: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    exit_code: ExitCode = ExitCode.OK
+
+    @property
+    def success_ratio(self) -> float:
+        """Share of targets that succeeded (1.0 when there were none)."""
+        if not self.targets_attempted:
+            return 1.0
+        return self.targets_succeeded / self.targets_attempted
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable view (exit code as its number and name)."""
+        document = dataclasses.asdict(self)
+        document["exit_code"] = int(self.exit_code)
+        document["outcome"] = self.exit_code.name.lower()
+        document["targets"] = {
+            "attempted": self.targets_attempted,
+            "succeeded": self.targets_succeeded,
+            "failed": self.targets_failed,
+        }
+        return document
+
+    def render_text(self) -> str:
+        """The one-screen summary printed at the end of a run."""
+        requests = sum(self.requests.values())
+        by_status = ", ".join(f"{k}: {v}" for k, v in sorted(self.requests.items()))
+        lines = [
+            f"snapshot {self.snapshot_date}  run {self.run_id}  outcome: "
+            f"{self.exit_code.name.lower()} (exit {int(self.exit_code)})",
+            f"targets   {self.targets_succeeded} ok, {self.targets_failed} failed "
+            f"of {self.targets_attempted}",
+            f"rows      {self.rows:,} in {len(self.files)} file(s)",
+            f"requests  {requests:,}" + (f" ({by_status})" if by_status else ""),
+            f"elapsed   {self.elapsed_seconds:.2f}s",
+        ]
+        if self.published:
+            lines.append(f"published {self.partition}")
+        else:
+            lines.append("published nothing; earlier snapshots are unchanged")
+        if self.message:
+            lines.append(f"note      {self.message}")
+        for failure in self.failures[:_MAX_FAILURES_SHOWN]:
+            status = failure["status"] if failure["status"] is not None else "-"
+            lines.append(
+                f"  FAILED {failure['org']}/{failure['model']}: HTTP {status} "
+                f"{failure['error_type']}: {failure['detail']} "
+                f"(attempts: {failure['attempts']})"
+            )
+        hidden = len(self.failures) - _MAX_FAILURES_SHOWN
+        if hidden > 0:
+            lines.append(f"  ... and {hidden} more failure(s), listed in _manifest.json")
+        if self.rejected_dir:
+            lines.append(f"rejected payloads kept in {self.rejected_dir}")
+        return "\n".join(lines)
