@@ -1,0 +1,46 @@
+"""Shared fixtures: a real simulated registry on 127.0.0.1 and configs that point at it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from helpers import TOKEN
+
+from connector.simulator import SimulatedRegistry, SimulatorConfig
+
+
+@pytest.fixture(autouse=True)
+def _reset_connector_logging() -> Iterator[None]:
+    """The CLI attaches a handler to stderr; a later test must not log into a closed stream."""
+    yield
+    logger = logging.getLogger("connector")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture
+def start_simulator() -> Iterator[Callable[..., SimulatedRegistry]]:
+    """Start simulators with SimulatorConfig keyword arguments; all are stopped afterwards."""
+    started: list[SimulatedRegistry] = []
+
+    def start(**settings: Any) -> SimulatedRegistry:
+        settings.setdefault("token", TOKEN)
+        registry = SimulatedRegistry(SimulatorConfig(**settings)).start()
+        started.append(registry)
+        return registry
+
+    yield start
+    for registry in started:
+        registry.stop()
+
+
+@pytest.fixture
+def token_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The registry token, provided the way operators should: through the environment."""
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", TOKEN)
+    return TOKEN

@@ -1,0 +1,167 @@
+"""Helpers shared by the test modules (plain functions; fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import struct
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from connector.simulator import SimulatedRegistry
+
+TOKEN = "tok-3f9a1c77-secret-do-not-leak"
+
+
+def config_document(
+    registry: SimulatedRegistry,
+    output: Path,
+    *,
+    registry_settings: dict[str, Any] | None = None,
+    output_settings: dict[str, Any] | None = None,
+    orgs: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A config for every target of the simulator, fast retries, token from the environment."""
+    if orgs is None:
+        by_org: dict[str, list[str]] = {}
+        for org, model in registry.targets():
+            by_org.setdefault(org, []).append(model)
+        orgs = [{"name": org, "models": models} for org, models in by_org.items()]
+    return {
+        "registry": {
+            "base_url": registry.url,
+            "token": "${MODEL_REGISTRY_TOKEN}",
+            "timeout_seconds": 5,
+            "concurrency": 4,
+            "retry": {
+                "max_attempts": 5,
+                "backoff_base_seconds": 0.01,
+                "backoff_max_seconds": 0.05,
+                "max_retry_after_seconds": 1,
+            },
+            **(registry_settings or {}),
+        },
+        "orgs": orgs,
+        "output": {"uri": str(output), **(output_settings or {})},
+    }
+
+
+def write_config(path: Path, document: dict[str, Any]) -> Path:
+    """Write a config document as YAML and return its path."""
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Reply:
+    """One scripted answer: a status with headers and body, or a transport-level misbehaviour."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before the status line (a read timeout if long enough)
+    reset: bool = False  # close the connection abruptly instead of answering
+    drip_seconds: float = 0.0  # send the body one byte at a time with this pause
+
+
+def json_reply(status: int, document: Any, **headers: str) -> Reply:
+    """A JSON answer."""
+    return Reply(
+        status, json.dumps(document).encode(), {"Content-Type": "application/json", **headers}
+    )
+
+
+def envelope(status: int, detail: str, error_type: str, **headers: str) -> Reply:
+    """The registry's canonical error envelope."""
+    return json_reply(status, {"code": status, "detail": detail, "type": error_type}, **headers)
+
+
+VALID_BODY = {
+    "name": "acme/m",
+    "latest": {
+        "id": "1",
+        "name": "acme/m",
+        "version": "1.0.0",
+        "created_at": "2026-01-01T00:00:00Z",
+        "download_count": 5,
+    },
+    "versions": ["1.0.0"],
+}
+
+
+class ScriptedServer:
+    """A loopback HTTP server that answers from a script, one Reply per request, and records
+    every request's headers (urllib3's dummyserver idea: real sockets, exact behaviour)."""
+
+    def __init__(self, script: list[Reply], host: str = "127.0.0.1") -> None:
+        self.script = list(script)
+        self.requests: list[dict[str, str]] = []
+        self.paths: list[str] = []
+        self.arrivals: list[float] = []
+        self._lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return
+
+            def do_GET(self) -> None:
+                with server._lock:
+                    server.requests.append(dict(self.headers.items()))
+                    server.paths.append(self.path)
+                    server.arrivals.append(time.monotonic())
+                    reply = server.script.pop(0) if len(server.script) > 1 else server.script[0]
+                server._answer(self, reply)
+
+        self._server = ThreadingHTTPServer((host, 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
+
+    def _answer(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+        if reply.delay:
+            time.sleep(reply.delay)
+        if reply.reset:
+            handler.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            handler.close_connection = True
+            return
+        handler.send_response(reply.status)
+        for name, value in reply.headers.items():
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(reply.body)))
+        handler.end_headers()
+        try:
+            if reply.drip_seconds:
+                for index in range(len(reply.body)):
+                    handler.wfile.write(reply.body[index : index + 1])
+                    handler.wfile.flush()
+                    time.sleep(reply.drip_seconds)
+            else:
+                handler.wfile.write(reply.body)
+        except OSError:
+            handler.close_connection = True
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

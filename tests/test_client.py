@@ -1,0 +1,301 @@
+"""RegistryClient against real loopback servers: auth, headers, status mapping, retries, limits."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import pytest
+from helpers import TOKEN, VALID_BODY, Reply, ScriptedServer, envelope, json_reply
+
+from connector import errors
+from connector.client import USER_AGENT, RegistryClient
+from connector.config import RegistrySettings
+from connector.ratelimit import RateLimiter
+
+
+def settings(url: str, **overrides: Any) -> RegistrySettings:
+    retry = {
+        "max_attempts": 4,
+        "backoff_base_seconds": 0.01,
+        "backoff_max_seconds": 0.02,
+        "max_retry_after_seconds": 5,
+        **overrides.pop("retry", {}),
+    }
+    return RegistrySettings.model_validate(
+        {"base_url": url, "token": TOKEN, "timeout_seconds": 5, "retry": retry, **overrides}
+    )
+
+
+def test_success_sends_bearer_token_user_agent_and_escaped_path() -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            result = client.list_model_versions("acme", "m.v2_x-1")
+    assert result.payload == VALID_BODY
+    assert (result.status, result.attempts) == (200, 1)
+    assert server.requests[0]["Authorization"] == f"Bearer {TOKEN}"
+    assert server.requests[0]["User-Agent"] == USER_AGENT
+    assert USER_AGENT.startswith("model-versions-connector/")
+    assert server.paths == ["/api/v1/org/acme/models/m.v2_x-1/versions"]
+
+
+def test_per_org_token_overrides_default() -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            client.list_model_versions("acme", "m", token="org-token")
+    assert server.requests[0]["Authorization"] == "Bearer org-token"
+
+
+@pytest.mark.parametrize(
+    "org,model", [("../etc", "m"), ("acme", "a/b"), ("acme", "%2e%2e"), ("", "m")]
+)
+def test_invalid_slugs_never_reach_a_url(org: str, model: str) -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            with pytest.raises(errors.TargetError, match=r"invalid (org|model) slug"):
+                client.list_model_versions(org, model)
+    assert server.requests == []
+
+
+NOT_RETRIED = [
+    (400, errors.BadRequestError, "bad_request"),
+    (401, errors.AuthenticationError, "authentication_error"),
+    (403, errors.PermissionDeniedError, "permission_error"),
+    (404, errors.NotFoundError, "not_found_error"),
+    (409, errors.ConflictError, "conflict"),
+    (422, errors.UnprocessableEntityError, "validation_error"),
+    (426, errors.IncompatibleAPIError, "upgrade_required"),
+]
+
+
+@pytest.mark.parametrize("status,error_class,error_type", NOT_RETRIED)
+def test_client_errors_are_not_retried(
+    status: int, error_class: type[errors.RegistryAPIError], error_type: str
+) -> None:
+    with ScriptedServer([envelope(status, f"nope {status}", error_type)]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            with pytest.raises(error_class) as caught:
+                client.list_model_versions("acme", "m")
+    assert len(server.requests) == 1
+    error = caught.value
+    assert (error.status, error.error_type, error.detail, error.attempts) == (
+        status,
+        error_type,
+        f"nope {status}",
+        1,
+    )
+    assert (error.org, error.model) == ("acme", "m")
+    assert f"acme/m: HTTP {status} {error_type}: nope {status}" == str(error)
+
+
+@pytest.mark.parametrize(
+    "status,error_class",
+    [
+        (429, errors.RateLimitedError),
+        (500, errors.ServerError),
+        (502, errors.ServerError),
+        (503, errors.ServerError),
+        (504, errors.ServerError),
+    ],
+)
+def test_transient_statuses_are_retried_until_max_attempts(
+    status: int, error_class: type[errors.RegistryAPIError]
+) -> None:
+    with ScriptedServer([envelope(status, "busy", "server_error")]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            with pytest.raises(error_class) as caught:
+                client.list_model_versions("acme", "m")
+    assert len(server.requests) == 4
+    assert caught.value.attempts == 4
+    assert "(after 4 attempts)" in str(caught.value)
+
+
+def test_transient_failure_then_success_counts_attempts() -> None:
+    script = [
+        envelope(502, "bad gateway", "server_error"),
+        Reply(reset=True),
+        Reply(503, b"<html><body>Service Unavailable</body></html>", {"Content-Type": "text/html"}),
+        json_reply(200, VALID_BODY),
+    ]
+    with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
+        result = client.list_model_versions("acme", "m")
+        by_status = dict(client.requests_by_status)
+    assert result.attempts == 4
+    assert len(server.requests) == 4
+    assert by_status == {"502": 1, "transport_error": 1, "503": 1, "200": 1}
+
+
+def test_read_timeout_is_retried() -> None:
+    script = [Reply(delay=1.0, status=200, body=b"{}"), json_reply(200, VALID_BODY)]
+    with ScriptedServer(script) as server:
+        with RegistryClient(settings(server.url, timeout_seconds=0.3)) as client:
+            result = client.list_model_versions("acme", "m")
+    assert result.attempts == 2
+
+
+def test_dripping_server_is_cut_off_at_the_total_deadline() -> None:
+    body = b'{"name": "acme/m", "versions": []}' + b" " * 200
+    script = [Reply(body=body, headers={"Content-Type": "application/json"}, drip_seconds=0.05)]
+    with ScriptedServer(script) as server, RegistryClient(
+        settings(server.url, timeout_seconds=0.5, retry={"max_attempts": 1})
+    ) as c:
+        started = time.monotonic()
+        with pytest.raises(errors.TransportError) as caught:
+            c.list_model_versions("acme", "m")
+        elapsed = time.monotonic() - started
+    assert caught.value.error_type == "timeout"
+    assert "timeout_seconds=0.5" in caught.value.detail
+    # Each byte arrives well within the read timeout, so only a total deadline stops this;
+    # the full body would take 11 s.
+    assert elapsed < 5
+
+
+def test_body_over_the_size_cap_fails_without_retry() -> None:
+    big = json_reply(200, {"name": "acme/m", "versions": [], "pad": "x" * 5000})
+    with ScriptedServer([big]) as server:
+        with RegistryClient(settings(server.url, max_response_bytes=2048)) as client:
+            with pytest.raises(errors.PayloadError) as caught:
+                client.list_model_versions("acme", "m")
+    assert caught.value.error_type == "payload_too_large"
+    assert len(server.requests) == 1
+
+
+def test_html_page_with_status_200_is_a_payload_error_with_raw_body() -> None:
+    page = Reply(
+        200, b"<html><body>Sign in to the proxy</body></html>", {"Content-Type": "text/html"}
+    )
+    with ScriptedServer([page]) as server, RegistryClient(settings(server.url)) as client:
+        with pytest.raises(errors.PayloadError) as caught:
+            client.list_model_versions("acme", "m")
+    assert caught.value.error_type == "invalid_json"
+    assert "expected JSON, got text/html: Sign in to the proxy" in caught.value.detail
+    assert caught.value.raw is not None and b"Sign in" in caught.value.raw
+
+
+def retry_waits(caplog: pytest.LogCaptureFixture) -> list[float]:
+    return [r.wait_seconds for r in caplog.records if getattr(r, "event", None) == "retry"]  # type: ignore[attr-defined]
+
+
+def test_retry_after_seconds_is_honoured(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="connector")
+    script = [envelope(429, "slow down", "rate_limit_error", **{"Retry-After": "1"})]
+    script.append(json_reply(200, VALID_BODY))
+    with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
+        client.list_model_versions("acme", "m")
+    assert retry_waits(caplog) == [1.0]
+    assert server.arrivals[1] - server.arrivals[0] >= 0.95
+
+
+def test_retry_after_http_date_is_capped(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="connector")
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=30), usegmt=True)
+    script = [envelope(503, "maintenance", "server_error", **{"Retry-After": later})]
+    script.append(json_reply(200, VALID_BODY))
+    with ScriptedServer(script) as server:
+        overrides = {"retry": {"max_retry_after_seconds": 0.2}}
+        with RegistryClient(settings(server.url, **overrides)) as client:
+            client.list_model_versions("acme", "m")
+    assert retry_waits(caplog) == [0.2]
+
+
+def test_unparseable_retry_after_falls_back_to_backoff(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="connector")
+    script = [envelope(429, "slow down", "rate_limit_error", **{"Retry-After": "soon-ish"})]
+    script.append(json_reply(200, VALID_BODY))
+    with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
+        client.list_model_versions("acme", "m")
+    [wait] = retry_waits(caplog)
+    assert 0 <= wait <= 0.02  # full jitter within the backoff cap
+
+
+def test_total_retry_time_is_bounded() -> None:
+    script = [envelope(503, "down", "server_error", **{"Retry-After": "1"})]
+    with ScriptedServer(script) as server:
+        overrides = {"retry": {"max_attempts": 50, "max_elapsed_seconds": 0.5}}
+        with RegistryClient(settings(server.url, **overrides)) as client:
+            with pytest.raises(errors.ServerError) as caught:
+                client.list_model_versions("acme", "m")
+    assert caught.value.attempts <= 2
+
+
+def test_429_pauses_every_worker_not_only_the_one_that_saw_it() -> None:
+    """Worker A gets a 429 with Retry-After: 1; worker B, starting right after, must wait too."""
+    script = [envelope(429, "slow down", "rate_limit_error", **{"Retry-After": "1"})]
+    script += [json_reply(200, VALID_BODY)] * 3
+    with ScriptedServer(script) as server:
+        limiter = RateLimiter(None)
+        with RegistryClient(settings(server.url), rate_limiter=limiter) as client:
+            client.list_model_versions("acme", "a")  # 429, then waits 1 s, then succeeds
+            first_429 = server.arrivals[0]
+            worker = threading.Thread(target=client.list_model_versions, args=("acme", "b"))
+            worker.start()
+            worker.join()
+    # b's request could not go out before the run-wide pause ended
+    assert all(arrival - first_429 >= 0.95 for arrival in server.arrivals[1:])
+
+
+def test_redirect_to_another_host_is_refused_and_token_not_sent() -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)]) as other:  # another origin: other port
+        moved = Reply(302, b"", {"Location": f"{other.url}/api/v1/org/acme/models/m/versions"})
+        with ScriptedServer([moved]) as server:
+            with RegistryClient(settings(server.url)) as client:
+                with pytest.raises(errors.TransportError) as caught:
+                    client.list_model_versions("acme", "m")
+    assert caught.value.error_type == "redirect_refused"
+    assert not caught.value.retryable
+    assert other.requests == []
+    assert TOKEN not in str(caught.value)
+
+
+def test_same_host_redirect_is_followed_with_the_token() -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)]) as server:
+        moved = Reply(307, b"", {"Location": "/api/v1/org/acme/models/m/versions"})
+        server.script.insert(0, moved)
+        with RegistryClient(settings(server.url)) as client:
+            result = client.list_model_versions("acme", "m")
+    assert result.payload == VALID_BODY
+    assert [r["Authorization"] for r in server.requests] == [f"Bearer {TOKEN}"] * 2
+
+
+def test_connection_refused_is_a_transport_error() -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)]) as server:
+        url = server.url
+    with RegistryClient(settings(url, retry={"max_attempts": 2})) as client:
+        with pytest.raises(errors.TransportError) as caught:
+            client.list_model_versions("acme", "m")
+    assert caught.value.error_type == "connection_error"
+    assert caught.value.attempts == 2
+
+
+def test_token_is_not_in_repr_or_errors() -> None:
+    echo = envelope(401, f"token {TOKEN} is revoked", "authentication_error")
+    with ScriptedServer([echo]) as server:
+        client = RegistryClient(settings(server.url))
+        with client, pytest.raises(errors.AuthenticationError) as caught:
+            client.list_model_versions("acme", "m")
+    assert TOKEN not in repr(client)
+    assert TOKEN not in str(caught.value)
+    assert "token [REDACTED] is revoked" in caught.value.detail
+
+
+def test_rate_limit_is_shared_by_threads() -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)]) as server, RegistryClient(
+        settings(server.url, max_requests_per_second=20, concurrency=4)
+    ) as client:
+        threads = [
+            threading.Thread(
+                target=lambda: [client.list_model_versions("acme", "m") for _ in range(10)]
+            )
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    # 40 requests at 20/s with a burst of 20: the last goes out no sooner than ~1 s after the first
+    assert len(server.arrivals) == 40
+    assert server.arrivals[-1] - server.arrivals[0] >= 0.9

@@ -1,0 +1,229 @@
+"""The CLI against the simulated registry on a real socket, the dataset read back by DuckDB and
+pandas and compared row for row with the simulator's ground truth."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pytest
+from click.testing import CliRunner, Result
+from helpers import TOKEN, config_document, write_config
+
+from connector.cli import main
+from connector.simulator import FaultPlan, SimulatedRegistry
+
+StartSimulator = Callable[..., SimulatedRegistry]
+DAY1, DAY2 = "2026-01-01", "2026-01-02"
+COMPARED = [
+    "org",
+    "model",
+    "model_name",
+    "version",
+    "version_rank",
+    "is_latest",
+    "artifact_id",
+    "created_at",
+    "download_count",
+    "framework",
+    "is_public",
+    "origin",
+]
+
+
+def run_extract(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["extract", "--config", str(config), *args])
+
+
+def dataset_rows(output: Path, day: str | None = None) -> list[dict[str, Any]]:
+    """Every row, read by DuckDB exactly as a user would, in ground-truth order."""
+    where = f"WHERE snapshot_date = DATE '{day}'" if day else ""
+    relation = duckdb.sql(
+        f"SELECT * FROM read_parquet('{output}/model_versions/*/*.parquet', "
+        f"hive_partitioning=true) {where} ORDER BY org, model, version_rank NULLS LAST, version"
+    )
+    columns = relation.columns
+    rows = [dict(zip(columns, values, strict=True)) for values in relation.fetchall()]
+    for row in rows:
+        row["origin"] = json.loads(row["origin"]) if row["origin"] is not None else None
+        if row["created_at"] is not None:
+            row["created_at"] = row["created_at"].astimezone(UTC)
+    return rows
+
+
+def expected(registry: SimulatedRegistry, day: int) -> list[dict[str, Any]]:
+    rows = registry.expected_rows(day)
+    return sorted(
+        rows,
+        key=lambda r: (r["org"], r["model"], r["version_rank"] or 10**9, r["version"]),
+    )
+
+
+def project(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: row[k] for k in COMPARED} for row in rows]
+
+
+def file_hashes(directory: Path) -> dict[str, str]:
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("shape", ["strings", "objects", "mixed"])
+def test_dataset_equals_ground_truth(
+    shape: str, start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=2, models_per_org=4, versions_shape=shape, empty_models=1)
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    result = run_extract(config, "--date", DAY1)
+    assert result.exit_code == 0, result.output
+    rows = dataset_rows(tmp_path / "out")
+    assert project(rows) == project(expected(registry, 1))
+    assert {row["snapshot_date"].isoformat() for row in rows} == {DAY1}
+    assert "targets   8 ok, 0 failed of 8" in result.stdout
+
+
+def test_column_types_as_duckdb_and_pandas_see_them(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(versions_shape="strings")
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    assert run_extract(config, "--date", DAY1).exit_code == 0
+    described = duckdb.sql(
+        f"DESCRIBE SELECT * FROM read_parquet('{tmp_path}/out/model_versions/*/*.parquet', "
+        "hive_partitioning=true)"
+    ).fetchall()
+    types = {name: kind for name, kind, *_ in described}
+    assert types == {
+        "extracted_at": "TIMESTAMP WITH TIME ZONE",
+        "org": "VARCHAR",
+        "model": "VARCHAR",
+        "model_name": "VARCHAR",
+        "version": "VARCHAR",
+        "version_rank": "INTEGER",
+        "is_latest": "BOOLEAN",
+        "artifact_id": "VARCHAR",
+        "created_at": "TIMESTAMP WITH TIME ZONE",
+        "download_count": "BIGINT",
+        "framework": "VARCHAR",
+        "is_public": "BOOLEAN",
+        "origin": "VARCHAR",
+        "extra": "VARCHAR",
+        "snapshot_date": "DATE",
+    }
+    frame = pd.read_parquet(tmp_path / "out" / "model_versions", dtype_backend="numpy_nullable")
+    assert str(frame["download_count"].dtype) == "Int64"
+    assert str(frame["version_rank"].dtype) == "Int32"
+    assert str(frame["is_latest"].dtype) == "boolean"
+    assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
+    # strings shape: only the latest row carries a count; the rest are null, never 0
+    latest = frame[frame["is_latest"]]
+    assert latest["download_count"].notna().all()
+    assert frame[~frame["is_latest"]]["download_count"].isna().all()
+
+
+def test_rerun_replaces_only_its_date(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(versions_shape="objects")
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.yaml", config_document(registry, out))
+    assert run_extract(config, "--date", DAY1).exit_code == 0
+    assert run_extract(config, "--date", DAY2).exit_code == 0
+    day2_dir = out / "model_versions" / f"snapshot_date={DAY2}"
+    day2_before = file_hashes(day2_dir)
+    first_files = {p.name for p in (out / "model_versions" / f"snapshot_date={DAY1}").iterdir()}
+
+    registry.set_day(3)
+    assert run_extract(config, "--date", DAY1).exit_code == 0
+    day1_dir = out / "model_versions" / f"snapshot_date={DAY1}"
+    assert file_hashes(day2_dir) == day2_before
+    new_files = {p.name for p in day1_dir.iterdir()}
+    assert new_files.isdisjoint(first_files - {"_manifest.json"})
+    assert project(dataset_rows(out, DAY1)) == project(expected(registry, 3))
+    assert sorted(p.name for p in (out / "model_versions").iterdir()) == [
+        f"snapshot_date={DAY1}",
+        f"snapshot_date={DAY2}",
+    ]
+    assert not any((out / "_staging").iterdir())
+
+
+def test_manifest_records_the_run(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(models_per_org=5)
+    faults = FaultPlan(not_found=frozenset({"org-01/model-0002"}))
+    registry.set_faults(faults)
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "c.yaml", config_document(registry, out))
+    result = run_extract(config, "--date", DAY1)
+    # 9 of 10 succeeded: exactly the default 90% publish threshold, so it publishes, partially
+    assert result.exit_code == 3, result.output
+    partition = out / "model_versions" / f"snapshot_date={DAY1}"
+    manifest = json.loads((partition / "_manifest.json").read_text())
+    assert manifest["snapshot_date"] == DAY1
+    assert manifest["schema_version"] == 1
+    assert manifest["targets"] == {"attempted": 10, "succeeded": 9, "failed": 1}
+    assert manifest["rows"] == len(dataset_rows(out))
+    assert manifest["files"] == sorted(p.name for p in partition.glob("*.parquet"))
+    assert manifest["failures"] == [
+        {
+            "org": "org-01",
+            "model": "model-0002",
+            "status": 404,
+            "error_type": "not_found_error",
+            "detail": manifest["failures"][0]["detail"],
+            "attempts": 1,
+        }
+    ]
+    assert manifest["failures"][0]["detail"]
+    started = datetime.fromisoformat(manifest["started_at"])
+    assert started <= datetime.fromisoformat(manifest["finished_at"])
+    assert set(manifest) >= {"run_id", "connector_version", "requests"}
+    assert sorted(p.name for p in partition.iterdir() if not p.name.endswith(".parquet")) == [
+        "_manifest.json"
+    ]
+    assert "FAILED org-01/model-0002: HTTP 404 not_found_error" in result.stdout
+
+
+def test_summary_json_and_metrics_file(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator()
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    metrics = tmp_path / "connector.prom"
+    result = run_extract(
+        config, "--date", DAY1, "--summary-format", "json", "--metrics-file", str(metrics)
+    )
+    assert result.exit_code == 0
+    summary = json.loads(result.stdout)
+    assert summary["exit_code"] == 0
+    assert summary["targets"] == {"attempted": 6, "succeeded": 6, "failed": 0}
+    assert summary["rows"] == len(registry.expected_rows(1))
+    assert summary["requests"] == {"200": 6}
+    text = metrics.read_text()
+    assert 'model_versions_connector_targets{output="' in text
+    assert 'outcome="succeeded"} 6' in text
+    assert f"model_versions_connector_rows{{output=\"{tmp_path / 'out'}\"}} {summary['rows']}" in text
+    assert "model_versions_connector_last_success_timestamp_seconds" in text
+    assert 'status="200"} 6' in text
+
+
+def test_unset_token_variable_is_a_config_error(
+    start_simulator: StartSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODEL_REGISTRY_TOKEN", raising=False)
+    registry = start_simulator()
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    result = run_extract(config)
+    assert result.exit_code == 2
+    assert "registry.token: environment variable MODEL_REGISTRY_TOKEN is not set" in result.stderr
+    assert registry.stats().requests == 0
