@@ -202,6 +202,7 @@ def _fetch_all(
             f"HTTP 426 {redact(run.incompatible.detail, secrets)}; {UPGRADE_HINT}"
         )
     summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
+    summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
 
 
 def _record(

@@ -51,8 +51,9 @@ def _parse_special_time(text: str) -> tuple[datetime, timedelta]:
     if match is None:
         raise ValueError(f"not an ISO 8601 timestamp: {text!r}")
     hour, minute, second = int(match["h"]), int(match["m"]), int(match["s"])
-    if second == 60 and minute == 59:
-        patched = f"{match['date']}{hour:02d}:59:59{match['rest']}"
+    # Minute 59 only in UTC: a leap second is 05:29:60 at +05:30, 05:44:60 at +05:45.
+    if second == 60:
+        patched = f"{match['date']}{hour:02d}:{minute:02d}:59{match['rest']}"
         return datetime.fromisoformat(patched), timedelta(seconds=1)
     if hour == 24 and minute == 0 and second == 0 and not re.match(r"^[.,]0*[1-9]", match["rest"]):
         patched = f"{match['date']}23:59:59{match['rest']}"
@@ -64,7 +65,25 @@ def _parse_special_time(text: str) -> tuple[datetime, timedelta]:
 
 
 def _json_text(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if not _is_utf8(text):  # a lone surrogate: keep it exactly, as a JSON escape
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return text
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _text(value: str, where: str) -> str:
+    """JSON can escape a lone surrogate (`"\\ud800"`), which no Parquet string can hold."""
+    if not _is_utf8(value):
+        raise PayloadError(f"{where}: {value!r} is not valid Unicode (lone surrogate)")
+    return value
 
 
 def _type_name(value: Any) -> str:
@@ -80,7 +99,7 @@ class _Summary:
         version = entry.get("version")
         if not isinstance(version, str):
             raise PayloadError(f"{where}.version: expected a string, got {_type_name(version)}")
-        self.version = version
+        self.version = _text(version, f"{where}.version")
         self.fields: dict[str, Any] = {}
         self.unknown = {k: v for k, v in entry.items() if k not in _SUMMARY_KEYS}
         name = entry.get("name")
@@ -93,7 +112,7 @@ class _Summary:
             value = entry.get(key)
             if value is not None and not isinstance(value, str):
                 raise PayloadError(f"{where}.{key}: expected a string, got {_type_name(value)}")
-            self.fields[key] = value
+            self.fields[key] = value if value is None else _text(value, f"{where}.{key}")
         count = entry.get("download_count")
         if count is not None:
             if isinstance(count, bool) or not isinstance(count, int):
@@ -138,6 +157,8 @@ def flatten(payload: Any, *, org: str, model: str, extracted_at: int) -> list[Ro
     except PayloadError as exc:
         exc.org, exc.model = org, model
         raise
+    except RecursionError as exc:  # json.loads took it, but re-encoding `extra` went deeper
+        raise PayloadError("body nested too deeply to record", org=org, model=model) from exc
 
 
 def _flatten(payload: Any, org: str, model: str, extracted_at: int) -> list[Row]:
@@ -147,6 +168,7 @@ def _flatten(payload: Any, org: str, model: str, extracted_at: int) -> list[Row]
     if not isinstance(name, str):
         detail = "missing" if name is None else f"a {_type_name(name)}, expected a string"
         raise PayloadError(f"name: {detail}")
+    _text(name, "name")
     versions = payload.get("versions")
     if not isinstance(versions, list):
         detail = "missing" if versions is None else f"a {_type_name(versions)}, expected a list"
@@ -175,9 +197,17 @@ def _flatten(payload: Any, org: str, model: str, extracted_at: int) -> list[Row]
     response_extra = {k: v for k, v in payload.items() if k not in _TOP_LEVEL_KEYS}
     latest_version = latest.version if latest is not None else None
     prefix = (extracted_at, org, model, name)
+    # Unknown response-level fields are kept once, on the model's first row, not copied to all.
     return [
-        _row(prefix, rank, version, summary, version == latest_version, response_extra)
-        for rank, version, summary in ranked
+        _row(
+            prefix,
+            rank,
+            version,
+            summary,
+            version == latest_version,
+            response_extra if i == 0 else {},
+        )
+        for i, (rank, version, summary) in enumerate(ranked)
     ]
 
 
@@ -187,7 +217,7 @@ def _read_entries(versions: Sequence[Any], model_name: str) -> list[tuple[str, _
     for index, entry in enumerate(versions):
         where = f"versions[{index}]"
         if isinstance(entry, str):
-            version, summary = entry, None
+            version, summary = _text(entry, where), None
         elif isinstance(entry, dict):
             summary = _Summary(entry, where, model_name)
             version = summary.version

@@ -1,0 +1,283 @@
+"""Failure handling end to end: isolation, auth blocking, 426, the publish guard, rejected
+payloads, chaos, output failures and secrets, each against the simulator on a real socket."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from helpers import TOKEN, config_document, write_config
+from test_extract_e2e import DAY1, dataset_rows, expected, file_hashes, project
+
+from connector import extract
+from connector.cli import main
+from connector.config import parse_config
+from connector.errors import ExitCode
+from connector.simulator import FaultPlan, SimulatedRegistry
+from connector.snapshot import SnapshotWriter
+
+StartSimulator = Callable[..., SimulatedRegistry]
+
+
+def run(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(main, ["extract", "--config", str(config), "--date", DAY1, *args])
+
+
+def partition(out: Path) -> Path:
+    return out / "model_versions" / f"snapshot_date={DAY1}"
+
+
+def published_baseline(registry: SimulatedRegistry, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A good snapshot for DAY1, and its file hashes, to prove later runs leave it alone."""
+    out = tmp_path / "out"
+    config = write_config(tmp_path / "good.yaml", config_document(registry, out))
+    assert run(config).exit_code == 0
+    return out, file_hashes(partition(out))
+
+
+def test_auth_failure_stops_calling_that_org(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=2, models_per_org=4, org_tokens={"org-01": "other-token"})
+    document = config_document(
+        registry,
+        tmp_path / "out",
+        registry_settings={"concurrency": 1},
+        output_settings={"min_success_ratio": 0.5},
+    )
+    result = run(write_config(tmp_path / "c.yaml", document))
+    assert result.exit_code == ExitCode.AUTH, result.output
+    stats = registry.stats()
+    org01_requests = sum(v for k, v in stats.by_target.items() if k.startswith("org-01/"))
+    assert org01_requests == 1  # the first 401 stops the org: no hammering with a bad token
+    manifest = json.loads((partition(tmp_path / "out") / "_manifest.json").read_text())
+    failures = manifest["failures"]
+    assert [f["status"] for f in failures] == [401, None, None, None]
+    assert [f["error_type"] for f in failures] == ["authentication_error"] + ["skipped"] * 3
+    assert {r["org"] for r in dataset_rows(tmp_path / "out")} == {"org-00"}
+
+
+def test_forbidden_org_fails_only_that_org(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=2, models_per_org=2)
+    registry.set_faults(FaultPlan(forbidden_orgs=frozenset({"org-00"})))
+    document = config_document(
+        registry,
+        tmp_path / "out",
+        registry_settings={"concurrency": 1},
+        output_settings={"min_success_ratio": 0},
+    )
+    result = run(write_config(tmp_path / "c.yaml", document))
+    assert result.exit_code == ExitCode.AUTH
+    assert "HTTP 403 permission_error" in result.stdout
+    assert {r["org"] for r in dataset_rows(tmp_path / "out")} == {"org-01"}
+
+
+def test_upgrade_required_aborts_and_publishes_nothing(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(models_per_org=20)
+    out, before = published_baseline(registry, tmp_path)
+    registry.set_faults(FaultPlan(upgrade_required=True))
+    registry.reset_stats()
+    document = config_document(registry, out, registry_settings={"concurrency": 2})
+    result = run(write_config(tmp_path / "c.yaml", document))
+    assert result.exit_code == ExitCode.INCOMPATIBLE_API
+    assert "no longer accepts this connector" in result.stdout
+    assert "pip install --upgrade model-versions-connector" in result.stdout
+    assert file_hashes(partition(out)) == before
+    # the abort stops new calls: far fewer than the 40 targets were requested
+    assert registry.stats().requests <= 4
+
+
+def test_publish_guard_keeps_the_previous_snapshot_byte_identical(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=2, models_per_org=5)
+    out, before = published_baseline(registry, tmp_path)
+    broken = frozenset(f"org-00/model-{i:04d}" for i in range(5))
+    registry.set_faults(FaultPlan(not_found=broken))
+    config = write_config(tmp_path / "c.yaml", config_document(registry, out))
+    result = run(config)
+    assert result.exit_code == ExitCode.NOT_PUBLISHED, result.output
+    assert "only 5 of 10 targets succeeded (50% < min_success_ratio 90%)" in result.stdout
+    assert file_hashes(partition(out)) == before
+    assert not list((out / "_staging").iterdir())
+
+    lowered = run(config, "--min-success-ratio", "0.5")
+    assert lowered.exit_code == ExitCode.PARTIAL
+    assert file_hashes(partition(out)) != before
+
+
+MALFORMED = {
+    "invalid_json": "invalid_json",
+    "html_200": "invalid_json",
+    "empty_body": "invalid_json",
+    "versions_not_list": "invalid_payload",
+    "count_string": "invalid_payload",
+    "count_negative": "invalid_payload",
+    "bad_timestamp": "invalid_payload",
+    "duplicate_versions": "duplicate_version",
+    "missing_name": "invalid_payload",
+    "wrong_type": "invalid_payload",
+    "oversize": "payload_too_large",
+    "drip": "timeout",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(MALFORMED))
+def test_bad_payload_fails_one_model_and_is_kept_for_inspection(
+    kind: str, start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=1, models_per_org=10, versions_shape="objects")
+    registry.set_faults(FaultPlan(malformed={"org-00/model-0003": kind}))
+    out = tmp_path / "out"
+    document = config_document(
+        registry,
+        out,
+        registry_settings={
+            "timeout_seconds": 0.5,
+            "max_response_bytes": 1024 * 1024,
+            "retry": {"max_attempts": 1},
+        },
+    )
+    result = run(write_config(tmp_path / "c.yaml", document))
+    assert result.exit_code == ExitCode.PARTIAL, result.output
+    manifest = json.loads((partition(out) / "_manifest.json").read_text())
+    [failure] = manifest["failures"]
+    assert (failure["org"], failure["model"]) == ("org-00", "model-0003")
+    assert failure["error_type"] == MALFORMED[kind]
+    assert failure["detail"]
+    rows = dataset_rows(out)
+    assert "model-0003" not in {r["model"] for r in rows}
+    good = [r for r in expected(registry, 1) if r["model"] != "model-0003"]
+    assert project(rows) == project(good)
+    rejected = out / "_rejected" / DAY1 / "org-00" / "model-0003.json"
+    if kind in ("drip", "oversize"):
+        return  # no complete body was accepted, so there is nothing to keep
+    kept = json.loads(rejected.read_text())
+    assert kept["error_type"] == MALFORMED[kind]
+    assert kept["body_bytes"] == len(kept["body"].encode()) or kept["body_truncated"]
+
+
+@pytest.mark.slow
+def test_chaos_run_equals_ground_truth(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=3, models_per_org=20, versions_shape="mixed", seed=7)
+    registry.set_faults(
+        FaultPlan(
+            seed=11,
+            rate_5xx=0.2,
+            html_5xx_fraction=0.5,
+            rate_429=0.05,
+            retry_after="0",
+            rate_reset=0.02,
+        )
+    )
+    out = tmp_path / "out"
+    document = config_document(
+        registry,
+        out,
+        registry_settings={
+            "concurrency": 8,
+            "retry": {
+                "max_attempts": 10,
+                "backoff_base_seconds": 0.01,
+                "backoff_max_seconds": 0.05,
+            },
+        },
+    )
+    result = run(write_config(tmp_path / "c.yaml", document), "--summary-format", "json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["targets"] == {"attempted": 60, "succeeded": 60, "failed": 0}
+    assert sum(summary["requests"].values()) > 60  # faults were injected and retried
+    assert project(dataset_rows(out)) == project(expected(registry, 1))
+
+
+def test_output_failure_during_publish_keeps_previous_partition(
+    start_simulator: StartSimulator,
+    tmp_path: Path,
+    token_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = start_simulator()
+    out, before = published_baseline(registry, tmp_path)
+
+    def disk_full(self: SnapshotWriter, final: Path) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(SnapshotWriter, "_swap_in", disk_full)
+    config = parse_config(config_document(registry, out), env={"MODEL_REGISTRY_TOKEN": TOKEN})
+    summary = extract(config, date(2026, 1, 1))
+    assert summary.exit_code == ExitCode.OUTPUT
+    assert "No space left on device" in (summary.message or "")
+    assert not summary.published
+    assert file_hashes(partition(out)) == before
+    assert not list((out / "_staging").iterdir())
+
+
+def test_unusable_output_location_exits_with_output_code(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    config = write_config(tmp_path / "c.yaml", config_document(registry, blocker / "out"))
+    result = run(config)
+    assert result.exit_code == ExitCode.OUTPUT
+    assert result.stderr.startswith("Error: cannot create the lock file")
+
+
+def test_token_never_appears_in_any_output(
+    start_simulator: StartSimulator,
+    tmp_path: Path,
+    token_env: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    registry = start_simulator(orgs=2, models_per_org=5, org_tokens={"org-01": "nope"})
+    registry.set_faults(
+        FaultPlan(
+            rate_5xx=0.3,
+            html_5xx_fraction=0.5,
+            malformed={"org-00/model-0001": "html_200", "org-00/model-0002": "invalid_json"},
+            status_for={"org-00/model-0003": 422},
+        )
+    )
+    out = tmp_path / "out"
+    metrics = tmp_path / "m.prom"
+    document = config_document(registry, out, output_settings={"min_success_ratio": 0})
+    config = write_config(tmp_path / "c.yaml", document)
+    for log_format in ("text", "json"):
+        result = run(
+            config,
+            "--log-format",
+            log_format,
+            "--log-level",
+            "DEBUG",
+            "--summary-format",
+            "json",
+            "--metrics-file",
+            str(metrics),
+        )
+        assert result.exit_code == ExitCode.AUTH
+        assert TOKEN not in result.stdout
+        assert TOKEN not in result.stderr
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.suffix != ".parquet"]
+    assert any("_rejected" in str(p) for p in written)
+    assert any(p.name == "_manifest.json" for p in written)
+    for path in written:
+        if path.name == "c.yaml":
+            continue
+        assert TOKEN not in path.read_text(errors="replace"), path
+    for parquet in out.rglob("*.parquet"):
+        assert TOKEN.encode() not in parquet.read_bytes()
+    assert all(TOKEN not in record.getMessage() for record in caplog.records)
+    logging.getLogger("connector").handlers.clear()
