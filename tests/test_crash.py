@@ -1,0 +1,119 @@
+"""Real processes: a run killed with SIGKILL mid-flight, and two runs at once on one output."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+from helpers import TOKEN, config_document, write_config
+from test_extract_e2e import DAY1, file_hashes
+
+from connector import extract
+from connector.cli import main
+from connector.config import parse_config
+from connector.errors import ExitCode
+from connector.lock import LOCK_NAME
+from connector.simulator import SimulatedRegistry
+
+StartSimulator = Callable[..., SimulatedRegistry]
+REPO = Path(__file__).parents[1]
+pytestmark = pytest.mark.slow
+
+
+def start_cli(config: Path, *args: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "MODEL_REGISTRY_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "connector", "extract", "--config", str(config), *args],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+def count_rows(out: Path) -> int:
+    query = (
+        f"SELECT count(*) FROM read_parquet('{out}/model_versions/*/*.parquet', "
+        "hive_partitioning=true)"
+    )
+    [(count,)] = duckdb.sql(query).fetchall()
+    return int(count)
+
+
+@pytest.mark.parametrize("kill_after_requests", [1, 30, 60])
+def test_sigkill_at_any_moment_leaves_published_data_intact(
+    kill_after_requests: int, start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=2, models_per_org=30, versions_shape="objects")
+    out = tmp_path / "out"
+    document = config_document(registry, out, registry_settings={"concurrency": 2})
+    config = write_config(tmp_path / "c.yaml", document)
+    baseline = extract(
+        parse_config(document, env={"MODEL_REGISTRY_TOKEN": TOKEN}), date(2026, 1, 1)
+    )
+    assert baseline.exit_code == ExitCode.OK
+    partition = out / "model_versions" / f"snapshot_date={DAY1}"
+    before = file_hashes(partition)
+    rows_before = count_rows(out)
+
+    registry.set_day(4)
+    registry.reset_stats()
+    process = start_cli(config, "--date", DAY1)
+    wait_until(lambda: registry.stats().requests >= kill_after_requests)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    assert process.returncode == -signal.SIGKILL
+
+    # Either the old partition or (if the kill came after the swap) a complete new one.
+    after = file_hashes(partition)
+    if after != before:
+        manifest = json.loads((partition / "_manifest.json").read_text())
+        assert manifest["rows"] == count_rows(out)
+    else:
+        assert count_rows(out) == rows_before
+    stray = [p for p in (out / "model_versions").rglob("*") if p.is_file()]
+    assert all(p.parent == partition for p in stray)
+
+    # The next run cleans up what the killed one left and publishes normally.
+    rerun = CliRunner().invoke(main, ["extract", "--config", str(config), "--date", DAY1])
+    assert rerun.exit_code == 0, rerun.output
+    assert not any((out / "_staging").iterdir())
+    assert count_rows(out) == len(registry.expected_rows(4))
+
+
+def test_second_concurrent_run_exits_with_lock_held(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=1, models_per_org=6, latency_seconds=0.3)
+    out = tmp_path / "out"
+    document = config_document(registry, out, registry_settings={"concurrency": 1})
+    config = write_config(tmp_path / "c.yaml", document)
+    first = start_cli(config, "--date", DAY1)
+    try:
+        lock_file = out / LOCK_NAME
+        wait_until(lambda: lock_file.is_file() and f'"pid": {first.pid}' in lock_file.read_text())
+        started = time.monotonic()
+        second = CliRunner().invoke(main, ["extract", "--config", str(config), "--date", DAY1])
+        assert time.monotonic() - started < 5  # at once, not after waiting for the first run
+        assert second.exit_code == ExitCode.LOCK_HELD
+        assert f"another run holds the lock on {out}: pid {first.pid} on host" in second.stderr
+    finally:
+        assert first.wait(timeout=60) == 0
+    assert (out / "model_versions" / f"snapshot_date={DAY1}" / "_manifest.json").is_file()

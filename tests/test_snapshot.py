@@ -1,0 +1,185 @@
+"""Staging, atomic publish, recovery of interrupted publishes, the run lock, rejected payloads."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from connector.errors import LockHeldError, TargetError
+from connector.flatten import Row
+from connector.lock import LOCK_NAME, RunLock
+from connector.rejected import MAX_BODY_BYTES, save_rejected
+from connector.schema import FILE_SCHEMA
+from connector.snapshot import (
+    MANIFEST_NAME,
+    SnapshotWriter,
+    exchange_paths,
+    partition_dir,
+    recover_staging,
+)
+
+DAY = date(2026, 3, 1)
+
+
+def rows(count: int, model: str = "m") -> list[Row]:
+    unknown = (None, None, None, None)  # framework, is_public, origin, extra
+    return [
+        (0, "acme", model, f"acme/{model}", f"1.0.{i}", i + 1, i == 0, None, None, i, *unknown)
+        for i in range(count)
+    ]
+
+
+def publish(root: Path, run_id: str, count: int, *, exchange: bool = True) -> Path:
+    writer = SnapshotWriter(root, DAY, run_id, batch_rows=10, file_rows=25, exchange=exchange)
+    writer.add_rows(rows(count))
+    return writer.publish({"run_id": run_id}).partition
+
+
+def test_writer_streams_batches_and_rolls_files(tmp_path: Path) -> None:
+    writer = SnapshotWriter(tmp_path, DAY, "run-a", batch_rows=10, file_rows=25)
+    for _ in range(6):
+        writer.add_rows(rows(9))
+    result = writer.publish({"run_id": "run-a"})
+    assert result.rows == 54
+    assert len(result.files) == 2  # rolled over after 25+ rows
+    table = pq.read_table(result.partition)
+    assert table.num_rows == 54
+    assert table.schema.remove_metadata().equals(FILE_SCHEMA.remove_metadata())
+    manifest = json.loads((result.partition / MANIFEST_NAME).read_text())
+    assert manifest == {"run_id": "run-a", "rows": 54, "files": result.files}
+    assert not (tmp_path / "_staging" / "run-a").exists()
+
+
+def test_empty_snapshot_still_has_a_schema_file(tmp_path: Path) -> None:
+    partition = publish(tmp_path, "run-empty", 0)
+    [data_file] = list(partition.glob("*.parquet"))
+    table = pq.read_table(data_file)
+    assert table.num_rows == 0
+    assert table.schema.names == FILE_SCHEMA.names
+
+
+@pytest.mark.parametrize("exchange", [True, False])
+def test_republish_replaces_the_partition_whole(tmp_path: Path, exchange: bool) -> None:
+    publish(tmp_path, "run-old", 30)
+    partition = publish(tmp_path, "run-new", 5, exchange=exchange)
+    names = sorted(p.name for p in partition.iterdir())
+    assert names == [MANIFEST_NAME, "part-run-new-00000.parquet"]
+    assert pq.read_table(partition).num_rows == 5
+    assert not any((tmp_path / "_staging").iterdir())
+
+
+def test_exchange_swaps_two_directories(tmp_path: Path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    (first / "one").write_text("1")
+    (second / "two").write_text("2")
+    if not exchange_paths(first, second):
+        pytest.skip("renameat2(RENAME_EXCHANGE) not supported on this filesystem")
+    assert [p.name for p in first.iterdir()] == ["two"]
+    assert [p.name for p in second.iterdir()] == ["one"]
+
+
+def interrupted_publish(root: Path, *, staged_survives: bool) -> Path:
+    """Leave the state a kill between the fallback's two renames would leave."""
+    old = publish(root, "run-old", 3)
+    writer = SnapshotWriter(root, DAY, "run-new", exchange=False)
+    writer.add_rows(rows(7))
+    writer._flush()  # complete the staged files, as publish() does before swapping
+    writer._close_file()
+    (writer.staged / MANIFEST_NAME).write_text("{}")
+    previous = writer.work_dir / "previous"
+    journal = {"final": str(old), "staged": str(writer.staged), "previous": str(previous)}
+    (writer.work_dir / "publish-journal.json").write_text(json.dumps(journal))
+    os.rename(old, previous)  # first rename done, then the process died
+    if not staged_survives:
+        shutil.rmtree(writer.staged)
+    return old
+
+
+def test_recovery_rolls_an_interrupted_publish_forward(tmp_path: Path) -> None:
+    final = interrupted_publish(tmp_path, staged_survives=True)
+    assert not final.exists()
+    actions = recover_staging(tmp_path)
+    assert pq.read_table(final).num_rows == 7
+    assert any("completed interrupted publish" in a for a in actions)
+    assert not any((tmp_path / "_staging").iterdir())
+
+
+def test_recovery_restores_the_previous_partition_without_a_staged_copy(tmp_path: Path) -> None:
+    final = interrupted_publish(tmp_path, staged_survives=False)
+    recover_staging(tmp_path)
+    assert pq.read_table(final).num_rows == 3
+
+
+def test_recovery_deletes_abandoned_staging(tmp_path: Path) -> None:
+    publish(tmp_path, "run-old", 3)
+    writer = SnapshotWriter(tmp_path, DAY, "run-killed")
+    writer.add_rows(rows(20))
+    writer._flush()
+    actions = recover_staging(tmp_path)
+    assert actions == ["removed leftover staging run-killed"]
+    assert pq.read_table(partition_dir(tmp_path, DAY)).num_rows == 3
+
+
+def test_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, pathlib; from connector.lock import RunLock; "
+            f"lock = RunLock(pathlib.Path({str(tmp_path)!r}), 'run-holder').acquire(); "
+            "print('locked', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "locked\n"
+        with pytest.raises(LockHeldError) as caught:
+            RunLock(tmp_path, "run-second").acquire()
+        message = str(caught.value)
+        assert f"pid {holder.pid} on host" in message
+        assert "(run run-holder)" in message
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=10)
+        assert holder.stdout is not None
+        holder.stdout.close()
+    with RunLock(tmp_path, "run-third"):  # released when the holder exited
+        pass
+
+
+def test_stale_lock_file_from_a_dead_process_does_not_block(tmp_path: Path) -> None:
+    stale = {"pid": 999_999, "host": "gone", "started_at": "2026-01-01T03:00:00+00:00"}
+    (tmp_path / LOCK_NAME).write_text(json.dumps(stale))
+    with RunLock(tmp_path, "run-new"):
+        recorded = json.loads((tmp_path / LOCK_NAME).read_text())
+        assert recorded["pid"] == os.getpid()
+        assert recorded["run_id"] == "run-new"
+
+
+def test_rejected_payload_is_truncated_redacted_and_outside_the_dataset(tmp_path: Path) -> None:
+    secret = "s3cr3t-token"
+    raw = b'{"name": "' + secret.encode() + b'", "pad": "' + b"x" * (2 * MAX_BODY_BYTES) + b'"}'
+    error = TargetError(f"bad body mentioning {secret}", org="acme", model="m", status=200)
+    error.error_type = "invalid_payload"
+    path = save_rejected(tmp_path, DAY, error, raw, [secret])
+    assert path == tmp_path / "_rejected" / "2026-03-01" / "acme" / "m.json"
+    kept = json.loads(path.read_text())
+    assert kept["body_truncated"] is True
+    assert kept["body_bytes"] == len(raw)
+    assert len(kept["body"].encode()) <= MAX_BODY_BYTES
+    assert secret not in path.read_text()
+    assert kept["detail"] == "bad body mentioning [REDACTED]"
