@@ -6,7 +6,7 @@ The public library API; the `connector` command line is a thin shell over exactl
 from connector._version import __version__
 from connector.config import Config, load_config
 from connector.errors import ConnectorError, ExitCode
-from connector.extract import extract
+from connector.extraction import extract
 from connector.schema import DATASET_SCHEMA, FILE_SCHEMA, SCHEMA_VERSION
 from connector.summary import RunSummary
 

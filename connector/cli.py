@@ -133,7 +133,7 @@ def extract(
     log_format: str,
 ) -> None:
     """Fetch every configured model's versions and publish the day's snapshot."""
-    from connector.extract import extract as run_extract
+    from connector.extraction import extract as run_extract
     from connector.metrics import write_metrics
 
     configure_logging(log_level, log_format)

@@ -1,0 +1,215 @@
+"""`make bench`: extraction speed, CPU and memory against the simulated registry.
+
+The simulator runs in its own process (so its CPU is not billed to the client) with 20 ms of
+latency per request. Each measurement runs the connector in a fresh child process so peak RSS is
+the run's own. Targets (issue "The extractor end to end"):
+
+- wall time <= 1.25 x ideal + 1 s, where ideal = requests x latency / concurrency
+- client CPU of the extract <= 1.5 s (2,000 models)
+- peak RSS grows < 20% from 2,000 to 20,000 models
+- >= 15x faster than a sequential requests + pandas.json_normalize + to_parquet loop
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+LATENCY_MS = 20.0
+CONCURRENCY = 16
+TOKEN = "bench-token"
+MODELS_PER_ORG = 500
+
+
+def start_simulator(models: int) -> tuple[subprocess.Popen[str], str]:
+    orgs = max(1, models // MODELS_PER_ORG)
+    command = [
+        sys.executable,
+        "-m",
+        "connector",
+        "simulate",
+        "--orgs",
+        str(orgs),
+        "--models-per-org",
+        str(models // orgs),
+        "--versions-per-model",
+        "10",
+        "--versions-shape",
+        "objects",
+        "--latency-ms",
+        str(LATENCY_MS),
+        "--token",
+        TOKEN,
+    ]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=REPO)
+    assert process.stdout is not None
+    line = process.stdout.readline().strip()
+    if not line.startswith("listening on "):
+        process.kill()
+        raise SystemExit(f"simulator did not start: {line!r}")
+    return process, line.removeprefix("listening on ")
+
+
+def stop(process: subprocess.Popen[str]) -> None:
+    process.terminate()
+    process.wait(timeout=10)
+    if process.stdout:
+        process.stdout.close()
+
+
+CHILD = r"""
+import json, resource, sys, time
+from datetime import date
+from connector.config import parse_config
+from connector.extraction import extract
+document = json.loads(sys.argv[1])
+config = parse_config(document, env={"BENCH_TOKEN": sys.argv[2]})
+cpu0, wall0 = time.process_time(), time.perf_counter()
+summary = extract(config, date(2026, 1, 1), progress=False)
+cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+print(json.dumps({"wall": wall, "cpu": cpu, "rss": rss, "rows": summary.rows,
+                  "exit": int(summary.exit_code), "requests": sum(summary.requests.values())}))
+"""
+
+
+def run_connector(url: str, models: int, output: Path) -> dict[str, Any]:
+    orgs = max(1, models // MODELS_PER_ORG)
+    document = {
+        "registry": {
+            "base_url": url,
+            "token": "${BENCH_TOKEN}",
+            "concurrency": CONCURRENCY,
+            "timeout_seconds": 30,
+        },
+        "orgs": [
+            {"name": f"org-{o:02d}", "models": [f"model-{m:04d}" for m in range(models // orgs)]}
+            for o in range(orgs)
+        ],
+        "output": {"uri": str(output)},
+    }
+    completed = subprocess.run(
+        [sys.executable, "-c", CHILD, json.dumps(document), TOKEN],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    if result["exit"] != 0:
+        raise SystemExit(f"extract failed: {completed.stdout}\n{completed.stderr}")
+    return result
+
+
+def run_baseline(url: str, models: int, output: Path) -> dict[str, Any]:
+    """The naive approach: one request at a time, json_normalize, one to_parquet at the end."""
+    import pandas as pd
+    import requests
+
+    orgs = max(1, models // MODELS_PER_ORG)
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    frames = []
+    with requests.Session() as session:
+        session.headers["Authorization"] = f"Bearer {TOKEN}"
+        for org in range(orgs):
+            for model in range(models // orgs):
+                response = session.get(
+                    f"{url}/api/v1/org/org-{org:02d}/models/model-{model:04d}/versions",
+                    timeout=30,
+                )
+                response.raise_for_status()
+                body = response.json()
+                frame = pd.json_normalize(body["versions"])
+                frame["model_name"] = body["name"]
+                frames.append(frame)
+    pd.concat(frames).to_parquet(output / "baseline.parquet")
+    return {"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0}
+
+
+def measure(models: int, repeats: int, baseline: bool) -> dict[str, Any]:
+    process, url = start_simulator(models)
+    try:
+        runs = []
+        for _ in range(repeats):
+            with tempfile.TemporaryDirectory(prefix="bench-") as output:
+                runs.append(run_connector(url, models, Path(output)))
+        result: dict[str, Any] = {
+            "models": models,
+            "requests": runs[0]["requests"],
+            "rows": runs[0]["rows"],
+            "wall_median": statistics.median(r["wall"] for r in runs),
+            "cpu_median": statistics.median(r["cpu"] for r in runs),
+            "rss_peak_max": max(r["rss"] for r in runs),
+        }
+        if baseline:
+            with tempfile.TemporaryDirectory(prefix="bench-base-") as output:
+                result["baseline"] = run_baseline(url, models, Path(output))
+        return result
+    finally:
+        stop(process)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", type=int, default=2000)
+    parser.add_argument("--large-models", type=int, default=20000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-baseline", action="store_true")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    args = parser.parse_args()
+    os.environ.setdefault("PYTHONPATH", str(REPO))
+
+    small = measure(args.models, args.repeats, baseline=not args.no_baseline)
+    large = measure(args.large_models, 1, baseline=False)
+    ideal = small["requests"] * LATENCY_MS / 1000 / CONCURRENCY
+    checks = {
+        "wall <= 1.25 x ideal + 1 s": small["wall_median"] <= 1.25 * ideal + 1,
+        "client CPU <= 1.5 s": small["cpu_median"] <= 1.5,
+        "peak RSS growth 2k -> 20k < 20%": large["rss_peak_max"] < 1.2 * small["rss_peak_max"],
+    }
+    report = {
+        "small": small,
+        "large": large,
+        "ideal_seconds": ideal,
+        "wall_over_ideal": small["wall_median"] / ideal,
+        "rss_growth": large["rss_peak_max"] / small["rss_peak_max"] - 1,
+    }
+    if "baseline" in small:
+        speedup = small["baseline"]["wall"] / small["wall_median"]
+        report["speedup_vs_baseline"] = speedup
+        checks["speedup >= 15x"] = speedup >= 15
+    mib = 1024 * 1024
+    print(f"models {small['models']:,}: {small['rows']:,} rows, {small['requests']:,} requests")
+    print(
+        f"  wall median {small['wall_median']:.2f}s (ideal {ideal:.2f}s, "
+        f"ratio {report['wall_over_ideal']:.2f}); CPU median {small['cpu_median']:.2f}s; "
+        f"peak RSS {small['rss_peak_max'] / mib:.0f} MiB"
+    )
+    if "baseline" in small:
+        print(
+            f"  sequential baseline {small['baseline']['wall']:.2f}s wall, "
+            f"{small['baseline']['cpu']:.2f}s CPU: "
+            f"connector {report['speedup_vs_baseline']:.1f}x faster"
+        )
+    print(
+        f"models {large['models']:,}: {large['rows']:,} rows, wall {large['wall_median']:.2f}s, "
+        f"peak RSS {large['rss_peak_max'] / mib:.0f} MiB (growth {report['rss_growth']:+.1%})"
+    )
+    for name, passed in checks.items():
+        print(f"  [{'PASS' if passed else 'FAIL'}] {name}")
+    if args.json:
+        args.json.write_text(json.dumps({**report, "checks": checks}, indent=2))
+    return 0 if all(checks.values()) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
