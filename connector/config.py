@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -21,6 +21,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -35,7 +36,17 @@ ModelSlug = Annotated[str, Field(pattern=MODEL_PATTERN, description="model slug,
 
 
 class _Settings(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=False)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """Lax mode lets `${VAR}` text become a number, but it would also read `true` as 1."""
+        if isinstance(value, bool) and info.field_name is not None:
+            annotation = cls.model_fields[info.field_name].annotation
+            if annotation in (int, float) or float in get_args(annotation):
+                raise ValueError("expected a number, got a boolean")
+        return value
 
 
 class RetrySettings(_Settings):
@@ -77,8 +88,16 @@ class RegistrySettings(_Settings):
     @classmethod
     def _http_url(cls, value: str) -> str:
         parts = urlsplit(value)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+        # The value itself is not echoed: it may carry user:password@ credentials.
+        if parts.scheme not in ("http", "https"):
+            given = f"not {parts.scheme}://" if parts.scheme else "no scheme given"
+            raise ValueError(f"must be an http:// or https:// URL ({given})")
+        if not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        try:
+            _ = parts.port
+        except ValueError as exc:  # non-numeric or out of range: fail here, not on every request
+            raise ValueError(f"has an invalid port: {exc}") from exc
         if parts.query or parts.fragment:
             raise ValueError("must not carry a query string or fragment")
         return value.rstrip("/")
@@ -105,6 +124,13 @@ class OrgSettings(_Settings):
     models: list[ModelSlug] = Field(min_length=1, description="model slugs (at least one)")
     token: SecretStr | None = Field(None, description="token for this org only")
 
+    @field_validator("token")
+    @classmethod
+    def _non_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("is empty (leave the key out to use registry.token)")
+        return value
+
     @field_validator("models")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
@@ -120,6 +146,9 @@ class OutputSettings(_Settings):
     uri: str = Field(description="dataset root: a local path or file:// URI")
     min_success_ratio: float = Field(
         0.9, ge=0, le=1, description="publish only if at least this share of targets succeeded"
+    )
+    batch_rows: int = Field(
+        50_000, ge=100, description="rows buffered before a Parquet row group is written"
     )
 
     @field_validator("uri")
@@ -255,13 +284,24 @@ def parse_config(
     try:
         config = Config.model_validate(resolved)
     except ValidationError as exc:
-        problems += _pydantic_problems(exc)
+        # An unset variable already explains any complaint about the value at the same key.
+        unset = tuple(p.split(": ", 1)[0] + ":" for p in problems)
+        problems += [p for p in _pydantic_problems(exc) if not p.startswith(unset)]
         config = None
     if problems or config is None:
         raise ConfigError(problems, source)
     config._warnings = tuple(_literal_token_warnings(raw))
     config._source = source
     return config
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's own message quotes the offending line, which may hold a literal token."""
+    if isinstance(error, yaml.MarkedYAMLError) and error.problem_mark is not None:
+        mark = error.problem_mark
+        what = "; ".join(part for part in (error.context, error.problem) if part)
+        return f"not valid YAML at line {mark.line + 1}, column {mark.column + 1}: {what}"
+    return f"not valid YAML: {error}"
 
 
 def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
@@ -274,5 +314,5 @@ def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = No
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}"], source) from exc
+        raise ConfigError([_yaml_problem(exc)], source) from exc
     return parse_config(raw, env, source)

@@ -149,7 +149,7 @@ def extract(
     with RunLock(root, run_id):
         for action in recover_staging(root):
             log.warning("%s", action, extra={"event": "staging_recovered"})
-        writer = SnapshotWriter(root, day, run_id)
+        writer = SnapshotWriter(root, day, run_id, batch_rows=config.output.batch_rows)
         try:
             _fetch_all(config, summary, writer, root, day, progress)
             _finish(config, summary, writer, ratio)

@@ -39,7 +39,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):  # OverflowError: a huge year
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
@@ -69,10 +69,11 @@ def error_for_status(
     """The typed exception for a non-2xx response, from the error envelope where there is one."""
     content_type = headers.get("Content-Type", "")
     envelope: Any = None
+    is_json = True
     try:
         envelope = json.loads(body)
-    except ValueError:
-        envelope = None
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply
+        is_json = False
     error_class = error_class_for_status(status)
     error_type: str | None = None
     errors: list[dict[str, Any]] = []
@@ -84,7 +85,8 @@ def error_for_status(
             errors = [e for e in envelope["errors"] if isinstance(e, dict)]
     else:
         kind = content_type.split(";")[0].strip() or "unknown content type"
-        detail = f"non-JSON error body ({kind}): {body_snippet(body, content_type)}"
+        what = "error body without the envelope" if is_json else "non-JSON error body"
+        detail = f"{what} ({kind}): {body_snippet(body, content_type)}"
     secrets = list(secrets)
     error = error_class(
         redact(detail, secrets),
@@ -105,7 +107,7 @@ def parse_payload(
     """The JSON document of a 2xx response; PayloadError (raw body kept) if it is not JSON."""
     try:
         return json.loads(body)
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         content_type = headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
         if not body.strip():
             detail = "empty body where a JSON version list was expected"

@@ -140,9 +140,10 @@ def test_read_timeout_is_retried() -> None:
 def test_dripping_server_is_cut_off_at_the_total_deadline() -> None:
     body = b'{"name": "acme/m", "versions": []}' + b" " * 200
     script = [Reply(body=body, headers={"Content-Type": "application/json"}, drip_seconds=0.05)]
-    with ScriptedServer(script) as server, RegistryClient(
-        settings(server.url, timeout_seconds=0.5, retry={"max_attempts": 1})
-    ) as c:
+    with (
+        ScriptedServer(script) as server,
+        RegistryClient(settings(server.url, timeout_seconds=0.5, retry={"max_attempts": 1})) as c,
+    ):
         started = time.monotonic()
         with pytest.raises(errors.TransportError) as caught:
             c.list_model_versions("acme", "m")
@@ -283,9 +284,10 @@ def test_token_is_not_in_repr_or_errors() -> None:
 
 
 def test_rate_limit_is_shared_by_threads() -> None:
-    with ScriptedServer([json_reply(200, VALID_BODY)]) as server, RegistryClient(
-        settings(server.url, max_requests_per_second=20, concurrency=4)
-    ) as client:
+    with (
+        ScriptedServer([json_reply(200, VALID_BODY)]) as server,
+        RegistryClient(settings(server.url, max_requests_per_second=20, concurrency=4)) as client,
+    ):
         threads = [
             threading.Thread(
                 target=lambda: [client.list_model_versions("acme", "m") for _ in range(10)]

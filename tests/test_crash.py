@@ -63,7 +63,10 @@ def test_sigkill_at_any_moment_leaves_published_data_intact(
 ) -> None:
     registry = start_simulator(orgs=2, models_per_org=30, versions_shape="objects")
     out = tmp_path / "out"
-    document = config_document(registry, out, registry_settings={"concurrency": 2})
+    # Small row groups, so a kill mid-run leaves partly written Parquet files in staging.
+    document = config_document(
+        registry, out, registry_settings={"concurrency": 2}, output_settings={"batch_rows": 100}
+    )
     config = write_config(tmp_path / "c.yaml", document)
     baseline = extract(
         parse_config(document, env={"MODEL_REGISTRY_TOKEN": TOKEN}), date(2026, 1, 1)

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
-from helpers import TOKEN, config_document, write_config
+from helpers import config_document, write_config
 
 from connector.cli import main
 from connector.simulator import FaultPlan, SimulatedRegistry
@@ -212,7 +212,7 @@ def test_summary_json_and_metrics_file(
     text = metrics.read_text()
     assert 'model_versions_connector_targets{output="' in text
     assert 'outcome="succeeded"} 6' in text
-    assert f"model_versions_connector_rows{{output=\"{tmp_path / 'out'}\"}} {summary['rows']}" in text
+    assert f'model_versions_connector_rows{{output="{tmp_path / "out"}"}} {summary["rows"]}' in text
     assert "model_versions_connector_last_success_timestamp_seconds" in text
     assert 'status="200"} 6' in text
 

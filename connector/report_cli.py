@@ -1,0 +1,112 @@
+"""`connector report`: downloads gained over a window, as a table, CSV, JSON or an HTML page.
+
+Thin on purpose: parse the options, call `connector.report.compute_report`, render, write. Errors
+are the connector's exceptions; the CLI group turns them into exit codes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import click
+
+from connector.render import FORMATS, render, write_output
+from connector.report import GROUPINGS, compute_report
+
+_DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
+def _dataset_uri(data: str | None, config_path: Path | None) -> str:
+    """`--data` wins; otherwise the config's `output.uri` (the config loads only when needed)."""
+    if data:
+        return data
+    if config_path is None:
+        raise click.UsageError(
+            "give the dataset with --data URI, or --config FILE to use its output.uri"
+        )
+    from connector.config import load_config
+
+    return load_config(config_path).output.uri
+
+
+@click.command("report")
+@click.option("--data", metavar="URI", help="Dataset root (the extractor's output.uri).")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Config file whose output.uri is the dataset (--data wins).",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Latest snapshot against the latest one at least N days older.  [default: 1]",
+)
+@click.option("--start", type=_DATE, help="Window start (YYYY-MM-DD); not with --days.")
+@click.option("--end", type=_DATE, help="Window end (YYYY-MM-DD, default: latest); needs --start.")
+@click.option(
+    "--by", type=click.Choice(GROUPINGS), default="model", show_default=True, help="Group rows by."
+)
+@click.option(
+    "--top",
+    type=click.IntRange(min=0),
+    default=20,
+    show_default=True,
+    help="Keep the K groups that gained most; 0 keeps all.",
+)
+@click.option("--org", "orgs", multiple=True, metavar="ORG", help="Only this org (repeatable).")
+@click.option(
+    "--model", "models", multiple=True, metavar="MODEL", help="Only this model slug (repeatable)."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="table for a terminal, csv, json (a list of objects), or html (one self-contained page).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to FILE (atomically) instead of stdout.",
+)
+def report(
+    data: str | None,
+    config_path: Path | None,
+    days: int | None,
+    start: datetime | None,
+    end: datetime | None,
+    by: str,
+    top: int,
+    orgs: tuple[str, ...],
+    models: tuple[str, ...],
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Downloads gained per version, model, org or framework between two snapshots."""
+    if days is not None and (start is not None or end is not None):
+        raise click.UsageError("--days cannot be combined with --start/--end")
+    if end is not None and start is None:
+        raise click.UsageError("--end needs --start")
+    result = compute_report(
+        _dataset_uri(data, config_path),
+        days=days,
+        start=start.date() if start else None,
+        end=end.date() if end else None,
+        by=by,
+        top=top or None,
+        org=orgs,
+        model=models,
+    )
+    text = render(result, fmt)
+    if fmt in ("csv", "json"):  # the table and the page show their notes themselves
+        for note in result.notes:
+            click.echo(f"note: {note}", err=True)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        write_output(output, text)
+        click.echo(f"wrote {output}", err=True)

@@ -1,0 +1,110 @@
+"""The README tells the truth (schema, exit codes, commands) and every command has help."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from connector.cli import main
+from connector.errors import ExitCode
+from connector.schema import markdown_table
+
+README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+
+
+def section(name: str) -> str:
+    match = re.search(rf"<!-- {name}:start -->\n(.*?)<!-- {name}:end -->", README, re.S)
+    assert match, f"README has no {name} markers"
+    return match.group(1).strip()
+
+
+def test_readme_schema_table_is_generated_from_the_schema() -> None:
+    assert section("schema") == markdown_table()
+
+
+def test_readme_lists_every_exit_code() -> None:
+    rows = re.findall(r"^\| (\d+) \| `(\w+)` \|", section("exit-codes"), re.M)
+    assert [(int(code), name) for code, name in rows] == [
+        (int(code), code.name.lower()) for code in ExitCode
+    ]
+
+
+def test_readme_sections_are_in_order() -> None:
+    headings = [
+        "## The two commands",
+        "## Configuration reference",
+        "## The dataset",
+        "## Exit codes",
+        "## Failure handling",
+        "## Scheduling",
+        "## Querying the data",
+    ]
+    positions = [README.index(h) for h in headings]
+    assert positions == sorted(positions)
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_command_has_help(command: str) -> None:
+    result = CliRunner().invoke(main, [command, "--help"])
+    assert result.exit_code == 0
+    assert main.commands[command].help
+    for option in main.commands[command].params:
+        if option.name != "help" and isinstance(option, __import__("click").Option):
+            assert option.help, f"{command} --{option.name} has no help text"
+
+
+def test_every_option_of_extract_is_in_the_readme_or_help() -> None:
+    for option in main.commands["extract"].params:
+        for flag in getattr(option, "opts", []):
+            if flag.startswith("--") and flag not in ("--help", "--config"):
+                assert flag in README, f"{flag} is not documented in the README"
+
+
+def test_validate_reports_every_problem_with_its_key_path(tmp_path: Path) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text(
+        "registry:\n  base_url: ftp://example.com\n  token: ${NOPE_NOT_SET_ANYWHERE}\n"
+        "  concurency: 3\norgs:\n  - name: acme\n    models: []\n"
+        "  - name: ok\n    models: [good, 'bad slug']\noutput:\n  uri: ./data\n"
+    )
+    result = CliRunner().invoke(main, ["validate", "--config", str(config)])
+    assert result.exit_code == 2
+    for expected in (
+        "registry.token: environment variable NOPE_NOT_SET_ANYWHERE is not set",
+        "registry.base_url:",
+        "registry.concurency: unknown key",
+        "orgs[0].models:",
+        "orgs[1].models[1]: not a valid slug",
+    ):
+        assert expected in result.stderr, expected
+    assert result.stderr.startswith("Error: ")
+
+
+def test_validate_accepts_a_good_file_and_warns_about_literal_tokens(tmp_path: Path) -> None:
+    config = tmp_path / "good.yaml"
+    config.write_text(
+        "registry:\n  base_url: https://registry.example.com\n  token: literal-token-value\n"
+        "orgs:\n  - name: acme\n    models: [a, b]\noutput:\n  uri: ./data\n"
+    )
+    result = CliRunner().invoke(main, ["validate", "--config", str(config)])
+    assert result.exit_code == 0
+    assert "OK: " in result.stdout and "1 org(s), 2 model(s)" in result.stdout
+    assert "registry.token is a literal token" in result.stderr
+    assert "literal-token-value" not in result.output
+
+
+def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["validate", "--config", str(tmp_path / "none.yaml")])
+    assert result.exit_code == 2
+    assert "cannot read the file" in result.stderr
+
+
+def test_bad_date_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["extract", "--config", str(tmp_path / "x.yaml"), "--date", "29/11/2026"]
+    )
+    assert result.exit_code == 2
+    assert "expected YYYY-MM-DD" in result.output

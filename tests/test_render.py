@@ -1,0 +1,272 @@
+"""Rendering a report: the aligned table, CSV and JSON that parse back, the self-contained HTML
+page (checked statically, and drawn in headless Chromium), and atomic `-o` output."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import stat
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from test_dataset import V, daily_dataset, snapshot_frame
+
+from connector.errors import ConfigError, OutputError
+from connector.render import chart_data, render, render_html, render_table, write_output
+from connector.report import REPORT_COLUMNS, Report, compute_report, resolve_window, summarize
+from connector.report_cli import report as report_command
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+NASTY = '<img src=x onerror="alert(1)">&amp;\'</script>'
+
+
+def sample(by: str = "version") -> Report:
+    """Three days, numbers of very different widths, a new, a disappeared and a hostile name."""
+    frame = snapshot_frame(
+        {
+            "2024-01-01": [
+                V("acme", "big", "1.0", 1_000_000),
+                V("acme", "small", "0.1", 3),
+                V("acme", "old", "0.9", 10),
+                V("globex", NASTY, "1", 5, framework=NASTY),
+            ],
+            "2024-01-02": [V("acme", "big", "1.0", 1_100_000), V("acme", "small", "0.1", 4)],
+            "2024-01-03": [
+                V("acme", "big", "1.0", 1_234_567),
+                V("acme", "small", "0.1", 5),
+                V("acme", "small", "0.2", 12, "2024-01-02T09:00:00"),
+                V("globex", NASTY, "1", 25, framework=NASTY),
+            ],
+        }
+    )
+    window = resolve_window(
+        [pd.Timestamp(d).date() for d in ("2024-01-01", "2024-01-02", "2024-01-03")], days=2
+    )
+    return summarize(frame, window, by=by, top=None)
+
+
+def test_table_is_aligned_with_thousands_separators() -> None:
+    text = render_table(sample())
+    lines = text.splitlines()
+    assert lines[0] == "Downloads gained by version, 2024-01-01 to 2024-01-03"
+    assert lines[1] == "2 days, 3 snapshots; 234,601 downloads gained across 5 versions"
+    header, rule, *rows = (line for line in lines[3:] if not line.startswith("note: "))
+    assert len(rows) == 5
+    spans = [m.span() for m in re.finditer(r"-+", rule)]
+    headers = [header[a:b].strip() for a, b in spans]
+    numeric = {"downloads", "baseline", "gained", "per day", "share"}
+    for line in rows:
+        for (a, b), name in zip(spans, headers, strict=True):
+            cell = line[a:b]
+            if name in numeric and cell.strip():
+                assert cell == cell.rjust(b - a) and not cell.endswith(" "), (name, line)
+            elif cell.strip():
+                assert not cell.startswith(" "), (name, line)
+    big = next(line for line in rows if " big " in line)
+    assert "1,234,567" in big and "234,567" in big and "117,283.5" in big and "100.0%" in big
+    assert "<0.1%" in next(line for line in rows if " 0.1 " in line)
+    old = next(line for line in rows if " old " in line)
+    assert re.search(r"old\s+0\.9\s+pytorch\s+2023-01-01 00:00\s+-\s+10\s+0\s", old)
+    assert 'globex  <img src=x onerror="alert(1)">&amp;\'<...  1  ' in text  # cut at 40
+    assert text.count("note: ") == 1 and "in the start snapshot but not the end" in text
+
+
+def test_csv_parses_back_with_pandas() -> None:
+    result = sample()
+    parsed = pd.read_csv(io.StringIO(render(result, "csv")), keep_default_na=False)
+    assert list(parsed.columns) == REPORT_COLUMNS["version"]
+    assert parsed["downloads_gained"].tolist() == result.table["downloads_gained"].tolist()
+    assert parsed["is_new"].tolist() == result.table["is_new"].tolist()
+    assert parsed["model"].tolist()[1] == NASTY
+    assert set(parsed["start_snapshot"]) == {"2024-01-01"}
+    assert parsed.loc[parsed["model"] == "old", "download_count"].tolist() == [""]
+
+
+@pytest.mark.parametrize("by", ["version", "model", "org", "framework"])
+def test_json_is_a_list_of_objects_with_the_documented_keys(by: str) -> None:
+    objects = json.loads(render(sample(by), "json"))
+    assert isinstance(objects, list) and objects
+    for item in objects:
+        assert {"download_count", "downloads_gained", "gained_per_day", "share_of_gained"} <= set(
+            item
+        )
+        assert (item["start_snapshot"], item["end_snapshot"]) == ("2024-01-01", "2024-01-03")
+        assert ("version" in item) == (by == "version")
+        assert ("org" in item) == (by != "framework") and ("model" in item) == (
+            by in ("model", "version")
+        )
+    first = objects[0]
+    gained = {"version": 234_567, "model": 234_567, "org": 234_581, "framework": 234_581}[by]
+    assert (first["downloads_gained"], first["gained_per_day"]) == (gained, gained / 2)
+    if by == "version":
+        old = next(item for item in objects if item["model"] == "old")
+        assert old["download_count"] is None and old["disappeared"] is True
+        assert objects[0]["created_at"] == "2023-01-01T00:00:00Z"
+
+
+def test_unknown_format_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="format must be one of"):
+        render(sample(), "xml")
+
+
+VOID_ELEMENTS = frozenset({"meta", "link", "br", "img", "input", "hr", "col", "source", "wbr"})
+
+
+class _Structure(HTMLParser):
+    """Collects what a self-contained, well-formed page must (not) contain."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stack: list[str] = []
+        self.problems: list[str] = []
+        self.urls: list[str] = []
+        self.tags: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        for name, value in attrs:
+            if name in ("src", "href", "action", "srcset", "poster") and value != "data:,":
+                self.urls.append(f"{tag} {name}={value}")
+        if tag not in VOID_ELEMENTS:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack.pop() != tag:
+            self.problems.append(f"unbalanced </{tag}>")
+
+
+def test_html_is_one_self_contained_well_formed_page() -> None:
+    page = render_html(sample())
+    assert page.startswith('<!DOCTYPE html>\n<html lang="en">')
+    parser = _Structure()
+    parser.feed(page)
+    parser.close()
+    assert parser.problems == [] and parser.stack == []
+    assert parser.urls == []  # nothing to fetch: no src, no href but the data: favicon
+    assert parser.tags.count("svg") == 1 and parser.tags.count("table") == 1
+    assert "default-src 'none'" in page and "script-src 'sha256-" in page
+    assert "@import" not in page and "url(" not in page
+    assert re.findall(r"https?://[^\s\"'<>]+", page) == ["http://www.w3.org/2000/svg"]  # a name
+    assert "<img" not in page
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;&amp;amp;&#x27;&lt;/script&gt;" in page
+    data = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page)
+    assert data is not None and "<" not in data.group(1)
+    series = json.loads(data.group(1))["series"]
+    assert [s["label"] for s in series][:2] == ["acme/big@1.0", f"globex/{NASTY}@1"]
+    assert [p["gained"] for p in series[0]["points"]] == [100_000, 134_567]
+
+
+def test_chart_shows_at_most_the_cap() -> None:
+    data = chart_data(sample(), limit=2)
+    assert len(data["series"]) == 2 and data["capped"] is True
+    assert chart_data(sample())["capped"] is False
+
+
+def test_an_empty_report_still_renders(tmp_path: Path) -> None:
+    frame = snapshot_frame(
+        {"2024-01-01": [V("a", "x", "1", None)], "2024-01-02": [V("a", "x", "1", None)]}
+    )
+    window = resolve_window([pd.Timestamp("2024-01-01").date(), pd.Timestamp("2024-01-02").date()])
+    result = summarize(frame, window)
+    assert "(no rows)" in render(result, "table")
+    assert json.loads(render(result, "json")) == []
+    assert render(result, "csv").startswith("org,model,download_count")
+    assert '"series":[]' in render(result, "html")
+
+
+def test_write_output_is_atomic_and_keeps_permissions(tmp_path: Path) -> None:
+    target = tmp_path / "report.html"
+    write_output(target, "first\n")
+    assert target.read_text() == "first\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    os.chmod(target, 0o600)
+    write_output(target, "second\n")
+    assert target.read_text() == "second\n"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert os.listdir(tmp_path) == ["report.html"]  # no temp file left behind
+    with pytest.raises(OutputError, match="cannot write"):
+        write_output(tmp_path / "missing" / "report.html", "x")
+
+
+@pytest.mark.parametrize("fmt", ["table", "csv", "json", "html"])
+def test_output_option_writes_the_file(tmp_path: Path, fmt: str) -> None:
+    daily_dataset(tmp_path / "data", "2024-01-01", 4)
+    target = tmp_path / f"report.{fmt}"
+    result = CliRunner().invoke(
+        report_command,
+        ["--data", str(tmp_path / "data"), "--days", "3", "--format", fmt, "-o", str(target)],
+    )
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "" and f"wrote {target}" in result.stderr
+    text = target.read_text(encoding="utf-8")
+    assert text == render(compute_report(tmp_path / "data", days=3), fmt)
+    assert sorted(os.listdir(tmp_path)) == sorted(["data", target.name])
+
+
+def _chromium(profile: Path) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--window-size=1280,1100",
+        f"--user-data-dir={profile}",
+    ):
+        options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    return webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_html_chart_is_drawn_in_headless_chromium(tmp_path: Path) -> None:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip(
+            "headless Chromium not found: apt-get install chromium chromium-driver"
+            " to run the HTML render test"
+        )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    daily_dataset(tmp_path / "data", "2024-01-01", 8, models=5)
+    page = tmp_path / "report.html"
+    page.write_text(
+        render(compute_report(tmp_path / "data", days=7, top=4), "html"), encoding="utf-8"
+    )
+
+    driver = _chromium(tmp_path / "profile")
+    try:
+        driver.get(page.as_uri())
+        chart = driver.find_element(By.ID, "chart")
+        WebDriverWait(driver, 10).until(lambda _: chart.get_attribute("data-points"))
+        assert chart.get_attribute("data-series") == "4"
+        assert chart.get_attribute("data-points") == str(4 * 7)
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#chart g.series path.line")) == 4
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#chart circle.point")) == 4 * 7
+        paths = [p.get_attribute("d") for p in driver.find_elements(By.CSS_SELECTOR, "path.line")]
+        assert all(d is not None and d.count("L") == 6 for d in paths)
+        legend = [li.text for li in driver.find_elements(By.CSS_SELECTOR, "#legend li")]
+        assert legend == ["acme/model-4", "acme/model-3", "acme/model-2", "acme/model-1"]
+        assert len(driver.find_elements(By.CSS_SELECTOR, "table tbody tr")) == 4
+        if os.environ.get("REPORT_SCREENSHOT"):
+            driver.save_screenshot(os.environ["REPORT_SCREENSHOT"])
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert severe == []
+    finally:
+        driver.quit()
