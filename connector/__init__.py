@@ -4,7 +4,9 @@ The public library API; the `connector` command line is a thin shell over exactl
 """
 
 from connector._version import __version__
+from connector.analytics import Report, compute_report, report
 from connector.config import Config, load_config
+from connector.dataset import load_snapshots
 from connector.errors import ConnectorError, ExitCode
 from connector.extraction import extract
 from connector.schema import DATASET_SCHEMA, FILE_SCHEMA, SCHEMA_VERSION
@@ -17,8 +19,12 @@ __all__ = [
     "Config",
     "ConnectorError",
     "ExitCode",
+    "Report",
     "RunSummary",
     "__version__",
+    "compute_report",
     "extract",
     "load_config",
+    "load_snapshots",
+    "report",
 ]

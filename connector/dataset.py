@@ -138,7 +138,7 @@ def resolve_window(
     start: date | None = None,
     end: date | None = None,
 ) -> Window:
-    """Pick the two snapshots to compare (rules in `connector.report`'s docstring): `days`
+    """Pick the two snapshots to compare (rules in `connector.analytics`'s docstring): `days`
     (default 1) back from the latest, or the snapshots on or nearest before `start`/`end`."""
     _check_window_options(days, start, end)
     dates = sorted(set(available))

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 
 from connector.errors import ConfigError, OutputError
-from connector.report import Report
+from connector.analytics import Report
 
 FORMATS = ("table", "csv", "json", "html")
 CHART_MAX_SERIES = 20  # more lines than this are unreadable; the table still lists every group

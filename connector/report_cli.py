@@ -1,6 +1,6 @@
 """`connector report`: downloads gained over a window, as a table, CSV, JSON or an HTML page.
 
-Thin on purpose: parse the options, call `connector.report.compute_report`, render, write. Errors
+Thin on purpose: parse the options, call `connector.analytics.compute_report`, render, write. Errors
 are the connector's exceptions; the CLI group turns them into exit codes.
 """
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from connector.render import FORMATS, render, write_output
-from connector.report import GROUPINGS, compute_report
+from connector.analytics import GROUPINGS, compute_report
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
 

@@ -18,7 +18,7 @@ from test_dataset import D, V, daily_dataset, snapshot_frame, write_snapshot
 
 from connector.cli import ConnectorGroup
 from connector.errors import ConfigError, ExitCode, NoDataError
-from connector.report import (
+from connector.analytics import (
     GROUPINGS,
     REPORT_COLUMNS,
     Report,

@@ -1,0 +1,106 @@
+"""What an operator sees: a progress bar only on a terminal, JSON log lines, logs on stderr and
+the summary on stdout."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import pty
+import struct
+import subprocess
+import sys
+import termios
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from helpers import TOKEN, config_document, write_config
+
+from connector.cli import main
+from connector.simulator import FaultPlan, SimulatedRegistry
+
+StartSimulator = Callable[..., SimulatedRegistry]
+REPO = Path(__file__).parents[1]
+
+
+def run_with_stderr_on_a_terminal(config: Path, *args: str) -> tuple[int, str]:
+    """Run the CLI in a child whose stderr is a pseudo-terminal; return (exit code, stderr)."""
+    master, slave = pty.openpty()
+    # a fresh pty is 0 columns wide, and tqdm draws nothing in no width: size it like a terminal
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    env = {**os.environ, "MODEL_REGISTRY_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "connector", "extract", "--config", str(config), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        env=env,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(master)
+    return process.wait(timeout=60), b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("flag", "expect_bar"), [((), True), (("--no-progress",), False)])
+def test_progress_bar_on_a_terminal(
+    flag: tuple[str, ...], expect_bar: bool, start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    registry = start_simulator()
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    code, stderr = run_with_stderr_on_a_terminal(config, "--date", "2026-01-01", *flag)
+    assert code == 0
+    assert ("6/6" in stderr and "model" in stderr) is expect_bar, stderr
+
+
+def test_no_progress_bar_when_stderr_is_not_a_terminal(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator()
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    result = CliRunner().invoke(main, ["extract", "--config", str(config), "--date", "2026-01-01"])
+    assert result.exit_code == 0
+    assert "6/6" not in result.stderr
+    forced = CliRunner().invoke(
+        main, ["extract", "--config", str(config), "--date", "2026-01-02", "--progress"]
+    )
+    assert "6/6" in forced.stderr
+
+
+def test_json_logs_carry_structured_fields(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=1, models_per_org=10)
+    registry.set_faults(FaultPlan(not_found=frozenset({"org-00/model-0004"}), rate_5xx=0.3, seed=5))
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    result = CliRunner().invoke(
+        main,
+        ["extract", "--config", str(config), "--date", "2026-01-01", "--log-format", "json"],
+    )
+    assert result.exit_code == 3, result.output
+    records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]
+    assert records, "expected log lines on stderr"
+    assert all({"timestamp", "level", "event", "message"} <= set(r) for r in records)
+    events = {r["event"] for r in records}
+    assert {"run_started", "target_failed", "published", "retry"} <= events
+    [failed] = [r for r in records if r["event"] == "target_failed"]
+    assert (failed["org"], failed["model"], failed["status"], failed["attempt"]) == (
+        "org-00",
+        "model-0004",
+        404,
+        1,
+    )
+    retry = next(r for r in records if r["event"] == "retry")
+    assert retry["level"] == "warning" and retry["attempt"] >= 1 and retry["status"] >= 500
+    # the summary is on stdout, not mixed into the logs
+    assert result.stdout.startswith("snapshot 2026-01-01")
