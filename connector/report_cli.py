@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from connector.render import FORMATS, render, write_output
 from connector.analytics import GROUPINGS, compute_report
+from connector.render import FORMATS, render, write_output
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
 

@@ -16,8 +16,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_dataset import D, V, daily_dataset, snapshot_frame, write_snapshot
 
-from connector.cli import ConnectorGroup
-from connector.errors import ConfigError, ExitCode, NoDataError
 from connector.analytics import (
     GROUPINGS,
     REPORT_COLUMNS,
@@ -29,6 +27,8 @@ from connector.analytics import (
     resolve_window,
     summarize,
 )
+from connector.cli import ConnectorGroup
+from connector.errors import ConfigError, ExitCode, NoDataError
 from connector.report_cli import report as report_command
 
 JAN = [D(f"2024-01-{day:02d}") for day in range(1, 32)]
