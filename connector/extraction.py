@@ -1,7 +1,7 @@
 """One extract run: plan targets, fetch them concurrently, isolate failures, publish a snapshot.
 
-Memory stays flat however many models there are: at most `2 x concurrency` targets are in
-flight, and finished rows go straight to the writer, which flushes them in bounded batches.
+Memory stays flat however many models there are: at most `concurrency` targets are in flight
+and `2 x concurrency` finished ones wait for the writer, which flushes rows in bounded batches.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -37,6 +35,7 @@ from connector.responses import redact
 from connector.schema import SCHEMA_VERSION
 from connector.snapshot import REJECTED_DIR, SnapshotWriter, local_root, recover_staging
 from connector.summary import RunSummary
+from connector.workers import WorkerPool
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +62,9 @@ class _Run:
         self.cancelled = cancelled
         self.incompatible: IncompatibleAPIError | None = None
 
-    def fetch(self, org: str, model: str) -> _TargetOutcome:
-        """Runs in a worker thread: fetch and flatten one target; never raises."""
+    def fetch(self, target: tuple[str, str]) -> _TargetOutcome:
+        """Runs in a worker thread: fetch and flatten one target; never raises a TargetError."""
+        org, model = target
         outcome = _TargetOutcome(org, model)
         with self.blocked_lock:
             blocker = self.blocked_orgs.get(org)
@@ -97,27 +97,6 @@ class _Run:
                 exc.raw = outcome.body
             outcome.error = exc
         return outcome
-
-
-def _bounded_map(
-    executor: ThreadPoolExecutor, run: _Run, targets: list[tuple[str, str]], window: int
-) -> Iterator[_TargetOutcome]:
-    """Yield outcomes as they finish, keeping at most `window` targets in flight."""
-    pending: set[Future[_TargetOutcome]] = set()
-    queue = iter(targets)
-    exhausted = False
-    while True:
-        while not exhausted and len(pending) < window and not run.cancelled.is_set():
-            target = next(queue, None)
-            if target is None:
-                exhausted = True
-                break
-            pending.add(executor.submit(run.fetch, *target))
-        if not pending:
-            return
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        for future in done:
-            yield future.result()
 
 
 def extract(
@@ -187,13 +166,15 @@ def _fetch_all(
     cancelled = threading.Event()  # set on 426: stops new requests and pending retries
     with (
         RegistryClient(config.registry, secrets=secrets, cancelled=cancelled) as client,
-        ThreadPoolExecutor(concurrency, thread_name_prefix="fetch") as executor,
         tqdm(total=len(targets), disable=not show_progress, unit="model", file=sys.stderr) as bar,
     ):
         run = _Run(config, client, cancelled)
-        for outcome in _bounded_map(executor, run, targets, 2 * concurrency):
+        workers = WorkerPool(run.fetch, targets, min(concurrency, len(targets)), name="fetch")
+        for outcome in workers:
             _record(summary, writer, outcome, root, day, secrets)
             bar.update(1)
+            if cancelled.is_set():
+                workers.stop()
         summary.requests = dict(client.requests_by_status)
     if run.incompatible is not None:
         summary.exit_code = ExitCode.INCOMPATIBLE_API

@@ -64,10 +64,15 @@ def _parse_special_time(text: str) -> tuple[datetime, timedelta]:
     raise ValueError(f"not an ISO 8601 timestamp: {text!r}")
 
 
+# Built once: json.dumps with non-default options constructs an encoder on every call.
+_ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
+_ENCODE_ASCII = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def _json_text(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    text = _ENCODE(value)
     if not _is_utf8(text):  # a lone surrogate: keep it exactly, as a JSON escape
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"))
+        text = _ENCODE_ASCII(value)
     return text
 
 
