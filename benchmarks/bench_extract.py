@@ -71,7 +71,8 @@ import json, resource, sys, time
 from datetime import date
 from connector.config import parse_config
 from connector.extraction import extract
-document = json.loads(sys.argv[1])
+with open(sys.argv[1]) as handle:
+    document = json.load(handle)
 config = parse_config(document, env={"BENCH_TOKEN": sys.argv[2]})
 cpu0, wall0 = time.process_time(), time.perf_counter()
 summary = extract(config, date(2026, 1, 1), progress=False)
@@ -97,8 +98,10 @@ def run_connector(url: str, models: int, output: Path) -> dict[str, Any]:
         ],
         "output": {"uri": str(output)},
     }
+    config = output / "bench-config.json"  # outside model_versions/, removed with the directory
+    config.write_text(json.dumps(document))
     completed = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(document), TOKEN],
+        [sys.executable, "-c", CHILD, str(config), TOKEN],
         capture_output=True,
         text=True,
         cwd=REPO,

@@ -29,6 +29,8 @@ _SUMMARY_KEYS = frozenset(
 _INT64_MAX = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
+_MIN_MICROS = (datetime.min - _EPOCH) // _MICROSECOND
+_MAX_MICROS = (datetime.max - _EPOCH) // _MICROSECOND
 # fromisoformat rejects ISO 8601's leap second (:60) and end-of-day (24:00); both are valid.
 _SPECIAL_TIME = re.compile(r"^(?P<date>.+?[T ])(?P<h>\d\d):?(?P<m>\d\d):?(?P<s>\d\d)(?P<rest>.*)$")
 
@@ -43,7 +45,11 @@ def parse_timestamp(text: str) -> int:
     offset = parsed.utcoffset() or timedelta(0)
     naive = parsed.replace(tzinfo=None)
     # Arithmetic on naive values so years near 1 or 9999 with an offset do not overflow.
-    return ((naive - _EPOCH) - offset + carry) // _MICROSECOND
+    micros = ((naive - _EPOCH) - offset + carry) // _MICROSECOND
+    if not _MIN_MICROS <= micros <= _MAX_MICROS:
+        # Parquet could hold it, but pandas, pyarrow's to_pylist and most readers could not.
+        raise ValueError(f"{text!r} is outside the years 0001-9999 once converted to UTC")
+    return micros
 
 
 def _parse_special_time(text: str) -> tuple[datetime, timedelta]:

@@ -101,12 +101,17 @@ def error_for_status(
     return error
 
 
+def _reject_constant(name: str) -> Any:
+    """NaN and Infinity are not JSON (RFC 8259), though Python's parser accepts them."""
+    raise ValueError(f"{name} is not valid JSON")
+
+
 def parse_payload(
     body: bytes, headers: Mapping[str, str], *, org: str, model: str, status: int
 ) -> Any:
     """The JSON document of a 2xx response; PayloadError (raw body kept) if it is not JSON."""
     try:
-        return json.loads(body)
+        return json.loads(body, parse_constant=_reject_constant)
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         content_type = headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
         if not body.strip():

@@ -82,7 +82,10 @@ class RunSummary:
             )
         hidden = len(self.failures) - _MAX_FAILURES_SHOWN
         if hidden > 0:
-            lines.append(f"  ... and {hidden} more failure(s), listed in _manifest.json")
+            where = (
+                "_manifest.json" if self.published else "the JSON summary (--summary-format json)"
+            )
+            lines.append(f"  ... and {hidden} more failure(s), listed in {where}")
         if self.rejected_dir:
             lines.append(f"rejected payloads kept in {self.rejected_dir}")
         return "\n".join(lines)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -99,7 +100,9 @@ class ScriptedServer:
     """A loopback HTTP server that answers from a script, one Reply per request, and records
     every request's headers (urllib3's dummyserver idea: real sockets, exact behaviour)."""
 
-    def __init__(self, script: list[Reply], host: str = "127.0.0.1") -> None:
+    def __init__(
+        self, script: list[Reply], host: str = "127.0.0.1", tls: tuple[Path, Path] | None = None
+    ) -> None:
         self.script = list(script)
         self.requests: list[dict[str, str]] = []
         self.paths: list[str] = []
@@ -123,6 +126,12 @@ class ScriptedServer:
 
         self._server = ThreadingHTTPServer((host, 0), Handler)
         self._server.daemon_threads = True
+        self._scheme = "http"
+        if tls is not None:  # (certificate, key): serve HTTPS
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
+            self._scheme = "https"
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
@@ -155,7 +164,7 @@ class ScriptedServer:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"{self._scheme}://{host}:{port}"
 
     def __enter__(self) -> ScriptedServer:
         self._thread.start()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import logging
+import shutil
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -301,3 +304,36 @@ def test_rate_limit_is_shared_by_threads() -> None:
     # 40 requests at 20/s with a burst of 20: the last goes out no sooner than ~1 s after the first
     assert len(server.arrivals) == 40
     assert server.arrivals[-1] - server.arrivals[0] >= 0.9
+
+
+@pytest.fixture
+def self_signed(tmp_path: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 from a private CA of one (made by the openssl command)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl not found: apt-get install openssl to run the TLS tests")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_tls_is_verified_by_default(self_signed: tuple[Path, Path]) -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)], tls=self_signed) as server:
+        with RegistryClient(settings(server.url)) as client:
+            with pytest.raises(errors.TransportError) as caught:
+                client.list_model_versions("acme", "m")
+    assert caught.value.error_type == "tls_error"
+    assert caught.value.attempts == 1  # a certificate problem is not retried
+    assert "CERTIFICATE_VERIFY_FAILED" in caught.value.detail
+
+
+def test_ca_bundle_trusts_a_private_ca(self_signed: tuple[Path, Path]) -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)], tls=self_signed) as server:
+        with RegistryClient(settings(server.url, ca_bundle=str(self_signed[0]))) as client:
+            result = client.list_model_versions("acme", "m")
+    assert result.payload == VALID_BODY

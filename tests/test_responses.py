@@ -389,3 +389,12 @@ def test_parse_payload_rejects_what_is_not_json(
     assert error.error_type == "invalid_json"
     assert (error.org, error.model, error.status) == (ORG, MODEL, 200)
     assert str(error) == f"{ORG}/{MODEL}: HTTP 200 invalid_json: {detail}"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_non_standard_json_constants_are_rejected(constant: str) -> None:
+    body = f'{{"name": "a/b", "versions": [], "score": {constant}}}'.encode()
+    with pytest.raises(PayloadError) as caught:
+        parse_payload(body, {"Content-Type": "application/json"}, org="a", model="b", status=200)
+    assert caught.value.error_type == "invalid_json"
+    assert f"{constant.lstrip('-')} is not valid JSON" in caught.value.detail
