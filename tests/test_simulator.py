@@ -39,18 +39,14 @@ MakeRegistry = Callable[..., SimulatedRegistry]
 
 
 @pytest.fixture
-def make_registry() -> Iterator[MakeRegistry]:
-    """Start registries with the given config fields; every one is stopped after the test."""
-    started: list[SimulatedRegistry] = []
+def make_registry(start_simulator: MakeRegistry) -> MakeRegistry:
+    """Start registries with the given config fields (the simulator's own default token)."""
 
     def make(**fields: Any) -> SimulatedRegistry:
-        registry = SimulatedRegistry(SimulatorConfig(**fields)).start()
-        started.append(registry)
-        return registry
+        fields.setdefault("token", "sim-token")
+        return start_simulator(**fields)
 
-    yield make
-    for registry in started:
-        registry.stop()
+    return make
 
 
 @pytest.fixture
