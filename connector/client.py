@@ -8,6 +8,7 @@ jitter (`wait_random_exponential`), attempt and elapsed-time stops, and an inter
 
 from __future__ import annotations
 
+import http.cookiejar
 import logging
 import re
 import threading
@@ -19,19 +20,20 @@ from urllib.parse import quote, urlsplit
 
 import requests
 import urllib3
-from requests.adapters import HTTPAdapter
 from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    stop_after_delay,
+    stop_before_delay,
     wait_random_exponential,
 )
 
 from connector._version import __version__
 from connector.config import MODEL_PATTERN, ORG_PATTERN, RegistrySettings
+from connector.deadline import DeadlineAdapter, DeadlineMonitor
 from connector.errors import (
+    AuthenticationError,
     PayloadError,
     RegistryAPIError,
     SkippedError,
@@ -72,8 +74,17 @@ class _RefuseCrossHostRedirect:
 
     def __call__(self, response: requests.Response, **_: Any) -> requests.Response:
         if response.is_redirect:
-            target = requests.compat.urljoin(response.url, response.headers.get("Location", ""))
-            source, dest = urlsplit(response.url), urlsplit(target)
+            try:
+                target = requests.compat.urljoin(response.url, response.headers["Location"])
+                source, dest = urlsplit(response.url), urlsplit(target)
+            except ValueError as exc:  # e.g. "http://[bad": not a URL at all
+                response.close()
+                raise TransportError(
+                    f"redirect to a malformed Location: {exc}",
+                    status=response.status_code,
+                    error_type="redirect_refused",
+                    retryable=False,
+                ) from None
             if (source.scheme, source.netloc) != (dest.scheme, dest.netloc):
                 response.close()
                 raise TransportError(
@@ -102,13 +113,21 @@ class RegistryClient:
         self._secrets = [self._default_token, *(secrets or [])]
         self._limiter = rate_limiter or RateLimiter(settings.max_requests_per_second)
         self._cancelled = cancelled or threading.Event()
+        self._deadlines = DeadlineMonitor()
+        self._blocked: dict[str, AuthenticationError] = {}  # org -> the 401/403 that blocked it
         self._session = requests.Session()
-        adapter = HTTPAdapter(pool_maxsize=settings.concurrency, max_retries=0)
+        adapter = DeadlineAdapter(pool_maxsize=settings.concurrency, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
         self._session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
-        self._session.trust_env = False  # no ~/.netrc credentials or proxy surprises at 3 a.m.
+        # No ~/.netrc (it would replace the bearer token) and no environment proxies by surprise:
+        # a proxy is configured explicitly with registry.proxy.
+        self._session.trust_env = False
+        if settings.proxy:
+            self._session.proxies = {"http": settings.proxy, "https": settings.proxy}
+        # Cookies are not part of the API; a jar shared by every org's token must not carry any.
+        self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         self._session.hooks["response"].append(_RefuseCrossHostRedirect())
         self._counts_lock = threading.Lock()
         self.requests_by_status: Counter[str] = Counter()
@@ -117,8 +136,13 @@ class RegistryClient:
         return f"RegistryClient(base_url={self._settings.base_url!r}, token=<redacted>)"
 
     def close(self) -> None:
-        """Close pooled connections."""
+        """Close pooled connections and stop the deadline monitor."""
         self._session.close()
+        self._deadlines.close()
+
+    def blocked(self, org: str) -> AuthenticationError | None:
+        """The 401/403 that stopped all calls for `org`, if one did."""
+        return self._blocked.get(org)
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -150,8 +174,11 @@ class RegistryClient:
 
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
+            # stop_before_delay: give up when the next sleep would overrun the time budget,
+            # rather than sleeping past it and trying once more.
             stop=(
-                stop_after_attempt(retry.max_attempts) | stop_after_delay(retry.max_elapsed_seconds)
+                stop_after_attempt(retry.max_attempts)
+                | stop_before_delay(retry.max_elapsed_seconds)
             ),
             wait=self._wait,
             sleep=self._sleep,
@@ -169,30 +196,38 @@ class RegistryClient:
     def _attempt(
         self, url: str, token: str, org: str, model: str, number: int
     ) -> tuple[int, bytes, Any]:
+        self._check_blocked(org, model)
         if not self._limiter.acquire(self._cancelled):
-            raise SkippedError("run aborted", org=org, model=model)
+            raise SkippedError("not attempted: the run was aborted", org=org, model=model)
         settings = self._settings
-        deadline = time.monotonic() + settings.timeout_seconds
         try:
-            with self._session.get(
-                url,
-                headers={"Authorization": f"Bearer {token}"},
-                timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
-                stream=True,
-            ) as response:
+            with (
+                self._deadlines.watch(settings.timeout_seconds) as deadline,
+                self._session.get(
+                    url,
+                    headers={"Authorization": f"Bearer {token}"},
+                    timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
+                    stream=True,
+                ) as response,
+            ):
                 status, headers = response.status_code, response.headers
-                body = self._read_body(response, deadline, org, model)
+                body = self._read_body(response, deadline.deadline, org, model)
+                deadline.finish()
         except TransportError as exc:
             exc.org, exc.model = org, model
             self._count("transport_error")
             raise
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             self._count("transport_error")
+            if deadline.expired:
+                raise self._timed_out(org, model) from exc
             raise _transport_error(exc, org, model, self._secrets) from exc
         self._count(str(status))
         if 200 <= status < 300:
             return status, body, parse_payload(body, headers, org=org, model=model, status=status)
         error = error_for_status(status, headers, body, org=org, model=model, secrets=self._secrets)
+        if isinstance(error, AuthenticationError):
+            self._blocked.setdefault(org, error)
         if status == 429:
             retry_after = error.retry_after
             pause = (
@@ -214,12 +249,7 @@ class RegistryClient:
         size = 0
         while True:
             if time.monotonic() > deadline:
-                raise TransportError(
-                    f"response not complete within timeout_seconds="
-                    f"{self._settings.timeout_seconds:g} ({size} bytes received)",
-                    error_type="timeout",
-                    status=response.status_code,
-                )
+                raise self._timed_out(org, model, size, response.status_code)
             chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
             if not chunk:
                 return b"".join(chunks)
@@ -227,6 +257,31 @@ class RegistryClient:
             if size > limit:
                 raise _too_large(size, limit, org, model, response.status_code)
             chunks.append(chunk)
+
+    def _timed_out(
+        self, org: str, model: str, size: int | None = None, status: int | None = None
+    ) -> TransportError:
+        received = f" ({size} bytes of body received)" if size is not None else ""
+        return TransportError(
+            f"response not complete within timeout_seconds="
+            f"{self._settings.timeout_seconds:g}{received}",
+            org=org,
+            model=model,
+            error_type="timeout",
+            status=status,
+        )
+
+    def _check_blocked(self, org: str, model: str) -> None:
+        """After a 401/403 for an org, its other calls (and retries) stop before they start."""
+        blocker = self._blocked.get(org)
+        if blocker is not None:
+            raise SkippedError(
+                f"not attempted: the token for org {org!r} was rejected earlier "
+                f"(HTTP {blocker.status} on {blocker.model})",
+                org=org,
+                model=model,
+                attempts=0,
+            )
 
     def _wait(self, state: RetryCallState) -> float:
         """Full-jitter exponential backoff, or the server's Retry-After (capped) when given."""
@@ -289,6 +344,16 @@ def _transport_error(
 ) -> TransportError:
     """Map requests' and urllib3's exceptions (the body is read through urllib3 directly)."""
     exceptions = requests.exceptions
+    if isinstance(error, exceptions.InvalidHeader):
+        # Its message quotes the header value, which is the token: never pass it on.
+        return TransportError(
+            "the Authorization header is invalid: check the token for stray whitespace or "
+            "control characters",
+            org=org,
+            model=model,
+            error_type="invalid_token",
+            retryable=False,
+        )
     if isinstance(error, exceptions.SSLError | urllib3.exceptions.SSLError):
         kind, retryable = "tls_error", False
     elif isinstance(error, exceptions.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError):

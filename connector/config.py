@@ -35,6 +35,19 @@ OrgSlug = Annotated[str, Field(pattern=ORG_PATTERN, description="org slug, as in
 ModelSlug = Annotated[str, Field(pattern=MODEL_PATTERN, description="model slug, without org")]
 
 
+def _check_token(value: SecretStr, empty_message: str) -> SecretStr:
+    """A token goes into an HTTP header: whitespace or control characters would break it (a CRLF
+    env file leaves a trailing \\r), and the resulting error would quote the token."""
+    token = value.get_secret_value()
+    if not token.strip():
+        raise ValueError(empty_message)
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in token):
+        raise ValueError(
+            "contains whitespace or control characters (a CRLF line ending in an env file?)"
+        )
+    return value
+
+
 class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=False, allow_inf_nan=False)
 
@@ -82,6 +95,9 @@ class RegistrySettings(_Settings):
         16 * 1024 * 1024, ge=1024, description="a larger response body fails the model"
     )
     ca_bundle: Path | None = Field(None, description="PEM bundle for a private CA")
+    proxy: str | None = Field(
+        None, description="HTTP(S) proxy URL, e.g. ${HTTPS_PROXY}; environment proxies are ignored"
+    )
     retry: RetrySettings = Field(default_factory=RetrySettings)
 
     @field_validator("base_url")
@@ -100,13 +116,20 @@ class RegistrySettings(_Settings):
             raise ValueError(f"has an invalid port: {exc}") from exc
         if parts.query or parts.fragment:
             raise ValueError("must not carry a query string or fragment")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry user:password@ (the token authenticates)")
         return value.rstrip("/")
 
     @field_validator("token")
     @classmethod
-    def _non_empty(cls, value: SecretStr) -> SecretStr:
-        if not value.get_secret_value().strip():
-            raise ValueError("is empty")
+    def _usable_token(cls, value: SecretStr) -> SecretStr:
+        return _check_token(value, "is empty")
+
+    @field_validator("proxy")
+    @classmethod
+    def _proxy_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https", "socks5"):
+            raise ValueError("must be an http://, https:// or socks5:// URL")
         return value
 
     @field_validator("ca_bundle")
@@ -126,10 +149,10 @@ class OrgSettings(_Settings):
 
     @field_validator("token")
     @classmethod
-    def _non_empty(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and not value.get_secret_value().strip():
-            raise ValueError("is empty (leave the key out to use registry.token)")
-        return value
+    def _usable_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        return _check_token(value, "is empty (leave the key out to use registry.token)")
 
     @field_validator("models")
     @classmethod
@@ -304,15 +327,47 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return f"not valid YAML: {error}"
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a YAML config file."""
-    source = os.fspath(path)
+def _read_yaml(source: str) -> Any:
     try:
         text = Path(source).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source) from exc
     try:
-        raw = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(exc)], source) from exc
-    return parse_config(raw, env, source)
+
+
+def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
+    """Read and validate a YAML config file."""
+    source = os.fspath(path)
+    return parse_config(_read_yaml(source), env, source)
+
+
+def validate_output(
+    section: Any, env: Mapping[str, str] | None = None, source: str | None = None
+) -> OutputSettings:
+    """Validate an `output` section alone (also used for --output overrides)."""
+    problems: list[str] = []
+    resolved = interpolate(section, os.environ if env is None else env, ("output",), problems)
+    try:
+        settings = OutputSettings.model_validate(resolved)
+    except ValidationError as exc:
+        problems += [f"output.{p}" for p in _pydantic_problems(exc)]
+        settings = None
+    if problems or settings is None:
+        raise ConfigError(problems, source)
+    return settings
+
+
+def load_output_settings(
+    path: str | os.PathLike[str], env: Mapping[str, str] | None = None
+) -> OutputSettings:
+    """Only the `output` section of a config file: reading the dataset needs no registry
+    token, so a report must not fail because the extractor's environment is not set."""
+    source = os.fspath(path)
+    raw = _read_yaml(source)
+    section = raw.get("output") if isinstance(raw, dict) else None
+    if section is None:
+        raise ConfigError(["output: missing (the report needs output.uri)"], source)
+    return validate_output(section, env, source)

@@ -19,9 +19,8 @@ from tqdm import tqdm
 
 from connector._version import __version__
 from connector.client import RegistryClient
-from connector.config import Config
+from connector.config import Config, validate_output
 from connector.errors import (
-    AuthenticationError,
     ExitCode,
     IncompatibleAPIError,
     OutputError,
@@ -48,7 +47,7 @@ class _TargetOutcome:
     model: str
     rows: list[Row] = field(default_factory=list)
     error: TargetError | None = None
-    body: bytes | None = None
+    elapsed: float = 0.0
 
 
 class _Run:
@@ -57,45 +56,40 @@ class _Run:
     def __init__(self, config: Config, client: RegistryClient, cancelled: threading.Event) -> None:
         self.config = config
         self.client = client
-        self.blocked_orgs: dict[str, AuthenticationError] = {}
-        self.blocked_lock = threading.Lock()
         self.cancelled = cancelled
         self.incompatible: IncompatibleAPIError | None = None
 
     def fetch(self, target: tuple[str, str]) -> _TargetOutcome:
-        """Runs in a worker thread: fetch and flatten one target; never raises a TargetError."""
+        """Runs in a worker thread: fetch and flatten one target. Never raises: whatever goes
+        wrong with one target, even a bug, fails that target and not the run."""
         org, model = target
         outcome = _TargetOutcome(org, model)
-        with self.blocked_lock:
-            blocker = self.blocked_orgs.get(org)
-        if blocker is not None or self.cancelled.is_set():
-            reason = (
-                f"not attempted: the token for org {org!r} was rejected earlier "
-                f"(HTTP {blocker.status} on {blocker.model})"
-                if blocker is not None
-                else "not attempted: the run was aborted"
-            )
-            outcome.error = SkippedError(reason, org=org, model=model, attempts=0)
-            return outcome
+        started = time.monotonic()
+        body: bytes | None = None
         try:
+            if self.cancelled.is_set():
+                raise SkippedError("not attempted: the run was aborted", attempts=0)
             result = self.client.list_model_versions(org, model, self.config.token_for(org))
-            outcome.body = result.body
+            body = result.body
             extracted_at = int(time.time() * 1_000_000)
             outcome.rows = flatten(result.payload, org=org, model=model, extracted_at=extracted_at)
-            outcome.body = None
-        except AuthenticationError as exc:
-            with self.blocked_lock:
-                self.blocked_orgs.setdefault(org, exc)
-            outcome.error = exc
         except IncompatibleAPIError as exc:
             self.incompatible = self.incompatible or exc
             self.cancelled.set()
             outcome.error = exc
         except TargetError as exc:
-            exc.org, exc.model = org, model
-            if exc.raw is None and outcome.body is not None:
-                exc.raw = outcome.body
+            if exc.raw is None:
+                exc.raw = body
             outcome.error = exc
+        except Exception as exc:  # a bug: keep the run going, say so loudly
+            log.exception("unexpected error on %s/%s", org, model, extra={"event": "bug"})
+            outcome.error = TargetError(
+                f"unexpected {type(exc).__name__}: {exc} (a bug; please report it)",
+                error_type="internal_error",
+            )
+        if outcome.error is not None:
+            outcome.error.org, outcome.error.model = org, model
+        outcome.elapsed = time.monotonic() - started
         return outcome
 
 
@@ -114,7 +108,7 @@ def extract(
     """
     started = time.monotonic()
     day = date or datetime.now(UTC).date()
-    uri = output or config.output.uri
+    uri = validate_output({"uri": output}).uri if output else config.output.uri
     root = local_root(uri)
     run_id = uuid.uuid4().hex
     summary = RunSummary(
@@ -170,20 +164,28 @@ def _fetch_all(
     ):
         run = _Run(config, client, cancelled)
         workers = WorkerPool(run.fetch, targets, min(concurrency, len(targets)), name="fetch")
-        for outcome in workers:
-            _record(summary, writer, outcome, root, day, secrets)
-            bar.update(1)
-            if cancelled.is_set():
-                workers.stop()
-        summary.requests = dict(client.requests_by_status)
+        try:
+            for outcome in workers:
+                _record(summary, writer, outcome, root, day, secrets)
+                bar.update(1)
+                if cancelled.is_set():
+                    workers.stop()
+            for org, model in workers.unstarted():  # left over when a 426 stopped the run
+                skipped = SkippedError("not attempted: the run was aborted", attempts=0)
+                skipped.org, skipped.model = org, model
+                _record(
+                    summary, writer, _TargetOutcome(org, model, error=skipped), root, day, secrets
+                )
+        finally:  # also when the writer fails mid-run: the summary must not under-report
+            summary.requests = dict(client.requests_by_status)
+            summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
+            summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
     if run.incompatible is not None:
         summary.exit_code = ExitCode.INCOMPATIBLE_API
         summary.message = (
             f"the registry no longer accepts this connector version ({__version__}): "
             f"HTTP 426 {redact(run.incompatible.detail, secrets)}; {UPGRADE_HINT}"
         )
-    summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
-    summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
 
 
 def _record(
@@ -194,26 +196,45 @@ def _record(
     day: date,
     secrets: list[str],
 ) -> None:
+    fields = {"org": outcome.org, "model": outcome.model, "elapsed": round(outcome.elapsed, 3)}
     if outcome.error is None:
         writer.add_rows(outcome.rows)
         summary.targets_succeeded += 1
+        log.debug(
+            "%s/%s: %d rows",
+            outcome.org,
+            outcome.model,
+            len(outcome.rows),
+            extra={"event": "target_done", **fields},
+        )
         return
     error = outcome.error
+    # Servers echo headers back in error pages: scrub every message once, here, before it is
+    # logged, summarised or written to the manifest.
+    error.detail = redact(error.detail, secrets)
     summary.failures.append(error.to_failure())
     log.error(
         "%s",
         error,
         extra={
             "event": "target_failed",
-            "org": error.org,
-            "model": error.model,
             "status": error.status,
             "attempt": error.attempts,
+            **fields,
         },
     )
     if error.raw is not None:
-        save_rejected(root, day, error, error.raw, secrets)
-        summary.rejected_dir = str(root / REJECTED_DIR / day.isoformat())
+        try:
+            save_rejected(root, day, error, error.raw, secrets)
+            summary.rejected_dir = str(root / REJECTED_DIR / day.isoformat())
+        except OSError as exc:  # keeping evidence must never cost the run
+            log.warning(
+                "could not keep the rejected payload of %s/%s: %s",
+                outcome.org,
+                outcome.model,
+                exc,
+                extra={"event": "rejected_not_saved", **fields},
+            )
 
 
 def _finish(config: Config, summary: RunSummary, writer: SnapshotWriter, ratio: float) -> None:

@@ -15,6 +15,11 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
 
 
+def _number(value: float) -> str:
+    """Exact: `:g` keeps 6 digits, which turns a Unix timestamp into 1.79594e+09."""
+    return str(value) if isinstance(value, int) else repr(float(value))
+
+
 def render_metrics(summary: RunSummary, now: float | None = None) -> str:
     """The text exposition format for one run's summary."""
     now = time.time() if now is None else now
@@ -26,7 +31,7 @@ def render_metrics(summary: RunSummary, now: float | None = None) -> str:
         lines.append(f"# TYPE {_PREFIX}_{name} {kind}")
         for extra, value in samples:
             all_labels = ",".join(part for part in (labels, extra) if part)
-            lines.append(f"{_PREFIX}_{name}{{{all_labels}}} {value:g}")
+            lines.append(f"{_PREFIX}_{name}{{{all_labels}}} {_number(value)}")
 
     metric("last_run_timestamp_seconds", "gauge", "When the last run finished.", [("", now)])
     if summary.published:

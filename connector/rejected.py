@@ -28,7 +28,9 @@ def save_rejected(
     """Write the error and the (truncated, redacted) body; returns the file's path."""
     path = rejected_path(root, day, error.org or "_unknown", error.model or "_unknown")
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = raw[:MAX_BODY_BYTES].decode("utf-8", errors="replace")
+    # Redact the whole body first: a token cut in half by the truncation would not match.
+    body = redact(raw.decode("utf-8", errors="replace"), secrets)
+    kept = body.encode("utf-8")[:MAX_BODY_BYTES].decode("utf-8", errors="ignore")
     write_json_atomic(
         path,
         {
@@ -36,7 +38,7 @@ def save_rejected(
             "detail": redact(error.detail, secrets),
             "body_bytes": len(raw),
             "body_truncated": len(raw) > MAX_BODY_BYTES,
-            "body": redact(body, secrets),
+            "body": kept,
         },
     )
     return path

@@ -25,9 +25,9 @@ def _dataset_uri(data: str | None, config_path: Path | None) -> str:
         raise click.UsageError(
             "give the dataset with --data URI, or --config FILE to use its output.uri"
         )
-    from connector.config import load_config
+    from connector.config import load_output_settings
 
-    return load_config(config_path).output.uri
+    return load_output_settings(config_path).uri
 
 
 @click.command("report")

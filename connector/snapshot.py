@@ -30,6 +30,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from connector.errors import OutputError
@@ -44,6 +45,7 @@ REJECTED_DIR = "_rejected"
 MANIFEST_NAME = "_manifest.json"
 _JOURNAL_NAME = "publish-journal.json"
 _CHUNK_ROWS = 4096
+_LOCAL = pafs.LocalFileSystem()
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
 
@@ -167,15 +169,16 @@ class SnapshotWriter:
             if self._writer is None:
                 name = f"part-{self.run_id[:12]}-{len(self.files):05d}.parquet"
                 self._writer = pq.ParquetWriter(
-                    self.staged / name,
+                    str(self.staged / name),
                     FILE_SCHEMA,
                     compression="zstd",
                     use_dictionary=DICTIONARY_COLUMNS,
+                    filesystem=_LOCAL,  # a local path with ':' in it is never taken for a URI
                 )
                 self.files.append(name)
                 self._file_rows_written = 0
             self._writer.write_table(table)
-        except OSError as exc:
+        except (OSError, pa.ArrowException) as exc:
             raise OutputError(f"cannot write Parquet in {self.staged}: {exc}") from exc
         self.rows += table.num_rows
         self._file_rows_written += table.num_rows
@@ -201,11 +204,15 @@ class SnapshotWriter:
             final = partition_dir(self.root, self.day)
             final.parent.mkdir(parents=True, exist_ok=True)
             self._swap_in(final)
-            _fsync_dir(final.parent)
-        except OSError as exc:
+        except (OSError, pa.ArrowException) as exc:
             raise OutputError(
                 f"cannot publish {partition_dir(self.root, self.day)}: {exc}"
             ) from exc
+        # Published: from here on nothing may report failure, or the summary would lie.
+        try:
+            _fsync_dir(final.parent)
+        except OSError as exc:
+            log.warning("published, but could not fsync %s: %s", final.parent, exc)
         shutil.rmtree(self.work_dir, ignore_errors=True)
         return PublishResult(final, list(self.files), self.rows)
 
@@ -219,14 +226,26 @@ class SnapshotWriter:
         journal = {"final": str(final), "staged": str(self.staged), "previous": str(previous)}
         write_json_atomic(self.work_dir / _JOURNAL_NAME, journal)
         os.rename(final, previous)
-        os.rename(self.staged, final)
+        try:
+            os.rename(self.staged, final)
+        except OSError:
+            os.rename(previous, final)  # put the published partition back before reporting
+            (self.work_dir / _JOURNAL_NAME).unlink()
+            raise
 
     def discard(self) -> None:
-        """Drop everything staged; the published dataset is untouched."""
+        """Drop everything staged; the published dataset is untouched.
+
+        A work dir that still holds a publish journal may hold the published partition itself
+        (a failed rollback): it is left for `recover_staging` rather than deleted.
+        """
         if self._writer is not None:
-            with contextlib.suppress(OSError):
+            with contextlib.suppress(OSError, pa.ArrowException):
                 self._writer.close()
             self._writer = None
+        if (self.work_dir / _JOURNAL_NAME).exists():
+            log.error("publish of %s was interrupted; the next run completes it", self.staged)
+            return
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
 

@@ -45,6 +45,11 @@ class WorkerPool(Generic[Item, Result]):
             for i in range(threads)
         ]
 
+    def unstarted(self) -> list[Item]:
+        """The items no worker took (after `stop()`); call once iteration has ended."""
+        with self._items_lock:
+            return list(self._items)
+
     def stop(self) -> None:
         """Take no new items; those in progress still finish and are yielded."""
         self._stopped.set()

@@ -69,6 +69,8 @@ class Reply:
     delay: float = 0.0  # seconds before the status line (a read timeout if long enough)
     reset: bool = False  # close the connection abruptly instead of answering
     drip_seconds: float = 0.0  # send the body one byte at a time with this pause
+    drip_header_seconds: float = 0.0  # send 100 header lines, one per this many seconds
+    echo_authorization: bool = False  # append the request's Authorization header to the body
 
 
 def json_reply(status: int, document: Any, **headers: str) -> Reply:
@@ -145,19 +147,32 @@ class ScriptedServer:
             )
             handler.close_connection = True
             return
+        body = reply.body
+        if reply.echo_authorization:  # like a WAF or debug page that shows the request
+            body += f"<pre>{handler.headers.get('Authorization')}</pre>".encode()
         handler.send_response(reply.status)
         for name, value in reply.headers.items():
             handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(reply.body)))
+        handler.send_header("Content-Length", str(len(body)))
+        if reply.drip_header_seconds:
+            try:
+                handler.flush_headers()
+                for index in range(100):
+                    handler.wfile.write(f"X-Slow-{index}: {'x' * 10}\r\n".encode())
+                    handler.wfile.flush()
+                    time.sleep(reply.drip_header_seconds)
+            except OSError:
+                handler.close_connection = True
+                return
         handler.end_headers()
         try:
             if reply.drip_seconds:
-                for index in range(len(reply.body)):
-                    handler.wfile.write(reply.body[index : index + 1])
+                for index in range(len(body)):
+                    handler.wfile.write(body[index : index + 1])
                     handler.wfile.flush()
                     time.sleep(reply.drip_seconds)
             else:
-                handler.wfile.write(reply.body)
+                handler.wfile.write(body)
         except OSError:
             handler.close_connection = True
 

@@ -217,29 +217,105 @@ def test_unparseable_retry_after_falls_back_to_backoff(caplog: pytest.LogCapture
 
 
 def test_total_retry_time_is_bounded() -> None:
-    script = [envelope(503, "down", "server_error", **{"Retry-After": "1"})]
+    """A Retry-After longer than what is left of max_elapsed_seconds ends the retries now,
+    instead of sleeping past the budget and trying once more."""
+    script = [envelope(503, "down", "server_error", **{"Retry-After": "4"})]
     with ScriptedServer(script) as server:
-        overrides = {"retry": {"max_attempts": 50, "max_elapsed_seconds": 0.5}}
+        overrides = {"retry": {"max_attempts": 50, "max_elapsed_seconds": 1}}
         with RegistryClient(settings(server.url, **overrides)) as client:
+            started = time.monotonic()
             with pytest.raises(errors.ServerError) as caught:
                 client.list_model_versions("acme", "m")
-    assert caught.value.attempts <= 2
+            elapsed = time.monotonic() - started
+    assert caught.value.attempts == 1
+    assert elapsed < 1
+
+
+class _RetryEvent(logging.Handler):
+    """Sets an event when the client logs a retry (it has processed the 429 by then)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen = threading.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "event", None) == "retry":
+            self.seen.set()
 
 
 def test_429_pauses_every_worker_not_only_the_one_that_saw_it() -> None:
-    """Worker A gets a 429 with Retry-After: 1; worker B, starting right after, must wait too."""
+    """Worker A gets a 429 with Retry-After: 1 and sleeps; worker B, starting during A's sleep,
+    must not send its request before the pause ends either."""
     script = [envelope(429, "slow down", "rate_limit_error", **{"Retry-After": "1"})]
     script += [json_reply(200, VALID_BODY)] * 3
-    with ScriptedServer(script) as server:
-        limiter = RateLimiter(None)
-        with RegistryClient(settings(server.url), rate_limiter=limiter) as client:
-            client.list_model_versions("acme", "a")  # 429, then waits 1 s, then succeeds
-            first_429 = server.arrivals[0]
-            worker = threading.Thread(target=client.list_model_versions, args=("acme", "b"))
-            worker.start()
-            worker.join()
-    # b's request could not go out before the run-wide pause ended
+    retrying = _RetryEvent()
+    logger = logging.getLogger("connector.client")
+    logger.addHandler(retrying)
+    try:
+        with ScriptedServer(script) as server:
+            with RegistryClient(settings(server.url), rate_limiter=RateLimiter(None)) as client:
+                worker_a = threading.Thread(target=client.list_model_versions, args=("acme", "a"))
+                worker_a.start()
+                assert retrying.seen.wait(5)  # A has seen the 429 and is sleeping
+                client.list_model_versions("acme", "b")  # B, while A sleeps
+                worker_a.join()
+    finally:
+        logger.removeHandler(retrying)
+    first_429 = server.arrivals[0]
+    assert sorted(p.rsplit("/", 2)[-2] for p in server.paths) == ["a", "a", "b"]
     assert all(arrival - first_429 >= 0.95 for arrival in server.arrivals[1:])
+
+
+def test_headers_dripped_slowly_are_cut_off_at_the_total_deadline() -> None:
+    """Each header line arrives well within the read timeout; only a total deadline stops it."""
+    slow = Reply(200, b"{}", {"Content-Type": "application/json"}, drip_header_seconds=0.1)
+    with ScriptedServer([slow]) as server:
+        overrides = {"timeout_seconds": 0.5, "retry": {"max_attempts": 1}}
+        with RegistryClient(settings(server.url, **overrides)) as client:
+            started = time.monotonic()
+            with pytest.raises(errors.TransportError) as caught:
+                client.list_model_versions("acme", "m")
+            elapsed = time.monotonic() - started
+    assert caught.value.error_type == "timeout"
+    assert elapsed < 2  # 100 header lines would take 10 s
+
+
+def test_a_401_stops_later_calls_for_that_org_before_they_are_sent() -> None:
+    script = [envelope(401, "bad token", "authentication_error"), json_reply(200, VALID_BODY)]
+    with ScriptedServer(script) as server:
+        with RegistryClient(settings(server.url)) as client:
+            with pytest.raises(errors.AuthenticationError):
+                client.list_model_versions("acme", "a")
+            with pytest.raises(errors.SkippedError, match="token for org 'acme' was rejected"):
+                client.list_model_versions("acme", "b")
+            client.list_model_versions("other-org", "c")
+    assert [p.split("/")[4] for p in server.paths] == ["acme", "other-org"]
+
+
+def test_malformed_redirect_location_fails_the_model_cleanly() -> None:
+    with ScriptedServer([Reply(302, b"", {"Location": "http://[bad"})]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            with pytest.raises(errors.TransportError) as caught:
+                client.list_model_versions("acme", "m")
+    assert caught.value.error_type == "redirect_refused"
+
+
+def test_cookies_are_never_sent_back() -> None:
+    set_cookie = json_reply(200, VALID_BODY, **{"Set-Cookie": "session=abc; Path=/"})
+    with ScriptedServer([set_cookie, json_reply(200, VALID_BODY)]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            client.list_model_versions("acme", "a")
+            client.list_model_versions("globex", "b")
+    assert "Cookie" not in server.requests[1]
+
+
+def test_requests_go_through_the_configured_proxy() -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)]) as proxy:
+        registry = "http://registry.invalid"  # resolvable only by the proxy
+        with RegistryClient(settings(registry, proxy=proxy.url)) as client:
+            result = client.list_model_versions("acme", "m")
+    assert result.payload == VALID_BODY
+    assert proxy.paths == [f"{registry}/api/v1/org/acme/models/m/versions"]
 
 
 def test_redirect_to_another_host_is_refused_and_token_not_sent() -> None:

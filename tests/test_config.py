@@ -795,3 +795,27 @@ def test_minimal_sample_config_equals_defaults() -> None:
     assert set(raw["output"]) == {"uri"}
     config = load_config(SAMPLES / "minimal.yaml", env={"MODEL_REGISTRY_TOKEN": TOKEN})
     assert config.registry == parse_config(valid_raw(), ENV).registry
+
+
+@pytest.mark.parametrize("token", ["abc\r", "abc def", "abc\n", "\tabc", "ab\x00c"])
+def test_token_with_whitespace_or_control_characters_is_refused(token: str) -> None:
+    raw = valid_raw()
+    raw["registry"]["token"] = "${TOKEN_WITH_CR}"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, {**ENV, "TOKEN_WITH_CR": token})
+    assert caught.value.problems == [
+        "registry.token: contains whitespace or control characters "
+        "(a CRLF line ending in an env file?)"
+    ]
+    assert token not in str(caught.value)
+
+
+def test_base_url_with_credentials_is_refused_without_echoing_them() -> None:
+    raw = valid_raw()
+    raw["registry"]["base_url"] = "https://user:hunter2@registry.example.com"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, ENV)
+    assert caught.value.problems == [
+        "registry.base_url: must not carry user:password@ (the token authenticates)"
+    ]
+    assert "hunter2" not in str(caught.value)

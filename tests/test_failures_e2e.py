@@ -8,13 +8,14 @@ import logging
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import TOKEN, config_document, write_config
+from helpers import TOKEN, Reply, ScriptedServer, config_document, write_config
 from test_extract_e2e import DAY1, dataset_rows, expected, file_hashes, project
 
-from connector import extract
+from connector import extract, extraction
 from connector.cli import main
 from connector.config import parse_config
 from connector.errors import ExitCode
@@ -281,3 +282,118 @@ def test_token_never_appears_in_any_output(
         assert TOKEN.encode() not in parquet.read_bytes()
     assert all(TOKEN not in record.getMessage() for record in caplog.records)
     logging.getLogger("connector").handlers.clear()
+
+
+def test_token_echoed_by_a_server_is_scrubbed_everywhere(
+    tmp_path: Path, token_env: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A proxy's debug page answering 200 and quoting the request headers."""
+    page = Reply(
+        200, b"<html>Access check</html>", {"Content-Type": "text/html"}, echo_authorization=True
+    )
+    with ScriptedServer([page]) as server:
+        document = {
+            "registry": {"base_url": server.url, "token": "${MODEL_REGISTRY_TOKEN}"},
+            "orgs": [{"name": "acme", "models": ["a", "b"]}],
+            "output": {"uri": str(tmp_path / "out"), "min_success_ratio": 0},
+        }
+        summary = extract(parse_config(document), date(2026, 1, 1))
+    assert summary.exit_code == ExitCode.PARTIAL
+    assert "[REDACTED]" in summary.failures[0]["detail"]
+    texts = [json.dumps(summary.to_dict()), summary.render_text()]
+    texts += [r.getMessage() for r in caplog.records]
+    texts += [p.read_text() for p in (tmp_path / "out").rglob("*.json")]
+    assert all(TOKEN not in text for text in texts)
+
+
+def test_an_unexpected_error_in_one_target_fails_only_that_target(
+    start_simulator: StartSimulator,
+    tmp_path: Path,
+    token_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    registry = start_simulator(orgs=1, models_per_org=10)
+    real_flatten = extraction.flatten
+
+    def buggy(payload: Any, *, org: str, model: str, extracted_at: int) -> list[Any]:
+        if model == "model-0004":
+            raise KeyError("a bug")
+        return real_flatten(payload, org=org, model=model, extracted_at=extracted_at)
+
+    monkeypatch.setattr(extraction, "flatten", buggy)
+    config = parse_config(config_document(registry, tmp_path / "out"))
+    summary = extract(config, date(2026, 1, 1))
+    assert summary.exit_code == ExitCode.PARTIAL
+    [failure] = summary.failures
+    assert (failure["model"], failure["error_type"]) == ("model-0004", "internal_error")
+    assert "unexpected KeyError" in failure["detail"]
+    assert summary.targets_succeeded == 9
+
+
+def test_failing_to_keep_a_rejected_payload_does_not_stop_the_run(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=1, models_per_org=10)
+    registry.set_faults(FaultPlan(malformed={"org-00/model-0002": "invalid_json"}))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "_rejected").write_text("a file where a directory should be")
+    summary = extract(parse_config(config_document(registry, out)), date(2026, 1, 1))
+    assert summary.exit_code == ExitCode.PARTIAL
+    assert summary.published
+    assert summary.failures[0]["error_type"] == "invalid_json"
+
+
+def test_upgrade_required_lists_every_target_as_failed(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(models_per_org=20)
+    registry.set_faults(FaultPlan(upgrade_required=True))
+    document = config_document(registry, tmp_path / "out", registry_settings={"concurrency": 2})
+    summary = extract(parse_config(document), date(2026, 1, 1))
+    assert summary.exit_code == ExitCode.INCOMPATIBLE_API
+    assert summary.targets_failed == 40
+    assert len(summary.failures) == 40
+    assert {f["error_type"] for f in summary.failures} <= {"upgrade_required", "skipped"}
+
+
+def test_auth_blocking_holds_under_concurrency(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(
+        orgs=1, models_per_org=40, org_tokens={"org-00": "other"}, latency_seconds=0.02
+    )
+    document = config_document(registry, tmp_path / "out", registry_settings={"concurrency": 4})
+    summary = extract(parse_config(document), date(2026, 1, 1))
+    assert summary.exit_code == ExitCode.AUTH
+    unauthorized = registry.stats().by_status.get(401, 0)
+    assert 1 <= unauthorized <= 4  # only the requests already in flight when the first 401 came
+    assert sum(f["error_type"] == "skipped" for f in summary.failures) == 40 - unauthorized
+
+
+def test_output_override_is_validated_like_the_config(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator()
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    result = run(config, "--output", "s3://bucket/prefix")
+    assert result.exit_code == ExitCode.CONFIG
+    assert "output.uri: only local paths and file:// URIs are supported" in result.stderr
+    assert registry.stats().requests == 0
+
+
+def test_report_with_config_needs_no_registry_token(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = start_simulator()
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    for day in (1, 2):
+        registry.set_day(day)
+        result = CliRunner().invoke(
+            main, ["extract", "--config", str(config), "--date", f"2026-01-0{day}"]
+        )
+        assert result.exit_code == 0
+    monkeypatch.delenv("MODEL_REGISTRY_TOKEN")
+    report = CliRunner().invoke(main, ["report", "--config", str(config), "--format", "json"])
+    assert report.exit_code == 0, report.output
+    assert json.loads(report.stdout)

@@ -674,3 +674,24 @@ def test_timestamps_outside_years_1_to_9999_in_utc_are_rejected(text: str) -> No
     payload = {"name": "a/b", "versions": [{"version": "1", "created_at": text}]}
     with pytest.raises(PayloadError, match="outside the years 0001-9999"):
         flatten(payload, org="a", model="b", extracted_at=0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("2026-10-02t08:15:00z", 1_790_928_900_000_000),  # RFC 3339 allows lower case
+        ("2026-275T08:15:00Z", 1_790_928_900_000_000),  # ordinal date: day 275 of 2026
+        ("2026275T081500Z", 1_790_928_900_000_000),
+        ("2026-10-02T24:00Z", 1_790_985_600_000_000),  # end of day without seconds
+    ],
+)
+def test_more_iso_8601_forms(text: str, expected: int) -> None:
+    assert parse_timestamp(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text", ["2026-10-02T08:15:60Z", "2026-400T00:00:00Z", "2026-10-02T08:15:00Z" + "0" * 80]
+)
+def test_impossible_timestamps_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_timestamp(text)

@@ -13,7 +13,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from connector.errors import LockHeldError, TargetError
+from connector import snapshot
+from connector.errors import LockHeldError, OutputError, TargetError
 from connector.flatten import Row
 from connector.lock import LOCK_NAME, RunLock
 from connector.rejected import MAX_BODY_BYTES, save_rejected
@@ -183,3 +184,64 @@ def test_rejected_payload_is_truncated_redacted_and_outside_the_dataset(tmp_path
     assert len(kept["body"].encode()) <= MAX_BODY_BYTES
     assert secret not in path.read_text()
     assert kept["detail"] == "bad body mentioning [REDACTED]"
+
+
+def test_failed_second_rename_puts_the_published_partition_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = publish(tmp_path, "run-old", 3)
+    real_rename = os.rename
+    calls = []
+
+    def rename(source: Path, target: Path) -> None:
+        calls.append((source, target))
+        if len(calls) == 2:  # the staged partition moving in: the disk is full
+            raise OSError(28, "No space left on device")
+        real_rename(source, target)
+
+    monkeypatch.setattr(os, "rename", rename)
+    writer = SnapshotWriter(tmp_path, DAY, "run-new", exchange=False)
+    writer.add_rows(rows(7))
+    with pytest.raises(OutputError, match="No space left on device"):
+        writer.publish({"run_id": "run-new"})
+    writer.discard()
+    monkeypatch.undo()
+    assert pq.read_table(old).num_rows == 3
+    assert not (tmp_path / "_staging" / "run-new").exists()
+
+
+def test_discard_keeps_a_work_dir_holding_a_publish_journal(tmp_path: Path) -> None:
+    final = interrupted_publish(tmp_path, staged_survives=True)
+    writer = SnapshotWriter.__new__(SnapshotWriter)  # the writer of the interrupted run
+    writer._writer = None
+    writer.work_dir = tmp_path / "_staging" / "run-new"
+    writer.staged = writer.work_dir / final.name
+    writer.discard()
+    assert (writer.work_dir / "publish-journal.json").exists()
+    recover_staging(tmp_path)
+    assert pq.read_table(final).num_rows == 7
+
+
+def test_fsync_trouble_after_the_swap_still_reports_published(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publish(tmp_path, "run-old", 3)
+    real_fsync_dir = snapshot._fsync_dir
+
+    def fsync_dir(path: Path) -> None:
+        if path.name == "model_versions":
+            raise OSError(5, "Input/output error")
+        real_fsync_dir(path)
+
+    monkeypatch.setattr(snapshot, "_fsync_dir", fsync_dir)
+    partition = publish(tmp_path, "run-new", 4)
+    assert pq.read_table(partition).num_rows == 4
+
+
+def test_rejected_body_is_redacted_before_it_is_truncated(tmp_path: Path) -> None:
+    secret = "tok-straddling-the-cut"
+    raw = b"x" * (MAX_BODY_BYTES - 5) + secret.encode() + b"y" * 100
+    error = TargetError("bad", org="acme", model="m", status=200)
+    kept = json.loads(save_rejected(tmp_path, DAY, error, raw, [secret]).read_text())
+    assert secret[:5] not in kept["body"][-20:]
+    assert kept["body"].startswith("x" * 100)

@@ -1,0 +1,577 @@
+"""The scheduling samples work: sample_configs/crontab, run-connector.sh and the Airflow DAG.
+
+The crontab's lines are parsed as cron does and their `connector` invocations by the real CLI;
+the wrapper runs under /bin/sh against a fake `connector`; the DAG is checked statically always,
+and imported (and run once with `dag.test()`) where Airflow is installed.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import json
+import os
+import re
+import shlex
+import stat
+import subprocess
+import sys
+import textwrap
+import tomllib
+from collections.abc import Callable
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from helpers import TOKEN, config_document, write_config
+
+import connector
+from connector.cli import main
+from connector.errors import ExitCode
+from connector.simulator import SimulatedRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "sample_configs"
+CRONTAB = SAMPLES / "crontab"
+WRAPPER = SAMPLES / "run-connector.sh"
+DAG_FILE = SAMPLES / "airflow_dag.py"
+README = ROOT / "README.md"
+
+AIRFLOW_MISSING = "Airflow not installed: pip install apache-airflow to run the DAG import test"
+needs_airflow = pytest.mark.skipif(
+    importlib.util.find_spec("airflow") is None, reason=AIRFLOW_MISSING
+)
+
+# --- cron syntax ---------------------------------------------------------------------------
+
+FIELDS = [
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+]
+NAMES = {
+    "month": ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"],
+    "day of week": ["sun", "mon", "tue", "wed", "thu", "fri", "sat"],
+}
+MACROS = {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+ENV_LINE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\s*=")
+SHELL_OPERATORS = {"&&", "||", ";", "|"}
+
+
+def _value(text: str, field: str, low: int, high: int) -> int:
+    names = NAMES.get(field, [])
+    if text.lower() in names:
+        return names.index(text.lower()) + (1 if field == "month" else 0)
+    assert text.isdigit(), f"{field}: {text!r} is not a number"
+    assert low <= int(text) <= high, f"{field}: {text} is outside {low}-{high}"
+    return int(text)
+
+
+def check_cron_field(text: str, field: str, low: int, high: int) -> None:
+    """One of cron's five time fields: lists of *, N, N-M, each optionally /STEP."""
+    for item in text.split(","):
+        base, _, step = item.partition("/")
+        if step:
+            assert step.isdigit() and int(step) > 0, f"{field}: bad step in {item!r}"
+        if base == "*":
+            continue
+        first, _, last = base.partition("-")
+        start = _value(first, field, low, high)
+        if last:
+            assert start <= _value(last, field, low, high), f"{field}: empty range {base!r}"
+        else:
+            assert not step, f"{field}: a step needs * or a range, got {item!r}"
+
+
+def cron_jobs(text: str) -> tuple[dict[str, str], list[tuple[list[str], str]]]:
+    """The environment settings and the (time fields, command) of every job line."""
+    environment: dict[str, str] = {}
+    jobs: list[tuple[list[str], str]] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if ENV_LINE.match(line):
+            name, _, value = line.partition("=")
+            environment[name.strip()] = value.strip()
+            continue
+        if line.split()[0] in MACROS:
+            macro, command = line.split(None, 1)
+            jobs.append(([macro], command))
+            continue
+        parts = line.split(None, 5)
+        assert len(parts) == 6, f"not 5 time fields and a command: {line!r}"
+        for value, (field, low, high) in zip(parts[:5], FIELDS, strict=True):
+            check_cron_field(value, field, low, high)
+        jobs.append((parts[:5], parts[5]))
+    return environment, jobs
+
+
+def segments(command: str) -> list[list[str]]:
+    """The simple commands of a shell line, split at && || ; |, redirections removed."""
+    result: list[list[str]] = [[]]
+    words = iter(shlex.split(command))
+    for word in words:
+        if word in SHELL_OPERATORS:
+            result.append([])
+        elif word in (">", ">>", "<", "2>", "2>>"):
+            next(words)  # the redirection's target
+        elif re.fullmatch(r"\d*>&\d+|\d*>>?\S+", word):
+            continue
+        else:
+            result[-1].append(word)
+    return [s for s in result if s]
+
+
+def connector_invocations(command: str) -> list[list[str]]:
+    """Every `connector SUBCOMMAND ARGS...` (any path to it) in a shell line."""
+    found = []
+    for words in segments(command):
+        for index, word in enumerate(words):
+            if Path(word).name == "connector" and index + 1 < len(words):
+                found.append(words[index + 1 :])
+                break
+    return found
+
+
+def parse_with_cli(arguments: list[str]) -> dict[str, Any]:
+    """Let the real CLI parse `SUBCOMMAND ARGS...` (nothing runs): unknown options fail here."""
+    name, *rest = arguments
+    assert name in main.commands, f"connector has no {name!r} command"
+    context = main.commands[name].make_context(name, list(rest))
+    return dict(context.params)
+
+
+# --- the crontab ---------------------------------------------------------------------------
+
+
+def test_crontab_lines_are_valid_cron_lines() -> None:
+    environment, jobs = cron_jobs(CRONTAB.read_text(encoding="utf-8"))
+    assert environment.get("SHELL") == "/bin/sh"  # the wrapper is POSIX sh; cron's default too
+    assert len(jobs) == 2
+    for _fields, command in jobs:
+        # cron turns an unescaped % into a newline: none may be in a command
+        assert "%" not in command, command
+        assert re.search(r">> ?\S+\.log 2>&1$", command), f"output not appended to a log: {command}"
+
+
+def test_crontab_commands_reference_files_that_exist() -> None:
+    _, jobs = cron_jobs(CRONTAB.read_text(encoding="utf-8"))
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert "connector" in scripts["scripts"]  # the console script the jobs call
+    for _fields, command in jobs:
+        words = [w for s in segments(command) for w in s]
+        for word in words:
+            if "sample_configs/" in word:
+                relative = word[word.index("sample_configs/") :]
+                assert (ROOT / relative).is_file(), f"{word} is not in the repository"
+        wrapper = [w for w in words if Path(w).name == WRAPPER.name]
+        assert wrapper, f"the job does not go through {WRAPPER.name}: {command}"
+        env_file = words[words.index(wrapper[0]) + 1]
+        assert env_file.startswith("/"), env_file
+
+
+def test_crontab_connector_invocations_parse_with_the_real_cli() -> None:
+    _, jobs = cron_jobs(CRONTAB.read_text(encoding="utf-8"))
+    calls = [call for _, command in jobs for call in connector_invocations(command)]
+    by_name = {call[0]: parse_with_cli(call) for call in calls}
+    assert set(by_name) == {"extract", "report"}
+    extract = by_name["extract"]
+    assert extract["config_path"].startswith("/")
+    assert extract["log_format"] == "json"
+    assert extract["metrics_file"]
+    report = by_name["report"]
+    assert (report["days"], report["fmt"]) == (7, "html")
+    assert str(report["output"]).endswith(".html")
+
+
+def test_readme_cron_lines_parse_with_the_real_cli() -> None:
+    blocks = re.findall(r"```cron\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
+    assert blocks, "the README's Scheduling section has no ```cron block"
+    for block in blocks:
+        _, jobs = cron_jobs(block)
+        for _fields, command in jobs:
+            assert "%" not in command
+            for call in connector_invocations(command):
+                parse_with_cli(call)
+
+
+# --- the wrapper ---------------------------------------------------------------------------
+
+
+def _script(path: Path, body: str) -> Path:
+    path.write_text("#!/bin/sh\n" + textwrap.dedent(body), encoding="utf-8")
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def wrapper_env(tmp_path: Path) -> dict[str, Any]:
+    """A fake `connector` and `logger` on PATH, an alert hook and a 0600 env file, all in tmp."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    calls = tmp_path / "calls"
+    alerts = tmp_path / "alerts"
+    syslog = tmp_path / "syslog"
+    _script(
+        bin_dir / "connector",
+        f"""\
+        printf '%s|%s\\n' "$*" "${{MODEL_REGISTRY_TOKEN:-unset}}" >> {calls}
+        echo "summary on stdout"
+        echo "log line on stderr" >&2
+        exit "${{FAKE_EXIT:-0}}"
+        """,
+    )
+    _script(bin_dir / "logger", f"printf '%s\\n' \"$*\" >> {syslog}\n")
+    alert = _script(tmp_path / "alert", f'printf \'%s|%s\\n\' "$1" "$2" >> {alerts}\n')
+    env_file = tmp_path / "env"
+    env_file.write_text(f"MODEL_REGISTRY_TOKEN={TOKEN}\n", encoding="utf-8")
+    env_file.chmod(0o600)
+    environment = {
+        "PATH": f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin",
+        "HOME": str(tmp_path),
+        "ALERT_COMMAND": str(alert),
+    }
+    return {
+        "env": environment,
+        "env_file": env_file,
+        "calls": calls,
+        "alerts": alerts,
+        "syslog": syslog,
+    }
+
+
+def run_wrapper(
+    setup: dict[str, Any], *args: str, exit_code: int = 0, **env: str
+) -> subprocess.CompletedProcess[str]:
+    environment = {**setup["env"], "FAKE_EXIT": str(exit_code), **env}
+    if not args:
+        args = (str(setup["env_file"]), "connector", "extract", "--config", "c.yaml")
+    return subprocess.run(
+        [str(WRAPPER), *args],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+
+
+def test_wrapper_is_an_executable_posix_sh_script() -> None:
+    assert WRAPPER.read_text(encoding="utf-8").startswith("#!/bin/sh\n")
+    assert WRAPPER.stat().st_mode & stat.S_IXUSR
+    assert "set -u" in WRAPPER.read_text(encoding="utf-8").splitlines()
+    subprocess.run(["/bin/sh", "-n", str(WRAPPER)], check=True, timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("code", "level", "words"),
+    [
+        (0, None, None),
+        (3, "warn", "exited 3 (partial)"),
+        (6, "warn", "exited 6 (lock_held): the previous run is still going"),
+        (2, "page", "exited 2 (config)"),
+        (4, "page", "exited 4 (auth)"),
+        (8, "page", "exited 8 (not_published)"),
+    ],
+)
+def test_wrapper_alerts_by_exit_code(
+    wrapper_env: dict[str, Any], code: int, level: str | None, words: str | None
+) -> None:
+    result = run_wrapper(wrapper_env, exit_code=code)
+    assert result.returncode == code
+    # the command ran once, with its arguments and the token exported from the env file
+    assert lines(wrapper_env["calls"]) == [f"extract --config c.yaml|{TOKEN}"]
+    assert "summary on stdout" in result.stdout
+    assert "log line on stderr" in result.stderr
+    alerts = lines(wrapper_env["alerts"])
+    if level is None:
+        assert alerts == []
+        assert "run-connector" not in result.stderr
+    else:
+        assert len(alerts) == 1
+        got_level, message = alerts[0].split("|", 1)
+        assert got_level == level
+        assert words in message
+        assert "connector extract --config c.yaml" in message
+        assert f"run-connector: {level}: " in result.stderr  # the log says it too
+    assert TOKEN not in result.stdout + result.stderr + "".join(alerts)
+
+
+def test_wrapper_names_every_exit_code_like_the_connector() -> None:
+    names = dict(re.findall(r"^\s*(\d+)\) echo (\w+) ;;$", WRAPPER.read_text("utf-8"), re.M))
+    for code in ExitCode:
+        assert names.get(str(int(code))) == code.name.lower()
+
+
+def test_wrapper_default_alert_goes_to_syslog(wrapper_env: dict[str, Any]) -> None:
+    environment = dict(wrapper_env["env"])
+    del environment["ALERT_COMMAND"]
+    result = run_wrapper({**wrapper_env, "env": environment}, exit_code=7)
+    assert result.returncode == 7
+    assert lines(wrapper_env["syslog"]) == [
+        "-t model-versions -p user.crit page: connector extract --config c.yaml exited 7 "
+        "(output): see the log"
+    ]
+    result = run_wrapper({**wrapper_env, "env": environment}, exit_code=3)
+    assert lines(wrapper_env["syslog"])[-1].startswith("-t model-versions -p user.warning warn: ")
+
+
+def test_wrapper_alert_command_may_come_from_the_env_file(wrapper_env: dict[str, Any]) -> None:
+    hook = _script(
+        wrapper_env["env_file"].parent / "hook",
+        f'echo "$@" >> {wrapper_env["alerts"]}.from-env\n',
+    )
+    with wrapper_env["env_file"].open("a", encoding="utf-8") as handle:
+        handle.write(f"export ALERT_COMMAND={hook}\n")
+    result = run_wrapper(wrapper_env, exit_code=5)
+    assert result.returncode == 5
+    assert lines(Path(f"{wrapper_env['alerts']}.from-env")) == [
+        "page connector extract --config c.yaml exited 5 (incompatible_api): see the log"
+    ]
+
+
+def test_wrapper_pages_when_the_env_file_is_missing(wrapper_env: dict[str, Any]) -> None:
+    missing = wrapper_env["env_file"].parent / "no-such-env"
+    result = run_wrapper(wrapper_env, str(missing), "connector", "extract")
+    assert result.returncode == 2
+    assert lines(wrapper_env["calls"]) == []  # nothing ran
+    assert lines(wrapper_env["alerts"]) == [
+        f"page|cannot read the environment file {missing}; nothing was run"
+    ]
+
+
+def test_wrapper_warns_about_a_readable_env_file(wrapper_env: dict[str, Any]) -> None:
+    wrapper_env["env_file"].chmod(0o644)
+    result = run_wrapper(wrapper_env, exit_code=0)
+    assert result.returncode == 0
+    assert lines(wrapper_env["calls"]) == [f"extract --config c.yaml|{TOKEN}"]
+    [alert] = lines(wrapper_env["alerts"])
+    assert alert.startswith("warn|") and "chmod 600" in alert
+
+
+def test_wrapper_pages_when_the_command_is_missing(wrapper_env: dict[str, Any]) -> None:
+    env_file = str(wrapper_env["env_file"])
+    result = run_wrapper(wrapper_env, env_file, "no-such-connector", "extract")
+    assert result.returncode == 127
+    [alert] = lines(wrapper_env["alerts"])
+    assert alert.startswith("page|no-such-connector extract exited 127 (command_not_found)")
+
+
+def test_wrapper_without_a_command_is_a_usage_error(wrapper_env: dict[str, Any]) -> None:
+    result = run_wrapper(wrapper_env, str(wrapper_env["env_file"]))
+    assert result.returncode == 2
+    assert "usage:" in result.stderr
+    assert lines(wrapper_env["calls"]) == []
+
+
+# --- the Airflow DAG: static checks, always run --------------------------------------------
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    if isinstance(node, ast.Attribute):
+        return f"{_dotted(node.value)}.{node.attr}"
+    return ""
+
+
+@pytest.fixture(scope="module")
+def dag_tree() -> ast.Module:
+    source = DAG_FILE.read_text(encoding="utf-8")
+    compile(source, str(DAG_FILE), "exec")
+    return ast.parse(source, str(DAG_FILE))
+
+
+def test_dag_file_calls_the_library_extract_and_report(dag_tree: ast.Module) -> None:
+    calls = {_dotted(node.func): node for node in ast.walk(dag_tree) if isinstance(node, ast.Call)}
+    assert "connector.load_config" in calls
+    extract = calls["connector.extract"]
+    assert [k.arg for k in extract.keywords] == ["date"]  # the run's logical date, not "today"
+    assert "compute_report" in calls
+    render = calls["render"]
+    assert isinstance(render.args[1], ast.Constant) and render.args[1].value == "html"
+    assert "write_output" in calls
+
+
+def test_dag_file_imports_only_what_the_connector_has(dag_tree: ast.Module) -> None:
+    """A renamed module or function in `connector` must break this test, not the nightly run."""
+    imported = 0
+    for node in ast.walk(dag_tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("connector"):
+            module = importlib.import_module(node.module or "")
+            for alias in node.names:
+                assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
+                imported += 1
+        elif isinstance(node, ast.Attribute) and _dotted(node.value) == "connector":
+            assert hasattr(connector, node.attr), f"connector has no {node.attr}"
+            imported += 1
+    assert imported >= 5
+
+
+def test_dag_file_imports_the_connector_only_inside_tasks(dag_tree: ast.Module) -> None:
+    """Parsing the DAG (every few minutes, by the DAG processor) must not import the connector."""
+    for node in dag_tree.body:
+        if isinstance(node, ast.Import):
+            assert not any(a.name.split(".")[0] == "connector" for a in node.names)
+        if isinstance(node, ast.ImportFrom):
+            assert not (node.module or "").startswith("connector")
+            if (node.module or "").startswith("airflow"):
+                assert node.module.startswith("airflow.sdk"), "Airflow 3: use the airflow.sdk API"
+
+
+def test_dag_file_schedules_daily_without_catchup(dag_tree: ast.Module) -> None:
+    [decorator] = [
+        d
+        for node in ast.walk(dag_tree)
+        if isinstance(node, ast.FunctionDef)
+        for d in node.decorator_list
+        if isinstance(d, ast.Call) and _dotted(d.func) == "dag"
+    ]
+    settings = {k.arg: k.value for k in decorator.keywords}
+    assert ast.literal_eval(settings["catchup"]) is False
+    assert ast.literal_eval(settings["max_active_runs"]) == 1
+    schedule = settings["schedule"]
+    assert isinstance(schedule, ast.Call) and _dotted(schedule.func) == "CronTriggerTimetable"
+    fields = ast.literal_eval(schedule.args[0]).split()
+    assert len(fields) == 5 and fields[2:] == ["*", "*", "*"]  # once a day
+    default_args = settings["default_args"]
+    assert isinstance(default_args, ast.Dict)
+    assert "retries" in [ast.literal_eval(key) for key in default_args.keys if key is not None]
+
+
+# --- the Airflow DAG: with Airflow installed -----------------------------------------------
+
+
+def _airflow_env(home: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
+def _run_python(code: str, env: dict[str, str], timeout: int) -> dict[str, Any]:
+    """Run code in a fresh interpreter (Airflow configures logging and warnings process-wide)
+    and return the JSON object it prints on its last line."""
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    answer: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return answer
+
+
+IMPORT_CHECK = """
+    import json, sys, warnings
+    warnings.simplefilter("always")
+    with warnings.catch_warnings(record=True) as caught:
+        from airflow.models import DagBag
+        bag = DagBag(dag_folder={path!r})
+    dag = bag.dags.get("model_versions")
+    print(json.dumps({{
+        "errors": {{str(k): str(v) for k, v in bag.import_errors.items()}},
+        "dag_ids": sorted(bag.dags),
+        "warnings": [str(w.message) for w in caught if w.filename == {path!r}],
+        "connector_imported": "connector" in sys.modules,
+        "timetable": type(dag.timetable).__name__ if dag else None,
+        "expression": getattr(dag.timetable, "expression", None) if dag else None,
+        "timezone": str(getattr(dag.timetable, "timezone", "")) if dag else None,
+        "catchup": dag.catchup if dag else None,
+        "max_active_runs": dag.max_active_runs if dag else None,
+        "tasks": {{t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}} if dag else {{}},
+        "retries": {{t.task_id: t.retries for t in dag.tasks}} if dag else {{}},
+    }}))
+"""
+
+
+@needs_airflow
+def test_dag_imports_cleanly_with_airflow(tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    code = IMPORT_CHECK.format(path=str(DAG_FILE))
+    answer = _run_python(code, _airflow_env(tmp_path), timeout=180)
+    assert answer["errors"] == {}
+    assert answer["dag_ids"] == ["model_versions"]
+    assert answer["warnings"] == []
+    assert answer["connector_imported"] is False  # imported inside the tasks only
+    assert answer["timetable"] == "CronTriggerTimetable"
+    assert answer["expression"] == "15 3 * * *"
+    assert answer["timezone"] == "UTC"
+    assert answer["catchup"] is False
+    assert answer["max_active_runs"] == 1
+    assert answer["tasks"] == {"extract_snapshot": ["weekly_report"], "weekly_report": []}
+    assert all(retries >= 1 for retries in answer["retries"].values())
+
+
+DAG_TEST = """
+    import json, sys
+    from datetime import datetime, UTC
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("airflow_dag", {path!r})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    run = module.model_versions_dag.test(logical_date=datetime.fromisoformat({when!r}))
+    states = {{ti.task_id: str(ti.state) for ti in run.get_task_instances()}}
+    print(json.dumps({{"run": str(run.state), "tasks": states}}))
+"""
+
+
+@needs_airflow
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_dag_runs_extract_then_report_with_dag_test(
+    tmp_path: Path,
+    start_simulator: Callable[..., SimulatedRegistry],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The DAG's two tasks, run for real by Airflow against the simulated registry."""
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", TOKEN)
+    registry = start_simulator(orgs=1, models_per_org=3)
+    data = tmp_path / "data"
+    config = write_config(tmp_path / "connector.yaml", config_document(registry, data))
+    day = date(2026, 3, 10)
+    earlier = connector.extract(connector.load_config(config), date=day - timedelta(days=7))
+    assert earlier.exit_code == ExitCode.OK  # the report compares with this one
+
+    home = tmp_path / "airflow"
+    (home / "dags").mkdir(parents=True)
+    dag_path = home / "dags" / DAG_FILE.name
+    dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    env = {
+        **_airflow_env(home),
+        "MODEL_VERSIONS_CONFIG": str(config),
+        "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+    }
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    code = DAG_TEST.format(path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00")
+    answer = _run_python(code, env, timeout=300)
+    assert answer == {
+        "run": "success",
+        "tasks": {"extract_snapshot": "success", "weekly_report": "success"},
+    }
+    assert (data / "model_versions" / f"snapshot_date={day.isoformat()}").is_dir()
+    page = tmp_path / "reports" / f"downloads-7d-{day.isoformat()}.html"
+    assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
