@@ -113,6 +113,45 @@ def run_connector(url: str, models: int, output: Path) -> dict[str, Any]:
     return result
 
 
+FLOOR = r"""
+import json, queue, sys, threading, time
+import requests
+from requests.adapters import HTTPAdapter
+url, token, orgs, per_org, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+todo = queue.Queue()
+for org in range(orgs):
+    for model in range(per_org):
+        todo.put(f"{url}/api/v1/org/org-{org:02d}/models/model-{model:04d}/versions")
+session = requests.Session()
+session.mount("http://", HTTPAdapter(pool_maxsize=threads))
+def work():
+    while True:
+        try:
+            target = todo.get_nowait()
+        except queue.Empty:
+            return
+        session.get(target, headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+cpu0, wall0 = time.process_time(), time.perf_counter()
+workers = [threading.Thread(target=work) for _ in range(threads)]
+for worker in workers:
+    worker.start()
+for worker in workers:
+    worker.join()
+print(json.dumps({"wall": time.perf_counter() - wall0, "cpu": time.process_time() - cpu0}))
+"""
+
+
+def run_requests_floor(url: str, models: int) -> dict[str, Any]:
+    """The same requests on the same threads with nothing else: what `requests` alone costs."""
+    orgs = max(1, models // MODELS_PER_ORG)
+    args = [url, TOKEN, str(orgs), str(models // orgs), str(CONCURRENCY)]
+    completed = subprocess.run(
+        [sys.executable, "-c", FLOOR, *args], capture_output=True, text=True, check=True
+    )
+    result: dict[str, Any] = json.loads(completed.stdout.strip().splitlines()[-1])
+    return result
+
+
 def run_baseline(url: str, models: int, output: Path) -> dict[str, Any]:
     """The naive approach: one request at a time, json_normalize, one to_parquet at the end."""
     import pandas as pd
@@ -154,6 +193,8 @@ def measure(models: int, repeats: int, baseline: bool) -> dict[str, Any]:
             "rss_peak_max": max(r["rss"] for r in runs),
         }
         if baseline:
+            floors = [run_requests_floor(url, models) for _ in range(repeats)]
+            result["requests_floor_cpu_median"] = statistics.median(f["cpu"] for f in floors)
             with tempfile.TemporaryDirectory(prefix="bench-base-") as output:
                 result["baseline"] = run_baseline(url, models, Path(output))
         return result
@@ -186,6 +227,8 @@ def main() -> int:
         "wall_over_ideal": small["wall_median"] / ideal,
         "rss_growth": large["rss_peak_max"] / small["rss_peak_max"] - 1,
     }
+    if "requests_floor_cpu_median" in small:
+        report["cpu_over_requests_floor"] = small["cpu_median"] / small["requests_floor_cpu_median"]
     if "baseline" in small:
         speedup = small["baseline"]["wall"] / small["wall_median"]
         report["speedup_vs_baseline"] = speedup
@@ -197,6 +240,12 @@ def main() -> int:
         f"ratio {report['wall_over_ideal']:.2f}); CPU median {small['cpu_median']:.2f}s; "
         f"peak RSS {small['rss_peak_max'] / mib:.0f} MiB"
     )
+    if "requests_floor_cpu_median" in small:
+        print(
+            f"  the same requests on {CONCURRENCY} threads with requests alone: CPU median "
+            f"{small['requests_floor_cpu_median']:.2f}s (connector = "
+            f"{report['cpu_over_requests_floor']:.2f}x that)"
+        )
     if "baseline" in small:
         print(
             f"  sequential baseline {small['baseline']['wall']:.2f}s wall, "
