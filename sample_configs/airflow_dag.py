@@ -1,0 +1,165 @@
+"""Airflow 3 DAG: snapshot the model registry daily, then write the 7-day download report.
+
+Copy this file into the DAGs folder of an Airflow 3 deployment whose workers have the connector
+installed (`pip install model-versions-connector`). Tasks:
+
+1. `extract_snapshot` calls `connector.extract(config, date=<the run's logical date>)` and
+   returns `summary.to_dict()` (XCom `return_value`; also pushed as XCom `summary` when the
+   task fails). Exit code 0 succeeds; 3 (partial) succeeds with a warning, since the snapshot was
+   published; 2 (config), 4 (auth) and 5 (incompatible API) fail at once because retrying
+   cannot help; every other failure (including 6, the output lock held by a run outside
+   Airflow) fails the attempt and is retried.
+2. `weekly_report` compares that snapshot with the one 7 days earlier and writes one HTML page,
+   `<report dir>/downloads-7d-<date>.html`. A dataset holding a single snapshot (the first day)
+   skips the task instead of failing it.
+
+Settings: an Airflow Variable, else an environment variable of the workers, else the default:
+
+    Variable                     environment                  default
+    model_versions_config        MODEL_VERSIONS_CONFIG        /etc/model-versions/connector.yaml
+    model_versions_report_dir    MODEL_VERSIONS_REPORT_DIR    /srv/model-versions/reports
+
+The registry token never goes into Airflow's metadata: the config reads it as
+`${MODEL_REGISTRY_TOKEN}` from the workers' environment, and the task masks it in the task log.
+Give the config an absolute `output.uri`: the report task reads the dataset the extract task
+names in its summary, and a relative path would depend on the worker's working directory.
+
+The connector is imported inside the tasks, so parsing this file (which the DAG processor does
+every few minutes) stays fast and needs nothing beyond Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from airflow.sdk import CronTriggerTimetable, Variable, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "model_versions"
+REPORT_DAYS = 7
+
+# (Variable, environment variable, default)
+CONFIG_SETTING = (
+    "model_versions_config",
+    "MODEL_VERSIONS_CONFIG",
+    "/etc/model-versions/connector.yaml",
+)
+REPORT_DIR_SETTING = (
+    "model_versions_report_dir",
+    "MODEL_VERSIONS_REPORT_DIR",
+    "/srv/model-versions/reports",
+)
+
+# Exit codes that another attempt cannot fix: fail without retrying.
+PERMANENT_FAILURES = frozenset({"config", "auth", "incompatible_api"})
+
+
+def setting(variable: str, environment: str, default: str) -> str:
+    """An Airflow Variable, else the environment, else the default (read at run time only)."""
+    value: str = Variable.get(variable, default=os.environ.get(environment) or default)
+    return value
+
+
+def run_date(context: Any) -> date:
+    """The UTC calendar day of the run's logical date (its run_after when triggered without one).
+
+    With `CronTriggerTimetable` the logical date is the moment the run was due, so the 03:15
+    run of June 2 snapshots June 2 (a data-interval timetable would say June 1).
+    """
+    moment: datetime = context.get("logical_date") or context["dag_run"].run_after
+    day = moment.astimezone(UTC)
+    return date(day.year, day.month, day.day)
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=CronTriggerTimetable("15 3 * * *", timezone="UTC"),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=6),
+    default_args={
+        "owner": "data-platform",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=30),  # a registry outage (exit 8) may be over by then
+    },
+    tags=["model-versions", "etl"],
+    doc_md=__doc__,
+)
+def model_versions() -> None:
+    """Daily registry snapshot, then the 7-day download report."""
+
+    @task(execution_timeout=timedelta(hours=2))
+    def extract_snapshot() -> dict[str, Any]:
+        """Publish the day's snapshot; fail unless the exit code is ok or partial."""
+        from airflow.sdk.log import mask_secret
+
+        import connector
+
+        context = get_current_context()
+        try:
+            config = connector.load_config(setting(*CONFIG_SETTING))
+            for secret in config.secrets():
+                mask_secret(secret)
+            summary = connector.extract(config, date=run_date(context))
+        except connector.ConnectorError as exc:  # config (2), lock held (6), output (7)
+            if exc.exit_code.name.lower() in PERMANENT_FAILURES:
+                raise AirflowFailException(str(exc)) from exc
+            raise
+        result = summary.to_dict()
+        if summary.exit_code == connector.ExitCode.OK:
+            log.info("snapshot %s published: %s rows", summary.snapshot_date, summary.rows)
+            return result
+        if summary.exit_code == connector.ExitCode.PARTIAL:
+            log.warning(
+                "snapshot %s published, but %d of %d models failed: %s",
+                summary.snapshot_date,
+                summary.targets_failed,
+                summary.targets_attempted,
+                [f"{f['org']}/{f['model']}: {f['error_type']}" for f in summary.failures],
+            )
+            return result
+        context["ti"].xcom_push(key="summary", value=result)
+        outcome = f"{result['outcome']} (exit {result['exit_code']})"
+        message = f"extract {outcome}: {summary.message or 'see the summary XCom'}"
+        if result["outcome"] in PERMANENT_FAILURES:
+            raise AirflowFailException(message)
+        raise AirflowException(message)
+
+    @task(execution_timeout=timedelta(minutes=30))
+    def weekly_report(summary: dict[str, Any]) -> str:
+        """Downloads gained over the 7 days up to the snapshot just taken, as one HTML page."""
+        from pathlib import Path
+
+        from connector import compute_report
+        from connector.errors import NoDataError
+        from connector.render import render, write_output
+
+        end = date.fromisoformat(summary["snapshot_date"])
+        try:
+            result = compute_report(
+                summary["output_uri"], start=end - timedelta(days=REPORT_DAYS), end=end
+            )
+        except NoDataError as exc:  # a single snapshot so far: nothing to compare yet
+            raise AirflowSkipException(str(exc)) from exc
+        for note in result.notes:
+            log.warning("report: %s", note)
+        directory = Path(setting(*REPORT_DIR_SETTING))
+        directory.mkdir(parents=True, exist_ok=True)
+        path = directory / f"downloads-{REPORT_DAYS}d-{end.isoformat()}.html"
+        write_output(path, render(result, "html"))
+        log.info("wrote %s", path)
+        return str(path)
+
+    weekly_report(extract_snapshot())
+
+
+model_versions_dag = model_versions()
+
+if __name__ == "__main__":  # python airflow_dag.py: one local run, no scheduler needed
+    model_versions_dag.test()
