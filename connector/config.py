@@ -171,7 +171,7 @@ class OutputSettings(_Settings):
         0.9, ge=0, le=1, description="publish only if at least this share of targets succeeded"
     )
     batch_rows: int = Field(
-        50_000, ge=100, description="rows buffered before a Parquet row group is written"
+        16_384, ge=100, description="rows buffered before a Parquet row group is written"
     )
 
     @field_validator("uri")

@@ -117,7 +117,7 @@ class SnapshotWriter:
         day: date,
         run_id: str,
         *,
-        batch_rows: int = 50_000,
+        batch_rows: int = 16_384,
         file_rows: int = 2_000_000,
         exchange: bool = True,
     ) -> None:
