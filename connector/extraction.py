@@ -58,6 +58,7 @@ class _Run:
         self.client = client
         self.cancelled = cancelled
         self.incompatible: IncompatibleAPIError | None = None
+        self.tokens = {org.name: config.token_for(org.name) for org in config.orgs}
 
     def fetch(self, target: tuple[str, str]) -> _TargetOutcome:
         """Runs in a worker thread: fetch and flatten one target. Never raises: whatever goes
@@ -69,7 +70,7 @@ class _Run:
         try:
             if self.cancelled.is_set():
                 raise SkippedError("not attempted: the run was aborted", attempts=0)
-            result = self.client.list_model_versions(org, model, self.config.token_for(org))
+            result = self.client.list_model_versions(org, model, self.tokens[org])
             body = result.body
             extracted_at = int(time.time() * 1_000_000)
             outcome.rows = flatten(result.payload, org=org, model=model, extracted_at=extracted_at)

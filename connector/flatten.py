@@ -43,16 +43,19 @@ def parse_timestamp(text: str) -> int:
     """ISO 8601 text (any offset, any fraction) to UTC epoch microseconds; no offset means UTC."""
     if len(text) > _MAX_TIMESTAMP_CHARS:
         raise ValueError(f"not an ISO 8601 timestamp: {text[:40]!r}... is too long")
-    # RFC 3339 allows 't' and 'z'; ISO 8601 allows ordinal dates (2026-275).
-    original, text = text, _ORDINAL_DATE.sub(_calendar_date, text.strip().upper())
-    leap = False
-    try:
-        parsed, carry = datetime.fromisoformat(text), timedelta(0)
+    original, leap, carry = text, False, timedelta(0)
+    try:  # the common case first: fromisoformat is C and takes most forms as they come
+        parsed = datetime.fromisoformat(text)
     except ValueError:
+        # RFC 3339 allows 't' and 'z'; ISO 8601 allows ordinal dates (2026-275).
+        text = _ORDINAL_DATE.sub(_calendar_date, text.strip().upper())
         try:
-            parsed, carry, leap = _parse_special_time(text)
+            parsed = datetime.fromisoformat(text)
         except ValueError:
-            raise ValueError(f"not an ISO 8601 timestamp: {original!r}") from None
+            try:
+                parsed, carry, leap = _parse_special_time(text)
+            except ValueError:
+                raise ValueError(f"not an ISO 8601 timestamp: {original!r}") from None
     offset = parsed.utcoffset() or timedelta(0)
     naive = parsed.replace(tzinfo=None)
     # Arithmetic on naive values so years near 1 or 9999 with an offset do not overflow.
@@ -97,7 +100,7 @@ _ENCODE_ASCII = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 def _json_text(value: Any) -> str:
     text = _ENCODE(value)
-    if not _is_utf8(text):  # a lone surrogate: keep it exactly, as a JSON escape
+    if not text.isascii() and not _is_utf8(text):  # a lone surrogate: keep it as an escape
         text = _ENCODE_ASCII(value)
     return text
 
@@ -112,7 +115,7 @@ def _is_utf8(text: str) -> bool:
 
 def _text(value: str, where: str) -> str:
     """JSON can escape a lone surrogate (`"\\ud800"`), which no Parquet string can hold."""
-    if not _is_utf8(value):
+    if not value.isascii() and not _is_utf8(value):  # isascii: a flag lookup, no scan
         raise PayloadError(f"{where}: {value!r} is not valid Unicode (lone surrogate)")
     return value
 
