@@ -190,6 +190,7 @@ def measure(models: int, repeats: int, baseline: bool) -> dict[str, Any]:
             "rows": runs[0]["rows"],
             "wall_median": statistics.median(r["wall"] for r in runs),
             "cpu_median": statistics.median(r["cpu"] for r in runs),
+            "rss_peak_median": statistics.median(r["rss"] for r in runs),
             "rss_peak_max": max(r["rss"] for r in runs),
         }
         if baseline:
@@ -213,19 +214,20 @@ def main() -> int:
     os.environ.setdefault("PYTHONPATH", str(REPO))
 
     small = measure(args.models, args.repeats, baseline=not args.no_baseline)
-    large = measure(args.large_models, 1, baseline=False)
+    large = measure(args.large_models, args.repeats, baseline=False)
     ideal = small["requests"] * LATENCY_MS / 1000 / CONCURRENCY
     checks = {
         "wall <= 1.25 x ideal + 1 s": small["wall_median"] <= 1.25 * ideal + 1,
         "client CPU <= 1.5 s": small["cpu_median"] <= 1.5,
-        "peak RSS growth 2k -> 20k < 20%": large["rss_peak_max"] < 1.2 * small["rss_peak_max"],
+        "peak RSS growth 2k -> 20k < 20%": large["rss_peak_median"]
+        < 1.2 * small["rss_peak_median"],
     }
     report = {
         "small": small,
         "large": large,
         "ideal_seconds": ideal,
         "wall_over_ideal": small["wall_median"] / ideal,
-        "rss_growth": large["rss_peak_max"] / small["rss_peak_max"] - 1,
+        "rss_growth": large["rss_peak_median"] / small["rss_peak_median"] - 1,
     }
     if "requests_floor_cpu_median" in small:
         report["cpu_over_requests_floor"] = small["cpu_median"] / small["requests_floor_cpu_median"]
@@ -238,7 +240,8 @@ def main() -> int:
     print(
         f"  wall median {small['wall_median']:.2f}s (ideal {ideal:.2f}s, "
         f"ratio {report['wall_over_ideal']:.2f}); CPU median {small['cpu_median']:.2f}s; "
-        f"peak RSS {small['rss_peak_max'] / mib:.0f} MiB"
+        f"peak RSS median {small['rss_peak_median'] / mib:.0f} MiB "
+        f"(max {small['rss_peak_max'] / mib:.0f})"
     )
     if "requests_floor_cpu_median" in small:
         print(
@@ -254,7 +257,9 @@ def main() -> int:
         )
     print(
         f"models {large['models']:,}: {large['rows']:,} rows, wall {large['wall_median']:.2f}s, "
-        f"peak RSS {large['rss_peak_max'] / mib:.0f} MiB (growth {report['rss_growth']:+.1%})"
+        f"peak RSS median {large['rss_peak_median'] / mib:.0f} MiB "
+        f"(max {large['rss_peak_max'] / mib:.0f}; "
+        f"growth of the medians {report['rss_growth']:+.1%})"
     )
     for name, passed in checks.items():
         print(f"  [{'PASS' if passed else 'FAIL'}] {name}")
