@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import requests
 import urllib3
@@ -68,35 +68,6 @@ def is_retryable(error: BaseException) -> bool:
     return isinstance(error, TransportError) and error.retryable
 
 
-class _RefuseCrossHostRedirect:
-    """A response hook: a redirect to another host fails instead of being followed, so the
-    bearer token is never sent (or stripped and answered 401) anywhere but the registry."""
-
-    def __call__(self, response: requests.Response, **_: Any) -> requests.Response:
-        if response.is_redirect:
-            try:
-                target = requests.compat.urljoin(response.url, response.headers["Location"])
-                source, dest = urlsplit(response.url), urlsplit(target)
-            except ValueError as exc:  # e.g. "http://[bad": not a URL at all
-                response.close()
-                raise TransportError(
-                    f"redirect to a malformed Location: {exc}",
-                    status=response.status_code,
-                    error_type="redirect_refused",
-                    retryable=False,
-                ) from None
-            if (source.scheme, source.netloc) != (dest.scheme, dest.netloc):
-                response.close()
-                raise TransportError(
-                    f"redirected to another origin ({dest.scheme}://{dest.netloc}); "
-                    "not followed so the token stays with the registry",
-                    status=response.status_code,
-                    error_type="redirect_refused",
-                    retryable=False,
-                )
-        return response
-
-
 class RegistryClient:
     """Reads the registry's `listModelVersions`; thread-safe, one connection pool for all."""
 
@@ -128,7 +99,6 @@ class RegistryClient:
             self._session.proxies = {"http": settings.proxy, "https": settings.proxy}
         # Cookies are not part of the API; a jar shared by every org's token must not carry any.
         self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
-        self._session.hooks["response"].append(_RefuseCrossHostRedirect())
         self._counts_lock = threading.Lock()
         self.requests_by_status: Counter[str] = Counter()
 
@@ -169,6 +139,7 @@ class RegistryClient:
 
         def attempt() -> tuple[int, bytes, Any]:
             nonlocal attempts
+            self._before_attempt(org, model)  # a skip is not an attempt
             attempts += 1
             return self._attempt(url, token, org, model, attempts)
 
@@ -196,18 +167,19 @@ class RegistryClient:
     def _attempt(
         self, url: str, token: str, org: str, model: str, number: int
     ) -> tuple[int, bytes, Any]:
-        self._check_blocked(org, model)
-        if not self._limiter.acquire(self._cancelled):
-            raise SkippedError("not attempted: the run was aborted", org=org, model=model)
         settings = self._settings
+        deadline = self._deadlines.watch(settings.timeout_seconds)
         try:
             with (
-                self._deadlines.watch(settings.timeout_seconds) as deadline,
+                deadline,
                 self._session.get(
                     url,
                     headers={"Authorization": f"Bearer {token}"},
                     timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
                     stream=True,
+                    # Redirects are not followed: the token must only ever go to base_url, and
+                    # each hop would need its own deadline and size cap.
+                    allow_redirects=False,
                 ) as response,
             ):
                 status, headers = response.status_code, response.headers
@@ -222,9 +194,34 @@ class RegistryClient:
             if deadline.expired:
                 raise self._timed_out(org, model) from exc
             raise _transport_error(exc, org, model, self._secrets) from exc
+        except Exception as exc:
+            if deadline.expired:  # e.g. a TLS read racing the deadline's shutdown
+                self._count("transport_error")
+                raise self._timed_out(org, model) from exc
+            if isinstance(exc, ValueError):  # e.g. requests parsing a malformed Location
+                self._count("transport_error")
+                raise TransportError(
+                    redact(f"{type(exc).__name__}: {exc}", self._secrets),
+                    org=org,
+                    model=model,
+                    error_type="request_error",
+                    retryable=False,
+                ) from exc
+            raise
         self._count(str(status))
         if 200 <= status < 300:
             return status, body, parse_payload(body, headers, org=org, model=model, status=status)
+        if 300 <= status < 400:
+            location = redact(headers.get("Location", "(no Location)"), self._secrets)
+            raise TransportError(
+                f"the registry redirected to {location}; redirects are not followed, so the "
+                "token only goes to registry.base_url (set it to the final location)",
+                org=org,
+                model=model,
+                status=status,
+                error_type="redirect_refused",
+                retryable=False,
+            )
         error = error_for_status(status, headers, body, org=org, model=model, secrets=self._secrets)
         if isinstance(error, AuthenticationError):
             self._blocked.setdefault(org, error)
@@ -271,8 +268,9 @@ class RegistryClient:
             status=status,
         )
 
-    def _check_blocked(self, org: str, model: str) -> None:
-        """After a 401/403 for an org, its other calls (and retries) stop before they start."""
+    def _before_attempt(self, org: str, model: str) -> None:
+        """After a 401/403 for an org, its other calls (and retries) stop before they start;
+        otherwise wait for the rate limiter (or the run's abort)."""
         blocker = self._blocked.get(org)
         if blocker is not None:
             raise SkippedError(
@@ -282,6 +280,8 @@ class RegistryClient:
                 model=model,
                 attempts=0,
             )
+        if not self._limiter.acquire(self._cancelled):
+            raise SkippedError("not attempted: the run was aborted", org=org, model=model)
 
     def _wait(self, state: RetryCallState) -> float:
         """Full-jitter exponential backoff, or the server's Retry-After (capped) when given."""

@@ -45,6 +45,8 @@ def _check_token(value: SecretStr, empty_message: str) -> SecretStr:
         raise ValueError(
             "contains whitespace or control characters (a CRLF line ending in an env file?)"
         )
+    if not token.isascii():  # an HTTP header is Latin-1 at best; tokens are ASCII
+        raise ValueError("contains non-ASCII characters (a typographic quote pasted in?)")
     return value
 
 
@@ -128,8 +130,15 @@ class RegistrySettings(_Settings):
     @field_validator("proxy")
     @classmethod
     def _proxy_url(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in ("http", "https", "socks5"):
-            raise ValueError("must be an http://, https:// or socks5:// URL")
+        if value is None or not value.strip():
+            return None  # `${HTTPS_PROXY:-}`: no proxy when the variable is empty
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        try:
+            _ = parts.port
+        except ValueError as exc:
+            raise ValueError(f"has an invalid port: {exc}") from exc
         return value
 
     @field_validator("ca_bundle")

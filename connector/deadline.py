@@ -1,11 +1,16 @@
-"""A hard deadline for one HTTP attempt, status line and headers included.
+"""A hard deadline for one HTTP attempt: connect, TLS, status line, headers and body.
 
 Socket timeouts bound each `recv`, not the whole response: a server (or a broken proxy) that
 sends one header line every few seconds would hold a worker for as long as it likes. Here each
-attempt registers a deadline; the connection it uses attaches itself when the request starts;
-one monitor thread shuts that socket down when the deadline passes, which makes the blocked read
-fail at once. Wired in through `DeadlineAdapter`, a `requests` adapter whose urllib3 pools use
-connections that know the attempt they serve.
+attempt registers a deadline; the urllib3 connection serving it attaches itself (when it
+connects, and when it sends the request) and records its socket; one monitor thread shuts that
+socket down when the deadline passes, so the blocked read fails at once. A connection handed
+back to its pool is detached first, so a late expiry can never cut a request that another
+thread has started on the same keep-alive connection.
+
+Wired in through `DeadlineAdapter`, a `requests` adapter whose urllib3 pools (direct and
+through a proxy) create such connections. A connect that is still running when the deadline
+passes is bounded by the connect timeout and then cut at once.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import logging
 import socket
 import threading
 import time
@@ -23,30 +29,51 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+log = logging.getLogger(__name__)
 _current = threading.local()
+_POOL_CLASSES: dict[str, type[HTTPConnectionPool]] = {}  # filled below, after the classes
 
 
 class AttemptDeadline:
     """One attempt's deadline; `expired` tells the caller why its read failed."""
 
-    __slots__ = ("_connection", "_finished", "_lock", "deadline", "expired")
+    __slots__ = ("_connection", "_finished", "_lock", "_socket", "deadline", "expired")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.expired = False
         self._finished = False
         self._connection: HTTPConnection | None = None
+        self._socket: socket.socket | None = None
         self._lock = threading.Lock()
 
     def attach(self, connection: HTTPConnection) -> None:
+        """The connection now serves this attempt; cut it at once if the deadline has passed."""
         with self._lock:
+            if self._finished:
+                return
             self._connection = connection
+            if connection.sock is not None:
+                # Kept here: http.client drops conn.sock after reading the headers of a
+                # `Connection: close` response, while the body is still read from it.
+                self._socket = connection.sock
+            connection._deadline_attempt = self  # type: ignore[attr-defined]
+            if self.expired:
+                self._shutdown()
+
+    def detach(self, connection: HTTPConnection) -> None:
+        """The connection went back to its pool: it may serve another attempt next."""
+        with self._lock:
+            if self._connection is connection:
+                self._connection = None
+                self._socket = None
 
     def finish(self) -> None:
-        """The attempt is over: never touch its connection again (it may serve someone else)."""
+        """The attempt is over: never touch its connection again."""
         with self._lock:
             self._finished = True
             self._connection = None
+            self._socket = None
 
     @property
     def finished(self) -> bool:
@@ -57,11 +84,14 @@ class AttemptDeadline:
             if self._finished:
                 return
             self.expired = True
-            sock = self._connection.sock if self._connection is not None else None
-            if sock is not None:
-                # OSError: already closed, so the read has failed or finished anyway
-                with contextlib.suppress(OSError):
-                    sock.shutdown(socket.SHUT_RDWR)
+            self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._socket is not None:
+            # The base-class method, also for TLS: SSLSocket.shutdown would unwrap the TLS
+            # object under a thread that is reading from it.
+            with contextlib.suppress(OSError):
+                socket.socket.shutdown(self._socket, socket.SHUT_RDWR)
 
     def __enter__(self) -> AttemptDeadline:
         _current.attempt = self
@@ -114,7 +144,10 @@ class DeadlineMonitor:
                     self._condition.wait(wait)
                 else:
                     heapq.heappop(self._heap)
-                    attempt.expire()
+                    try:
+                        attempt.expire()
+                    except Exception:  # the monitor must outlive any one attempt
+                        log.exception("could not expire an attempt")
 
     def close(self) -> None:
         """Stop the monitor thread."""
@@ -127,11 +160,20 @@ class DeadlineMonitor:
 class _AttachesToAttempt:
     """Mixin for urllib3 connections: attach to the attempt running on this thread."""
 
+    def connect(self) -> None:
+        super().connect()  # type: ignore[misc]
+        _attach(self)
+
     def request(self, *args: Any, **kwargs: Any) -> None:
-        attempt: AttemptDeadline | None = getattr(_current, "attempt", None)
-        if attempt is not None:
-            attempt.attach(self)  # type: ignore[arg-type]
+        _attach(self)  # a reused keep-alive connection does not connect again
         super().request(*args, **kwargs)  # type: ignore[misc]
+        _attach(self)  # connected during request(): record the socket
+
+
+def _attach(connection: Any) -> None:
+    attempt: AttemptDeadline | None = getattr(_current, "attempt", None)
+    if attempt is not None:
+        attempt.attach(connection)
 
 
 class _DeadlineHTTPConnection(_AttachesToAttempt, HTTPConnection):
@@ -142,12 +184,25 @@ class _DeadlineHTTPSConnection(_AttachesToAttempt, HTTPSConnection):
     pass
 
 
-class _DeadlineHTTPConnectionPool(HTTPConnectionPool):
+class _DetachOnReturn:
+    """Mixin for urllib3 pools: a connection coming back is no longer its attempt's."""
+
+    def _put_conn(self, conn: Any) -> None:
+        attempt: AttemptDeadline | None = getattr(conn, "_deadline_attempt", None)
+        if attempt is not None:
+            attempt.detach(conn)
+        super()._put_conn(conn)  # type: ignore[misc]
+
+
+class _DeadlineHTTPConnectionPool(_DetachOnReturn, HTTPConnectionPool):
     ConnectionCls = _DeadlineHTTPConnection
 
 
-class _DeadlineHTTPSConnectionPool(HTTPSConnectionPool):
+class _DeadlineHTTPSConnectionPool(_DetachOnReturn, HTTPSConnectionPool):
     ConnectionCls = _DeadlineHTTPSConnection
+
+
+_POOL_CLASSES.update({"http": _DeadlineHTTPConnectionPool, "https": _DeadlineHTTPSConnectionPool})
 
 
 class DeadlineAdapter(HTTPAdapter):
@@ -155,7 +210,9 @@ class DeadlineAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = {
-            "http": _DeadlineHTTPConnectionPool,
-            "https": _DeadlineHTTPSConnectionPool,
-        }
+        self.poolmanager.pool_classes_by_scheme = dict(_POOL_CLASSES)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(_POOL_CLASSES)  # proxied requests too
+        return manager

@@ -21,6 +21,7 @@ from connector._version import __version__
 from connector.client import RegistryClient
 from connector.config import Config, validate_output
 from connector.errors import (
+    AuthenticationError,
     ExitCode,
     IncompatibleAPIError,
     OutputError,
@@ -158,13 +159,16 @@ def _fetch_all(
         summary.output_uri,
         extra={"event": "run_started", "run_id": summary.run_id},
     )
-    cancelled = threading.Event()  # set on 426: stops new requests and pending retries
+    # Set on a 426, or when the run stops early: no new requests, no more retries.
+    cancelled = threading.Event()
     with (
         RegistryClient(config.registry, secrets=secrets, cancelled=cancelled) as client,
         tqdm(total=len(targets), disable=not show_progress, unit="model", file=sys.stderr) as bar,
     ):
         run = _Run(config, client, cancelled)
-        workers = WorkerPool(run.fetch, targets, min(concurrency, len(targets)), name="fetch")
+        workers = WorkerPool(
+            run.fetch, targets, min(concurrency, len(targets)), name="fetch", abandoned=cancelled
+        )
         try:
             for outcome in workers:
                 _record(summary, writer, outcome, root, day, secrets)
@@ -214,6 +218,8 @@ def _record(
     # logged, summarised or written to the manifest.
     error.detail = redact(error.detail, secrets)
     summary.failures.append(error.to_failure())
+    if isinstance(error, AuthenticationError) and error.org not in summary.auth_failed_orgs:
+        summary.auth_failed_orgs.append(error.org or "")
     log.error(
         "%s",
         error,
@@ -246,7 +252,7 @@ def _finish(config: Config, summary: RunSummary, writer: SnapshotWriter, ratio: 
     """
     if summary.exit_code == ExitCode.INCOMPATIBLE_API:
         return
-    auth_failed = any(f["status"] in (401, 403) for f in summary.failures)
+    auth_failed = bool(summary.auth_failed_orgs)
     if summary.success_ratio < ratio:
         summary.exit_code = ExitCode.AUTH if auth_failed else ExitCode.NOT_PUBLISHED
         summary.message = (

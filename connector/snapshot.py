@@ -178,19 +178,19 @@ class SnapshotWriter:
                 self.files.append(name)
                 self._file_rows_written = 0
             self._writer.write_table(table)
+            self.rows += table.num_rows
+            self._file_rows_written += table.num_rows
+            if self._file_rows_written >= self._file_rows:
+                self._close_file()
         except (OSError, pa.ArrowException) as exc:
             raise OutputError(f"cannot write Parquet in {self.staged}: {exc}") from exc
-        self.rows += table.num_rows
-        self._file_rows_written += table.num_rows
-        if self._file_rows_written >= self._file_rows:
-            self._close_file()
 
     def _close_file(self) -> None:
-        if self._writer is not None:
-            self._writer.close()
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.close()
             with open(self.staged / self.files[-1], "rb+") as handle:
                 os.fsync(handle.fileno())
-            self._writer = None
 
     def publish(self, manifest: dict[str, Any]) -> PublishResult:
         """Finish the files, write the manifest, and swap the partition in atomically."""
@@ -249,6 +249,25 @@ class SnapshotWriter:
         shutil.rmtree(self.work_dir, ignore_errors=True)
 
 
+def _restore(final: Path, sources: list[Path]) -> str:
+    """Put the first source that can be moved back at `final`; OutputError if none can (the
+    work dir is then kept, so nothing is lost)."""
+    problems = []
+    for source in sources:
+        if not source.is_dir():
+            continue
+        try:
+            os.rename(source, final)
+        except OSError as exc:
+            problems.append(f"{source}: {exc}")
+            continue
+        return f"completed interrupted publish of {final} from {source.name}"
+    raise OutputError(
+        f"an earlier run left {final} missing and it cannot be restored "
+        f"({'; '.join(problems) or 'no copy found'}); fix the cause, then run again"
+    )
+
+
 def recover_staging(root: Path) -> list[str]:
     """Finish or discard what earlier, interrupted runs left in `_staging/` (call under the lock).
 
@@ -267,9 +286,7 @@ def recover_staging(root: Path) -> list[str]:
             final, staged = Path(journal["final"]), Path(journal["staged"])
             previous = Path(journal["previous"])
             if not final.exists():
-                source = staged if staged.is_dir() else previous
-                os.rename(source, final)
-                actions.append(f"completed interrupted publish of {final} from {source.name}")
+                actions.append(_restore(final, [staged, previous]))
         shutil.rmtree(work_dir, ignore_errors=True)
         actions.append(f"removed leftover staging {work_dir.name}")
     return actions

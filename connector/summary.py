@@ -28,6 +28,7 @@ class RunSummary:
     files: list[str] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    auth_failed_orgs: list[str] = field(default_factory=list)  # orgs whose token was refused
     published: bool = False
     partition: str | None = None
     rejected_dir: str | None = None

@@ -34,11 +34,15 @@ class WorkerPool(Generic[Item, Result]):
         items: Iterable[Item],
         threads: int,
         name: str = "worker",
+        abandoned: threading.Event | None = None,
     ) -> None:
+        """`abandoned` is set when the consumer leaves early (an exception, a break), so that
+        work in progress can give up instead of finishing for nobody (e.g. long retries)."""
         self._function = function
         self._items = iter(items)
         self._items_lock = threading.Lock()
         self._stopped = threading.Event()
+        self._abandoned = abandoned
         self._results: queue.Queue[Result | _Done] = queue.Queue(maxsize=2 * threads)
         self._threads = [
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
@@ -89,6 +93,8 @@ class WorkerPool(Generic[Item, Result]):
                     yield result
         finally:
             self._stopped.set()
+            if running and self._abandoned is not None:
+                self._abandoned.set()
             while running:  # the consumer left early: drain so no worker blocks on put()
                 if isinstance(self._results.get(), _Done):
                     running -= 1

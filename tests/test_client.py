@@ -297,7 +297,10 @@ def test_malformed_redirect_location_fails_the_model_cleanly() -> None:
         with RegistryClient(settings(server.url)) as client:
             with pytest.raises(errors.TransportError) as caught:
                 client.list_model_versions("acme", "m")
-    assert caught.value.error_type == "redirect_refused"
+    # requests parses Location even when it does not follow it
+    assert caught.value.error_type == "request_error"
+    assert "Invalid IPv6 URL" in caught.value.detail
+    assert caught.value.attempts == 1
 
 
 def test_cookies_are_never_sent_back() -> None:
@@ -331,14 +334,18 @@ def test_redirect_to_another_host_is_refused_and_token_not_sent() -> None:
     assert TOKEN not in str(caught.value)
 
 
-def test_same_host_redirect_is_followed_with_the_token() -> None:
+def test_same_origin_redirect_is_not_followed_either() -> None:
+    """Following would need a deadline and a size cap per hop; the API has no redirects."""
     with ScriptedServer([json_reply(200, VALID_BODY)]) as server:
         moved = Reply(307, b"", {"Location": "/api/v1/org/acme/models/m/versions"})
         server.script.insert(0, moved)
         with RegistryClient(settings(server.url)) as client:
-            result = client.list_model_versions("acme", "m")
-    assert result.payload == VALID_BODY
-    assert [r["Authorization"] for r in server.requests] == [f"Bearer {TOKEN}"] * 2
+            with pytest.raises(errors.TransportError) as caught:
+                client.list_model_versions("acme", "m")
+    assert caught.value.error_type == "redirect_refused"
+    assert caught.value.status == 307
+    assert "/api/v1/org/acme/models/m/versions" in caught.value.detail
+    assert len(server.requests) == 1
 
 
 def test_connection_refused_is_a_transport_error() -> None:
@@ -413,3 +420,28 @@ def test_ca_bundle_trusts_a_private_ca(self_signed: tuple[Path, Path]) -> None:
         with RegistryClient(settings(server.url, ca_bundle=str(self_signed[0]))) as client:
             result = client.list_model_versions("acme", "m")
     assert result.payload == VALID_BODY
+
+
+def test_the_deadline_also_holds_through_a_proxy() -> None:
+    slow = Reply(200, b"{}", {"Content-Type": "application/json"}, drip_header_seconds=0.1)
+    with ScriptedServer([slow]) as proxy:
+        overrides = {"timeout_seconds": 0.5, "retry": {"max_attempts": 1}, "proxy": proxy.url}
+        with RegistryClient(settings("http://registry.invalid", **overrides)) as client:
+            started = time.monotonic()
+            with pytest.raises(errors.TransportError) as caught:
+                client.list_model_versions("acme", "m")
+            elapsed = time.monotonic() - started
+    assert caught.value.error_type == "timeout"
+    assert elapsed < 2  # 100 header lines would take 10 s
+
+
+def test_a_timed_out_401_is_a_timeout_not_an_auth_failure() -> None:
+    slow = Reply(401, b"{}", {"Content-Type": "application/json"}, drip_header_seconds=0.1)
+    with ScriptedServer([slow, json_reply(200, VALID_BODY)]) as server:
+        overrides = {"timeout_seconds": 0.3, "retry": {"max_attempts": 1}}
+        with RegistryClient(settings(server.url, **overrides)) as client:
+            with pytest.raises(errors.TransportError) as caught:
+                client.list_model_versions("acme", "a")
+            assert client.blocked("acme") is None
+            client.list_model_versions("acme", "b")  # the org is not blocked
+    assert caught.value.error_type == "timeout"

@@ -819,3 +819,36 @@ def test_base_url_with_credentials_is_refused_without_echoing_them() -> None:
         "registry.base_url: must not carry user:password@ (the token authenticates)"
     ]
     assert "hunter2" not in str(caught.value)
+
+
+def test_non_ascii_token_is_refused() -> None:
+    raw = valid_raw()
+    raw["registry"]["token"] = "${PASTED}"
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, {**ENV, "PASTED": "abc\u2019def"})
+    assert caught.value.problems == [
+        "registry.token: contains non-ASCII characters (a typographic quote pasted in?)"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("proxy", "problem"),
+    [
+        ("http://", "registry.proxy: must be an http:// or https:// URL with a host"),
+        ("http:/proxy:8080", "registry.proxy: must be an http:// or https:// URL with a host"),
+        ("socks5://proxy:1080", "registry.proxy: must be an http:// or https:// URL with a host"),
+        ("http://proxy:99999", "registry.proxy: has an invalid port: Port out of range 0-65535"),
+    ],
+)
+def test_bad_proxy_is_reported(proxy: str, problem: str) -> None:
+    raw = valid_raw()
+    raw["registry"]["proxy"] = proxy
+    with pytest.raises(ConfigError) as caught:
+        parse_config(raw, ENV)
+    assert caught.value.problems == [problem]
+
+
+def test_an_empty_proxy_variable_means_no_proxy() -> None:
+    raw = valid_raw()
+    raw["registry"]["proxy"] = "${HTTPS_PROXY:-}"
+    assert parse_config(raw, ENV).registry.proxy is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -18,7 +19,7 @@ from test_extract_e2e import DAY1, dataset_rows, expected, file_hashes, project
 from connector import extract, extraction
 from connector.cli import main
 from connector.config import parse_config
-from connector.errors import ExitCode
+from connector.errors import ExitCode, OutputError
 from connector.simulator import FaultPlan, SimulatedRegistry
 from connector.snapshot import SnapshotWriter
 
@@ -397,3 +398,33 @@ def test_report_with_config_needs_no_registry_token(
     report = CliRunner().invoke(main, ["report", "--config", str(config), "--format", "json"])
     assert report.exit_code == 0, report.output
     assert json.loads(report.stdout)
+
+
+def test_an_output_failure_stops_retries_in_flight(
+    start_simulator: StartSimulator,
+    tmp_path: Path,
+    token_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer fails on the first rows; targets still retrying a 503 must give up, not
+    sleep out a 30-second Retry-After for a run that is already lost."""
+    registry = start_simulator(orgs=1, models_per_org=6)
+    registry.set_faults(FaultPlan(status_for={f"org-00/model-000{i}": 503 for i in range(1, 6)}))
+
+    def disk_full(self: SnapshotWriter, rows: list[Any]) -> None:
+        raise OutputError("cannot write Parquet: No space left on device")
+
+    monkeypatch.setattr(SnapshotWriter, "add_rows", disk_full)
+    document = config_document(
+        registry,
+        tmp_path / "out",
+        registry_settings={
+            "concurrency": 6,
+            "retry": {"max_attempts": 10, "backoff_base_seconds": 30, "backoff_max_seconds": 30},
+        },
+    )
+    started = time.monotonic()
+    summary = extract(parse_config(document), date(2026, 1, 1))
+    assert summary.exit_code == ExitCode.OUTPUT
+    assert time.monotonic() - started < 10  # not 30 s of backoff per target
+    assert summary.targets_attempted == 6

@@ -245,3 +245,34 @@ def test_rejected_body_is_redacted_before_it_is_truncated(tmp_path: Path) -> Non
     kept = json.loads(save_rejected(tmp_path, DAY, error, raw, [secret]).read_text())
     assert secret[:5] not in kept["body"][-20:]
     assert kept["body"].startswith("x" * 100)
+
+
+def test_a_failure_closing_a_full_file_is_an_output_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = SnapshotWriter(tmp_path, DAY, "run-full", batch_rows=10, file_rows=10)
+
+    def no_space(fd: int) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", no_space)
+    with pytest.raises(OutputError, match="No space left on device"):
+        writer.add_rows(rows(12))  # a full file is closed (and fsynced) mid-run
+    writer.discard()
+
+
+def test_recovery_that_cannot_restore_keeps_everything_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    final = interrupted_publish(tmp_path, staged_survives=True)
+
+    def broken_rename(source: Path, target: Path) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "rename", broken_rename)
+    with pytest.raises(OutputError, match="cannot be restored"):
+        recover_staging(tmp_path)
+    monkeypatch.undo()
+    assert (tmp_path / "_staging" / "run-new" / "publish-journal.json").exists()
+    recover_staging(tmp_path)  # once the cause is fixed, the next run completes it
+    assert pq.read_table(final).num_rows == 7

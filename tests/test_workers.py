@@ -60,3 +60,13 @@ def test_consumer_leaving_early_does_not_leave_threads_blocked() -> None:
         if result >= 0:
             break
     assert threading.active_count() == before
+
+
+def test_leaving_early_raises_the_abandoned_flag() -> None:
+    abandoned = threading.Event()
+    for _ in WorkerPool(lambda x: x, range(10_000), threads=2, abandoned=abandoned):
+        break
+    assert abandoned.is_set()
+    finished = threading.Event()
+    list(WorkerPool(lambda x: x, range(10), threads=2, abandoned=finished))
+    assert not finished.is_set()  # a pool run to the end was not abandoned
