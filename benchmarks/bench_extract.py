@@ -67,7 +67,7 @@ def stop(process: subprocess.Popen[str]) -> None:
 
 
 CHILD = r"""
-import json, resource, sys, time
+import json, sys, time
 from datetime import date
 from connector.config import parse_config
 from connector.extraction import extract
@@ -77,7 +77,10 @@ config = parse_config(document, env={"BENCH_TOKEN": sys.argv[2]})
 cpu0, wall0 = time.process_time(), time.perf_counter()
 summary = extract(config, date(2026, 1, 1), progress=False)
 cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+# VmHWM, not getrusage's ru_maxrss: Linux carries ru_maxrss over fork and exec, so a child of
+# a parent that once held 195 MiB reports at least that much, whatever it used itself.
+with open("/proc/self/status") as status:
+    rss = next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmHWM:"))
 print(json.dumps({"wall": wall, "cpu": cpu, "rss": rss, "rows": summary.rows,
                   "exit": int(summary.exit_code), "requests": sum(summary.requests.values())}))
 """
