@@ -18,6 +18,8 @@ from connector._version import __version__
 from connector.config import Config, load_config
 from connector.errors import ConnectorError, ExitCode
 from connector.logs import add_secrets, configure_logging
+from connector.report_cli import report
+from connector.simulator_cli import simulate
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -153,18 +155,8 @@ def extract(
     sys.exit(int(summary.exit_code))
 
 
-def _register_optional_commands() -> None:
-    """Commands that live in their own modules (simulator, report)."""
-    from connector.simulator_cli import simulate
-
-    main.add_command(simulate)
-    try:
-        from connector.report_cli import report
-    except ImportError:  # pragma: no cover - during development only
-        return
-    main.add_command(report)
-
-
-_register_optional_commands()
+# Commands that live in their own modules, next to what they drive.
+main.add_command(simulate)
+main.add_command(report)
 
 __all__ = ["ExitCode", "main"]

@@ -141,7 +141,7 @@ class RegistryClient:
             nonlocal attempts
             self._before_attempt(org, model)  # a skip is not an attempt
             attempts += 1
-            return self._attempt(url, token, org, model, attempts)
+            return self._attempt(url, token, org, model)
 
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
@@ -164,9 +164,7 @@ class RegistryClient:
         self._limiter.record_success()
         return FetchResult(payload, body, status, attempts, len(body), time.monotonic() - started)
 
-    def _attempt(
-        self, url: str, token: str, org: str, model: str, number: int
-    ) -> tuple[int, bytes, Any]:
+    def _attempt(self, url: str, token: str, org: str, model: str) -> tuple[int, bytes, Any]:
         settings = self._settings
         deadline = self._deadlines.watch(settings.timeout_seconds)
         try:

@@ -55,7 +55,6 @@ class _Run:
     """The mutable state of one run; `extract()` is the only public way in."""
 
     def __init__(self, config: Config, client: RegistryClient, cancelled: threading.Event) -> None:
-        self.config = config
         self.client = client
         self.cancelled = cancelled
         self.incompatible: IncompatibleAPIError | None = None

@@ -90,11 +90,6 @@ def to_dataframe(table: pa.Table) -> pd.DataFrame:
     return frame
 
 
-def empty_table() -> pa.Table:
-    """A zero-row table with the file schema."""
-    return FILE_SCHEMA.empty_table()
-
-
 def markdown_table() -> str:
     """The schema as a Markdown table (the README's copy is checked against this)."""
     lines = ["| column | type | nullable | meaning |", "|---|---|---|---|"]
