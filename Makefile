@@ -23,7 +23,7 @@ test: lint
 	$(PY) -m pytest
 
 demo: $(STAMP)
-	$(PY) -m connector.demo
+	$(PY) -m connector.simulator.demo
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_extract.py

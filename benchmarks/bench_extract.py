@@ -70,7 +70,7 @@ CHILD = r"""
 import json, sys, time
 from datetime import date
 from connector.config import parse_config
-from connector.extraction import extract
+from connector.extraction.run import extract
 with open(sys.argv[1]) as handle:
     document = json.load(handle)
 config = parse_config(document, env={"BENCH_TOKEN": sys.argv[2]})

@@ -1,16 +1,41 @@
 """The model-versions connector: snapshots a model registry's version lists into Parquet.
 
-The public library API; the `connector` command line is a thin shell over exactly these.
+The public library API; the `connector` command line is a thin shell over exactly these. Names
+resolve on first use (PEP 562), so importing `connector` (and `connector --help`) does not load
+pandas or pyarrow until a function that needs them is called.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from connector._version import __version__
-from connector.analytics import Report, compute_report, report
-from connector.config import Config, load_config
-from connector.dataset import load_snapshots
-from connector.errors import ConnectorError, ExitCode
-from connector.extraction import extract
-from connector.schema import DATASET_SCHEMA, FILE_SCHEMA, SCHEMA_VERSION
-from connector.summary import RunSummary
+
+if TYPE_CHECKING:
+    from connector.config import Config, load_config
+    from connector.dataset.reader import load_snapshots
+    from connector.dataset.schema import DATASET_SCHEMA, FILE_SCHEMA, SCHEMA_VERSION
+    from connector.errors import ConnectorError, ExitCode
+    from connector.extraction.run import extract
+    from connector.extraction.summary import RunSummary
+    from connector.reporting.analytics import Report, compute_report, report
+
+_EXPORTS: dict[str, str] = {
+    "DATASET_SCHEMA": "connector.dataset.schema",
+    "FILE_SCHEMA": "connector.dataset.schema",
+    "SCHEMA_VERSION": "connector.dataset.schema",
+    "Config": "connector.config",
+    "ConnectorError": "connector.errors",
+    "ExitCode": "connector.errors",
+    "Report": "connector.reporting.analytics",
+    "RunSummary": "connector.extraction.summary",
+    "compute_report": "connector.reporting.analytics",
+    "extract": "connector.extraction.run",
+    "load_config": "connector.config",
+    "load_snapshots": "connector.dataset.reader",
+    "report": "connector.reporting.analytics",
+}
 
 __all__ = [
     "DATASET_SCHEMA",
@@ -28,3 +53,16 @@ __all__ = [
     "load_snapshots",
     "report",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'connector' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # resolved once
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.responses import redact
+from connector.redaction import redact
 
 # Structured fields callers pass through `extra=`; JSON lines carry them as keys.
 FIELDS = ("event", "org", "model", "status", "attempt", "elapsed", "run_id", "wait_seconds")

@@ -138,7 +138,7 @@ def model_versions() -> None:
 
         from connector import compute_report
         from connector.errors import NoDataError
-        from connector.render import render, write_output
+        from connector.reporting.render import render, write_output
 
         end = date.fromisoformat(summary["snapshot_date"])
         try:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from helpers import TOKEN
 
-from connector.simulator import SimulatedRegistry, SimulatorConfig
+from connector.simulator.server import SimulatedRegistry, SimulatorConfig
 
 
 @pytest.fixture(autouse=True)

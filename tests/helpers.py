@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from connector.simulator import SimulatedRegistry
+from connector.simulator.server import SimulatedRegistry
 
 TOKEN = "tok-3f9a1c77-secret-do-not-leak"
 

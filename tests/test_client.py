@@ -16,9 +16,9 @@ import pytest
 from helpers import TOKEN, VALID_BODY, Reply, ScriptedServer, envelope, json_reply
 
 from connector import errors
-from connector.client import USER_AGENT, RegistryClient
 from connector.config import RegistrySettings
-from connector.ratelimit import RateLimiter
+from connector.http.client import USER_AGENT, RegistryClient
+from connector.http.ratelimit import RateLimiter
 
 
 def settings(url: str, **overrides: Any) -> RegistrySettings:
@@ -249,7 +249,7 @@ def test_429_pauses_every_worker_not_only_the_one_that_saw_it() -> None:
     script = [envelope(429, "slow down", "rate_limit_error", **{"Retry-After": "1"})]
     script += [json_reply(200, VALID_BODY)] * 3
     retrying = _RetryEvent()
-    logger = logging.getLogger("connector.client")
+    logger = logging.getLogger("connector.http.client")
     logger.addHandler(retrying)
     try:
         with ScriptedServer(script) as server:

@@ -21,9 +21,9 @@ from test_extract_e2e import DAY1, file_hashes
 from connector import extract
 from connector.cli import main
 from connector.config import parse_config
+from connector.dataset.lock import LOCK_NAME
 from connector.errors import ExitCode
-from connector.lock import LOCK_NAME
-from connector.simulator import SimulatedRegistry
+from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
 REPO = Path(__file__).parents[1]

@@ -18,9 +18,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connector.dataset import load_snapshots, read_manifest, snapshot_dates
+from connector.dataset.reader import load_snapshots, read_manifest, snapshot_dates
+from connector.dataset.schema import DATASET_SCHEMA, FILE_SCHEMA, to_dataframe
 from connector.errors import ConfigError, OutputError
-from connector.schema import DATASET_SCHEMA, FILE_SCHEMA, to_dataframe
 
 D = date.fromisoformat
 

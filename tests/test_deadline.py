@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from connector.deadline import AttemptDeadline, DeadlineMonitor
+from connector.http.deadline import AttemptDeadline, DeadlineMonitor
 
 
 @dataclass

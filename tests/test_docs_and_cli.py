@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
-from connector.cli import main
+from connector.cli import COMMANDS, SHORT_HELP, main
+from connector.dataset.schema import markdown_table
 from connector.errors import ExitCode
-from connector.schema import markdown_table
 
 README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
 
@@ -46,18 +49,79 @@ def test_readme_sections_are_in_order() -> None:
     assert positions == sorted(positions)
 
 
-@pytest.mark.parametrize("command", sorted(main.commands))
+def command_named(name: str) -> click.Command:
+    command = main.get_command(click.Context(main), name)
+    assert command is not None, name
+    return command
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
 def test_every_command_has_help(command: str) -> None:
     result = CliRunner().invoke(main, [command, "--help"])
     assert result.exit_code == 0
-    assert main.commands[command].help
-    for option in main.commands[command].params:
-        if option.name != "help" and isinstance(option, __import__("click").Option):
+    loaded = command_named(command)
+    assert loaded.help
+    # The group lists commands from SHORT_HELP without importing them: keep the two equal.
+    assert loaded.get_short_help_str(limit=200) == SHORT_HELP[command]
+    for option in loaded.params:
+        if option.name != "help" and isinstance(option, click.Option):
             assert option.help, f"{command} --{option.name} has no help text"
 
 
+@pytest.mark.parametrize(
+    "args",
+    [["--help"], ["--version"], ["validate", "--help"], ["validate", "--config", "CONFIG"]],
+)
+def test_help_version_and_validate_never_import_pandas_or_pyarrow(
+    args: list[str], tmp_path: Path
+) -> None:
+    config = tmp_path / "good.yaml"
+    config.write_text(
+        "registry:\n  base_url: https://registry.example.com\n  token: ${T:-x}\n"
+        "orgs:\n  - name: acme\n    models: [a]\noutput:\n  uri: ./data\n"
+    )
+    args = [str(config) if arg == "CONFIG" else arg for arg in args]
+    probe = (
+        "import sys\n"
+        "from connector.cli import main\n"
+        f"sys.argv = ['connector', *{args!r}]\n"
+        "try:\n    main()\n"
+        "except SystemExit as exc:\n    code = exc.code\n"
+        "heavy = sorted(m for m in ('pandas', 'pyarrow', 'numpy') if m in sys.modules)\n"
+        "print('HEAVY=' + ','.join(heavy))\n"
+        "sys.exit(code)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "HEAVY=", result.stdout
+
+
+def test_version_option_prints_the_package_version() -> None:
+    from connector import __version__
+
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"connector, version {__version__}"
+
+
+def test_importing_the_library_is_lazy() -> None:
+    probe = (
+        "import sys, connector\n"
+        "assert 'pandas' not in sys.modules and 'pyarrow' not in sys.modules\n"
+        "assert callable(connector.extract) and callable(connector.report)\n"
+        "assert 'pandas' in sys.modules\n"
+        "assert set(connector.__all__) <= set(dir(connector))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+
+
 def test_every_option_of_extract_is_in_the_readme_or_help() -> None:
-    for option in main.commands["extract"].params:
+    for option in command_named("extract").params:
         for flag in getattr(option, "opts", []):
             if flag.startswith("--") and flag not in ("--help", "--config"):
                 assert flag in README, f"{flag} is not documented in the README"

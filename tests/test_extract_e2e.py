@@ -17,7 +17,7 @@ from click.testing import CliRunner, Result
 from helpers import config_document, write_config
 
 from connector.cli import main
-from connector.simulator import FaultPlan, SimulatedRegistry
+from connector.simulator.server import FaultPlan, SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
 DAY1, DAY2 = "2026-01-01", "2026-01-02"

@@ -16,12 +16,13 @@ from click.testing import CliRunner, Result
 from helpers import TOKEN, Reply, ScriptedServer, config_document, write_config
 from test_extract_e2e import DAY1, dataset_rows, expected, file_hashes, project
 
-from connector import extract, extraction
+from connector import extract
 from connector.cli import main
 from connector.config import parse_config
+from connector.dataset.writer import SnapshotWriter
 from connector.errors import ExitCode, OutputError
-from connector.simulator import FaultPlan, SimulatedRegistry
-from connector.snapshot import SnapshotWriter
+from connector.extraction import run as extraction
+from connector.simulator.server import FaultPlan, SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
 

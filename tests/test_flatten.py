@@ -13,9 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from connector.dataset.flatten import flatten, parse_timestamp, rows_to_table
+from connector.dataset.schema import COLUMN_NAMES, FILE_SCHEMA, to_dataframe
 from connector.errors import PayloadError, TargetError
-from connector.flatten import flatten, parse_timestamp, rows_to_table
-from connector.schema import COLUMN_NAMES, FILE_SCHEMA, to_dataframe
 
 EXTRACTED_AT = 1_792_000_000_123_456
 ORG, MODEL, NAME = "acme", "sentiment-small", "acme/sentiment-small"

@@ -10,9 +10,9 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connector.dataset.flatten import flatten, rows_to_table
+from connector.dataset.schema import COLUMNS, FILE_SCHEMA
 from connector.errors import PayloadError
-from connector.flatten import flatten, rows_to_table
-from connector.schema import COLUMNS, FILE_SCHEMA
 
 EXTRACTED_AT = 1_792_000_000_000_000
 INT64_MAX = 2**63 - 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from connector.errors import ExitCode
-from connector.metrics import render_metrics, write_metrics
-from connector.summary import RunSummary
+from connector.extraction.metrics import render_metrics, write_metrics
+from connector.extraction.summary import RunSummary
 
 
 def summary(**fields: object) -> RunSummary:

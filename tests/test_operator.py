@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from helpers import TOKEN, config_document, write_config
 
 from connector.cli import main
-from connector.simulator import FaultPlan, SimulatedRegistry
+from connector.simulator.server import FaultPlan, SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
 REPO = Path(__file__).parents[1]

@@ -17,10 +17,16 @@ import pytest
 from click.testing import CliRunner
 from test_dataset import V, daily_dataset, snapshot_frame
 
-from connector.analytics import REPORT_COLUMNS, Report, compute_report, resolve_window, summarize
+from connector.cli.report import report as report_command
 from connector.errors import ConfigError, OutputError
-from connector.render import chart_data, render, render_html, render_table, write_output
-from connector.report_cli import report as report_command
+from connector.reporting.analytics import (
+    REPORT_COLUMNS,
+    Report,
+    compute_report,
+    resolve_window,
+    summarize,
+)
+from connector.reporting.render import chart_data, render, render_html, render_table, write_output
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

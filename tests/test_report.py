@@ -16,7 +16,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_dataset import D, V, daily_dataset, snapshot_frame, write_snapshot
 
-from connector.analytics import (
+from connector.cli import ConnectorGroup
+from connector.cli.report import report as report_command
+from connector.errors import ConfigError, ExitCode, NoDataError
+from connector.reporting.analytics import (
     GROUPINGS,
     REPORT_COLUMNS,
     Report,
@@ -27,9 +30,6 @@ from connector.analytics import (
     resolve_window,
     summarize,
 )
-from connector.cli import ConnectorGroup
-from connector.errors import ConfigError, ExitCode, NoDataError
-from connector.report_cli import report as report_command
 
 JAN = [D(f"2024-01-{day:02d}") for day in range(1, 32)]
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from helpers import config_document, write_config
 
 from connector.cli import main
-from connector.simulator import SimulatedRegistry
+from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
 

@@ -23,15 +23,14 @@ from connector.errors import (
     ServerError,
     UnprocessableEntityError,
 )
-from connector.responses import (
-    REDACTED,
+from connector.http.responses import (
     RETRYABLE_STATUSES,
     body_snippet,
     error_for_status,
     parse_payload,
     parse_retry_after,
-    redact,
 )
+from connector.redaction import REDACTED, redact
 
 ORG, MODEL = "acme", "sentiment-small"
 JSON = {"Content-Type": "application/json"}

@@ -24,13 +24,14 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
+import click
 import pytest
 from helpers import TOKEN, config_document, write_config
 
 import connector
 from connector.cli import main
 from connector.errors import ExitCode
-from connector.simulator import SimulatedRegistry
+from connector.simulator.server import SimulatedRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_configs"
@@ -141,8 +142,9 @@ def connector_invocations(command: str) -> list[list[str]]:
 def parse_with_cli(arguments: list[str]) -> dict[str, Any]:
     """Let the real CLI parse `SUBCOMMAND ARGS...` (nothing runs): unknown options fail here."""
     name, *rest = arguments
-    assert name in main.commands, f"connector has no {name!r} command"
-    context = main.commands[name].make_context(name, list(rest))
+    command = main.get_command(click.Context(main), name)
+    assert command is not None, f"connector has no {name!r} command"
+    context = command.make_context(name, list(rest))
     return dict(context.params)
 
 

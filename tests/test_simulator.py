@@ -20,9 +20,9 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from connector.simulator import FaultPlan, SimulatedRegistry, SimulatorConfig
-from connector.simulator_cli import simulate
-from connector.simulator_faults import MALFORMED_KINDS, OVERSIZE_BYTES
+from connector.cli.simulate import simulate
+from connector.simulator.faults import MALFORMED_KINDS, OVERSIZE_BYTES
+from connector.simulator.server import FaultPlan, SimulatedRegistry, SimulatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SUMMARY_KEYS = {
@@ -488,7 +488,7 @@ def test_lifecycle_and_validation() -> None:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
 def test_cli_announces_serves_and_exits_cleanly(signum: int) -> None:
-    code = "from connector.simulator_cli import simulate; simulate()"
+    code = "from connector.cli.simulate import simulate; simulate()"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "SIMULATOR_TOKEN": "cli-token"}
     command = [sys.executable, "-c", code, "--port", "0", "--versions-shape", "objects"]
     with subprocess.Popen(

@@ -13,19 +13,19 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from connector import snapshot
-from connector.errors import LockHeldError, OutputError, TargetError
-from connector.flatten import Row
-from connector.lock import LOCK_NAME, RunLock
-from connector.rejected import MAX_BODY_BYTES, save_rejected
-from connector.schema import FILE_SCHEMA
-from connector.snapshot import (
+from connector.dataset import writer as snapshot
+from connector.dataset.flatten import Row
+from connector.dataset.lock import LOCK_NAME, RunLock
+from connector.dataset.rejected import MAX_BODY_BYTES, save_rejected
+from connector.dataset.schema import FILE_SCHEMA
+from connector.dataset.writer import (
     MANIFEST_NAME,
     SnapshotWriter,
     exchange_paths,
     partition_dir,
     recover_staging,
 )
+from connector.errors import LockHeldError, OutputError, TargetError
 
 DAY = date(2026, 3, 1)
 
@@ -136,7 +136,7 @@ def test_lock_is_exclusive_and_names_the_holder(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, pathlib; from connector.lock import RunLock; "
+            "import sys, pathlib; from connector.dataset.lock import RunLock; "
             f"lock = RunLock(pathlib.Path({str(tmp_path)!r}), 'run-holder').acquire(); "
             "print('locked', flush=True); sys.stdin.read()",
         ],

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from connector.workers import WorkerPool
+from connector.extraction.workers import WorkerPool
 
 
 def test_every_item_is_processed_once() -> None:

@@ -39,14 +39,9 @@ from typing import Any
 
 import pandas as pd
 
-from connector.dataset import (
-    Window,
-    load_snapshots,
-    read_manifest,
-    resolve_window,
-    snapshot_dates,
-)
+from connector.dataset.reader import load_snapshots, read_manifest, snapshot_dates
 from connector.errors import ConfigError, NoDataError, OutputError
+from connector.reporting.window import Window, resolve_window
 
 __all__ = [
     "GROUPINGS",

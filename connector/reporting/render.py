@@ -27,8 +27,8 @@ from typing import Any
 
 import pandas as pd
 
-from connector.analytics import Report
 from connector.errors import ConfigError, OutputError
+from connector.reporting.analytics import Report
 
 FORMATS = ("table", "csv", "json", "html")
 CHART_MAX_SERIES = 20  # more lines than this are unreadable; the table still lists every group

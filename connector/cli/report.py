@@ -1,7 +1,7 @@
 """`connector report`: downloads gained over a window, as a table, CSV, JSON or an HTML page.
 
-Thin on purpose: parse the options, call `connector.analytics.compute_report`, render, write. Errors
-are the connector's exceptions; the CLI group turns them into exit codes.
+Thin on purpose: parse the options, call `connector.reporting.analytics.compute_report`, render,
+write. Errors are the connector's exceptions; the CLI group turns them into exit codes.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import click
 
-from connector.analytics import GROUPINGS, compute_report
-from connector.render import FORMATS, render, write_output
+from connector.reporting.analytics import GROUPINGS, compute_report
+from connector.reporting.render import FORMATS, render, write_output
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import pyarrow as pa
 
+from connector.dataset.schema import FILE_SCHEMA
 from connector.errors import PayloadError
-from connector.schema import FILE_SCHEMA
 
 Row = tuple[Any, ...]
 """One dataset row, values in `schema.COLUMNS` order; timestamps as epoch microseconds."""

@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+from connector.dataset.writer import REJECTED_DIR, write_json_atomic
 from connector.errors import TargetError
-from connector.responses import redact
-from connector.snapshot import REJECTED_DIR, write_json_atomic
+from connector.redaction import redact
 
 MAX_BODY_BYTES = 64 * 1024
 

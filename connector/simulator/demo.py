@@ -13,8 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from connector.dataset import load_snapshots
-from connector.simulator import SimulatedRegistry, SimulatorConfig
+from connector.dataset.reader import load_snapshots
+from connector.simulator.server import SimulatedRegistry, SimulatorConfig
 
 DEMO_TOKEN = "demo-token-not-a-secret"
 DAYS = ((1, "2026-01-01"), (2, "2026-01-02"))

@@ -33,9 +33,9 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from connector.dataset.flatten import Row, rows_to_table
+from connector.dataset.schema import DICTIONARY_COLUMNS, FILE_SCHEMA
 from connector.errors import OutputError
-from connector.flatten import Row, rows_to_table
-from connector.schema import DICTIONARY_COLUMNS, FILE_SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -13,20 +13,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector.errors import PayloadError, RegistryAPIError, error_class_for_status
+from connector.redaction import redact
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _SNIPPET_CHARS = 200
 _TAGS = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
-REDACTED = "[REDACTED]"
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """Replace every secret in `text`; used on anything a server sends back to us."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -31,7 +31,6 @@ from tenacity import (
 
 from connector._version import __version__
 from connector.config import MODEL_PATTERN, ORG_PATTERN, RegistrySettings
-from connector.deadline import DeadlineAdapter, DeadlineMonitor
 from connector.errors import (
     AuthenticationError,
     PayloadError,
@@ -40,8 +39,10 @@ from connector.errors import (
     TargetError,
     TransportError,
 )
-from connector.ratelimit import RateLimiter
-from connector.responses import RETRYABLE_STATUSES, error_for_status, parse_payload, redact
+from connector.http.deadline import DeadlineAdapter, DeadlineMonitor
+from connector.http.ratelimit import RateLimiter
+from connector.http.responses import RETRYABLE_STATUSES, error_for_status, parse_payload
+from connector.redaction import redact
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from connector.summary import RunSummary
+from connector.extraction.summary import RunSummary
 
 _PREFIX = "model_versions_connector"
 

@@ -18,8 +18,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from connector._version import __version__
-from connector.client import RegistryClient
 from connector.config import Config, validate_output
+from connector.dataset.flatten import Row, flatten
+from connector.dataset.lock import RunLock
+from connector.dataset.rejected import save_rejected
+from connector.dataset.schema import SCHEMA_VERSION
+from connector.dataset.writer import REJECTED_DIR, SnapshotWriter, local_root, recover_staging
 from connector.errors import (
     AuthenticationError,
     ExitCode,
@@ -28,14 +32,10 @@ from connector.errors import (
     SkippedError,
     TargetError,
 )
-from connector.flatten import Row, flatten
-from connector.lock import RunLock
-from connector.rejected import save_rejected
-from connector.responses import redact
-from connector.schema import SCHEMA_VERSION
-from connector.snapshot import REJECTED_DIR, SnapshotWriter, local_root, recover_staging
-from connector.summary import RunSummary
-from connector.workers import WorkerPool
+from connector.extraction.summary import RunSummary
+from connector.extraction.workers import WorkerPool
+from connector.http.client import RegistryClient
+from connector.redaction import redact
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from connector.simulator import (
+from connector.simulator.server import (
     MALFORMED_KINDS,
     FaultPlan,
     SimulatorConfig,

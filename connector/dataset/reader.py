@@ -9,7 +9,7 @@ in-window partitions only (a corrupt file in another partition is never opened) 
 requested columns.
 
 `uri` is what the extractor's `output.uri` accepts: a local path or a `file://` URI
-(`connector.snapshot` owns the layout; this module only reads it).
+(`connector.dataset.writer` owns the layout; this module only reads it).
 """
 
 from __future__ import annotations
@@ -18,8 +18,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -27,9 +26,9 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from connector.errors import ConfigError, NoDataError, OutputError
-from connector.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
-from connector.snapshot import DATASET_DIR, MANIFEST_NAME, local_root, partition_dir
+from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
+from connector.dataset.writer import DATASET_DIR, MANIFEST_NAME, local_root, partition_dir
+from connector.errors import ConfigError, OutputError
 
 _PARTITION_DIR = re.compile(rf"^{PARTITION_COLUMN.name}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 _HIVE = ds.partitioning(
@@ -65,100 +64,6 @@ def snapshot_dates(uri: str | os.PathLike[str]) -> list[date]:
         if entry.is_dir() and (day := _partition_date(entry.name)) is not None
     }
     return sorted(days)
-
-
-@dataclass(frozen=True)
-class Window:
-    """The two snapshots a report compares, the snapshots between them, and why they were chosen."""
-
-    start: date
-    end: date
-    snapshots: tuple[date, ...]
-    notes: tuple[str, ...] = ()
-
-    @property
-    def days(self) -> int:
-        """Real distance between the two snapshots, the divisor of `gained_per_day`."""
-        return (self.end - self.start).days
-
-    @property
-    def missing_days(self) -> tuple[date, ...]:
-        """Days inside the window that have no snapshot."""
-        present = set(self.snapshots)
-        every = (self.start + timedelta(days=i) for i in range(self.days + 1))
-        return tuple(day for day in every if day not in present)
-
-
-def _check_window_options(days: int | None, start: date | None, end: date | None) -> None:
-    problems = []
-    if days is not None and (start is not None or end is not None):
-        problems.append("days cannot be combined with start/end")
-    if days is not None and days < 1:
-        problems.append(f"days must be at least 1, not {days}")
-    if end is not None and start is None:
-        problems.append("end needs a start date too")
-    if start is not None and end is not None and start > end:
-        problems.append(f"start {start} is after end {end}")
-    if problems:
-        raise ConfigError(problems)
-
-
-def _latest_window(dates: list[date], days: int) -> tuple[date, date, list[str]]:
-    last = dates[-1]
-    wanted = last - timedelta(days=days)
-    older = [d for d in dates if d <= wanted]
-    if not older:
-        return dates[0], last, [f"no snapshot on or before {wanted}: the window starts earlier"]
-    notes = [] if older[-1] == wanted else [f"no snapshot on {wanted}: using the one before"]
-    return older[-1], last, notes
-
-
-def _dated_window(dates: list[date], start: date, end: date | None) -> tuple[date, date, list[str]]:
-    wanted_end = end or dates[-1]
-    ends = [d for d in dates if d <= wanted_end]
-    if not ends:
-        raise NoDataError(f"no snapshot on or before {wanted_end} (the earliest is {dates[0]})")
-    before = [d for d in dates if d <= start]
-    first, last = (before[-1] if before else next(d for d in dates if d > start)), ends[-1]
-    if first >= last:
-        raise NoDataError(
-            f"start {start} and end {wanted_end} resolve to the same snapshot ({last}):"
-            f" pick dates further apart (snapshots: {dates[0]} to {dates[-1]})"
-        )
-    notes = [] if first == start else [f"no snapshot on {start}: the window starts at {first}"]
-    if last != wanted_end:
-        notes.append(f"no snapshot on {wanted_end}: the window ends at {last}")
-    return first, last, notes
-
-
-def resolve_window(
-    available: Sequence[date],
-    *,
-    days: int | None = None,
-    start: date | None = None,
-    end: date | None = None,
-) -> Window:
-    """Pick the two snapshots to compare (rules in `connector.analytics`'s docstring): `days`
-    (default 1) back from the latest, or the snapshots on or nearest before `start`/`end`."""
-    _check_window_options(days, start, end)
-    dates = sorted(set(available))
-    if not dates:
-        raise NoDataError("the dataset holds no snapshot yet: run the extractor first")
-    if len(dates) == 1:
-        raise NoDataError(
-            f"the dataset holds a single snapshot ({dates[0]}): a report compares two snapshots,"
-            " so run the extractor again on a later day"
-        )
-    if start is None:
-        first, last, notes = _latest_window(dates, days or 1)
-    else:
-        first, last, notes = _dated_window(dates, start, end)
-    window = Window(first, last, tuple(d for d in dates if first <= d <= last))
-    missing = window.missing_days
-    if missing:
-        shown = ", ".join(str(d) for d in missing[:5]) + (", ..." if len(missing) > 5 else "")
-        notes.append(f"{len(missing)} day(s) in the window have no snapshot ({shown})")
-    return Window(first, last, window.snapshots, tuple(notes))
 
 
 def _data_files(root: Path, days: Sequence[date]) -> list[str]:

@@ -27,8 +27,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from connector import simulator_data as data
-from connector.simulator_faults import (
+from connector.simulator import catalog as data
+from connector.simulator.faults import (
     MALFORMED_KINDS,
     FaultPlan,
     Reply,

@@ -1,0 +1,70 @@
+"""The `connector` command line: a thin shell over the library API.
+
+Each command lives in its own module and is imported only when it runs, so `connector --help`,
+`--version` and `validate` start without loading pandas or pyarrow. Exceptions become exit codes
+in exactly one place, `ConnectorGroup.invoke`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from typing import Any
+
+import click
+
+from connector._version import __version__
+from connector.errors import ConnectorError, ExitCode
+
+# command name -> "module:attribute"; the module is imported on first use.
+COMMANDS: dict[str, str] = {
+    "extract": "connector.cli.extract:extract",
+    "report": "connector.cli.report:report",
+    "simulate": "connector.cli.simulate:simulate",
+    "validate": "connector.cli.validate:validate",
+}
+
+# One line each for `connector --help`, so listing the commands imports none of them.
+SHORT_HELP: dict[str, str] = {
+    "extract": "Fetch every configured model's versions and publish the day's snapshot.",
+    "report": "Downloads gained per version, model, org or framework between two snapshots.",
+    "simulate": "Serve a simulated model registry on a loopback port until SIGTERM or Ctrl-C.",
+    "validate": "Check a config file without calling the API (exit 2 on problems).",
+}
+
+
+class ConnectorGroup(click.Group):
+    """Loads commands lazily and maps every ConnectorError to its exit code and an `Error:`
+    line on stderr."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attribute = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from `SHORT_HELP`: `connector --help` imports no command."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, SHORT_HELP[name]) for name in self.list_commands(ctx)])
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ConnectorError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(int(exc.exit_code))
+
+
+@click.group(cls=ConnectorGroup)
+@click.version_option(__version__, prog_name="connector")
+def main() -> None:
+    """Snapshot a model registry's version lists and download counts into Parquet."""
+
+
+__all__ = ["ExitCode", "main"]

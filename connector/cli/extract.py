@@ -1,0 +1,86 @@
+"""`connector extract`: fetch every configured model's versions and publish the day's snapshot."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+
+import click
+
+from connector.cli.options import config_option, logging_options
+from connector.config import Config, load_config
+from connector.logs import add_secrets, configure_logging
+
+
+def _parse_date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
+
+
+@click.command()
+@config_option
+@click.option("--output", "output", help="Dataset root; overrides output.uri.")
+@click.option(
+    "--date",
+    "day",
+    callback=_parse_date,
+    help="Snapshot date YYYY-MM-DD (default: today, UTC).",
+)
+@click.option(
+    "--min-success-ratio",
+    type=click.FloatRange(0, 1),
+    help="Publish only if this share of targets succeeded; overrides output.min_success_ratio.",
+)
+@click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Progress bar on stderr (default: only when stderr is a terminal).",
+)
+@click.option(
+    "--summary-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="The end-of-run summary on stdout as text or JSON.",
+)
+@click.option(
+    "--metrics-file",
+    type=click.Path(dir_okay=False),
+    help="Write a Prometheus textfile about this run (atomically).",
+)
+@logging_options
+def extract(
+    config_path: str,
+    output: str | None,
+    day: date | None,
+    min_success_ratio: float | None,
+    progress: bool | None,
+    summary_format: str,
+    metrics_file: str | None,
+    log_level: str,
+    log_format: str,
+) -> None:
+    """Fetch every configured model's versions and publish the day's snapshot."""
+    from connector.extraction.metrics import write_metrics
+    from connector.extraction.run import extract as run_extract
+
+    configure_logging(log_level, log_format)
+    config: Config = load_config(config_path)
+    add_secrets(config.secrets())
+    for warning in config.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    summary = run_extract(
+        config, day, output, min_success_ratio=min_success_ratio, progress=progress
+    )
+    if metrics_file:
+        write_metrics(metrics_file, summary)
+    if summary_format == "json":
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        click.echo(summary.render_text())
+    sys.exit(int(summary.exit_code))

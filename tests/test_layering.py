@@ -1,0 +1,61 @@
+"""The layers are a contract: a test fails as soon as an import crosses one the wrong way."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).parents[1] / "connector"
+
+# package -> packages it must never import (module-level or inside functions alike).
+FORBIDDEN: dict[str, set[str]] = {
+    "http": {"dataset", "extraction", "reporting", "cli", "simulator"},
+    "dataset": {"http", "extraction", "reporting", "cli", "simulator"},
+    "reporting": {"http", "extraction", "cli", "simulator"},
+    "extraction": {"reporting", "cli", "simulator"},
+}
+SIMULATOR_USERS = {"simulator", "cli"}
+
+
+def imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return {name for name in names if name == "connector" or name.startswith("connector.")}
+
+
+def layer_of(module: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else ""
+
+
+def modules() -> list[Path]:
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", modules(), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_imports_respect_the_layers(path: Path) -> None:
+    own = path.relative_to(PACKAGE).parts
+    layer = own[0] if len(own) > 1 else ""
+    used = {layer_of(module) for module in imported_modules(path)}
+    crossing = used & FORBIDDEN.get(layer, set())
+    assert not crossing, f"{path.relative_to(PACKAGE)} imports {sorted(crossing)}"
+    if layer not in SIMULATOR_USERS:
+        assert "simulator" not in used, f"{path.relative_to(PACKAGE)} imports the simulator"
+
+
+def test_the_checker_sees_a_crossing(tmp_path: Path) -> None:
+    """A contract that cannot fail proves nothing: the parser must find both import forms."""
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from connector.dataset.writer import SnapshotWriter\n"
+        "def f():\n    import connector.simulator.server\n"
+    )
+    assert {layer_of(m) for m in imported_modules(probe)} >= {"dataset", "simulator"}
