@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -48,15 +47,6 @@ _CHUNK_ROWS = 4096
 _LOCAL = pafs.LocalFileSystem()
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
-
-
-def local_root(uri: str | os.PathLike[str]) -> Path:
-    """The local directory for an output URI (a path or a file:// URI)."""
-    text = os.fspath(uri)
-    parts = urlsplit(text)
-    if parts.scheme == "file":
-        return Path(unquote(parts.path))
-    return Path(text)
 
 
 def partition_dir(root: Path, day: date) -> Path:

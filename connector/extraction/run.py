@@ -23,7 +23,8 @@ from connector.dataset.flatten import Row, flatten
 from connector.dataset.lock import RunLock
 from connector.dataset.rejected import save_rejected
 from connector.dataset.schema import SCHEMA_VERSION
-from connector.dataset.writer import REJECTED_DIR, SnapshotWriter, local_root, recover_staging
+from connector.dataset.storage import local_root
+from connector.dataset.writer import REJECTED_DIR, SnapshotWriter, recover_staging
 from connector.errors import (
     AuthenticationError,
     ExitCode,
