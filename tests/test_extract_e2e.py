@@ -209,6 +209,7 @@ def test_summary_json_and_metrics_file(
     assert summary["targets"] == {"attempted": 6, "succeeded": 6, "failed": 0}
     assert summary["rows"] == len(registry.expected_rows(1))
     assert summary["requests"] == {"200": 6}
+    assert summary["requests_by_operation"] == {"listModelVersions": 6}
     text = metrics.read_text()
     assert 'model_versions_connector_targets{output="' in text
     assert 'outcome="succeeded"} 6' in text

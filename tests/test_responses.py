@@ -365,8 +365,8 @@ def test_parse_payload_returns_the_json_document() -> None:
             "text/html; charset=utf-8",
             "expected JSON, got text/html: Welcome to nginx!",
         ),
-        (b"", "application/json", "empty body where a JSON version list was expected"),
-        (b" \r\n", "", "empty body where a JSON version list was expected"),
+        (b"", "application/json", "empty body where a JSON document was expected"),
+        (b" \r\n", "", "empty body where a JSON document was expected"),
         (b"OK", "", "expected JSON, got no content type: OK"),
         (
             b"[" * 100_000,

@@ -183,6 +183,7 @@ def _fetch_all(
                 )
         finally:  # also when the writer fails mid-run: the summary must not under-report
             summary.requests = dict(client.requests_by_status)
+            summary.requests_by_operation = dict(client.requests_by_operation)
             summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
             summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
     if run.incompatible is not None:
@@ -276,6 +277,7 @@ def _finish(config: Config, summary: RunSummary, writer: SnapshotWriter, ratio: 
             "failed": summary.targets_failed,
         },
         "requests": summary.requests,
+        "requests_by_operation": summary.requests_by_operation,
         "min_success_ratio": ratio,
         "failures": summary.failures,
     }

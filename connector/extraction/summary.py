@@ -26,7 +26,8 @@ class RunSummary:
     targets_failed: int = 0
     rows: int = 0
     files: list[str] = field(default_factory=list)
-    requests: dict[str, int] = field(default_factory=dict)
+    requests: dict[str, int] = field(default_factory=dict)  # by HTTP status
+    requests_by_operation: dict[str, int] = field(default_factory=dict)  # by API operationId
     failures: list[dict[str, Any]] = field(default_factory=list)
     auth_failed_orgs: list[str] = field(default_factory=list)  # orgs whose token was refused
     published: bool = False
@@ -59,6 +60,7 @@ class RunSummary:
         """The one-screen summary printed at the end of a run."""
         requests = sum(self.requests.values())
         by_status = ", ".join(f"{k}: {v}" for k, v in sorted(self.requests.items()))
+        by_operation = ", ".join(f"{k}: {v}" for k, v in sorted(self.requests_by_operation.items()))
         lines = [
             f"snapshot {self.snapshot_date}  run {self.run_id}  outcome: "
             f"{self.exit_code.name.lower()} (exit {int(self.exit_code)})",
@@ -66,6 +68,7 @@ class RunSummary:
             f"of {self.targets_attempted}",
             f"rows      {self.rows:,} in {len(self.files)} file(s)",
             f"requests  {requests:,}" + (f" ({by_status})" if by_status else ""),
+            *([f"          by operation: {by_operation}"] if by_operation else []),
             f"elapsed   {self.elapsed_seconds:.2f}s",
         ]
         if self.published:

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import requests
 import urllib3
@@ -49,10 +49,16 @@ log = logging.getLogger(__name__)
 USER_AGENT = f"model-versions-connector/{__version__} python-requests/{requests.__version__}"
 _READ_CHUNK = 64 * 1024
 
+# The contract's operationIds: requests are counted per operation in the summary and manifest.
+LIST_MODEL_VERSIONS = "listModelVersions"
+LIST_MODELS = "listModels"
+GET_MODEL_VERSION = "getModelVersion"
+OPERATIONS = (LIST_MODEL_VERSIONS, LIST_MODELS, GET_MODEL_VERSION)
+
 
 @dataclass(frozen=True)
 class FetchResult:
-    """A successful `listModelVersions` call."""
+    """A successful call of one API operation."""
 
     payload: Any
     body: bytes
@@ -70,7 +76,8 @@ def is_retryable(error: BaseException) -> bool:
 
 
 class RegistryClient:
-    """Reads the registry's `listModelVersions`; thread-safe, one connection pool for all."""
+    """Reads the registry's `listModelVersions`, `listModels` and `getModelVersion`; thread-safe,
+    one connection pool, deadline monitor, retry policy, rate limiter and org block for all."""
 
     def __init__(
         self,
@@ -102,6 +109,7 @@ class RegistryClient:
         self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         self._counts_lock = threading.Lock()
         self.requests_by_status: Counter[str] = Counter()
+        self.requests_by_operation: Counter[str] = Counter()
 
     def __repr__(self) -> str:
         return f"RegistryClient(base_url={self._settings.base_url!r}, token=<redacted>)"
@@ -121,18 +129,54 @@ class RegistryClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def versions_url(self, org: str, model: str) -> str:
-        """The listModelVersions URL; slugs are validated and escaped before they reach a path."""
+    def _path(self, org: str, model: str | None = None) -> str:
+        """The `/api/v1/org/{org}[/models/{model}]` prefix; slugs are validated and escaped
+        before they reach a path."""
         if not re.fullmatch(ORG_PATTERN, org):
             raise TargetError(f"invalid org slug {org!r}", org=org, model=model, attempts=0)
+        path = f"{self._settings.base_url}/api/v1/org/{quote(org, safe='')}/models"
+        if model is None:
+            return path
         if not re.fullmatch(MODEL_PATTERN, model):
             raise TargetError(f"invalid model slug {model!r}", org=org, model=model, attempts=0)
-        org_part, model_part = quote(org, safe=""), quote(model, safe="")
-        return f"{self._settings.base_url}/api/v1/org/{org_part}/models/{model_part}/versions"
+        return f"{path}/{quote(model, safe='')}"
+
+    def versions_url(self, org: str, model: str) -> str:
+        """The listModelVersions URL."""
+        return f"{self._path(org, model)}/versions"
+
+    def models_url(self, org: str, page: int, limit: int) -> str:
+        """The listModels URL of one page, oldest first: a model created while the pages are
+        read then lands on a later page instead of shifting every page by one."""
+        query = urlencode(
+            {"page": page, "limit": limit, "sort_by": "created_at", "sort_dir": "asc"}
+        )
+        return f"{self._path(org)}?{query}"
+
+    def version_url(self, org: str, model: str, version: str) -> str:
+        """The getModelVersion URL; the version (any string the registry listed) is escaped."""
+        return f"{self._path(org, model)}/{quote(version, safe='')}"
 
     def list_model_versions(self, org: str, model: str, token: str | None = None) -> FetchResult:
         """GET one model's version list, retrying transient failures; raises a TargetError."""
-        url = self.versions_url(org, model)
+        return self._call(LIST_MODEL_VERSIONS, self.versions_url(org, model), org, model, token)
+
+    def list_models(self, org: str, page: int, limit: int, token: str | None = None) -> FetchResult:
+        """GET one page of an org's models (discovery); raises a TargetError (model None)."""
+        return self._call(LIST_MODELS, self.models_url(org, page, limit), org, None, token)
+
+    def get_model_version(
+        self, org: str, model: str, version: str, token: str | None = None
+    ) -> FetchResult:
+        """GET the full detail of one version; raises a TargetError."""
+        url = self.version_url(org, model, version)
+        return self._call(GET_MODEL_VERSION, url, org, model, token)
+
+    def _call(
+        self, operation: str, url: str, org: str, model: str | None, token: str | None
+    ) -> FetchResult:
+        """One API operation under the run's shared policy: org blocking, rate limit, deadline,
+        retries, abort, size cap; every attempt is counted by status and by operation."""
         token = token or self._default_token
         started = time.monotonic()
         attempts = 0
@@ -142,6 +186,7 @@ class RegistryClient:
             nonlocal attempts
             self._before_attempt(org, model)  # a skip is not an attempt
             attempts += 1
+            self._count_operation(operation)
             return self._attempt(url, token, org, model)
 
         retrying = Retrying(
@@ -154,7 +199,7 @@ class RegistryClient:
             ),
             wait=self._wait,
             sleep=self._sleep,
-            before_sleep=self._before_sleep(org, model),
+            before_sleep=self._before_sleep(operation, org, model),
             reraise=True,
         )
         try:
@@ -165,7 +210,7 @@ class RegistryClient:
         self._limiter.record_success()
         return FetchResult(payload, body, status, attempts, len(body), time.monotonic() - started)
 
-    def _attempt(self, url: str, token: str, org: str, model: str) -> tuple[int, bytes, Any]:
+    def _attempt(self, url: str, token: str, org: str, model: str | None) -> tuple[int, bytes, Any]:
         settings = self._settings
         deadline = self._deadlines.watch(settings.timeout_seconds)
         try:
@@ -233,7 +278,7 @@ class RegistryClient:
         raise error
 
     def _read_body(
-        self, response: requests.Response, deadline: float, org: str, model: str
+        self, response: requests.Response, deadline: float, org: str, model: str | None
     ) -> bytes:
         """Read the body under a total deadline and a size cap, one socket read at a time, so a
         server that drips bytes cannot hold a worker past `timeout_seconds`."""
@@ -255,7 +300,7 @@ class RegistryClient:
             chunks.append(chunk)
 
     def _timed_out(
-        self, org: str, model: str, size: int | None = None, status: int | None = None
+        self, org: str, model: str | None, size: int | None = None, status: int | None = None
     ) -> TransportError:
         received = f" ({size} bytes of body received)" if size is not None else ""
         return TransportError(
@@ -267,14 +312,14 @@ class RegistryClient:
             status=status,
         )
 
-    def _before_attempt(self, org: str, model: str) -> None:
+    def _before_attempt(self, org: str, model: str | None) -> None:
         """After a 401/403 for an org, its other calls (and retries) stop before they start;
         otherwise wait for the rate limiter (or the run's abort)."""
         blocker = self._blocked.get(org)
         if blocker is not None:
             raise SkippedError(
                 f"not attempted: the token for org {org!r} was rejected earlier "
-                f"(HTTP {blocker.status} on {blocker.model})",
+                f"(HTTP {blocker.status} on {blocker.model or 'the model listing'})",
                 org=org,
                 model=model,
                 attempts=0,
@@ -297,19 +342,21 @@ class RegistryClient:
         if self._cancelled.wait(seconds):
             raise SkippedError("run aborted while waiting to retry")
 
-    def _before_sleep(self, org: str, model: str) -> Any:
+    def _before_sleep(self, operation: str, org: str, model: str | None) -> Any:
         def log_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
             log.warning(
-                "retrying %s/%s in %.2fs after attempt %d: %s",
+                "retrying %s %s/%s in %.2fs after attempt %d: %s",
+                operation,
                 org,
-                model,
+                model or "*",
                 wait,
                 state.attempt_number,
                 error,
                 extra={
                     "event": "retry",
+                    "operation": operation,
                     "org": org,
                     "model": model,
                     "attempt": state.attempt_number,
@@ -324,8 +371,12 @@ class RegistryClient:
         with self._counts_lock:
             self.requests_by_status[key] += 1
 
+    def _count_operation(self, operation: str) -> None:
+        with self._counts_lock:
+            self.requests_by_operation[operation] += 1
 
-def _too_large(size: int, limit: int, org: str, model: str, status: int) -> PayloadError:
+
+def _too_large(size: int, limit: int, org: str, model: str | None, status: int) -> PayloadError:
     return PayloadError(
         f"response body of {size} bytes exceeds max_response_bytes={limit}",
         org=org,
@@ -338,7 +389,7 @@ def _too_large(size: int, limit: int, org: str, model: str, status: int) -> Payl
 def _transport_error(
     error: requests.RequestException | urllib3.exceptions.HTTPError,
     org: str,
-    model: str,
+    model: str | None,
     secrets: list[str],
 ) -> TransportError:
     """Map requests' and urllib3's exceptions (the body is read through urllib3 directly)."""

@@ -55,7 +55,7 @@ def error_for_status(
     body: bytes,
     *,
     org: str,
-    model: str,
+    model: str | None,
     secrets: Iterable[str] = (),
 ) -> RegistryAPIError:
     """The typed exception for a non-2xx response, from the error envelope where there is one."""
@@ -99,7 +99,7 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_payload(
-    body: bytes, headers: Mapping[str, str], *, org: str, model: str, status: int
+    body: bytes, headers: Mapping[str, str], *, org: str, model: str | None, status: int
 ) -> Any:
     """The JSON document of a 2xx response; PayloadError (raw body kept) if it is not JSON."""
     try:
@@ -107,7 +107,7 @@ def parse_payload(
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         content_type = headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
         if not body.strip():
-            detail = "empty body where a JSON version list was expected"
+            detail = "empty body where a JSON document was expected"
         elif "json" not in content_type:
             detail = f"expected JSON, got {content_type}: {body_snippet(body, content_type)}"
         else:

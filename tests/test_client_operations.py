@@ -1,0 +1,116 @@
+"""listModels and getModelVersion share the client's one policy: auth, retries, org blocking,
+escaping and request counts per operation."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from helpers import TOKEN, VALID_BODY, Reply, ScriptedServer, envelope, json_reply
+
+from connector import errors
+from connector.config import RegistrySettings
+from connector.http.client import RegistryClient
+
+DETAIL = {**VALID_BODY["latest"], "file_size_bytes": 12, "license": "mit"}  # type: ignore[dict-item]
+
+
+def settings(url: str) -> RegistrySettings:
+    retry = {"max_attempts": 3, "backoff_base_seconds": 0.01, "backoff_max_seconds": 0.02}
+    return RegistrySettings.model_validate(
+        {"base_url": url, "token": TOKEN, "timeout_seconds": 5, "retry": retry}
+    )
+
+
+def test_list_models_asks_for_one_page_oldest_first_with_the_token() -> None:
+    with ScriptedServer([json_reply(200, {"models": []})]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            result = client.list_models("acme", 3, 100, token="org-token")
+    assert result.payload == {"models": []}
+    split = urlsplit(server.paths[0])
+    assert split.path == "/api/v1/org/acme/models"
+    assert parse_qs(split.query) == {
+        "page": ["3"],
+        "limit": ["100"],
+        "sort_by": ["created_at"],
+        "sort_dir": ["asc"],
+    }
+    assert server.requests[0]["Authorization"] == "Bearer org-token"
+
+
+def test_get_model_version_escapes_the_version_into_one_path_segment() -> None:
+    with ScriptedServer([json_reply(200, DETAIL)]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            result = client.get_model_version("acme", "m", "1.0.0+build/../x y")
+    assert result.payload == DETAIL
+    assert server.paths == ["/api/v1/org/acme/models/m/1.0.0%2Bbuild%2F..%2Fx%20y"]
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda c: c.list_models("acme", 1, 100),
+        lambda c: c.get_model_version("acme", "m", "1.0.0"),
+    ],
+)
+def test_both_operations_retry_transient_failures(call: Any) -> None:
+    script = [envelope(503, "busy", "service_unavailable"), Reply(reset=True), json_reply(200, {})]
+    with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
+        result = call(client)
+    assert result.attempts == 3
+    assert len(server.requests) == 3
+
+
+def test_a_403_on_the_listing_blocks_the_org_for_every_operation() -> None:
+    script = [envelope(403, "no access to acme", "permission_error"), json_reply(200, VALID_BODY)]
+    with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
+        with pytest.raises(errors.PermissionDeniedError) as caught:
+            client.list_models("acme", 1, 100)
+        assert (caught.value.org, caught.value.model) == ("acme", None)
+        with pytest.raises(errors.SkippedError, match="HTTP 403 on the model listing"):
+            client.list_model_versions("acme", "m")
+        with pytest.raises(errors.SkippedError):
+            client.get_model_version("acme", "m", "1.0.0")
+        client.list_model_versions("other", "m")  # another org is not blocked
+    assert len(server.requests) == 2
+
+
+def test_a_401_on_a_detail_blocks_the_org() -> None:
+    script = [envelope(401, "token expired", "authentication_error")]
+    with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
+        with pytest.raises(errors.AuthenticationError):
+            client.get_model_version("acme", "m", "1.0.0")
+        with pytest.raises(errors.SkippedError):
+            client.list_models("acme", 1, 100)
+    assert len(server.requests) == 1
+
+
+def test_requests_are_counted_per_operation_and_per_status() -> None:
+    script = [
+        json_reply(200, VALID_BODY),
+        json_reply(200, {"models": []}),
+        envelope(500, "oops", "internal_server_error"),
+        json_reply(200, DETAIL),
+        envelope(404, "gone", "not_found_error"),
+    ]
+    with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
+        client.list_model_versions("acme", "m")
+        client.list_models("acme", 1, 100)
+        client.get_model_version("acme", "m", "1.0.0")
+        with pytest.raises(errors.NotFoundError):
+            client.get_model_version("acme", "m", "0.9.0")
+        by_operation = dict(client.requests_by_operation)
+        by_status = dict(client.requests_by_status)
+    assert by_operation == {"listModelVersions": 1, "listModels": 1, "getModelVersion": 3}
+    assert by_status == {"200": 3, "500": 1, "404": 1}
+    assert len(server.requests) == 5
+
+
+@pytest.mark.parametrize("org", ["../etc", "a/b", ""])
+def test_invalid_org_slugs_never_reach_the_listing_url(org: str) -> None:
+    with ScriptedServer([json_reply(200, {"models": []})]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            with pytest.raises(errors.TargetError, match="invalid org slug"):
+                client.list_models(org, 1, 100)
+    assert server.requests == []
