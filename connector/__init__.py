@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from connector.dataset.reader import load_snapshots
     from connector.dataset.schema import DATASET_SCHEMA, FILE_SCHEMA, SCHEMA_VERSION
     from connector.errors import ConnectorError, ExitCode
+    from connector.extraction.guards import SnapshotDateError
     from connector.extraction.run import extract
     from connector.extraction.summary import RunSummary
     from connector.reporting.analytics import Report, compute_report, report
@@ -30,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "ExitCode": "connector.errors",
     "Report": "connector.reporting.analytics",
     "RunSummary": "connector.extraction.summary",
+    "SnapshotDateError": "connector.extraction.guards",
     "compute_report": "connector.reporting.analytics",
     "extract": "connector.extraction.run",
     "load_config": "connector.config",
@@ -46,6 +48,7 @@ __all__ = [
     "ExitCode",
     "Report",
     "RunSummary",
+    "SnapshotDateError",
     "__version__",
     "compute_report",
     "extract",

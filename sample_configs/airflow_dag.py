@@ -8,7 +8,10 @@ installed (`pip install model-versions-connector`). Tasks:
    task fails). Exit code 0 succeeds; 3 (partial) succeeds with a warning, since the snapshot was
    published; 2 (config), 4 (auth) and 5 (incompatible API) fail at once because retrying
    cannot help; every other failure (including 6, the output lock held by a run outside
-   Airflow) fails the attempt and is retried.
+   Airflow) fails the attempt and is retried. A run whose logical date is before yesterday
+   (UTC), such as an old run cleared or retried, is skipped with the reason: it would file
+   today's counts under that old date and overwrite its history (the connector refuses such a
+   date unless `allow_backdate=True`).
 2. `weekly_report` compares that snapshot with the one 7 days earlier and writes one HTML page,
    `<report dir>/downloads-7d-<date>.html`. A dataset holding a single snapshot (the first day)
    skips the task instead of failing it.
@@ -107,6 +110,8 @@ def model_versions() -> None:
             for secret in config.secrets():
                 mask_secret(secret)
             summary = connector.extract(config, date=run_date(context))
+        except connector.SnapshotDateError as exc:  # an old run cleared or retried
+            raise AirflowSkipException(f"not extracting: {exc}") from exc
         except connector.ConnectorError as exc:  # config (2), lock held (6), output (7)
             if exc.exit_code.name.lower() in PERMANENT_FAILURES:
                 raise AirflowFailException(str(exc)) from exc

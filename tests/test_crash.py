@@ -69,7 +69,9 @@ def test_sigkill_at_any_moment_leaves_published_data_intact(
     )
     config = write_config(tmp_path / "c.yaml", document)
     baseline = extract(
-        parse_config(document, env={"MODEL_REGISTRY_TOKEN": TOKEN}), date(2026, 1, 1)
+        parse_config(document, env={"MODEL_REGISTRY_TOKEN": TOKEN}),
+        date(2026, 1, 1),
+        allow_backdate=True,
     )
     assert baseline.exit_code == ExitCode.OK
     partition = out / "model_versions" / f"snapshot_date={DAY1}"
@@ -78,7 +80,7 @@ def test_sigkill_at_any_moment_leaves_published_data_intact(
 
     registry.set_day(4)
     registry.reset_stats()
-    process = start_cli(config, "--date", DAY1)
+    process = start_cli(config, "--date", DAY1, "--allow-backdate")
     wait_until(lambda: registry.stats().requests >= kill_after_requests)
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=10)
@@ -95,7 +97,9 @@ def test_sigkill_at_any_moment_leaves_published_data_intact(
     assert all(p.parent == partition for p in stray)
 
     # The next run cleans up what the killed one left and publishes normally.
-    rerun = CliRunner().invoke(main, ["extract", "--config", str(config), "--date", DAY1])
+    rerun = CliRunner().invoke(
+        main, ["extract", "--config", str(config), "--date", DAY1, "--allow-backdate"]
+    )
     assert rerun.exit_code == 0, rerun.output
     assert not any((out / "_staging").iterdir())
     assert count_rows(out) == len(registry.expected_rows(4))
@@ -108,12 +112,14 @@ def test_second_concurrent_run_exits_with_lock_held(
     out = tmp_path / "out"
     document = config_document(registry, out, registry_settings={"concurrency": 1})
     config = write_config(tmp_path / "c.yaml", document)
-    first = start_cli(config, "--date", DAY1)
+    first = start_cli(config, "--date", DAY1, "--allow-backdate")
     try:
         lock_file = out / LOCK_NAME
         wait_until(lambda: lock_file.is_file() and f'"pid": {first.pid}' in lock_file.read_text())
         started = time.monotonic()
-        second = CliRunner().invoke(main, ["extract", "--config", str(config), "--date", DAY1])
+        second = CliRunner().invoke(
+            main, ["extract", "--config", str(config), "--date", DAY1, "--allow-backdate"]
+        )
         assert time.monotonic() - started < 5  # at once, not after waiting for the first run
         assert second.exit_code == ExitCode.LOCK_HELD
         assert f"another run holds the lock on {out}: pid {first.pid} on host" in second.stderr

@@ -38,7 +38,7 @@ COMPARED = [
 
 
 def run_extract(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["extract", "--config", str(config), *args])
+    return CliRunner().invoke(main, ["extract", "--config", str(config), "--allow-backdate", *args])
 
 
 def dataset_rows(output: Path, day: str | None = None) -> list[dict[str, Any]]:

@@ -28,7 +28,9 @@ StartSimulator = Callable[..., SimulatedRegistry]
 
 
 def run(config: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, ["extract", "--config", str(config), "--date", DAY1, *args])
+    return CliRunner().invoke(
+        main, ["extract", "--config", str(config), "--date", DAY1, "--allow-backdate", *args]
+    )
 
 
 def partition(out: Path) -> Path:
@@ -219,7 +221,7 @@ def test_output_failure_during_publish_keeps_previous_partition(
 
     monkeypatch.setattr(SnapshotWriter, "_swap_in", disk_full)
     config = parse_config(config_document(registry, out), env={"MODEL_REGISTRY_TOKEN": TOKEN})
-    summary = extract(config, date(2026, 1, 1))
+    summary = extract(config, date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.OUTPUT
     assert "No space left on device" in (summary.message or "")
     assert not summary.published
@@ -299,7 +301,7 @@ def test_token_echoed_by_a_server_is_scrubbed_everywhere(
             "orgs": [{"name": "acme", "models": ["a", "b"]}],
             "output": {"uri": str(tmp_path / "out"), "min_success_ratio": 0},
         }
-        summary = extract(parse_config(document), date(2026, 1, 1))
+        summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.PARTIAL
     assert "[REDACTED]" in summary.failures[0]["detail"]
     texts = [json.dumps(summary.to_dict()), summary.render_text()]
@@ -324,7 +326,7 @@ def test_an_unexpected_error_in_one_target_fails_only_that_target(
 
     monkeypatch.setattr(extraction, "flatten", buggy)
     config = parse_config(config_document(registry, tmp_path / "out"))
-    summary = extract(config, date(2026, 1, 1))
+    summary = extract(config, date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.PARTIAL
     [failure] = summary.failures
     assert (failure["model"], failure["error_type"]) == ("model-0004", "internal_error")
@@ -340,7 +342,9 @@ def test_failing_to_keep_a_rejected_payload_does_not_stop_the_run(
     out = tmp_path / "out"
     out.mkdir()
     (out / "_rejected").write_text("a file where a directory should be")
-    summary = extract(parse_config(config_document(registry, out)), date(2026, 1, 1))
+    summary = extract(
+        parse_config(config_document(registry, out)), date(2026, 1, 1), allow_backdate=True
+    )
     assert summary.exit_code == ExitCode.PARTIAL
     assert summary.published
     assert summary.failures[0]["error_type"] == "invalid_json"
@@ -352,7 +356,7 @@ def test_upgrade_required_lists_every_target_as_failed(
     registry = start_simulator(models_per_org=20)
     registry.set_faults(FaultPlan(upgrade_required=True))
     document = config_document(registry, tmp_path / "out", registry_settings={"concurrency": 2})
-    summary = extract(parse_config(document), date(2026, 1, 1))
+    summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.INCOMPATIBLE_API
     assert summary.targets_failed == 40
     assert len(summary.failures) == 40
@@ -366,7 +370,7 @@ def test_auth_blocking_holds_under_concurrency(
         orgs=1, models_per_org=40, org_tokens={"org-00": "other"}, latency_seconds=0.02
     )
     document = config_document(registry, tmp_path / "out", registry_settings={"concurrency": 4})
-    summary = extract(parse_config(document), date(2026, 1, 1))
+    summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.AUTH
     unauthorized = registry.stats().by_status.get(401, 0)
     assert 1 <= unauthorized <= 4  # only the requests already in flight when the first 401 came
@@ -392,7 +396,8 @@ def test_report_with_config_needs_no_registry_token(
     for day in (1, 2):
         registry.set_day(day)
         result = CliRunner().invoke(
-            main, ["extract", "--config", str(config), "--date", f"2026-01-0{day}"]
+            main,
+            ["extract", "--config", str(config), "--date", f"2026-01-0{day}", "--allow-backdate"],
         )
         assert result.exit_code == 0
     monkeypatch.delenv("MODEL_REGISTRY_TOKEN")
@@ -425,7 +430,7 @@ def test_an_output_failure_stops_retries_in_flight(
         },
     )
     started = time.monotonic()
-    summary = extract(parse_config(document), date(2026, 1, 1))
+    summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.OUTPUT
     assert time.monotonic() - started < 10  # not 30 s of backoff per target
     assert summary.targets_attempted == 6

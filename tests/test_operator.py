@@ -58,7 +58,9 @@ def test_progress_bar_on_a_terminal(
 ) -> None:
     registry = start_simulator()
     config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
-    code, stderr = run_with_stderr_on_a_terminal(config, "--date", "2026-01-01", *flag)
+    code, stderr = run_with_stderr_on_a_terminal(
+        config, "--date", "2026-01-01", "--allow-backdate", *flag
+    )
     assert code == 0
     assert ("6/6" in stderr and "model" in stderr) is expect_bar, stderr
 
@@ -68,11 +70,22 @@ def test_no_progress_bar_when_stderr_is_not_a_terminal(
 ) -> None:
     registry = start_simulator()
     config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
-    result = CliRunner().invoke(main, ["extract", "--config", str(config), "--date", "2026-01-01"])
+    result = CliRunner().invoke(
+        main, ["extract", "--config", str(config), "--date", "2026-01-01", "--allow-backdate"]
+    )
     assert result.exit_code == 0
     assert "6/6" not in result.stderr
     forced = CliRunner().invoke(
-        main, ["extract", "--config", str(config), "--date", "2026-01-02", "--progress"]
+        main,
+        [
+            "extract",
+            "--config",
+            str(config),
+            "--date",
+            "2026-01-02",
+            "--allow-backdate",
+            "--progress",
+        ],
     )
     assert "6/6" in forced.stderr
 
@@ -85,7 +98,16 @@ def test_json_logs_carry_structured_fields(
     config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
     result = CliRunner().invoke(
         main,
-        ["extract", "--config", str(config), "--date", "2026-01-01", "--log-format", "json"],
+        [
+            "extract",
+            "--config",
+            str(config),
+            "--date",
+            "2026-01-01",
+            "--allow-backdate",
+            "--log-format",
+            "json",
+        ],
     )
     assert result.exit_code == 3, result.output
     records = [json.loads(line) for line in result.stderr.splitlines() if line.strip()]

@@ -22,7 +22,7 @@ def extract_two_days(registry: SimulatedRegistry, tmp_path: Path) -> Path:
     for day, snapshot_date in ((1, "2026-01-01"), (2, "2026-01-02")):
         registry.set_day(day)
         result = CliRunner().invoke(
-            main, ["extract", "--config", str(config), "--date", snapshot_date]
+            main, ["extract", "--config", str(config), "--date", snapshot_date, "--allow-backdate"]
         )
         assert result.exit_code == 0, result.output
     return out

@@ -20,7 +20,7 @@ import sys
 import textwrap
 import tomllib
 from collections.abc import Callable
-from datetime import date, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -546,8 +546,10 @@ def test_dag_runs_extract_then_report_with_dag_test(
     registry = start_simulator(orgs=1, models_per_org=3)
     data = tmp_path / "data"
     config = write_config(tmp_path / "connector.yaml", config_document(registry, data))
-    day = date(2026, 3, 10)
-    earlier = connector.extract(connector.load_config(config), date=day - timedelta(days=7))
+    day = datetime.now(UTC).date()  # an older logical date is skipped (the backdate guard)
+    earlier = connector.extract(
+        connector.load_config(config), date=day - timedelta(days=7), allow_backdate=True
+    )
     assert earlier.exit_code == ExitCode.OK  # the report compares with this one
 
     home = tmp_path / "airflow"
@@ -577,3 +579,57 @@ def test_dag_runs_extract_then_report_with_dag_test(
     assert (data / "model_versions" / f"snapshot_date={day.isoformat()}").is_dir()
     page = tmp_path / "reports" / f"downloads-7d-{day.isoformat()}.html"
     assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+@needs_airflow
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_dag_skips_a_run_whose_logical_date_is_too_old(
+    tmp_path: Path,
+    start_simulator: Callable[..., SimulatedRegistry],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Clearing or retrying an old run must not file today's counts under its date."""
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", TOKEN)
+    registry = start_simulator(orgs=1, models_per_org=2)
+    data = tmp_path / "data"
+    config = write_config(tmp_path / "connector.yaml", config_document(registry, data))
+    home = tmp_path / "airflow"
+    (home / "dags").mkdir(parents=True)
+    dag_path = home / "dags" / DAG_FILE.name
+    dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    env = {
+        **_airflow_env(home),
+        "MODEL_VERSIONS_CONFIG": str(config),
+        "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+    }
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    old = datetime.now(UTC).date() - timedelta(days=30)
+    code = DAG_TEST.format(path=str(dag_path), when=f"{old.isoformat()}T03:15:00+00:00")
+    answer = _run_python(code, env, timeout=300)
+    assert answer["tasks"] == {"extract_snapshot": "skipped", "weekly_report": "skipped"}
+    assert not (data / "model_versions").exists()
+    assert registry.stats().requests == 0
+
+
+def test_dag_file_skips_a_refused_snapshot_date(dag_tree: ast.Module) -> None:
+    """Without Airflow: the task turns the connector's date refusal into a skip, not a failure."""
+    handlers = [
+        node
+        for node in ast.walk(dag_tree)
+        if isinstance(node, ast.ExceptHandler)
+        and node.type is not None
+        and _dotted(node.type) == "connector.SnapshotDateError"
+    ]
+    assert len(handlers) == 1
+    [raised] = [n for n in ast.walk(handlers[0]) if isinstance(n, ast.Raise)]
+    assert isinstance(raised.exc, ast.Call)
+    assert _dotted(raised.exc.func) == "AirflowSkipException"

@@ -29,7 +29,13 @@ def _parse_date(_: click.Context, __: click.Parameter, value: str | None) -> dat
     "--date",
     "day",
     callback=_parse_date,
-    help="Snapshot date YYYY-MM-DD (default: today, UTC).",
+    help="Snapshot date YYYY-MM-DD (default: today, UTC); today or yesterday unless "
+    "--allow-backdate.",
+)
+@click.option(
+    "--allow-backdate",
+    is_flag=True,
+    help="Allow a --date before yesterday (UTC): file today's counts under that past date.",
 )
 @click.option(
     "--min-success-ratio",
@@ -58,6 +64,7 @@ def extract(
     config_path: str,
     output: str | None,
     day: date | None,
+    allow_backdate: bool,
     min_success_ratio: float | None,
     progress: bool | None,
     summary_format: str,
@@ -75,7 +82,12 @@ def extract(
     for warning in config.warnings:
         click.echo(f"Warning: {warning}", err=True)
     summary = run_extract(
-        config, day, output, min_success_ratio=min_success_ratio, progress=progress
+        config,
+        day,
+        output,
+        min_success_ratio=min_success_ratio,
+        progress=progress,
+        allow_backdate=allow_backdate,
     )
     if metrics_file:
         write_metrics(metrics_file, summary)

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -33,6 +34,7 @@ from connector.errors import (
     SkippedError,
     TargetError,
 )
+from connector.extraction.guards import check_snapshot_date
 from connector.extraction.summary import RunSummary
 from connector.extraction.workers import WorkerPool
 from connector.http.client import RegistryClient
@@ -102,14 +104,23 @@ def extract(
     *,
     min_success_ratio: float | None = None,
     progress: bool | None = None,
+    allow_backdate: bool = False,
+    clock: Callable[[], datetime] | None = None,
 ) -> RunSummary:
     """Run one snapshot. Returns a RunSummary whose `exit_code` says how it went.
 
-    Raises LockHeldError when another run holds the output, and OutputError when the output
-    location cannot be used at all; every other outcome is reported in the summary.
+    `date` defaults to today (UTC); a date before yesterday needs `allow_backdate` (see
+    `guards.check_snapshot_date`). `clock` returns the current time (timezone-aware); tests
+    inject it to place a run on either side of midnight.
+
+    Raises SnapshotDateError (exit code 2) for a refused date, LockHeldError when another run
+    holds the output, and OutputError when the output location cannot be used at all; every
+    other outcome is reported in the summary.
     """
     started = time.monotonic()
-    day = date or datetime.now(UTC).date()
+    observed_at = (clock or _utc_now)()
+    day = date or observed_at.astimezone(UTC).date()
+    backdated = check_snapshot_date(day, observed_at, allow_backdate=allow_backdate)
     uri = validate_output({"uri": output}).uri if output else config.output.uri
     root = local_root(uri)
     run_id = uuid.uuid4().hex
@@ -117,7 +128,8 @@ def extract(
         run_id=run_id,
         snapshot_date=day.isoformat(),
         output_uri=str(uri),
-        started_at=_now(),
+        started_at=observed_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+        backdated=backdated,
         warnings=list(config.warnings),
     )
     ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
@@ -270,6 +282,9 @@ def _finish(config: Config, summary: RunSummary, writer: SnapshotWriter, ratio: 
         "snapshot_date": summary.snapshot_date,
         "started_at": summary.started_at,
         "finished_at": summary.finished_at,
+        # counts observed on another day than the one they are filed under (--allow-backdate)
+        "backdated": summary.backdated,
+        "observed_at": summary.started_at,
         "registry": config.registry.base_url,
         "targets": {
             "attempted": summary.targets_attempted,
@@ -298,5 +313,9 @@ def _finish(config: Config, summary: RunSummary, writer: SnapshotWriter, ratio: 
     )
 
 
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
 def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+    return _utc_now().isoformat(timespec="milliseconds")

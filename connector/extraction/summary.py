@@ -18,7 +18,8 @@ class RunSummary:
     run_id: str
     snapshot_date: str
     output_uri: str
-    started_at: str
+    started_at: str  # when the run began observing counts (UTC)
+    backdated: bool = False  # published under a date before the observation's yesterday
     finished_at: str | None = None
     elapsed_seconds: float = 0.0
     targets_attempted: int = 0
@@ -71,6 +72,8 @@ class RunSummary:
             *([f"          by operation: {by_operation}"] if by_operation else []),
             f"elapsed   {self.elapsed_seconds:.2f}s",
         ]
+        if self.backdated:
+            lines.append(f"backdated observed {self.started_at}, filed as {self.snapshot_date}")
         if self.published:
             lines.append(f"published {self.partition}")
         else:

@@ -56,7 +56,9 @@ def main(workdir: Path = Path("demo-data")) -> int:
         config.write_text(_config_text(registry.url, output, registry.targets()))
         for day, snapshot_date in DAYS:
             registry.set_day(day)
-            code = _run("extract", "--config", str(config), "--date", snapshot_date)
+            code = _run(
+                "extract", "--config", str(config), "--date", snapshot_date, "--allow-backdate"
+            )
             if code != 0:
                 print(f"extract failed with exit code {code}", file=sys.stderr)
                 return code
