@@ -30,6 +30,7 @@ from connector.reporting.analytics import (
     resolve_window,
     summarize,
 )
+from connector.reporting.window import MISSING_DAYS_LISTED
 
 JAN = [D(f"2024-01-{day:02d}") for day in range(1, 32)]
 
@@ -66,6 +67,27 @@ def test_days_takes_the_snapshot_before_a_missing_day_and_says_so() -> None:
     assert window.missing_days == (JAN[2], JAN[3])
     assert "no snapshot on 2024-01-03: using the one before" in window.notes
     assert any("2 day(s) in the window have no snapshot" in note for note in window.notes)
+
+
+def test_a_gap_of_centuries_is_counted_not_enumerated(tmp_path: Path) -> None:
+    """Snapshots dated 0001-01-01 and 2026-01-01: the missing days are counted from the span,
+    and only the first few are listed (enumerating all 739,000 made every report crawl)."""
+    first, last = D("0001-01-01"), D("2026-01-01")
+    window = resolve_window([first, D("0001-01-03"), last], start=first)
+    span = (last - first).days
+    assert window.missing_day_count == span + 1 - 3
+    assert window.missing_days[:2] == (D("0001-01-02"), D("0001-01-04"))
+    assert len(window.missing_days) == MISSING_DAYS_LISTED
+    assert f"{span - 2} day(s) in the window have no snapshot (0001-01-02, 0001-01-04," in "".join(
+        window.notes
+    )
+    write_snapshot(tmp_path, first, [V("acme", "a", "1.0", 10)])
+    write_snapshot(tmp_path, last, [V("acme", "a", "1.0", 25)])
+    result = compute_report(tmp_path, days=365)
+    assert result.table["downloads_gained"].tolist() == [15]
+    assert result.table.attrs["missing_day_count"] == span - 1
+    assert len(result.table.attrs["missing_days"]) == MISSING_DAYS_LISTED
+    assert result.daily["days"].tolist() == [span]
 
 
 def test_days_longer_than_the_history_starts_at_the_earliest_with_a_note() -> None:

@@ -8,7 +8,7 @@ Decisions (the README's "Reports" section repeats them):
   snapshot the latest on or before `start`, else the earliest after it. Both resolving to the same
   snapshot, or a dataset with a single snapshot, raise `NoDataError` with a clear message.
   `days` in the output is the real distance between the two snapshots, so `gained_per_day` stays
-  right across missing days (which are listed in a note).
+  right across missing days (counted in a note that names the first few).
 * Gain of a version = end count - baseline, never below 0. The baseline is its count at the start
   snapshot; 0 for a version *new in the window* (absent from the start snapshot, `created_at` on
   or after the start snapshot's date, midnight UTC); otherwise (absent from the start snapshot but
@@ -284,6 +284,7 @@ class Report:
             "days": self.window.days,
             "snapshots": list(self.window.snapshots),
             "missing_days": list(self.window.missing_days),
+            "missing_day_count": self.window.missing_day_count,
             "total_gained": self.total_gained,
             "total_groups": self.total_groups,
             "top": self.top,

@@ -8,6 +8,8 @@ from datetime import date, timedelta
 
 from connector.errors import ConfigError, NoDataError
 
+MISSING_DAYS_LISTED = 10  # the report names this many missing days at most; it counts them all
+
 
 @dataclass(frozen=True)
 class Window:
@@ -24,11 +26,25 @@ class Window:
         return (self.end - self.start).days
 
     @property
+    def missing_day_count(self) -> int:
+        """How many days inside the window have no snapshot: the span minus the days present, so
+        a gap of centuries costs nothing to count."""
+        return self.days + 1 - len(self.snapshots)
+
+    @property
     def missing_days(self) -> tuple[date, ...]:
-        """Days inside the window that have no snapshot."""
-        present = set(self.snapshots)
-        every = (self.start + timedelta(days=i) for i in range(self.days + 1))
-        return tuple(day for day in every if day not in present)
+        """The first `MISSING_DAYS_LISTED` days inside the window that have no snapshot (all of
+        them when there are no more): walks the gaps between snapshots and stops early, so its
+        cost never depends on how long a gap is."""
+        listed: list[date] = []
+        for before, after in zip(self.snapshots, self.snapshots[1:], strict=False):
+            day = before + timedelta(days=1)
+            while day < after and len(listed) < MISSING_DAYS_LISTED:
+                listed.append(day)
+                day += timedelta(days=1)
+            if len(listed) == MISSING_DAYS_LISTED:
+                break
+        return tuple(listed)
 
 
 def _check_window_options(days: int | None, start: date | None, end: date | None) -> None:
@@ -96,8 +112,8 @@ def resolve_window(
     else:
         first, last, notes = _dated_window(dates, start, end)
     window = Window(first, last, tuple(d for d in dates if first <= d <= last))
-    missing = window.missing_days
-    if missing:
-        shown = ", ".join(str(d) for d in missing[:5]) + (", ..." if len(missing) > 5 else "")
-        notes.append(f"{len(missing)} day(s) in the window have no snapshot ({shown})")
+    missing, count = window.missing_days, window.missing_day_count
+    if count:
+        shown = ", ".join(str(d) for d in missing[:5]) + (", ..." if count > 5 else "")
+        notes.append(f"{count} day(s) in the window have no snapshot ({shown})")
     return Window(first, last, window.snapshots, tuple(notes))
