@@ -1,22 +1,40 @@
 # Every target installs what it needs into .venv (git-ignored) first; CI runs exactly these.
+# Installs are reproducible: uv installs exactly the versions and files pinned in uv.lock
+# (`uv sync --locked` refuses a lock that no longer matches pyproject.toml). uv itself comes
+# from the package index, pinned, into .venv-uv; tools/uv.py hands it pip's index settings.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
+UV_VERSION := 0.13.9
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
+UV_BIN := .venv-uv/bin/uv
+UV := $(PYTHON) tools/uv.py $(UV_BIN)
 
-.PHONY: install test lint demo bench clean
+# uv: use the interpreter found above, never download one, and sync into .venv.
+export UV_PYTHON := $(PYTHON)
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+.PHONY: install lock test lint demo bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+$(UV_BIN):
+	$(PYTHON) -m venv .venv-uv
+	.venv-uv/bin/python -m pip install --quiet --disable-pip-version-check 'uv==$(UV_VERSION)'
+
+$(STAMP): pyproject.toml uv.lock $(UV_BIN)
+	$(UV) sync --locked --quiet
 	touch $(STAMP)
 
+# After editing dependencies in pyproject.toml: `make lock`, then commit pyproject.toml and
+# uv.lock together. `make lock ARGS=--upgrade` moves every pin to the newest allowed release.
+lock: $(UV_BIN)
+	$(UV) lock $(ARGS)
+
 lint: $(STAMP)
-	$(VENV)/bin/ruff check connector tests benchmarks sample_configs
-	$(VENV)/bin/ruff format --check connector tests benchmarks sample_configs
+	$(VENV)/bin/ruff check connector tests benchmarks sample_configs tools
+	$(VENV)/bin/ruff format --check connector tests benchmarks sample_configs tools
 	$(VENV)/bin/mypy
 
 test: lint
@@ -29,4 +47,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_extract.py
 
 clean:
-	rm -rf $(VENV) demo-data bench-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-uv demo-data bench-data .pytest_cache .mypy_cache .ruff_cache
