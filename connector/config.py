@@ -182,6 +182,9 @@ class OutputSettings(_Settings):
     batch_rows: int = Field(
         16_384, ge=100, description="rows buffered before a Parquet row group is written"
     )
+    keep_run_records: int = Field(
+        100, ge=1, description="how many run records (<output>/_runs/) to keep, newest first"
+    )
 
     @field_validator("uri")
     @classmethod

@@ -38,6 +38,11 @@ def _parse_date(_: click.Context, __: click.Parameter, value: str | None) -> dat
     help="Allow a --date before yesterday (UTC): file today's counts under that past date.",
 )
 @click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace the date's published snapshot even if it holds models this run does not target.",
+)
+@click.option(
     "--min-success-ratio",
     type=click.FloatRange(0, 1),
     help="Publish only if this share of targets succeeded; overrides output.min_success_ratio.",
@@ -65,6 +70,7 @@ def extract(
     output: str | None,
     day: date | None,
     allow_backdate: bool,
+    replace: bool,
     min_success_ratio: float | None,
     progress: bool | None,
     summary_format: str,
@@ -88,6 +94,7 @@ def extract(
         min_success_ratio=min_success_ratio,
         progress=progress,
         allow_backdate=allow_backdate,
+        replace=replace,
     )
     if metrics_file:
         write_metrics(metrics_file, summary)

@@ -22,6 +22,7 @@ from connector._version import __version__
 from connector.config import Config, validate_output
 from connector.dataset.flatten import Row, flatten
 from connector.dataset.lock import RunLock
+from connector.dataset.published import published_targets
 from connector.dataset.rejected import save_rejected
 from connector.dataset.schema import SCHEMA_VERSION
 from connector.dataset.storage import local_root
@@ -34,7 +35,8 @@ from connector.errors import (
     SkippedError,
     TargetError,
 )
-from connector.extraction.guards import check_snapshot_date
+from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
+from connector.extraction.records import run_settings, write_run_record
 from connector.extraction.summary import RunSummary
 from connector.extraction.workers import WorkerPool
 from connector.http.client import RegistryClient
@@ -105,13 +107,16 @@ def extract(
     min_success_ratio: float | None = None,
     progress: bool | None = None,
     allow_backdate: bool = False,
+    replace: bool = False,
     clock: Callable[[], datetime] | None = None,
 ) -> RunSummary:
     """Run one snapshot. Returns a RunSummary whose `exit_code` says how it went.
 
     `date` defaults to today (UTC); a date before yesterday needs `allow_backdate` (see
     `guards.check_snapshot_date`). `clock` returns the current time (timezone-aware); tests
-    inject it to place a run on either side of midnight.
+    inject it to place a run on either side of midnight. Unless `replace`, a run that does not
+    target every model the date's published partition holds publishes nothing (exit code 8).
+    Every run that gets the output lock writes its record under `_runs/` (see `records`).
 
     Raises SnapshotDateError (exit code 2) for a refused date, LockHeldError when another run
     holds the output, and OutputError when the output location cannot be used at all; every
@@ -133,23 +138,60 @@ def extract(
         warnings=list(config.warnings),
     )
     ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
+    settings = run_settings(
+        config,
+        output=str(uri),
+        date=date.isoformat() if date else None,
+        min_success_ratio=ratio,
+        allow_backdate=allow_backdate,
+        replace=replace,
+    )
     with RunLock(root, run_id):
         for action in recover_staging(root):
             log.warning("%s", action, extra={"event": "staging_recovered"})
-        writer = SnapshotWriter(root, day, run_id, batch_rows=config.output.batch_rows)
         try:
-            _fetch_all(config, summary, writer, root, day, progress)
-            _finish(config, summary, writer, ratio)
+            if replace or not _refused_as_half_config(config, summary, root, day):
+                _run_and_publish(config, summary, root, day, ratio, progress)
         except OutputError as exc:
             summary.exit_code = ExitCode.OUTPUT
             summary.message = str(exc)
             log.error("output failure: %s", exc, extra={"event": "output_failed"})
-        finally:
-            if not summary.published:
-                writer.discard()
-    summary.finished_at = summary.finished_at or _now()
-    summary.elapsed_seconds = round(time.monotonic() - started, 3)
+        summary.finished_at = summary.finished_at or _now()
+        summary.elapsed_seconds = round(time.monotonic() - started, 3)
+        write_run_record(
+            root, summary, settings, keep=config.output.keep_run_records, secrets=config.secrets()
+        )
     return summary
+
+
+def _refused_as_half_config(config: Config, summary: RunSummary, root: Path, day: date) -> bool:
+    """The half-config guard: True (and the summary says why) when the published partition of
+    `day` holds a model this run does not target, so publishing would lose it."""
+    missing = missing_targets(published_targets(root, day), config.targets())
+    if not missing:
+        return False
+    summary.exit_code = ExitCode.NOT_PUBLISHED
+    summary.missing_targets = [f"{org}/{model}" for org, model in missing]
+    summary.message = describe_missing(missing, day)
+    log.error("%s", summary.message, extra={"event": "not_published", "run_id": summary.run_id})
+    return True
+
+
+def _run_and_publish(
+    config: Config,
+    summary: RunSummary,
+    root: Path,
+    day: date,
+    ratio: float,
+    progress: bool | None,
+) -> None:
+    writer = SnapshotWriter(root, day, summary.run_id, batch_rows=config.output.batch_rows)
+    try:
+        _fetch_all(config, summary, writer, root, day, progress)
+        _finish(config, summary, writer, ratio)
+    finally:
+        if not summary.published:
+            writer.discard()
 
 
 def _fetch_all(

@@ -34,6 +34,8 @@ class RunSummary:
     published: bool = False
     partition: str | None = None
     rejected_dir: str | None = None
+    record: str | None = None  # this run's record under <output>/_runs/
+    missing_targets: list[str] = field(default_factory=list)  # refused by the half-config guard
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
     exit_code: ExitCode = ExitCode.OK
@@ -89,10 +91,10 @@ class RunSummary:
             )
         hidden = len(self.failures) - _MAX_FAILURES_SHOWN
         if hidden > 0:
-            where = (
-                "_manifest.json" if self.published else "the JSON summary (--summary-format json)"
-            )
+            where = self.record or "the JSON summary (--summary-format json)"
             lines.append(f"  ... and {hidden} more failure(s), listed in {where}")
         if self.rejected_dir:
             lines.append(f"rejected payloads kept in {self.rejected_dir}")
+        if self.record:
+            lines.append(f"record    {self.record}")
         return "\n".join(lines)
