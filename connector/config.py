@@ -10,7 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, get_args
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
@@ -101,6 +101,11 @@ class RegistrySettings(_Settings):
         None, description="HTTP(S) proxy URL, e.g. ${HTTPS_PROXY}; environment proxies are ignored"
     )
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    version_detail: Literal["missing", "all", "off"] = Field(
+        "missing",
+        description="fetch getModelVersion for versions listed without a summary (missing), "
+        "for every version (all), or never (off)",
+    )
 
     @field_validator("base_url")
     @classmethod

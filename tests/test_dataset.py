@@ -60,6 +60,8 @@ def file_table(day: date, versions: Sequence[V]) -> pa.Table:
         "origin": [None] * len(versions),
         "extra": [None] * len(versions),
     }
+    for name in FILE_SCHEMA.names:  # the v2 detail columns: null, as without version detail
+        columns.setdefault(name, [None] * len(versions))
     return pa.Table.from_pydict(columns, schema=FILE_SCHEMA)
 
 

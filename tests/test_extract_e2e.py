@@ -34,6 +34,10 @@ COMPARED = [
     "framework",
     "is_public",
     "origin",
+    "file_size_bytes",
+    "license",
+    "task",
+    "tags",
 ]
 
 
@@ -57,8 +61,10 @@ def dataset_rows(output: Path, day: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
-def expected(registry: SimulatedRegistry, day: int) -> list[dict[str, Any]]:
-    rows = registry.expected_rows(day)
+def expected(
+    registry: SimulatedRegistry, day: int, version_detail: str = "missing"
+) -> list[dict[str, Any]]:
+    rows = registry.expected_rows(day, version_detail)
     return sorted(
         rows,
         key=lambda r: (r["org"], r["model"], r["version_rank"] or 10**9, r["version"]),
@@ -77,16 +83,29 @@ def file_hashes(directory: Path) -> dict[str, str]:
     }
 
 
+@pytest.mark.parametrize("version_detail", ["missing", "all", "off"])
 @pytest.mark.parametrize("shape", ["strings", "objects", "mixed"])
 def test_dataset_equals_ground_truth(
-    shape: str, start_simulator: StartSimulator, tmp_path: Path, token_env: str
+    shape: str,
+    version_detail: str,
+    start_simulator: StartSimulator,
+    tmp_path: Path,
+    token_env: str,
 ) -> None:
+    """strings + missing: every row holds the registry's values for its version; off: the
+    rows a string entry cannot fill stay null, as before version detail existed."""
     registry = start_simulator(orgs=2, models_per_org=4, versions_shape=shape, empty_models=1)
-    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    document = config_document(
+        registry, tmp_path / "out", registry_settings={"version_detail": version_detail}
+    )
+    config = write_config(tmp_path / "c.yaml", document)
     result = run_extract(config, "--date", DAY1)
     assert result.exit_code == 0, result.output
     rows = dataset_rows(tmp_path / "out")
-    assert project(rows) == project(expected(registry, 1))
+    assert project(rows) == project(expected(registry, 1, version_detail))
+    if shape == "strings" and version_detail == "missing":
+        assert all(row["download_count"] is not None for row in rows)
+        assert any(not row["is_latest"] for row in rows)
     assert {row["snapshot_date"].isoformat() for row in rows} == {DAY1}
     assert "targets   8 ok, 0 failed of 8" in result.stdout
 
@@ -95,7 +114,10 @@ def test_column_types_as_duckdb_and_pandas_see_them(
     start_simulator: StartSimulator, tmp_path: Path, token_env: str
 ) -> None:
     registry = start_simulator(versions_shape="strings")
-    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    document = config_document(
+        registry, tmp_path / "out", registry_settings={"version_detail": "off"}
+    )
+    config = write_config(tmp_path / "c.yaml", document)
     assert run_extract(config, "--date", DAY1).exit_code == 0
     described = duckdb.sql(
         f"DESCRIBE SELECT * FROM read_parquet('{tmp_path}/out/model_versions/*/*.parquet', "
@@ -117,6 +139,10 @@ def test_column_types_as_duckdb_and_pandas_see_them(
         "is_public": "BOOLEAN",
         "origin": "VARCHAR",
         "extra": "VARCHAR",
+        "file_size_bytes": "BIGINT",
+        "license": "VARCHAR",
+        "task": "VARCHAR",
+        "tags": "VARCHAR[]",
         "snapshot_date": "DATE",
     }
     frame = pd.read_parquet(tmp_path / "out" / "model_versions", dtype_backend="numpy_nullable")
@@ -124,7 +150,8 @@ def test_column_types_as_duckdb_and_pandas_see_them(
     assert str(frame["version_rank"].dtype) == "Int32"
     assert str(frame["is_latest"].dtype) == "boolean"
     assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
-    # strings shape: only the latest row carries a count; the rest are null, never 0
+    assert str(frame["file_size_bytes"].dtype) == "Int64"
+    # strings shape, no detail: only the latest row carries a count; the rest are null, never 0
     latest = frame[frame["is_latest"]]
     assert latest["download_count"].notna().all()
     assert frame[~frame["is_latest"]]["download_count"].isna().all()
@@ -170,7 +197,7 @@ def test_manifest_records_the_run(
     partition = out / "model_versions" / f"snapshot_date={DAY1}"
     manifest = json.loads((partition / "_manifest.json").read_text())
     assert manifest["snapshot_date"] == DAY1
-    assert manifest["schema_version"] == 1
+    assert manifest["schema_version"] == 2
     assert manifest["targets"] == {"attempted": 10, "succeeded": 9, "failed": 1}
     assert manifest["rows"] == len(dataset_rows(out))
     assert manifest["files"] == sorted(p.name for p in partition.glob("*.parquet"))
@@ -208,14 +235,19 @@ def test_summary_json_and_metrics_file(
     assert summary["exit_code"] == 0
     assert summary["targets"] == {"attempted": 6, "succeeded": 6, "failed": 0}
     assert summary["rows"] == len(registry.expected_rows(1))
-    assert summary["requests"] == {"200": 6}
-    assert summary["requests_by_operation"] == {"listModelVersions": 6}
+    details = sum(1 for row in registry.expected_rows(1) if not row["is_latest"])
+    assert details > 0  # strings shape: every version but the latest needs its detail
+    assert summary["requests"] == {"200": 6 + details}
+    assert summary["requests_by_operation"] == {
+        "listModelVersions": 6,
+        "getModelVersion": details,
+    }
     text = metrics.read_text()
     assert 'model_versions_connector_targets{output="' in text
     assert 'outcome="succeeded"} 6' in text
     assert f'model_versions_connector_rows{{output="{tmp_path / "out"}"}} {summary["rows"]}' in text
     assert "model_versions_connector_last_success_timestamp_seconds" in text
-    assert 'status="200"} 6' in text
+    assert f'status="200"}} {6 + details}' in text
 
 
 def test_unset_token_variable_is_a_config_error(

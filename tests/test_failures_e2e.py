@@ -21,7 +21,7 @@ from connector.cli import main
 from connector.config import parse_config
 from connector.dataset.writer import SnapshotWriter
 from connector.errors import ExitCode, OutputError
-from connector.extraction import run as extraction
+from connector.extraction import target as target_module
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
@@ -317,14 +317,14 @@ def test_an_unexpected_error_in_one_target_fails_only_that_target(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry = start_simulator(orgs=1, models_per_org=10)
-    real_flatten = extraction.flatten
+    real_parse = target_module.parse_versions
 
-    def buggy(payload: Any, *, org: str, model: str, extracted_at: int) -> list[Any]:
+    def buggy(payload: Any, *, org: str, model: str, extracted_at: int) -> Any:
         if model == "model-0004":
             raise KeyError("a bug")
-        return real_flatten(payload, org=org, model=model, extracted_at=extracted_at)
+        return real_parse(payload, org=org, model=model, extracted_at=extracted_at)
 
-    monkeypatch.setattr(extraction, "flatten", buggy)
+    monkeypatch.setattr(target_module, "parse_versions", buggy)
     config = parse_config(config_document(registry, tmp_path / "out"))
     summary = extract(config, date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.PARTIAL

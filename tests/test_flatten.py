@@ -24,14 +24,28 @@ UUID = "3f1c2a8e-2b7d-4f59-9c61-0d6f1f6b9a01"
 NOON = 1_709_208_000_000_000  # 2024-02-29T12:00:00Z in epoch microseconds
 CONTRACT_CREATED = 1_790_928_900_000_000  # 2026-10-02T08:15:00Z
 NO_SUMMARY = (None, None, None, None, None, None, None)
+NO_DETAIL = (None, None, None, None)  # file_size_bytes, license, task, tags
 
 
 def run(payload: Any) -> list[tuple[Any, ...]]:
     return flatten(payload, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)
 
 
+V1_COLUMNS = COLUMN_NAMES.index("extra") + 1  # the detail columns of v2 follow
+
+
+def run_v1(payload: Any) -> list[tuple[Any, ...]]:
+    """The v1 part of each row, for the tests written against it; a list body whose entries
+    carry no detail fields leaves the detail columns null."""
+    rows = run(payload)
+    assert all(row[V1_COLUMNS:] == (None, None, None, None) for row in rows)
+    return [row[:V1_COLUMNS] for row in rows]
+
+
 def as_dicts(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    return [dict(zip(COLUMN_NAMES, row, strict=True)) for row in rows]
+    """Rows as dicts, full rows or the v1 part `run_v1` returns."""
+    names = COLUMN_NAMES[: len(rows[0])] if rows else COLUMN_NAMES
+    return [dict(zip(names, row, strict=True)) for row in rows]
 
 
 def summary(version: str, **fields: Any) -> dict[str, Any]:
@@ -58,7 +72,7 @@ CONTRACT_EXAMPLE = {
 
 
 def test_contract_example_with_plain_version_strings() -> None:
-    assert run(CONTRACT_EXAMPLE) == [
+    assert run_v1(CONTRACT_EXAMPLE) == [
         (
             *PREFIX,
             "2.1.0",
@@ -104,7 +118,7 @@ def test_versions_as_summary_objects() -> None:
             summary("1.0.0", id="id-1", created_at="2024-02-29T12:00:00.5Z", download_count=0),
         ],
     }
-    assert run(payload) == [
+    assert run_v1(payload) == [
         (
             *PREFIX,
             "2.0.0",
@@ -128,7 +142,7 @@ def test_versions_mixing_strings_and_objects() -> None:
         "latest": None,
         "versions": ["3.0.0", summary("2.0.0", download_count=5), "1.0.0"],
     }
-    assert run(payload) == [
+    assert run_v1(payload) == [
         (*PREFIX, "3.0.0", 1, False, *NO_SUMMARY),
         (*PREFIX, "2.0.0", 2, False, None, None, 5, None, None, None, None),
         (*PREFIX, "1.0.0", 3, False, *NO_SUMMARY),
@@ -141,7 +155,7 @@ def test_latest_merges_onto_its_row_in_the_middle_of_the_list() -> None:
         "latest": summary("2.0.0", download_count=7, framework="onnx"),
         "versions": ["3.0.0-rc.1", "2.0.0", "1.0.0"],
     }
-    assert run(payload) == [
+    assert run_v1(payload) == [
         (*PREFIX, "3.0.0-rc.1", 1, False, *NO_SUMMARY),
         (*PREFIX, "2.0.0", 2, True, None, None, 7, "onnx", None, None, None),
         (*PREFIX, "1.0.0", 3, False, *NO_SUMMARY),
@@ -154,7 +168,7 @@ def test_latest_missing_from_versions_gets_its_own_row_without_rank() -> None:
         "latest": summary("2.0.0", download_count=3),
         "versions": ["1.1.0", "1.0.0"],
     }
-    assert run(payload) == [
+    assert run_v1(payload) == [
         (*PREFIX, "1.1.0", 1, False, *NO_SUMMARY),
         (*PREFIX, "1.0.0", 2, False, *NO_SUMMARY),
         (*PREFIX, "2.0.0", None, True, None, None, 3, None, None, None, None),
@@ -163,7 +177,9 @@ def test_latest_missing_from_versions_gets_its_own_row_without_rank() -> None:
 
 def test_latest_with_an_empty_version_list_is_not_lost() -> None:
     payload = {"name": NAME, "latest": summary("0.1.0", id="x"), "versions": []}
-    assert run(payload) == [(*PREFIX, "0.1.0", None, True, "x", None, None, None, None, None, None)]
+    assert run_v1(payload) == [
+        (*PREFIX, "0.1.0", None, True, "x", None, None, None, None, None, None)
+    ]
 
 
 @pytest.mark.parametrize(
@@ -175,7 +191,7 @@ def test_latest_with_an_empty_version_list_is_not_lost() -> None:
     ids=["latest-null", "latest-absent"],
 )
 def test_model_without_versions_yields_no_rows(payload: dict[str, Any]) -> None:
-    assert run(payload) == []
+    assert run_v1(payload) == []
 
 
 def test_latest_null_with_versions_marks_none_latest() -> None:
@@ -205,7 +221,7 @@ def test_entry_wins_over_latest_which_fills_only_what_the_entry_lacks() -> None:
             "1.0.0",
         ],
     }
-    first = as_dicts(run(payload))[0]
+    first = as_dicts(run_v1(payload))[0]
     assert first == {
         "extracted_at": EXTRACTED_AT,
         "org": ORG,
@@ -236,7 +252,7 @@ def test_entry_with_zero_count_and_false_flag_is_not_overridden_by_latest() -> N
 
 def test_omitted_fields_are_null_never_defaults() -> None:
     payload = {"name": NAME, "latest": summary("1.0.0"), "versions": [summary("1.0.0")]}
-    assert run(payload) == [(*PREFIX, "1.0.0", 1, True, *NO_SUMMARY)]
+    assert run_v1(payload) == [(*PREFIX, "1.0.0", 1, True, *NO_SUMMARY)]
 
 
 def test_explicit_nulls_are_null() -> None:
@@ -244,7 +260,7 @@ def test_explicit_nulls_are_null() -> None:
         ("id", "created_at", "download_count", "framework", "is_public", "origin")
     )
     payload = {"name": NAME, "versions": [{"version": "1.0.0", **entry}]}
-    assert run(payload) == [(*PREFIX, "1.0.0", 1, False, *NO_SUMMARY)]
+    assert run_v1(payload) == [(*PREFIX, "1.0.0", 1, False, *NO_SUMMARY)]
 
 
 # --- unknown fields -----------------------------------------------------------------------
@@ -336,8 +352,8 @@ def test_any_string_is_kept_exactly(text: str) -> None:
     rows = flatten(payload, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)
     prefix = (EXTRACTED_AT, ORG, MODEL, text)
     assert rows == [
-        (*prefix, text, 1, True, text, None, None, text, None, None, None),
-        (*prefix, text + "-obj", 2, False, text, None, None, text, None, None, None),
+        (*prefix, text, 1, True, text, None, None, text, None, None, None, *NO_DETAIL),
+        (*prefix, text + "-obj", 2, False, text, None, None, text, None, None, None, *NO_DETAIL),
     ]
     table = rows_to_table(rows)
     assert table.column("version").to_pylist() == [text, text + "-obj"]

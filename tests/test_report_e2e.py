@@ -16,9 +16,12 @@ from connector.simulator.server import SimulatedRegistry
 StartSimulator = Callable[..., SimulatedRegistry]
 
 
-def extract_two_days(registry: SimulatedRegistry, tmp_path: Path) -> Path:
+def extract_two_days(
+    registry: SimulatedRegistry, tmp_path: Path, version_detail: str = "missing"
+) -> Path:
     out = tmp_path / "out"
-    config = write_config(tmp_path / "c.yaml", config_document(registry, out))
+    document = config_document(registry, out, registry_settings={"version_detail": version_detail})
+    config = write_config(tmp_path / "c.yaml", document)
     for day, snapshot_date in ((1, "2026-01-01"), (2, "2026-01-02")):
         registry.set_day(day)
         result = CliRunner().invoke(
@@ -76,15 +79,18 @@ def test_per_version_gains_equal_ground_truth(
 def test_unknown_counts_are_excluded_and_counted(
     start_simulator: StartSimulator, tmp_path: Path, token_env: str
 ) -> None:
-    # strings shape: only the latest version of each model carries a count
+    # strings shape without detail: only the latest version of each model carries a count
     registry = start_simulator(orgs=1, models_per_org=3, versions_shape="strings")
-    out = extract_two_days(registry, tmp_path)
+    out = extract_two_days(registry, tmp_path, version_detail="off")
     result = CliRunner().invoke(
         main, ["report", "--data", str(out), "--days", "1", "--by", "model", "--format", "json"]
     )
     assert result.exit_code == 0, result.output
     unknown = sum(
-        1 for day in (1, 2) for r in registry.expected_rows(day) if r["download_count"] is None
+        1
+        for day in (1, 2)
+        for r in registry.expected_rows(day, version_detail="off")
+        if r["download_count"] is None
     )
     assert unknown > 0
     assert f"note: {unknown} row(s) with an unknown download count excluded" in result.stderr

@@ -31,7 +31,9 @@ DAY = date(2026, 3, 1)
 
 
 def rows(count: int, model: str = "m") -> list[Row]:
-    unknown = (None, None, None, None)  # framework, is_public, origin, extra
+    # framework, is_public, origin, extra, then the detail columns file_size_bytes, license,
+    # task, tags
+    unknown = (None,) * 8
     return [
         (0, "acme", model, f"acme/{model}", f"1.0.{i}", i + 1, i == 0, None, None, i, *unknown)
         for i in range(count)

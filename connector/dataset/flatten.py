@@ -1,4 +1,4 @@
-"""Flatten one `listModelVersions` body into rows of the dataset schema.
+"""Flatten one `listModelVersions` body (and `getModelVersion` details) into dataset rows.
 
 Liberal in what it accepts (plain version strings or summary objects, any ISO 8601 timestamp,
 fields it does not know), exact in what it records: a field the body omits stays null, counts
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -26,6 +27,9 @@ _TOP_LEVEL_KEYS = frozenset({"name", "latest", "versions"})
 _SUMMARY_KEYS = frozenset(
     {"id", "name", "version", "created_at", "download_count", "framework", "is_public", "origin"}
 )
+_DETAIL_KEYS = frozenset({"file_size_bytes", "license", "task", "tags"})
+_KNOWN_KEYS = _SUMMARY_KEYS | _DETAIL_KEYS
+VERSION_DETAIL_MODES = ("missing", "all", "off")
 _INT64_MAX = 2**63 - 1
 _EPOCH = datetime(1970, 1, 1)
 _MICROSECOND = timedelta(microseconds=1)
@@ -129,34 +133,31 @@ class _Summary:
 
     __slots__ = ("fields", "unknown", "version")
 
-    def __init__(self, entry: dict[str, Any], where: str, model_name: str) -> None:
+    def __init__(
+        self, entry: dict[str, Any], where: str, model_name: str, detail: bool = False
+    ) -> None:
+        """`detail`: a getModelVersion body, whose detail fields become columns; in a list
+        entry they are not part of the summary, so they stay in `extra` as any unknown field."""
         version = entry.get("version")
         if not isinstance(version, str):
             raise PayloadError(f"{where}.version: expected a string, got {_type_name(version)}")
         self.version = _text(version, f"{where}.version")
         self.fields: dict[str, Any] = {}
-        self.unknown = {k: v for k, v in entry.items() if k not in _SUMMARY_KEYS}
+        known = _KNOWN_KEYS if detail else _SUMMARY_KEYS
+        self.unknown = {k: v for k, v in entry.items() if k not in known}
         name = entry.get("name")
         if name is not None and name != model_name:
             self.unknown["name"] = name
         self._read(entry, where)
+        if detail:
+            self._read_detail(entry, where)
 
     def _read(self, entry: dict[str, Any], where: str) -> None:
         for key in ("id", "framework"):
-            value = entry.get(key)
-            if value is not None and not isinstance(value, str):
-                raise PayloadError(f"{where}.{key}: expected a string, got {_type_name(value)}")
-            self.fields[key] = value if value is None else _text(value, f"{where}.{key}")
-        count = entry.get("download_count")
-        if count is not None:
-            if isinstance(count, bool) or not isinstance(count, int):
-                raise PayloadError(
-                    f"{where}.download_count: expected an integer, got {_type_name(count)} "
-                    f"{count!r}"
-                )
-            if not 0 <= count <= _INT64_MAX:
-                raise PayloadError(f"{where}.download_count: {count} is out of range")
-        self.fields["download_count"] = count
+            self.fields[key] = _string(entry.get(key), f"{where}.{key}")
+        self.fields["download_count"] = _count(
+            entry.get("download_count"), f"{where}.download_count"
+        )
         public = entry.get("is_public")
         if public is not None and not isinstance(public, bool):
             raise PayloadError(f"{where}.is_public: expected a boolean, got {_type_name(public)}")
@@ -175,6 +176,18 @@ class _Summary:
         origin = entry.get("origin")
         self.fields["origin"] = None if origin is None else _json_text(origin)
 
+    def _read_detail(self, entry: dict[str, Any], where: str) -> None:
+        for key in ("license", "task"):
+            self.fields[key] = _string(entry.get(key), f"{where}.{key}")
+        size = entry.get("file_size_bytes")
+        self.fields["file_size_bytes"] = _count(size, f"{where}.file_size_bytes")
+        tags = entry.get("tags")
+        if tags is not None:
+            if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+                raise PayloadError(f"{where}.tags: expected a list of strings, got {tags!r:.80}")
+            tags = [_text(tag, f"{where}.tags") for tag in tags]
+        self.fields["tags"] = tags
+
     def fill_from(self, other: _Summary) -> None:
         """Fill only what this entry lacks: the `versions` entry wins over `latest`."""
         for key, value in other.fields.items():
@@ -183,19 +196,132 @@ class _Summary:
         for key, value in other.unknown.items():
             self.unknown.setdefault(key, value)
 
+    def known(self) -> bool:
+        """Whether the summary fields are there (a version string alone carries none)."""
+        return any(self.fields.get(key) is not None for key in _SUMMARY_FIELDS)
+
+
+_SUMMARY_FIELDS = ("id", "created_at", "download_count", "framework", "is_public", "origin")
+
+
+def _string(value: Any, where: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise PayloadError(f"{where}: expected a string, got {_type_name(value)}")
+    return value if value is None else _text(value, where)
+
+
+def _count(value: Any, where: str) -> int | None:
+    """A non-negative int64 (JSON booleans and floats refused: they are not counts)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PayloadError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
+    if not 0 <= value <= _INT64_MAX:
+        raise PayloadError(f"{where}: {value} is out of range")
+    return value
+
+
+@dataclass
+class _Ranked:
+    rank: int | None
+    version: str
+    summary: _Summary | None
+
+
+class VersionList:
+    """A validated `listModelVersions` body, to which `getModelVersion` details are added.
+
+    In steps so the caller can fetch what the rows lack in between: `needing_detail` says which
+    versions to ask for, `add_detail` validates and merges each answer (the detail wins, the
+    list entry fills what it lacks), `drop` removes a version deleted since it was listed, and
+    `rows` builds the rows.
+    """
+
+    def __init__(self, payload: Any, org: str, model: str, extracted_at: int) -> None:
+        self.org, self.model = org, model
+        self.name, self._ranked, latest, self._response_extra = _parse(payload)
+        self._latest_version = latest.version if latest is not None else None
+        self._prefix = (extracted_at, org, model, self.name)
+
+    def needing_detail(self, mode: str) -> list[str]:
+        """Versions to fetch: those with no summary (`missing`), every one (`all`), or none."""
+        if mode == "off":
+            return []
+        return [
+            e.version
+            for e in self._ranked
+            if mode == "all" or e.summary is None or not e.summary.known()
+        ]
+
+    def add_detail(self, version: str, payload: Any) -> None:
+        """Merge one getModelVersion body; PayloadError (org/model set) if it is invalid."""
+        entry = next(e for e in self._ranked if e.version == version)
+        try:
+            entry.summary = _merge_detail(payload, version, self.name, entry.summary)
+        except PayloadError as exc:
+            exc.org, exc.model = self.org, self.model
+            raise
+        except RecursionError as exc:
+            raise PayloadError(
+                f"getModelVersion {version!r}: body nested too deeply to record",
+                org=self.org,
+                model=self.model,
+            ) from exc
+
+    def drop(self, version: str) -> None:
+        """Leave out a version that no longer exists (a 404 on its detail)."""
+        self._ranked = [e for e in self._ranked if e.version != version]
+
+    def rows(self) -> list[Row]:
+        """One row per version; unknown response-level fields go on the first row only."""
+        try:
+            return [
+                _row(
+                    self._prefix,
+                    entry.rank,
+                    entry.version,
+                    entry.summary,
+                    entry.version == self._latest_version,
+                    self._response_extra if index == 0 else {},
+                )
+                for index, entry in enumerate(self._ranked)
+            ]
+        except RecursionError as exc:  # json.loads took it, but re-encoding `extra` went deeper
+            raise PayloadError(
+                "body nested too deeply to record", org=self.org, model=self.model
+            ) from exc
+
+
+def _merge_detail(payload: Any, version: str, model_name: str, entry: _Summary | None) -> _Summary:
+    where = f"getModelVersion {version!r}"
+    if not isinstance(payload, dict):
+        raise PayloadError(f"{where}: body is a JSON {_type_name(payload)}, expected an object")
+    detail = _Summary(payload, where, model_name, detail=True)
+    if detail.version != version:
+        raise PayloadError(f"{where}: answered for version {detail.version!r}")
+    if entry is not None:
+        detail.fill_from(entry)
+    return detail
+
 
 def flatten(payload: Any, *, org: str, model: str, extracted_at: int) -> list[Row]:
-    """Rows for one model's version list; raises PayloadError (with org/model set) if invalid."""
+    """Rows for one model's version list, without details; raises PayloadError (org/model set)."""
+    return parse_versions(payload, org=org, model=model, extracted_at=extracted_at).rows()
+
+
+def parse_versions(payload: Any, *, org: str, model: str, extracted_at: int) -> VersionList:
+    """Validate one listModelVersions body; raises PayloadError (with org/model set) if invalid."""
     try:
-        return _flatten(payload, org, model, extracted_at)
+        return VersionList(payload, org, model, extracted_at)
     except PayloadError as exc:
         exc.org, exc.model = org, model
         raise
-    except RecursionError as exc:  # json.loads took it, but re-encoding `extra` went deeper
+    except RecursionError as exc:  # e.g. `origin` nested too deeply to re-encode
         raise PayloadError("body nested too deeply to record", org=org, model=model) from exc
 
 
-def _flatten(payload: Any, org: str, model: str, extracted_at: int) -> list[Row]:
+def _parse(payload: Any) -> tuple[str, list[_Ranked], _Summary | None, dict[str, Any]]:
+    """(model name, entries by rank with `latest` merged in, latest, unknown top-level keys)."""
     if not isinstance(payload, dict):
         raise PayloadError(f"body is a JSON {_type_name(payload)}, expected an object")
     name = payload.get("name")
@@ -213,36 +339,20 @@ def _flatten(payload: Any, org: str, model: str, extracted_at: int) -> list[Row]
 
     entries = _read_entries(versions, name)
     latest = _Summary(latest_raw, "latest", name) if latest_raw is not None else None
-    ranked: list[tuple[int | None, str, _Summary | None]] = [
-        (rank, version, summary) for rank, (version, summary) in enumerate(entries, start=1)
-    ]
+    ranked = [_Ranked(rank, version, summary) for rank, (version, summary) in enumerate(entries, 1)]
     if latest is not None:
         position = next((i for i, e in enumerate(entries) if e[0] == latest.version), None)
         if position is None:
-            ranked.append((None, latest.version, latest))
+            ranked.append(_Ranked(None, latest.version, latest))
         else:
             summary = entries[position][1]
             if summary is None:
                 summary = latest
             else:
                 summary.fill_from(latest)
-            ranked[position] = (position + 1, latest.version, summary)
-
+            ranked[position] = _Ranked(position + 1, latest.version, summary)
     response_extra = {k: v for k, v in payload.items() if k not in _TOP_LEVEL_KEYS}
-    latest_version = latest.version if latest is not None else None
-    prefix = (extracted_at, org, model, name)
-    # Unknown response-level fields are kept once, on the model's first row, not copied to all.
-    return [
-        _row(
-            prefix,
-            rank,
-            version,
-            summary,
-            version == latest_version,
-            response_extra if i == 0 else {},
-        )
-        for i, (rank, version, summary) in enumerate(ranked)
-    ]
+    return name, ranked, latest, response_extra
 
 
 def _read_entries(versions: Sequence[Any], model_name: str) -> list[tuple[str, _Summary | None]]:
@@ -292,6 +402,10 @@ def _row(
         fields.get("is_public"),
         fields.get("origin"),
         _json_text(extra) if extra else None,
+        fields.get("file_size_bytes"),
+        fields.get("license"),
+        fields.get("task"),
+        fields.get("tags"),
     )
 
 

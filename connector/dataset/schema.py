@@ -12,7 +12,8 @@ from typing import Any, NamedTuple
 import pandas as pd
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2 appended the getModelVersion detail columns; v1 files read with them as nulls."""
 
 
 class Column(NamedTuple):
@@ -53,6 +54,14 @@ COLUMNS: tuple[Column, ...] = (
     Column("is_public", pa.bool_(), True, "whether publicly visible, where known"),
     Column("origin", pa.string(), True, "origin tracking metadata as JSON text, where known"),
     Column("extra", pa.string(), True, "fields the schema does not know yet, as a JSON object"),
+    # v2: the getModelVersion detail fields, appended so v1 and v2 files merge by name.
+    Column("file_size_bytes", pa.int64(), True, "artifact size in bytes, from the version detail"),
+    Column("license", pa.string(), True, "license, from the version detail"),
+    Column("task", pa.string(), True, "task (e.g. text-classification), from the version detail"),
+    # "element", the name Parquet gives list items, so a file read back equals FILE_SCHEMA.
+    Column(
+        "tags", pa.list_(pa.field("element", pa.string())), True, "tags, from the version detail"
+    ),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)

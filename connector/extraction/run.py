@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from connector._version import __version__
 from connector.config import Config, validate_output
-from connector.dataset.flatten import Row, flatten
+from connector.dataset.flatten import Row
 from connector.dataset.lock import RunLock
 from connector.dataset.published import published_targets
 from connector.dataset.rejected import save_rejected
@@ -38,6 +38,7 @@ from connector.errors import (
 from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
 from connector.extraction.records import run_settings, write_run_record
 from connector.extraction.summary import RunSummary
+from connector.extraction.target import DroppedVersion, fetch_target
 from connector.extraction.workers import WorkerPool
 from connector.http.client import RegistryClient
 from connector.redaction import redact
@@ -52,6 +53,7 @@ class _TargetOutcome:
     org: str
     model: str
     rows: list[Row] = field(default_factory=list)
+    dropped: list[DroppedVersion] = field(default_factory=list)
     error: TargetError | None = None
     elapsed: float = 0.0
 
@@ -64,6 +66,7 @@ class _Run:
         self.cancelled = cancelled
         self.incompatible: IncompatibleAPIError | None = None
         self.tokens = {org.name: config.token_for(org.name) for org in config.orgs}
+        self.version_detail = config.registry.version_detail
 
     def fetch(self, target: tuple[str, str]) -> _TargetOutcome:
         """Runs in a worker thread: fetch and flatten one target. Never raises: whatever goes
@@ -71,21 +74,16 @@ class _Run:
         org, model = target
         outcome = _TargetOutcome(org, model)
         started = time.monotonic()
-        body: bytes | None = None
         try:
             if self.cancelled.is_set():
                 raise SkippedError("not attempted: the run was aborted", attempts=0)
-            result = self.client.list_model_versions(org, model, self.tokens[org])
-            body = result.body
-            extracted_at = int(time.time() * 1_000_000)
-            outcome.rows = flatten(result.payload, org=org, model=model, extracted_at=extracted_at)
+            fetched = fetch_target(self.client, org, model, self.tokens[org], self.version_detail)
+            outcome.rows, outcome.dropped = fetched.rows, fetched.dropped
         except IncompatibleAPIError as exc:
             self.incompatible = self.incompatible or exc
             self.cancelled.set()
             outcome.error = exc
         except TargetError as exc:
-            if exc.raw is None:
-                exc.raw = body
             outcome.error = exc
         except Exception as exc:  # a bug: keep the run going, say so loudly
             log.exception("unexpected error on %s/%s", org, model, extra={"event": "bug"})
@@ -240,6 +238,7 @@ def _fetch_all(
             summary.requests_by_operation = dict(client.requests_by_operation)
             summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
             summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
+            summary.dropped_versions.sort(key=lambda d: (d["org"], d["model"], d["version"]))
     if run.incompatible is not None:
         summary.exit_code = ExitCode.INCOMPATIBLE_API
         summary.message = (
@@ -260,6 +259,7 @@ def _record(
     if outcome.error is None:
         writer.add_rows(outcome.rows)
         summary.targets_succeeded += 1
+        summary.dropped_versions += [dropped.to_dict() for dropped in outcome.dropped]
         log.debug(
             "%s/%s: %d rows",
             outcome.org,
@@ -337,6 +337,7 @@ def _finish(config: Config, summary: RunSummary, writer: SnapshotWriter, ratio: 
         "requests_by_operation": summary.requests_by_operation,
         "min_success_ratio": ratio,
         "failures": summary.failures,
+        "dropped_versions": summary.dropped_versions,
     }
     result = writer.publish(manifest)
     summary.published = True

@@ -30,6 +30,8 @@ class RunSummary:
     requests: dict[str, int] = field(default_factory=dict)  # by HTTP status
     requests_by_operation: dict[str, int] = field(default_factory=dict)  # by API operationId
     failures: list[dict[str, Any]] = field(default_factory=list)
+    # Versions listed but deleted before their detail was fetched (a 404): no row, no failure.
+    dropped_versions: list[dict[str, Any]] = field(default_factory=list)
     auth_failed_orgs: list[str] = field(default_factory=list)  # orgs whose token was refused
     published: bool = False
     partition: str | None = None
@@ -93,6 +95,11 @@ class RunSummary:
         if hidden > 0:
             where = self.record or "the JSON summary (--summary-format json)"
             lines.append(f"  ... and {hidden} more failure(s), listed in {where}")
+        if self.dropped_versions:
+            lines.append(
+                f"dropped   {len(self.dropped_versions)} version(s) deleted since they were "
+                "listed (getModelVersion 404), listed under dropped_versions"
+            )
         if self.rejected_dir:
             lines.append(f"rejected payloads kept in {self.rejected_dir}")
         if self.record:

@@ -170,10 +170,16 @@ class RegistryClient:
     ) -> FetchResult:
         """GET the full detail of one version; raises a TargetError."""
         url = self.version_url(org, model, version)
-        return self._call(GET_MODEL_VERSION, url, org, model, token)
+        return self._call(GET_MODEL_VERSION, url, org, model, token, f"{model} {version!r}")
 
     def _call(
-        self, operation: str, url: str, org: str, model: str | None, token: str | None
+        self,
+        operation: str,
+        url: str,
+        org: str,
+        model: str | None,
+        token: str | None,
+        label: str | None = None,
     ) -> FetchResult:
         """One API operation under the run's shared policy: org blocking, rate limit, deadline,
         retries, abort, size cap; every attempt is counted by status and by operation."""
@@ -199,7 +205,7 @@ class RegistryClient:
             ),
             wait=self._wait,
             sleep=self._sleep,
-            before_sleep=self._before_sleep(operation, org, model),
+            before_sleep=self._before_sleep(operation, org, model, label or model or "*"),
             reraise=True,
         )
         try:
@@ -342,7 +348,7 @@ class RegistryClient:
         if self._cancelled.wait(seconds):
             raise SkippedError("run aborted while waiting to retry")
 
-    def _before_sleep(self, operation: str, org: str, model: str | None) -> Any:
+    def _before_sleep(self, operation: str, org: str, model: str | None, label: str) -> Any:
         def log_retry(state: RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
@@ -350,7 +356,7 @@ class RegistryClient:
                 "retrying %s %s/%s in %.2fs after attempt %d: %s",
                 operation,
                 org,
-                model or "*",
+                label,
                 wait,
                 state.attempt_number,
                 error,

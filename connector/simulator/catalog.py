@@ -24,6 +24,8 @@ _LICENSES = ("apache-2.0", "mit", "cc-by-4.0", "proprietary")
 _TASKS = ("text-classification", "text-generation", "object-detection", "embeddings")
 _TAGS = ("nlp", "vision", "quantized", "distilled", "multilingual", "experimental")
 
+DETAIL_FIELDS = ("file_size_bytes", "license", "task", "tags")
+
 Catalog = dict[tuple[str, str], tuple["Version", ...]]
 
 
@@ -204,18 +206,28 @@ def versions_payload(
     return {"name": key, "latest": summaries[0] if summaries else None, "versions": entries}
 
 
-def expected_rows(catalog: Catalog, day: int, shape: str) -> list[dict[str, Any]]:
-    """One row per (org, model, version) as a correct connector stores it: fields a string
-    entry cannot carry are None unless the row is the `latest` one, which always has them."""
+def expected_rows(
+    catalog: Catalog, day: int, shape: str, version_detail: str = "missing"
+) -> list[dict[str, Any]]:
+    """One row per (org, model, version) as a correct connector stores it.
+
+    With `version_detail` off, fields a string entry cannot carry are None unless the row is
+    the `latest` one, which always has them; `missing` fetches the detail of exactly the rows
+    that lack them, `all` of every row. Rows with a detail also carry its extra fields.
+    """
     rows = []
     for (org, model), versions in catalog.items():
+        key = f"{org}/{model}"
         for index, version in enumerate(live(versions, day)):
-            known = index == 0 or _carries_summary(shape, index)
+            listed = index == 0 or _carries_summary(shape, index)
+            fetched = version_detail == "all" or (version_detail == "missing" and not listed)
+            known = listed or fetched
+            extra = detail(key, version, day) if fetched else {}
             rows.append(
                 {
                     "org": org,
                     "model": model,
-                    "model_name": f"{org}/{model}",
+                    "model_name": key,
                     "version": version.version,
                     "version_rank": index + 1,
                     "is_latest": index == 0,
@@ -225,6 +237,7 @@ def expected_rows(catalog: Catalog, day: int, shape: str) -> list[dict[str, Any]
                     "framework": version.framework if known else None,
                     "is_public": version.is_public if known else None,
                     "origin": dict(version.origin) if known else None,
+                    **{name: extra.get(name) for name in DETAIL_FIELDS},
                 }
             )
     return rows

@@ -103,6 +103,8 @@ class FaultPlan:
     status_for: Mapping[str, int] = field(default_factory=dict)
     malformed: Mapping[str, str] = field(default_factory=dict)
     redirect: Mapping[str, str] = field(default_factory=dict)
+    # getModelVersion of "org/model/version" answers this status (404: deleted since listed).
+    detail_status: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("rate_5xx", "html_5xx_fraction", "rate_429", "rate_reset", "rate_slow"):
@@ -127,10 +129,14 @@ class FaultPlan:
             _check_key(key, "redirect")
             if not url.startswith(("http://", "https://")):
                 raise ValueError(f"redirect {key}: {url!r} is not an absolute http(s) URL")
+        for key, status in self.detail_status.items():
+            _check_key(key.rpartition("/")[0], "detail_status")
+            if not 400 <= status <= 599:
+                raise ValueError(f"detail_status {key}: {status} is not a 4xx/5xx status")
         # Freeze the containers too, so a plan shared between threads cannot change under them.
         object.__setattr__(self, "not_found", frozenset(self.not_found))
         object.__setattr__(self, "forbidden_orgs", frozenset(self.forbidden_orgs))
-        for name in ("status_for", "malformed", "redirect"):
+        for name in ("status_for", "malformed", "redirect", "detail_status"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
 

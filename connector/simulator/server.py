@@ -123,6 +123,7 @@ class SimulatedRegistry:
         self._faults = config.faults
         self._attempts: Counter[str] = Counter()
         self._cache: dict[tuple[str, str, int], bytes] = {}
+        self._detail_cache: dict[tuple[str, str, str, int], bytes] = {}
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
         self._port: int | None = None
@@ -228,10 +229,13 @@ class SimulatedRegistry:
         versions = self._versions(org, model)
         return data.versions_payload(f"{org}/{model}", versions, day, self.config.versions_shape)
 
-    def expected_rows(self, day: int | None = None) -> list[dict[str, Any]]:
-        """What a correct connector stores for `day`, in targets order then newest first."""
+    def expected_rows(
+        self, day: int | None = None, version_detail: str = "missing"
+    ) -> list[dict[str, Any]]:
+        """What a correct connector stores for `day` with that `registry.version_detail`, in
+        targets order then newest first."""
         day = self.day if day is None else day
-        return data.expected_rows(self._catalog, day, self.config.versions_shape)
+        return data.expected_rows(self._catalog, day, self.config.versions_shape, version_detail)
 
     def download_count(self, org: str, model: str, version: str, day: int) -> int | None:
         """Total downloads of a version on `day`; None if it is not released (or unknown)."""
@@ -330,8 +334,16 @@ class SimulatedRegistry:
         )
         if version is None:
             return error_reply(404, f"Version {name} of {key} not found")
+        if f"{key}/{name}" in plan.detail_status:
+            return status_reply(plan.detail_status[f"{key}/{name}"], key, plan.retry_after)
         fault, delay = self._draw(plan, f"{key}/{name}")
-        return fault or Reply(200, _dump(data.detail(key, version, day)), delay=delay)
+        if fault is not None:
+            return fault
+        body = self._detail_cache.get((org, model, name, day))
+        if body is None:
+            body = _dump(data.detail(key, version, day))
+            self._detail_cache[(org, model, name, day)] = body
+        return Reply(200, body, delay=delay)
 
     def _models_reply(self, org: str, query: str, plan: FaultPlan, day: int) -> Reply:
         page = data.models_page(self._catalog, org, day, query)

@@ -1,0 +1,150 @@
+"""A dataset holding v1 and v2 partitions side by side stays readable by every consumer that
+runs here: `connector report`, `load_snapshots`, and the README's DuckDB and pandas snippets,
+read from the README itself and run as written (paths aside)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from connector import load_snapshots, report
+from connector.cli import main
+from connector.dataset.schema import FILE_SCHEMA, SCHEMA_VERSION
+
+README = Path(__file__).resolve().parent.parent / "README.md"
+V2_COLUMNS = ("file_size_bytes", "license", "task", "tags")
+# The README's examples compare these two dates.
+START, END = "2026-11-22", "2026-11-29"
+
+
+def v1_schema() -> pa.Schema:
+    """The schema of version 1, as files written before the detail columns have it."""
+    fields = [field for field in FILE_SCHEMA if field.name not in V2_COLUMNS]
+    return pa.schema(fields, metadata={b"connector.schema_version": b"1"})
+
+
+def write_partition(root: Path, day: str, schema: pa.Schema, rows: list[dict[str, Any]]) -> None:
+    directory = root / "model_versions" / f"snapshot_date={day}"
+    directory.mkdir(parents=True)
+    base = {
+        "extracted_at": datetime.fromisoformat(day).replace(tzinfo=UTC),
+        "org": "acme",
+        "is_latest": False,
+        "created_at": datetime(2026, 1, 1, tzinfo=UTC),
+    }
+    table = pa.Table.from_pylist(
+        [{**base, "model_name": f"acme/{r['model']}", **r} for r in rows], schema=schema
+    )
+    pq.write_table(table, directory / "part-run-00000.parquet")
+
+
+@pytest.fixture
+def mixed(tmp_path: Path) -> Path:
+    """v1 at the start date, v2 (with detail columns) at the end date."""
+    write_partition(
+        tmp_path,
+        START,
+        v1_schema(),
+        [
+            {"model": "a", "version": "1.0", "download_count": 100},
+            {"model": "b", "version": "2.0", "download_count": 10},
+        ],
+    )
+    write_partition(
+        tmp_path,
+        END,
+        FILE_SCHEMA,
+        [
+            {"model": "a", "version": "1.0", "download_count": 160, "file_size_bytes": 2**40},
+            {"model": "b", "version": "2.0", "download_count": 15, "tags": ["nlp"]},
+        ],
+    )
+    return tmp_path
+
+
+def readme_block(section: str, language: str) -> str:
+    """The first ```language block after the README heading `section`."""
+    text = README.read_text(encoding="utf-8")
+    after = text[text.index(f"\n### {section}\n") :]
+    match = re.search(rf"```{language}\n(.*?)```", after, re.DOTALL)
+    assert match is not None, f"no {language} block under {section}"
+    return match.group(1)
+
+
+def gains(frame: pd.DataFrame) -> list[tuple[str, int]]:
+    return [
+        (str(m), int(g)) for m, g in zip(frame["model"], frame["downloads_gained"], strict=True)
+    ]
+
+
+def test_the_files_say_which_schema_version_they_hold(mixed: Path) -> None:
+    versions = [
+        pq.read_schema(path).metadata[b"connector.schema_version"]
+        for path in sorted(mixed.rglob("*.parquet"))
+    ]
+    assert versions == [b"1", str(SCHEMA_VERSION).encode()] == [b"1", b"2"]
+
+
+def test_load_snapshots_reads_v1_rows_with_null_detail_columns(mixed: Path) -> None:
+    frame = load_snapshots(mixed).sort_values(["snapshot_date", "model"]).reset_index(drop=True)
+    assert list(frame.columns) == ["snapshot_date", *FILE_SCHEMA.names]
+    assert frame["download_count"].tolist() == [100, 10, 160, 15]
+    assert frame["file_size_bytes"].dtype == pd.Int64Dtype()
+    assert frame["file_size_bytes"].isna().tolist() == [True, True, False, True]
+    assert int(frame["file_size_bytes"].iloc[2]) == 2**40
+    assert frame["tags"].iloc[0] is None and list(frame["tags"].iloc[3]) == ["nlp"]
+
+
+def test_connector_report_reads_a_mixed_dataset(mixed: Path) -> None:
+    assert gains(report(mixed, start=date.fromisoformat(START), end=date.fromisoformat(END))) == [
+        ("a", 60),
+        ("b", 5),
+    ]
+    result = CliRunner().invoke(main, ["report", "--data", str(mixed), "--days", "7"])
+    assert result.exit_code == 0, result.output
+    assert "acme" in result.output
+
+
+def test_readme_duckdb_query_reads_a_mixed_dataset(mixed: Path) -> None:
+    sql = readme_block("DuckDB", "sql").replace("data/model_versions", f"{mixed}/model_versions")
+    assert "union_by_name = true" in sql
+    assert gains(duckdb.sql(sql).df()) == [("a", 60), ("b", 5)]
+    columns = duckdb.sql(
+        f"SELECT tags, file_size_bytes FROM read_parquet('{mixed}/model_versions/*/*.parquet', "
+        "hive_partitioning = true, union_by_name = true) ORDER BY snapshot_date, model"
+    ).fetchall()
+    assert columns == [(None, None), (None, None), (None, 2**40), (["nlp"], None)]
+
+
+def test_readme_pandas_snippet_reads_a_mixed_dataset(mixed: Path) -> None:
+    code = readme_block("pandas", "python").replace(
+        "data/model_versions", f"{mixed}/model_versions"
+    )
+    code = code.replace('"2026-11-22"', f'"{START}"').replace('"2026-11-29"', f'"{END}"')
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md (pandas)", "exec"), namespace)
+    assert gains(namespace["result"]) == [("a", 60), ("b", 5)]
+
+
+def test_the_detail_columns_need_the_schema_in_pyarrow_and_get_it_from_the_readme(
+    mixed: Path,
+) -> None:
+    """Without the schema, pyarrow takes the first (v1) file's: the reason the README passes
+    `schema=connector.DATASET_SCHEMA`."""
+    from connector import DATASET_SCHEMA
+
+    with pytest.raises(pa.ArrowInvalid, match="file_size_bytes"):
+        pd.read_parquet(mixed / "model_versions", columns=["file_size_bytes"])
+    frame = pd.read_parquet(
+        mixed / "model_versions", schema=DATASET_SCHEMA, columns=["file_size_bytes"]
+    )
+    assert sorted(frame["file_size_bytes"].dropna().astype("int64").tolist()) == [2**40]
