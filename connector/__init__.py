@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from connector.dataset.schema import DATASET_SCHEMA, FILE_SCHEMA, SCHEMA_VERSION
     from connector.errors import ConnectorError, ExitCode
     from connector.extraction.guards import SnapshotDateError
+    from connector.extraction.publish import publish
     from connector.extraction.run import extract
     from connector.extraction.summary import RunSummary
     from connector.reporting.analytics import Report, compute_report, report
@@ -36,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "extract": "connector.extraction.run",
     "load_config": "connector.config",
     "load_snapshots": "connector.dataset.reader",
+    "publish": "connector.extraction.publish",
     "report": "connector.reporting.analytics",
 }
 
@@ -54,6 +56,7 @@ __all__ = [
     "extract",
     "load_config",
     "load_snapshots",
+    "publish",
     "report",
 ]
 

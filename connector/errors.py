@@ -22,6 +22,7 @@ class ExitCode(IntEnum):
     LOCK_HELD = 6  # another run holds the output lock; nothing done
     OUTPUT = 7  # the dataset could not be written or published
     NOT_PUBLISHED = 8  # too few targets succeeded (publish guard); nothing published
+    SHARDS_INCOMPLETE = 9  # publish --shards: a shard is missing, stale or duplicated
 
 
 class ConnectorError(Exception):
@@ -53,6 +54,13 @@ class LockHeldError(ConnectorError):
     """Another run holds the lock on the output location."""
 
     exit_code = ExitCode.LOCK_HELD
+
+
+class ShardsError(ConnectorError):
+    """The staged shards of a date do not make one snapshot: one is missing, was staged for
+    another configuration or date, or holds targets that belong to another shard."""
+
+    exit_code = ExitCode.SHARDS_INCOMPLETE
 
 
 class NoDataError(ConnectorError):

@@ -45,6 +45,7 @@ exit_code_name() {
         6) echo lock_held ;;
         7) echo output ;;
         8) echo not_published ;;
+        9) echo shards_incomplete ;;
         124) echo timed_out ;;
         126) echo not_executable ;;
         127) echo command_not_found ;;

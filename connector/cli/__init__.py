@@ -19,6 +19,7 @@ from connector.errors import ConnectorError, ExitCode
 # command name -> "module:attribute"; the module is imported on first use.
 COMMANDS: dict[str, str] = {
     "extract": "connector.cli.extract:extract",
+    "publish": "connector.cli.publish:publish",
     "report": "connector.cli.report:report",
     "simulate": "connector.cli.simulate:simulate",
     "validate": "connector.cli.validate:validate",
@@ -27,6 +28,7 @@ COMMANDS: dict[str, str] = {
 # One line each for `connector --help`, so listing the commands imports none of them.
 SHORT_HELP: dict[str, str] = {
     "extract": "Fetch every configured model's versions and publish the day's snapshot.",
+    "publish": "Merge the staged shards of one date into its snapshot and publish it.",
     "report": "Downloads gained per version, model, org or framework between two snapshots.",
     "simulate": "Serve a simulated model registry on a loopback port until SIGTERM or Ctrl-C.",
     "validate": "Check a config file without calling the API (exit 2 on problems).",

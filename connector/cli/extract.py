@@ -10,10 +10,11 @@ import click
 
 from connector.cli.options import config_option, logging_options
 from connector.config import Config, load_config
+from connector.errors import ConfigError
 from connector.logs import add_secrets, configure_logging
 
 
-def _parse_date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:
+def parse_date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:
     if value is None:
         return None
     try:
@@ -22,13 +23,36 @@ def _parse_date(_: click.Context, __: click.Parameter, value: str | None) -> dat
         raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
 
 
+def _parse_shard(
+    _: click.Context, __: click.Parameter, value: str | None
+) -> tuple[int, int] | None:
+    from connector.extraction.sharding import parse_shard
+
+    if value is None:
+        return None
+    try:
+        return parse_shard(value)
+    except ConfigError as exc:
+        raise click.BadParameter(exc.problems[0].removeprefix("--shard: ")) from None
+
+
+def _parse_processes(_: click.Context, __: click.Parameter, value: str) -> int:
+    if value == "auto":
+        from connector.extraction.processes import cpu_count
+
+        return cpu_count()
+    if not value.isdigit() or int(value) < 1:
+        raise click.BadParameter(f"expected a number (1 or more) or auto, got {value!r}")
+    return int(value)
+
+
 @click.command()
 @config_option
 @click.option("--output", "output", help="Dataset root; overrides output.uri.")
 @click.option(
     "--date",
     "day",
-    callback=_parse_date,
+    callback=parse_date,
     help="Snapshot date YYYY-MM-DD (default: today, UTC); today or yesterday unless "
     "--allow-backdate.",
 )
@@ -64,6 +88,23 @@ def _parse_date(_: click.Context, __: click.Parameter, value: str | None) -> dat
     type=click.Path(dir_okay=False),
     help="Write a Prometheus textfile about this run (atomically).",
 )
+@click.option(
+    "--shard",
+    "shard",
+    metavar="K/N",
+    callback=_parse_shard,
+    help="Fetch only shard K of N (by a stable hash of org/model) and stage it for "
+    "`connector publish --shards N` instead of publishing.",
+)
+@click.option(
+    "--processes",
+    "processes",
+    metavar="P|auto",
+    default="1",
+    show_default=True,
+    callback=_parse_processes,
+    help="Run P shard processes on this machine (auto: one per CPU) and publish once.",
+)
 @logging_options
 def extract(
     config_path: str,
@@ -75,6 +116,8 @@ def extract(
     progress: bool | None,
     summary_format: str,
     metrics_file: str | None,
+    shard: tuple[int, int] | None,
+    processes: int,
     log_level: str,
     log_format: str,
 ) -> None:
@@ -95,6 +138,8 @@ def extract(
         progress=progress,
         allow_backdate=allow_backdate,
         replace=replace,
+        shard=shard,
+        processes=processes,
     )
     if metrics_file:
         write_metrics(metrics_file, summary)

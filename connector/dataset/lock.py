@@ -23,8 +23,11 @@ LOCK_NAME = "_connector.lock"
 class RunLock:
     """An exclusive, non-blocking lock on an output root; use as a context manager."""
 
-    def __init__(self, root: Path, run_id: str) -> None:
-        self.path = root / LOCK_NAME
+    def __init__(
+        self, root: Path, run_id: str, *, name: str = LOCK_NAME, what: str | None = None
+    ) -> None:
+        self.path = root / name
+        self.what = what or str(root)  # named in the refusal: the output, or one shard of it
         self.run_id = run_id
         self._handle: IO[str] | None = None
 
@@ -41,7 +44,7 @@ class RunLock:
             holder = _read_holder(handle)
             handle.close()
             raise LockHeldError(
-                f"another run holds the lock on {self.path.parent}: {describe_holder(holder)}"
+                f"another run holds the lock on {self.what}: {describe_holder(holder)}"
             ) from None
         handle.seek(0)
         handle.truncate()

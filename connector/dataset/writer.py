@@ -110,6 +110,7 @@ class SnapshotWriter:
         batch_rows: int = 16_384,
         file_rows: int = 2_000_000,
         exchange: bool = True,
+        work_dir: Path | None = None,
     ) -> None:
         self.root = root
         self.day = day
@@ -117,7 +118,9 @@ class SnapshotWriter:
         self._batch_rows = batch_rows
         self._file_rows = file_rows
         self._exchange = exchange
-        self.work_dir = root / STAGING_DIR / run_id
+        # A shard stages in its own directory (see dataset/shards.py), out of reach of
+        # `recover_staging`, which another run may call while the shard is being written.
+        self.work_dir = work_dir or root / STAGING_DIR / run_id
         self.staged = self.work_dir / partition_dir(root, day).name
         self._pending: list[Row] = []  # Python rows, converted to Arrow every _CHUNK_ROWS
         self._chunks: list[pa.Table] = []  # compact Arrow chunks waiting to fill a row group
@@ -140,6 +143,14 @@ class SnapshotWriter:
         self._pending.extend(rows)
         if len(self._pending) >= min(_CHUNK_ROWS, self._batch_rows):
             self._convert_pending()
+        if self._chunk_rows >= self._batch_rows:
+            self._flush()
+
+    def add_table(self, table: pa.Table) -> None:
+        """Queue rows that are already Arrow (a staged shard's files, read back at publish)."""
+        self._convert_pending()
+        self._chunks.append(table.cast(FILE_SCHEMA))
+        self._chunk_rows += table.num_rows
         if self._chunk_rows >= self._batch_rows:
             self._flush()
 
@@ -182,12 +193,17 @@ class SnapshotWriter:
             with open(self.staged / self.files[-1], "rb+") as handle:
                 os.fsync(handle.fileno())
 
+    def finish(self) -> list[Path]:
+        """Write what is buffered and close the files (durably); returns their paths."""
+        if self._pending or self._chunks or not self.files:
+            self._flush()  # an empty snapshot still gets one file, so readers see the schema
+        self._close_file()
+        return [self.staged / name for name in self.files]
+
     def publish(self, manifest: dict[str, Any]) -> PublishResult:
         """Finish the files, write the manifest, and swap the partition in atomically."""
         try:
-            if self._pending or self._chunks or not self.files:
-                self._flush()  # an empty snapshot still gets one file, so readers see the schema
-            self._close_file()
+            self.finish()
             manifest = {**manifest, "rows": self.rows, "files": list(self.files)}
             write_json_atomic(self.staged / MANIFEST_NAME, manifest)
             _fsync_dir(self.staged)

@@ -37,6 +37,7 @@ from connector.errors import (
 )
 from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
 from connector.extraction.records import run_settings, write_run_record
+from connector.extraction.sharding import Shard, select
 from connector.extraction.summary import RunSummary
 from connector.extraction.target import DroppedVersion, fetch_target
 from connector.extraction.workers import WorkerPool
@@ -107,6 +108,8 @@ def extract(
     allow_backdate: bool = False,
     replace: bool = False,
     clock: Callable[[], datetime] | None = None,
+    shard: Shard | None = None,
+    processes: int = 1,
 ) -> RunSummary:
     """Run one snapshot. Returns a RunSummary whose `exit_code` says how it went.
 
@@ -115,15 +118,31 @@ def extract(
     inject it to place a run on either side of midnight. Unless `replace`, a run that does not
     target every model the date's published partition holds publishes nothing (exit code 8).
     Every run that gets the output lock writes its record under `_runs/` (see `records`).
+    `shard=(K, N)` fetches only shard K of N and stages it for `publish(config, date,
+    shards=N)` instead of publishing; `processes=P` runs P shard processes and publishes once.
 
     Raises SnapshotDateError (exit code 2) for a refused date, LockHeldError when another run
-    holds the output, and OutputError when the output location cannot be used at all; every
-    other outcome is reported in the summary.
+    holds the output (or the shard), and OutputError when the output location cannot be used
+    at all; every other outcome is reported in the summary.
     """
     started = time.monotonic()
     observed_at = (clock or _utc_now)()
     day = date or observed_at.astimezone(UTC).date()
     backdated = check_snapshot_date(day, observed_at, allow_backdate=allow_backdate)
+    if shard is not None or processes != 1:
+        from connector.extraction.fanout import extract_sharded
+
+        return extract_sharded(
+            config,
+            day,
+            output,
+            min_success_ratio,
+            progress,
+            shard=shard,
+            processes=processes,
+            backdated=backdated,
+            replace=replace,
+        )
     uri = validate_output({"uri": output}).uri if output else config.output.uri
     root = local_root(uri)
     run_id = uuid.uuid4().hex
@@ -199,8 +218,12 @@ def _fetch_all(
     root: Path,
     day: date,
     progress: bool | None,
-) -> None:
-    targets = config.targets()
+    *,
+    shard: Shard | None = None,
+    tick: Callable[[], None] | None = None,
+) -> list[tuple[str, str]]:
+    """Fetch every target (of the shard, if any) into the writer; returns the targets."""
+    targets = select(config.targets(), shard)
     secrets = config.secrets()
     summary.targets_attempted = len(targets)
     concurrency = config.registry.concurrency
@@ -225,6 +248,8 @@ def _fetch_all(
             for outcome in workers:
                 _record(summary, writer, outcome, root, day, secrets)
                 bar.update(1)
+                if tick is not None:
+                    tick()
                 if cancelled.is_set():
                     workers.stop()
             for org, model in workers.unstarted():  # left over when a 426 stopped the run
@@ -245,6 +270,7 @@ def _fetch_all(
             f"the registry no longer accepts this connector version ({__version__}): "
             f"HTTP 426 {redact(run.incompatible.detail, secrets)}; {UPGRADE_HINT}"
         )
+    return targets
 
 
 def _record(
@@ -339,6 +365,8 @@ def _finish(config: Config, summary: RunSummary, writer: SnapshotWriter, ratio: 
         "failures": summary.failures,
         "dropped_versions": summary.dropped_versions,
     }
+    if summary.shards:
+        manifest["shards"] = summary.shards
     result = writer.publish(manifest)
     summary.published = True
     summary.partition = str(result.partition)

@@ -38,6 +38,9 @@ class RunSummary:
     rejected_dir: str | None = None
     record: str | None = None  # this run's record under <output>/_runs/
     missing_targets: list[str] = field(default_factory=list)  # refused by the half-config guard
+    shard: str | None = None  # "K/N" for a `--shard` run, which stages instead of publishing
+    staged: str | None = None  # where that run staged its part
+    shards: int | None = None  # how many shards a publish merged (or --processes ran)
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
     exit_code: ExitCode = ExitCode.OK
@@ -61,6 +64,9 @@ class RunSummary:
         }
         return document
 
+    def _from_shards(self) -> str:
+        return f" (from {self.shards} shards)" if self.shards else ""
+
     def render_text(self) -> str:
         """The one-screen summary printed at the end of a run."""
         requests = sum(self.requests.values())
@@ -79,7 +85,14 @@ class RunSummary:
         if self.backdated:
             lines.append(f"backdated observed {self.started_at}, filed as {self.snapshot_date}")
         if self.published:
-            lines.append(f"published {self.partition}")
+            lines.append(f"published {self.partition}" + self._from_shards())
+        elif self.staged:
+            count = (self.shard or "?/?").split("/")[1]
+            lines.append(f"staged    shard {self.shard} in {self.staged}; published nothing yet")
+            lines.append(
+                f"next      connector publish --date {self.snapshot_date} --shards {count} "
+                "once every shard is staged"
+            )
         else:
             lines.append("published nothing; earlier snapshots are unchanged")
         if self.message:

@@ -1,0 +1,179 @@
+"""One shard of a snapshot: fetch the targets of shard K of N and stage them for `publish`.
+
+A shard run takes only its own shard's lock, so the N shards of a date can run at once on
+any machines that share the output; `publish` then takes the output lock and every shard lock.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from connector._version import __version__
+from connector.config import Config, validate_output
+from connector.dataset import shards as staging
+from connector.dataset.schema import SCHEMA_VERSION
+from connector.dataset.storage import local_root
+from connector.dataset.writer import SnapshotWriter
+from connector.errors import ConfigError, ExitCode, OutputError
+from connector.extraction.sharding import Shard, check_shard, fingerprint
+from connector.extraction.summary import RunSummary
+
+log = logging.getLogger(__name__)
+
+
+def extract_sharded(
+    config: Config,
+    day: date,
+    output: str | None,
+    min_success_ratio: float | None,
+    progress: bool | None,
+    *,
+    shard: Shard | None,
+    processes: int,
+    backdated: bool = False,
+    replace: bool = False,
+) -> RunSummary:
+    """`extract(shard=...)` or `extract(processes=...)`: check the combination, then run
+    (the snapshot date was checked by `extract`)."""
+    if processes < 1:
+        raise ConfigError([f"--processes must be at least 1, got {processes}"])
+    if shard is not None and processes != 1:
+        raise ConfigError(["--shard and --processes cannot be combined: run one or the other"])
+    uri = validate_output({"uri": output}).uri if output else config.output.uri
+    if shard is None:
+        from connector.extraction.processes import extract_processes
+
+        return extract_processes(
+            config,
+            day,
+            uri,
+            processes,
+            min_success_ratio,
+            progress,
+            backdated=backdated,
+            replace=replace,
+        )
+    return extract_shard(
+        config, day, uri, check_shard(shard), progress=progress, backdated=backdated
+    )
+
+
+def extract_shard(
+    config: Config,
+    day: date,
+    uri: str,
+    shard: Shard,
+    *,
+    progress: bool | None = None,
+    tick: Callable[[], None] | None = None,
+    fingerprint_of: Config | None = None,
+    backdated: bool = False,
+) -> RunSummary:
+    """Fetch shard K of N and stage it, replacing what an earlier run of that shard staged.
+
+    `fingerprint_of` is the config the part is stamped with when it differs from the one used
+    to fetch (`--processes` splits the rate limit, which does not change the snapshot).
+    """
+    from connector.extraction.run import _fetch_all, _now
+
+    started = time.monotonic()
+    index, count = shard
+    root = local_root(uri)
+    run_id = uuid.uuid4().hex
+    summary = RunSummary(
+        run_id=run_id,
+        snapshot_date=day.isoformat(),
+        output_uri=uri,
+        started_at=_now(),
+        warnings=list(config.warnings),
+        shard=f"{index}/{count}",
+        backdated=backdated,
+    )
+    with staging.shard_lock(root, day, index, count, run_id):
+        writer = SnapshotWriter(
+            root,
+            day,
+            run_id,
+            batch_rows=config.output.batch_rows,
+            work_dir=staging.work_dir(root, day, index, count, run_id),
+        )
+        try:
+            targets = _fetch_all(
+                config, summary, writer, root, day, progress, shard=shard, tick=tick
+            )
+            if summary.exit_code == ExitCode.INCOMPATIBLE_API:
+                # Nothing of this connector version may be published: drop the older part too,
+                # so `publish` reports the shard missing until an upgraded run stages it.
+                _drop_part(root, day, shard)
+            else:
+                try:
+                    files = writer.finish()
+                except (OSError, pa.ArrowException) as exc:
+                    raise OutputError(f"cannot write Parquet in {writer.staged}: {exc}") from exc
+                summary.finished_at = _now()
+                summary.rows, summary.files = writer.rows, [path.name for path in files]
+                record = _record(summary, targets, fingerprint(fingerprint_of or config, uri))
+                summary.staged = str(staging.stage(root, day, index, count, files, record))
+                summary.exit_code = _exit_code(summary)
+        except OutputError as exc:
+            summary.exit_code = ExitCode.OUTPUT
+            summary.message = str(exc)
+            log.error("output failure: %s", exc, extra={"event": "output_failed"})
+        finally:
+            writer.discard()  # the work dir; staged files were moved out of it
+    summary.finished_at = summary.finished_at or _now()
+    summary.elapsed_seconds = round(time.monotonic() - started, 3)
+    if summary.staged:
+        log.info(
+            "staged shard %s: %d rows in %s",
+            summary.shard,
+            summary.rows,
+            summary.staged,
+            extra={"event": "shard_staged", "run_id": run_id},
+        )
+    return summary
+
+
+def _drop_part(root: Path, day: date, shard: Shard) -> None:
+    directory = staging.part_dir(root, day, *shard)
+    (directory / staging.RECORD_NAME).unlink(missing_ok=True)
+
+
+def _exit_code(summary: RunSummary) -> ExitCode:
+    """A shard publishes nothing, so no publish guard here: only what went wrong in it."""
+    if summary.auth_failed_orgs:
+        return ExitCode.AUTH
+    return ExitCode.PARTIAL if summary.failures else ExitCode.OK
+
+
+def _record(summary: RunSummary, targets: list[tuple[str, str]], digest: str) -> dict[str, Any]:
+    """What `publish` needs from a shard, besides its rows (no token: see `fingerprint`)."""
+    index, count = (int(part) for part in (summary.shard or "").split("/"))
+    return {
+        "format": 1,
+        "snapshot_date": summary.snapshot_date,
+        "shard": [index, count],
+        "fingerprint": digest,
+        "run_id": summary.run_id,
+        "connector_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "started_at": summary.started_at,
+        "finished_at": summary.finished_at,
+        "targets": [[org, model] for org, model in targets],
+        "targets_succeeded": summary.targets_succeeded,
+        "requests": summary.requests,
+        "requests_by_operation": summary.requests_by_operation,
+        "failures": summary.failures,
+        "auth_failed_orgs": summary.auth_failed_orgs,
+        "backdated": summary.backdated,
+        "rejected_dir": summary.rejected_dir,
+        "rows": summary.rows,
+    }

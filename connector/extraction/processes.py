@@ -1,0 +1,225 @@
+"""`extract --processes P`: P local shard processes, then one publish.
+
+One process keeps one core busy at most (parsing and flattening JSON holds the GIL), so P
+processes each run shard K of P through the same code as `extract --shard K/P`, and this
+parent, which holds the output lock for the whole run, publishes the P parts exactly as
+`connector publish --shards P` would. The concurrency and the rate limit are split across the
+children so they stay limits for the whole run. Children send their log records and one tick
+per finished target over a multiprocessing queue: one progress bar, one log, one summary.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import multiprocessing
+import os
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from datetime import date
+from typing import Any
+
+from tqdm import tqdm
+
+from connector.config import Config
+from connector.dataset.lock import RunLock
+from connector.dataset.storage import local_root
+from connector.dataset.writer import recover_staging
+from connector.errors import ExitCode
+from connector.extraction.fanout import extract_shard
+from connector.extraction.publish import publish_locked
+from connector.extraction.summary import RunSummary
+
+log = logging.getLogger(__name__)
+
+# Worst first: when children fail, the run reports the most serious failure.
+_SEVERITY = (ExitCode.INCOMPATIBLE_API, ExitCode.INTERNAL, ExitCode.OUTPUT, ExitCode.LOCK_HELD)
+_CHILD: dict[str, Any] = {}  # in a child: "queue", where ticks and log records go
+
+
+def cpu_count() -> int:
+    """The CPUs this process may run on (`--processes auto`)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def split_limits(config: Config, processes: int) -> list[Config]:
+    """One config per child: the concurrency shared out (at least 1 each), the requests-per-
+    second limit divided, so the run as a whole keeps both limits."""
+    registry = config.registry
+    base, extra = divmod(registry.concurrency, processes)
+    rate = registry.max_requests_per_second
+    configs = []
+    for index in range(processes):
+        update: dict[str, Any] = {"concurrency": max(1, base + (1 if index < extra else 0))}
+        if rate is not None:
+            update["max_requests_per_second"] = rate / processes
+        configs.append(config.model_copy(update={"registry": registry.model_copy(update=update)}))
+    return configs
+
+
+def extract_processes(
+    config: Config,
+    day: date,
+    uri: str,
+    processes: int,
+    min_success_ratio: float | None,
+    progress: bool | None,
+    *,
+    backdated: bool = False,
+    replace: bool = False,
+) -> RunSummary:
+    """Run `processes` shards in child processes under one output lock, then publish once."""
+    started = time.monotonic()
+    processes = max(1, min(processes, config.registry.concurrency))
+    root = local_root(uri)
+    run_id = uuid.uuid4().hex
+    show = sys.stderr.isatty() if progress is None else progress
+    with RunLock(root, run_id):
+        for action in recover_staging(root):
+            log.warning("%s", action, extra={"event": "staging_recovered"})
+        children = _run_children(config, day, uri, processes, show, backdated)
+        failed = [child for child in children if child.staged is None]
+        if failed:
+            return _aborted(children, failed, run_id, day, uri, started)
+        return publish_locked(
+            config, day, processes, uri, run_id, min_success_ratio, started, replace=replace
+        )
+
+
+def _run_children(
+    config: Config, day: date, uri: str, processes: int, show: bool, backdated: bool
+) -> list[RunSummary]:
+    context = multiprocessing.get_context("spawn")  # no fork of a process that has threads
+    queue = context.Queue()
+    level = logging.getLogger("connector").getEffectiveLevel()
+    total = len(config.targets())
+    with tqdm(total=total, disable=not show, unit="model", file=sys.stderr) as bar:
+        pump = threading.Thread(target=_pump, args=(queue, bar), name="shard-log", daemon=True)
+        pump.start()
+        try:
+            with ProcessPoolExecutor(
+                processes, mp_context=context, initializer=_init_child, initargs=(queue, level)
+            ) as pool:
+                futures = [
+                    pool.submit(
+                        _child, child, day, uri, (index, processes), show, config, backdated
+                    )
+                    for index, child in enumerate(split_limits(config, processes), start=1)
+                ]
+                results = [_result(future, index) for index, future in enumerate(futures, 1)]
+        finally:  # the pool has joined its children, so their queued items are all in
+            queue.put(None)
+            pump.join()
+        bar.update(total - bar.n)
+    return [_numbered(result, i, processes, day, uri) for i, result in enumerate(results, 1)]
+
+
+def _result(future: Any, index: int) -> RunSummary | str:
+    """A child's summary, or why it has none (it died: killed, out of memory, a crash)."""
+    try:
+        result: RunSummary = future.result()
+    except BrokenProcessPool as exc:
+        return f"shard process {index} died: {exc}"
+    return result
+
+
+def _numbered(
+    result: RunSummary | str, index: int, processes: int, day: date, uri: str
+) -> RunSummary:
+    if isinstance(result, RunSummary):
+        return result
+    return RunSummary(
+        run_id="",
+        snapshot_date=day.isoformat(),
+        output_uri=uri,
+        started_at="",
+        shard=f"{index}/{processes}",
+        message=result,
+        exit_code=ExitCode.INTERNAL,
+    )
+
+
+def _init_child(queue: Any, level: int) -> None:
+    """In each child: send the connector's log records to the parent, which prints them."""
+    _CHILD["queue"] = queue
+    logger = logging.getLogger("connector")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+    logger.addHandler(logging.handlers.QueueHandler(queue))
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def _tick() -> None:
+    _CHILD["queue"].put(1)
+
+
+def _child(
+    config: Config,
+    day: date,
+    uri: str,
+    shard: tuple[int, int],
+    show: bool,
+    stamp: Config,
+    backdated: bool,
+) -> RunSummary:
+    tick = _tick if show else None
+    return extract_shard(
+        config, day, uri, shard, tick=tick, fingerprint_of=stamp, backdated=backdated
+    )
+
+
+def _pump(queue: Any, bar: tqdm[Any]) -> None:
+    """In the parent: advance the bar and hand each child's log record to the same logger."""
+    while True:
+        item = queue.get()
+        if item is None:
+            return
+        if isinstance(item, int):
+            bar.update(item)
+        else:
+            logging.getLogger(item.name).handle(item)
+
+
+def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
+    for key, number in more.items():
+        total[key] = total.get(key, 0) + int(number)
+
+
+def _aborted(
+    children: list[RunSummary],
+    failed: list[RunSummary],
+    run_id: str,
+    day: date,
+    uri: str,
+    started: float,
+) -> RunSummary:
+    """A child could not stage its shard: publish nothing and say which and why."""
+    summary = RunSummary(
+        run_id=run_id,
+        snapshot_date=day.isoformat(),
+        output_uri=uri,
+        started_at=min((c.started_at for c in children if c.started_at), default=""),
+        shards=len(children),
+    )
+    for child in children:
+        summary.targets_attempted += child.targets_attempted
+        summary.targets_succeeded += child.targets_succeeded
+        summary.failures += child.failures
+        _add_counts(summary.requests, child.requests)
+        _add_counts(summary.requests_by_operation, child.requests_by_operation)
+    summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
+    summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
+    codes = {child.exit_code for child in failed}
+    summary.exit_code = next((code for code in _SEVERITY if code in codes), ExitCode.INTERNAL)
+    reasons = "; ".join(f"shard {c.shard}: {c.message or c.exit_code.name.lower()}" for c in failed)
+    summary.message = f"nothing was published: {reasons}"
+    summary.elapsed_seconds = round(time.monotonic() - started, 3)
+    return summary

@@ -1,0 +1,270 @@
+"""`publish`: merge the N staged shards of a date into one snapshot, or refuse and change nothing.
+
+The staged parts must make exactly one snapshot: every shard 1..N present, each staged for
+this date and this configuration (its fingerprint), no run staged twice, and every target in
+the one shard its hash names. Then the publish guard applies to all shards together, their
+failures go into one manifest, and the partition is published the same way a one-process run
+publishes it (dataset/writer.py), so readers see the old snapshot or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+import uuid
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from connector.config import Config, validate_output
+from connector.dataset import shards as staging
+from connector.dataset.lock import RunLock
+from connector.dataset.published import published_targets
+from connector.dataset.storage import local_root
+from connector.dataset.writer import SnapshotWriter, recover_staging
+from connector.errors import ConfigError, ExitCode, OutputError, ShardsError
+from connector.extraction.guards import describe_missing, missing_targets
+from connector.extraction.records import run_settings, write_run_record
+from connector.extraction.sharding import MAX_SHARDS, fingerprint, shard_of
+from connector.extraction.summary import RunSummary
+
+log = logging.getLogger(__name__)
+
+_MAX_TARGET_PROBLEMS = 5
+
+
+def publish(
+    config: Config,
+    date: date,
+    shards: int,
+    output: str | None = None,
+    *,
+    min_success_ratio: float | None = None,
+    replace: bool = False,
+) -> RunSummary:
+    """Publish the snapshot of `date` from its `shards` staged parts.
+
+    The guards of a one-process run apply to all parts together: `min_success_ratio`, and,
+    unless `replace`, the half-config guard (the parts must target every model the date's
+    published partition holds). The publish writes its run record under `_runs/`.
+
+    Raises ShardsError (nothing published) when the parts do not make one snapshot,
+    LockHeldError when another run holds the output or one of the shards, OutputError when the
+    output cannot be used; the guard's verdict and the publish itself are in the summary.
+    """
+    if not 1 <= shards <= MAX_SHARDS:
+        raise ConfigError([f"--shards must be 1 to {MAX_SHARDS}, got {shards}"])
+    uri = validate_output({"uri": output}).uri if output else config.output.uri
+    root = local_root(uri)
+    run_id = uuid.uuid4().hex
+    with RunLock(root, run_id):
+        for action in recover_staging(root):
+            log.warning("%s", action, extra={"event": "staging_recovered"})
+        return publish_locked(config, date, shards, uri, run_id, min_success_ratio, replace=replace)
+
+
+def publish_locked(
+    config: Config,
+    day: date,
+    count: int,
+    uri: str,
+    run_id: str,
+    min_success_ratio: float | None,
+    started: float | None = None,
+    *,
+    replace: bool = False,
+) -> RunSummary:
+    """`publish` for a caller that already holds the output lock (`--processes`)."""
+    from connector.extraction.run import _now
+
+    started = time.monotonic() if started is None else started
+    root = local_root(uri)
+    ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
+    with contextlib.ExitStack() as locks:
+        for index in range(1, count + 1):
+            locks.enter_context(staging.shard_lock(root, day, index, count, run_id))
+        parts = check_parts(root, day, count, fingerprint(config, uri))
+        summary = merge(parts, run_id, uri, day, _now())
+        summary.warnings = list(config.warnings)
+        try:
+            if replace or not _refused_as_half_config(summary, parts, root, day):
+                _merge_and_publish(config, summary, parts, root, day, ratio)
+        except OutputError as exc:
+            summary.exit_code = ExitCode.OUTPUT
+            summary.message = str(exc)
+            log.error("output failure: %s", exc, extra={"event": "output_failed"})
+        if summary.published:
+            staging.remove_parts(root, day, count)
+    summary.finished_at = summary.finished_at or _now()
+    summary.elapsed_seconds = round(time.monotonic() - started, 3)
+    settings = run_settings(
+        config,
+        output=uri,
+        date=day.isoformat(),
+        shards=count,
+        min_success_ratio=ratio,
+        replace=replace,
+    )
+    write_run_record(
+        root, summary, settings, keep=config.output.keep_run_records, secrets=config.secrets()
+    )
+    return summary
+
+
+def _refused_as_half_config(
+    summary: RunSummary, parts: list[staging.StagedPart], root: Path, day: date
+) -> bool:
+    """The half-config guard over all parts: True (the summary says why) when the published
+    partition holds a model no part targets."""
+    targets = [(org, model) for part in parts for org, model in part.record.get("targets", [])]
+    missing = missing_targets(published_targets(root, day), targets)
+    if not missing:
+        return False
+    summary.exit_code = ExitCode.NOT_PUBLISHED
+    summary.missing_targets = [f"{org}/{model}" for org, model in missing]
+    summary.message = describe_missing(missing, day)
+    log.error("%s", summary.message, extra={"event": "not_published", "run_id": summary.run_id})
+    return True
+
+
+def _merge_and_publish(
+    config: Config,
+    summary: RunSummary,
+    parts: list[staging.StagedPart],
+    root: Path,
+    day: date,
+    ratio: float,
+) -> None:
+    from connector.extraction.run import _finish
+
+    writer = SnapshotWriter(root, day, summary.run_id, batch_rows=config.output.batch_rows)
+    try:
+        for part in parts:
+            _copy_rows(part, writer, config.output.batch_rows)
+        _finish(config, summary, writer, ratio)
+    finally:
+        if not summary.published:
+            writer.discard()
+
+
+def _copy_rows(part: staging.StagedPart, writer: SnapshotWriter, batch_rows: int) -> None:
+    """Stream a part's rows into the snapshot in row-group-sized batches (flat memory)."""
+    for path in part.files:
+        try:
+            with open(path, "rb") as handle:
+                for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows):
+                    writer.add_table(pa.Table.from_batches([batch]))
+        except (OSError, pa.ArrowException) as exc:
+            raise OutputError(f"cannot read staged shard file {path}: {exc}") from exc
+
+
+def check_parts(root: Path, day: date, count: int, digest: str) -> list[staging.StagedPart]:
+    """Every part 1..count of `day`, checked; ShardsError listing every problem found."""
+    problems: list[str] = []
+    parts: list[staging.StagedPart] = []
+    for index in range(1, count + 1):
+        part = staging.read_part(root, day, index, count)
+        if part is None:
+            problems.append(
+                f"shard {index}/{count} is missing: nothing is staged in "
+                f"{staging.part_dir(root, day, index, count)}"
+            )
+            continue
+        problems += _stale(part, day, digest)
+        parts.append(part)
+    problems += _duplicated(parts)
+    if problems:
+        others = [n for n in staging.staged_counts(root, day) if not n.endswith(f"-of-{count}")]
+        hint = f"; also staged for this date: {', '.join(others)}" if others else ""
+        raise ShardsError(
+            f"cannot publish {day.isoformat()} from {count} shard(s), nothing was published"
+            f"{hint}:\n" + "\n".join(f"  {problem}" for problem in problems)
+        )
+    return parts
+
+
+def _stale(part: staging.StagedPart, day: date, digest: str) -> list[str]:
+    """A part staged for another date or configuration, or damaged since."""
+    name = f"shard {part.index}/{part.count}"
+    record = part.record
+    problems = []
+    if record.get("snapshot_date") != day.isoformat():
+        problems.append(f"{name} is stale: staged for {record.get('snapshot_date')}, not {day}")
+    if record.get("shard") != [part.index, part.count]:
+        problems.append(
+            f"{name} is duplicated: its record says shard {record.get('shard')} (a copied part)"
+        )
+    if record.get("fingerprint") != digest:
+        problems.append(
+            f"{name} is stale: staged with another configuration (fingerprint "
+            f"{record.get('fingerprint')}, this one {digest}); re-run it with this config"
+        )
+    missing = [path.name for path in part.files if not path.is_file()]
+    if missing or not part.files:
+        problems.append(f"{name} is damaged: files missing in {part.directory}: {missing}")
+    return problems
+
+
+def _duplicated(parts: list[staging.StagedPart]) -> list[str]:
+    """The same run staged as two shards, or a target in a shard its hash does not name."""
+    problems: list[str] = []
+    runs: dict[str, int] = {}
+    owner: dict[tuple[str, str], int] = {}
+    for part in parts:
+        run = str(part.record.get("run_id"))
+        if run in runs:
+            problems.append(
+                f"shard {part.index}/{part.count} is duplicated: the same run ({run}) as "
+                f"shard {runs[run]}/{part.count}"
+            )
+        runs.setdefault(run, part.index)
+        for org, model in part.record.get("targets", []):
+            home = shard_of(org, model, part.count)
+            if home != part.index or (org, model) in owner:
+                problems.append(
+                    f"shard {part.index}/{part.count} is duplicated: it holds {org}/{model}, "
+                    f"which belongs to shard {home}/{part.count}"
+                )
+            owner.setdefault((org, model), part.index)
+    if len(problems) > _MAX_TARGET_PROBLEMS:
+        hidden = len(problems) - _MAX_TARGET_PROBLEMS
+        problems = [*problems[:_MAX_TARGET_PROBLEMS], f"... and {hidden} more"]
+    return problems
+
+
+def merge(
+    parts: list[staging.StagedPart], run_id: str, uri: str, day: date, now: str
+) -> RunSummary:
+    """One summary for all parts: targets, requests and failures added up."""
+    summary = RunSummary(
+        run_id=run_id,
+        snapshot_date=day.isoformat(),
+        output_uri=uri,
+        started_at=min((str(p.record.get("started_at")) for p in parts), default=now),
+        shards=len(parts),
+    )
+    requests: dict[str, int] = {}
+    operations: dict[str, int] = {}
+    for part in parts:
+        record: dict[str, Any] = part.record
+        summary.targets_attempted += len(record.get("targets", []))
+        summary.targets_succeeded += int(record.get("targets_succeeded", 0))
+        summary.failures += record.get("failures", [])
+        for org in record.get("auth_failed_orgs", []):
+            if org not in summary.auth_failed_orgs:
+                summary.auth_failed_orgs.append(org)
+        for status, number in record.get("requests", {}).items():
+            requests[status] = requests.get(status, 0) + int(number)
+        for operation, number in record.get("requests_by_operation", {}).items():
+            operations[operation] = operations.get(operation, 0) + int(number)
+        summary.rejected_dir = summary.rejected_dir or record.get("rejected_dir")
+        summary.backdated = summary.backdated or bool(record.get("backdated"))
+    summary.requests = dict(sorted(requests.items()))
+    summary.requests_by_operation = dict(sorted(operations.items()))
+    summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
+    summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
+    return summary

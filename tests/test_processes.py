@@ -1,0 +1,124 @@
+"""`extract --processes P`: P shard processes, one lock, one progress bar, one summary, one
+publish; the limits of the config stay limits for the whole run."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner, Result
+from helpers import TOKEN, config_document, write_config
+from test_extract_e2e import dataset_rows, expected, project
+
+from connector.cli import main
+from connector.config import load_config
+from connector.dataset import shards as staging
+from connector.dataset.lock import RunLock
+from connector.errors import ExitCode
+from connector.extraction.processes import cpu_count, split_limits
+from connector.simulator.server import FaultPlan, SimulatedRegistry
+
+StartSimulator = Callable[..., SimulatedRegistry]
+DAY1 = "2026-01-01"
+
+
+def extract(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(
+        main, ["extract", "--config", str(config), "--date", DAY1, "--allow-backdate", *args]
+    )
+
+
+@pytest.fixture
+def setup(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> tuple[SimulatedRegistry, Path, Path]:
+    registry = start_simulator(orgs=2, models_per_org=6, versions_shape="mixed")
+    out = tmp_path / "out"
+    return registry, out, write_config(tmp_path / "c.yaml", config_document(registry, out))
+
+
+def test_two_processes_publish_one_snapshot_with_one_summary(setup: Any) -> None:
+    registry, out, config = setup
+    result = extract(config, "--processes", "2", "--summary-format", "json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)  # one summary on stdout, not one per process
+    assert summary["published"] is True
+    assert summary["shards"] == 2
+    assert summary["targets"] == {"attempted": 12, "succeeded": 12, "failed": 0}
+    assert summary["requests"] == {"200": 12}
+    assert project(dataset_rows(out)) == project(expected(registry, 1))
+    manifest = json.loads(Path(summary["partition"], "_manifest.json").read_text())
+    assert manifest["run_id"] == summary["run_id"]
+    assert not (out / staging.SHARDS_DIR).exists()
+
+
+def test_one_progress_bar_and_the_childrens_logs_in_one_stream(setup: Any) -> None:
+    registry, _, config = setup
+    registry.set_faults(FaultPlan(not_found=frozenset({"org-01/model-0003"})))
+    result = extract(config, "--processes", "2", "--progress", "--min-success-ratio", "0.5")
+    assert result.exit_code == ExitCode.PARTIAL, result.output
+    assert "12/12" in result.output  # the bar counted every child's targets
+    assert result.output.count("12/12") <= 2  # tqdm's last refresh and its close: one bar
+    # a child's log record, printed by the parent's handler (its format, its redaction)
+    assert "org-01/model-0003: HTTP 404 not_found_error" in result.output
+    assert "staged shard 1/2" in result.output and "staged shard 2/2" in result.output
+    assert TOKEN not in result.output
+
+
+def test_the_output_lock_is_held_for_the_whole_run(setup: Any) -> None:
+    _, out, config = setup
+    out.mkdir()
+    with RunLock(out, "other-run"):
+        result = extract(config, "--processes", "2")
+    assert result.exit_code == ExitCode.LOCK_HELD
+    assert "(run other-run)" in result.output
+    assert not (out / "model_versions").exists()
+
+
+def test_a_426_in_a_child_publishes_nothing(setup: Any) -> None:
+    registry, out, config = setup
+    registry.set_faults(FaultPlan(upgrade_required=True))
+    result = extract(config, "--processes", "2")
+    assert result.exit_code == ExitCode.INCOMPATIBLE_API, result.output
+    assert "nothing was published" in result.output
+    assert not (out / "model_versions").exists()
+
+
+def test_shard_and_processes_do_not_combine(setup: Any) -> None:
+    _, out, config = setup
+    result = extract(config, "--processes", "2", "--shard", "1/2")
+    assert result.exit_code == ExitCode.CONFIG
+    assert "--shard and --processes cannot be combined" in result.output
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "two", "1.5"])
+def test_a_bad_process_count_is_a_usage_error(setup: Any, value: str) -> None:
+    _, out, config = setup
+    result = extract(config, "--processes", value)
+    assert result.exit_code == 2
+    assert "--processes" in result.output
+    assert not out.exists()
+
+
+def test_auto_is_the_cpu_count() -> None:
+    command = main.get_command(None, "extract")  # type: ignore[arg-type]
+    assert command is not None
+    context = command.make_context("extract", ["--config", "c.yaml", "--processes", "auto"])
+    assert context.params["processes"] == cpu_count() >= 1
+
+
+def test_limits_are_shared_out_across_the_processes(setup: Any, tmp_path: Path) -> None:
+    registry, out, _ = setup
+    document = config_document(
+        registry, out, registry_settings={"concurrency": 5, "max_requests_per_second": 10}
+    )
+    config = load_config(write_config(tmp_path / "limits.yaml", document))
+    children = split_limits(config, 2)
+    assert [c.registry.concurrency for c in children] == [3, 2]
+    assert [c.registry.max_requests_per_second for c in children] == [5.0, 5.0]
+    assert all(c.orgs == config.orgs and c.output == config.output for c in children)
+    assert [c.registry.concurrency for c in split_limits(config, 8)] == [1] * 8
