@@ -373,3 +373,15 @@ def test_the_half_config_guard_counts_all_shards_together(setup: Any, tmp_path: 
     assert {r["model"] for r in dataset_rows(out) if r["org"] == "org-00"} == {
         f"model-{m:04d}" for m in (0, 1, 3, 4, 5)
     }
+
+
+def test_shards_obey_the_snapshot_date_guard(setup: Any) -> None:
+    _, out, config = setup
+    refused = cli("extract", "--config", str(config), "--date", DAY1, "--shard", "1/2")
+    assert refused.exit_code == ExitCode.CONFIG
+    assert "is before yesterday" in refused.output
+    assert not out.exists()
+    for index in (1, 2):  # with --allow-backdate, the publish records it, as a single run does
+        assert extract_shard(config, f"{index}/2").exit_code == 0
+    assert publish(config, 2).exit_code == 0
+    assert json.loads((partition(out) / "_manifest.json").read_text())["backdated"] is True
