@@ -114,7 +114,7 @@ def test_a_dropped_version_has_no_row_and_the_others_keep_their_rank() -> None:
 
 def run(registry: SimulatedRegistry, out: Path, **registry_settings: Any) -> Any:
     document = config_document(registry, out, registry_settings=registry_settings)
-    return extract(parse_config(document), date(2026, 1, 1))
+    return extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
 
 
 def test_a_detail_failing_after_retries_fails_its_model_as_a_whole(
