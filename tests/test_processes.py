@@ -40,15 +40,20 @@ def setup(
     return registry, out, write_config(tmp_path / "c.yaml", config_document(registry, out))
 
 
-def test_two_processes_publish_one_snapshot_with_one_summary(setup: Any) -> None:
+def test_two_processes_publish_one_snapshot_with_one_summary(setup: Any, tmp_path: Path) -> None:
     registry, out, config = setup
+    single = extract(config, "--output", str(tmp_path / "single"), "--summary-format", "json")
+    assert single.exit_code == 0, single.output
     result = extract(config, "--processes", "2", "--summary-format", "json")
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)  # one summary on stdout, not one per process
     assert summary["published"] is True
     assert summary["shards"] == 2
     assert summary["targets"] == {"attempted": 12, "succeeded": 12, "failed": 0}
-    assert summary["requests"] == {"200": 12}
+    # the same requests as one process makes, counted once each
+    assert summary["requests"] == json.loads(single.stdout)["requests"]
+    assert summary["requests_by_operation"] == json.loads(single.stdout)["requests_by_operation"]
+    assert summary["requests_by_operation"]["listModelVersions"] == 12
     assert project(dataset_rows(out)) == project(expected(registry, 1))
     manifest = json.loads(Path(summary["partition"], "_manifest.json").read_text())
     assert manifest["run_id"] == summary["run_id"]
