@@ -45,6 +45,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_extract.py
+	$(PY) benchmarks/bench_processes.py
 
 clean:
 	rm -rf $(VENV) .venv-uv demo-data bench-data .pytest_cache .mypy_cache .ruff_cache

@@ -96,29 +96,42 @@ def extract_processes(
 def _run_children(
     config: Config, day: date, uri: str, processes: int, show: bool, backdated: bool
 ) -> list[RunSummary]:
-    context = multiprocessing.get_context("spawn")  # no fork of a process that has threads
+    context = _start_method()
     queue = context.Queue()
     level = logging.getLogger("connector").getEffectiveLevel()
     total = len(config.targets())
-    with tqdm(total=total, disable=not show, unit="model", file=sys.stderr) as bar:
-        pump = threading.Thread(target=_pump, args=(queue, bar), name="shard-log", daemon=True)
-        pump.start()
-        try:
-            with ProcessPoolExecutor(
-                processes, mp_context=context, initializer=_init_child, initargs=(queue, level)
-            ) as pool:
-                futures = [
-                    pool.submit(
-                        _child, child, day, uri, (index, processes), show, config, backdated
-                    )
-                    for index, child in enumerate(split_limits(config, processes), start=1)
-                ]
+    with ProcessPoolExecutor(
+        processes, mp_context=context, initializer=_init_child, initargs=(queue, level)
+    ) as pool:
+        # Submitting forks the children (with "fork"): before this process starts any thread.
+        futures = [
+            pool.submit(_child, child, day, uri, (index, processes), show, config, backdated)
+            for index, child in enumerate(split_limits(config, processes), start=1)
+        ]
+        with tqdm(total=total, disable=not show, unit="model", file=sys.stderr) as bar:
+            pump = threading.Thread(target=_pump, args=(queue, bar), name="shard-log", daemon=True)
+            pump.start()
+            try:
                 results = [_result(future, index) for index, future in enumerate(futures, 1)]
-        finally:  # the pool has joined its children, so their queued items are all in
-            queue.put(None)
-            pump.join()
-        bar.update(total - bar.n)
+                pool.shutdown(wait=True)  # joined: every child's queued item is in the pipe
+            finally:
+                queue.put(None)
+                pump.join()
+            bar.update(total - bar.n)
     return [_numbered(result, i, processes, day, uri) for i, result in enumerate(results, 1)]
+
+
+def _start_method() -> multiprocessing.context.BaseContext:
+    """ "fork" when this process runs no other thread: the children start at once, with the
+    connector already imported (a fresh interpreter takes seconds to import pandas and
+    pyarrow, as long as the whole run on a small registry). With other threads running (an
+    orchestrator's worker), forking could copy a lock some thread holds, so "forkserver":
+    one clean process imports the connector once and forks the children from there."""
+    if sys.platform == "linux" and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload([__name__])
+    return context
 
 
 def _result(future: Any, index: int) -> RunSummary | str:
