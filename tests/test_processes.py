@@ -4,6 +4,9 @@ publish; the limits of the config stay limits for the whole run."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -127,3 +130,35 @@ def test_limits_are_shared_out_across_the_processes(setup: Any, tmp_path: Path) 
     assert [c.registry.max_requests_per_second for c in children] == [5.0, 5.0]
     assert all(c.orgs == config.orgs and c.output == config.output for c in children)
     assert [c.registry.concurrency for c in split_limits(config, 8)] == [1] * 8
+
+
+def test_the_command_line_forks_its_shard_processes(setup: Any) -> None:
+    """A `connector` process runs no other thread, so its children are forked (the in-process
+    tests above, beside the simulator's thread, go through the forkserver)."""
+    registry, out, config = setup
+    completed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "connector",
+            "extract",
+            "--config",
+            str(config),
+            "--date",
+            DAY1,
+            "--allow-backdate",
+            "--processes",
+            "2",
+            "--log-level",
+            "DEBUG",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "MODEL_REGISTRY_TOKEN": TOKEN},
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert "start method fork" in completed.stderr
+    assert "(from 2 shards)" in completed.stdout
+    assert project(dataset_rows(out)) == project(expected(registry, 1))

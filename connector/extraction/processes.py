@@ -97,6 +97,12 @@ def _run_children(
     config: Config, day: date, uri: str, processes: int, show: bool, backdated: bool
 ) -> list[RunSummary]:
     context = _start_method()
+    log.debug(
+        "running %d shard processes, start method %s",
+        processes,
+        context.get_start_method(),
+        extra={"event": "shard_processes"},
+    )
     queue = context.Queue()
     level = logging.getLogger("connector").getEffectiveLevel()
     total = len(config.targets())
