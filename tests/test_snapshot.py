@@ -228,14 +228,14 @@ def test_fsync_trouble_after_the_swap_still_reports_published(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     publish(tmp_path, "run-old", 3)
-    real_fsync_dir = snapshot._fsync_dir
+    real_fsync_dir = snapshot.fsync_dir
 
     def fsync_dir(path: Path) -> None:
         if path.name == "model_versions":
             raise OSError(5, "Input/output error")
         real_fsync_dir(path)
 
-    monkeypatch.setattr(snapshot, "_fsync_dir", fsync_dir)
+    monkeypatch.setattr(snapshot, "fsync_dir", fsync_dir)
     partition = publish(tmp_path, "run-new", 4)
     assert pq.read_table(partition).num_rows == 4
 

@@ -32,6 +32,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from connector.atomic import fsync_dir, write_atomic
 from connector.dataset.flatten import Row, rows_to_table
 from connector.dataset.schema import DICTIONARY_COLUMNS, FILE_SCHEMA
 from connector.errors import OutputError
@@ -54,23 +55,9 @@ def partition_dir(root: Path, day: date) -> Path:
     return root / DATASET_DIR / f"snapshot_date={day.isoformat()}"
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
-    """Write JSON through a temporary file and a rename, so a reader never sees half of it."""
-    temporary = path.with_name(f".{path.name}.tmp")
-    with open(temporary, "w", encoding="utf-8") as handle:
-        json.dump(document, handle, indent=2, sort_keys=True, default=str)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    """Write JSON with `write_atomic`, so a reader never sees half of it and it is durable."""
+    write_atomic(path, json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def exchange_paths(first: Path, second: Path) -> bool:
@@ -205,8 +192,7 @@ class SnapshotWriter:
         try:
             self.finish()
             manifest = {**manifest, "rows": self.rows, "files": list(self.files)}
-            write_json_atomic(self.staged / MANIFEST_NAME, manifest)
-            _fsync_dir(self.staged)
+            write_json_atomic(self.staged / MANIFEST_NAME, manifest)  # fsyncs `staged` too
             final = partition_dir(self.root, self.day)
             final.parent.mkdir(parents=True, exist_ok=True)
             self._swap_in(final)
@@ -216,7 +202,7 @@ class SnapshotWriter:
             ) from exc
         # Published: from here on nothing may report failure, or the summary would lie.
         try:
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         except OSError as exc:
             log.warning("published, but could not fsync %s: %s", final.parent, exc)
         shutil.rmtree(self.work_dir, ignore_errors=True)

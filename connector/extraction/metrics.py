@@ -6,6 +6,7 @@ import os
 import time
 from pathlib import Path
 
+from connector.atomic import write_atomic
 from connector.extraction.summary import RunSummary
 
 _PREFIX = "model_versions_connector"
@@ -71,7 +72,7 @@ def render_metrics(summary: RunSummary, now: float | None = None) -> str:
 
 
 def write_metrics(path: str | os.PathLike[str], summary: RunSummary) -> None:
-    """Write atomically (temp file + rename) so the collector never reads half a file.
+    """Write with `write_atomic`, so the collector never reads half a file.
 
     The last-success timestamp must survive failed runs, so it is carried over from the
     previous file when this run did not publish.
@@ -85,6 +86,4 @@ def write_metrics(path: str | os.PathLike[str], summary: RunSummary) -> None:
             if "last_success_timestamp_seconds" in line
         ]
         text += "\n".join(previous) + ("\n" if previous else "")
-    temporary = target.with_name(f".{target.name}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, target)
+    write_atomic(target, text)

@@ -11,7 +11,6 @@ by the inline script into an inline SVG, from the data embedded as JSON.
 from __future__ import annotations
 
 import base64
-import contextlib
 import csv
 import hashlib
 import html
@@ -19,14 +18,13 @@ import io
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from connector.atomic import write_atomic
 from connector.errors import ConfigError, OutputError
 from connector.reporting.analytics import Report
 
@@ -398,23 +396,9 @@ def render(result: Report, fmt: str = "table") -> str:
 
 
 def write_output(path: str | os.PathLike[str], text: str) -> None:
-    """Write `text` to `path` atomically: a temp file in the same directory, then a rename, so a
-    reader (or a browser reloading the page) never sees half a report."""
-    target = Path(path)
-    temp: str | None = None
+    """Write `text` to `path` with `write_atomic`, so a reader (or a browser reloading the page)
+    never sees half a report; an existing file keeps its permissions."""
     try:
-        mode = target.stat().st_mode & 0o777 if target.exists() else 0o644
-        with tempfile.NamedTemporaryFile(
-            "w", encoding="utf-8", dir=target.parent, prefix=f".{target.name}.", delete=False
-        ) as handle:
-            temp = handle.name
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, mode)
-        os.replace(temp, target)
+        write_atomic(path, text)
     except OSError as exc:
-        if temp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(temp)
-        raise OutputError(f"cannot write {target}: {exc}") from exc
+        raise OutputError(f"cannot write {path}: {exc}") from exc
