@@ -86,14 +86,10 @@ def stage(
     try:
         for path in files:
             os.replace(path, directory / path.name)
+        # Written last: its directory fsync also makes the moves above durable.
         write_json_atomic(
             directory / RECORD_NAME, {**record, "files": [path.name for path in files]}
         )
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
     except OSError as exc:
         name = part_name(index, count)
         raise OutputError(f"cannot stage shard {name} in {directory}: {exc}") from exc
