@@ -14,10 +14,27 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
 from connector.simulator.server import SimulatedRegistry
 
 TOKEN = "tok-3f9a1c77-secret-do-not-leak"
+
+PromKey = tuple[str, frozenset[tuple[str, str]]]
+
+
+def prom_samples(text: str) -> dict[PromKey, float]:
+    """A Prometheus textfile as Prometheus reads it: (metric, labels) -> value."""
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def prom_key(name: str, **labels: str) -> PromKey:
+    """The key of one sample in `prom_samples`; `name` without the connector's prefix."""
+    return (f"model_versions_connector_{name}", frozenset(labels.items()))
 
 
 def config_document(

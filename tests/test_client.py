@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import shutil
-import subprocess
 import threading
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
+import trustme
 from helpers import TOKEN, VALID_BODY, Reply, ScriptedServer, envelope, json_reply
 
 from connector import errors
@@ -394,24 +394,27 @@ def test_rate_limit_is_shared_by_threads() -> None:
     assert server.arrivals[-1] - server.arrivals[0] >= 0.9
 
 
+@dataclass(frozen=True)
+class PrivateCA:
+    """A private CA (trustme) and a server certificate it issued for 127.0.0.1."""
+
+    bundle: Path  # the CA's certificate, what `registry.ca_bundle` points at
+    server: tuple[Path, Path]  # (certificate chain, key) for the HTTPS test server
+
+
 @pytest.fixture
-def self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 from a private CA of one (made by the openssl command)."""
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl not found: apt-get install openssl to run the TLS tests")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
-        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
-        + ["-addext", "subjectAltName=IP:127.0.0.1"],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
+def private_ca(tmp_path: Path) -> PrivateCA:
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1")
+    bundle, chain, key = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    authority.cert_pem.write_to_path(str(bundle))
+    chain.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(str(key))
+    return PrivateCA(bundle, (chain, key))
 
 
-def test_tls_is_verified_by_default(self_signed: tuple[Path, Path]) -> None:
-    with ScriptedServer([json_reply(200, VALID_BODY)], tls=self_signed) as server:
+def test_tls_is_verified_by_default(private_ca: PrivateCA) -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)], tls=private_ca.server) as server:
         with RegistryClient(settings(server.url)) as client:
             with pytest.raises(errors.TransportError) as caught:
                 client.list_model_versions("acme", "m")
@@ -420,9 +423,9 @@ def test_tls_is_verified_by_default(self_signed: tuple[Path, Path]) -> None:
     assert "CERTIFICATE_VERIFY_FAILED" in caught.value.detail
 
 
-def test_ca_bundle_trusts_a_private_ca(self_signed: tuple[Path, Path]) -> None:
-    with ScriptedServer([json_reply(200, VALID_BODY)], tls=self_signed) as server:
-        with RegistryClient(settings(server.url, ca_bundle=str(self_signed[0]))) as client:
+def test_ca_bundle_trusts_a_private_ca(private_ca: PrivateCA) -> None:
+    with ScriptedServer([json_reply(200, VALID_BODY)], tls=private_ca.server) as server:
+        with RegistryClient(settings(server.url, ca_bundle=str(private_ca.bundle))) as client:
             result = client.list_model_versions("acme", "m")
     assert result.payload == VALID_BODY
 

@@ -14,7 +14,7 @@ import duckdb
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
-from helpers import config_document, write_config
+from helpers import config_document, prom_key, prom_samples, write_config
 
 from connector.cli import main
 from connector.simulator.server import FaultPlan, SimulatedRegistry
@@ -242,12 +242,13 @@ def test_summary_json_and_metrics_file(
         "listModelVersions": 6,
         "getModelVersion": details,
     }
-    text = metrics.read_text()
-    assert 'model_versions_connector_targets{output="' in text
-    assert 'outcome="succeeded"} 6' in text
-    assert f'model_versions_connector_rows{{output="{tmp_path / "out"}"}} {summary["rows"]}' in text
-    assert "model_versions_connector_last_success_timestamp_seconds" in text
-    assert f'status="200"}} {6 + details}' in text
+    samples = prom_samples(metrics.read_text())
+    output = str(tmp_path / "out")
+    assert samples[prom_key("targets", output=output, outcome="succeeded")] == 6
+    assert samples[prom_key("targets", output=output, outcome="failed")] == 0
+    assert samples[prom_key("rows", output=output)] == summary["rows"]
+    assert prom_key("last_success_timestamp_seconds", output=output) in samples
+    assert samples[prom_key("requests", output=output, status="200")] == 6 + details
 
 
 def test_unset_token_variable_is_a_config_error(

@@ -1,89 +1,101 @@
-"""A Prometheus textfile (node_exporter's textfile collector) describing the last run."""
+"""A Prometheus textfile (node_exporter's textfile collector) describing the last run.
+
+The exposition format (escaping, HELP/TYPE lines, number formatting) is prometheus_client's:
+its numbers are exact (`repr` digits, Go-style exponent: 1795940123.25 is written
+1.79594012325e+09, never rounded the way `%g` would round it). The file is written with
+`write_atomic` rather than `prometheus_client.write_to_textfile`, which neither fsyncs nor
+removes every kind of leftover; the bytes are the same (`generate_latest`).
+"""
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
 from connector.atomic import write_atomic
 from connector.extraction.summary import RunSummary
 
-_PREFIX = "model_versions_connector"
+log = logging.getLogger(__name__)
+
+PREFIX = "model_versions_connector"
+LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"
+
+# A carried-over last-success sample: its labels and its value.
+Sample = tuple[dict[str, str], float]
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _number(value: float) -> str:
-    """Exact: `:g` keeps 6 digits, which turns a Unix timestamp into 1.79594e+09."""
-    return str(value) if isinstance(value, int) else repr(float(value))
-
-
-def render_metrics(summary: RunSummary, now: float | None = None) -> str:
-    """The text exposition format for one run's summary."""
+def build_registry(
+    summary: RunSummary, now: float | None = None, carried: list[Sample] | None = None
+) -> CollectorRegistry:
+    """One run's gauges; `carried` are the last-success samples of an earlier file, used when
+    this run did not publish."""
     now = time.time() if now is None else now
-    labels = f'output="{_escape(summary.output_uri)}"'
-    lines: list[str] = []
+    registry = CollectorRegistry(auto_describe=True)
+    output = {"output": summary.output_uri}
 
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {_PREFIX}_{name} {help_text}")
-        lines.append(f"# TYPE {_PREFIX}_{name} {kind}")
-        for extra, value in samples:
-            all_labels = ",".join(part for part in (labels, extra) if part)
-            lines.append(f"{_PREFIX}_{name}{{{all_labels}}} {_number(value)}")
+    def gauge(name: str, help_text: str, *extra_labels: str) -> Gauge:
+        return Gauge(f"{PREFIX}_{name}", help_text, ["output", *extra_labels], registry=registry)
 
-    metric("last_run_timestamp_seconds", "gauge", "When the last run finished.", [("", now)])
+    gauge("last_run_timestamp_seconds", "When the last run finished.").labels(**output).set(now)
+    last_success = gauge("last_success_timestamp_seconds", "When a run last published a snapshot.")
     if summary.published:
-        metric(
-            "last_success_timestamp_seconds",
-            "gauge",
-            "When a run last published a snapshot.",
-            [("", now)],
-        )
-    metric("last_exit_code", "gauge", "Exit code of the last run.", [("", int(summary.exit_code))])
-    metric(
-        "targets",
-        "gauge",
-        "Targets of the last run by outcome.",
-        [
-            ('outcome="succeeded"', summary.targets_succeeded),
-            ('outcome="failed"', summary.targets_failed),
-        ],
+        last_success.labels(**output).set(now)
+    else:
+        for labels, value in carried or []:
+            last_success.labels(**labels).set(value)
+    gauge("last_exit_code", "Exit code of the last run.").labels(**output).set(
+        int(summary.exit_code)
     )
-    metric("rows", "gauge", "Rows written by the last run.", [("", summary.rows)])
-    metric(
-        "published",
-        "gauge",
-        "1 if the last run published its snapshot.",
-        [("", 1 if summary.published else 0)],
+    targets = gauge("targets", "Targets of the last run by outcome.", "outcome")
+    targets.labels(**output, outcome="succeeded").set(summary.targets_succeeded)
+    targets.labels(**output, outcome="failed").set(summary.targets_failed)
+    gauge("rows", "Rows written by the last run.").labels(**output).set(summary.rows)
+    gauge("published", "1 if the last run published its snapshot.").labels(**output).set(
+        1 if summary.published else 0
     )
-    metric(
-        "requests",
-        "gauge",
-        "HTTP requests of the last run by status.",
-        [(f'status="{_escape(k)}"', v) for k, v in sorted(summary.requests.items())],
+    requests = gauge("requests", "HTTP requests of the last run by status.", "status")
+    for status, count in sorted(summary.requests.items()):
+        requests.labels(**output, status=status).set(count)
+    gauge("duration_seconds", "Wall time of the last run.").labels(**output).set(
+        summary.elapsed_seconds
     )
-    metric(
-        "duration_seconds", "gauge", "Wall time of the last run.", [("", summary.elapsed_seconds)]
-    )
-    return "\n".join(lines) + "\n"
+    return registry
+
+
+def render_metrics(
+    summary: RunSummary, now: float | None = None, carried: list[Sample] | None = None
+) -> str:
+    """The text exposition format for one run's summary."""
+    return generate_latest(build_registry(summary, now, carried)).decode("utf-8")
+
+
+def last_success_samples(text: str) -> list[Sample]:
+    """The last-success samples of an earlier textfile (ValueError if it is not one)."""
+    return [
+        (dict(sample.labels), sample.value)
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == LAST_SUCCESS and set(sample.labels) == {"output"}
+    ]
 
 
 def write_metrics(path: str | os.PathLike[str], summary: RunSummary) -> None:
     """Write with `write_atomic`, so the collector never reads half a file.
 
     The last-success timestamp must survive failed runs, so it is carried over from the
-    previous file when this run did not publish.
+    previous file when this run did not publish (a previous file that cannot be read or parsed
+    carries nothing, with a warning: the alert on a stale success is then the right one).
     """
     target = Path(path)
-    text = render_metrics(summary)
+    carried: list[Sample] = []
     if not summary.published and target.is_file():
-        previous = [
-            line
-            for line in target.read_text(encoding="utf-8").splitlines()
-            if "last_success_timestamp_seconds" in line
-        ]
-        text += "\n".join(previous) + ("\n" if previous else "")
-    write_atomic(target, text)
+        try:
+            carried = last_success_samples(target.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("cannot carry the last success over from %s: %s", target, exc)
+    write_atomic(target, render_metrics(summary, carried=carried))
