@@ -3,22 +3,65 @@
 from __future__ import annotations
 
 import json
+import re
 import socket
 import ssl
 import struct
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pandas as pd
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.simulator.server import SimulatedRegistry
 
 TOKEN = "tok-3f9a1c77-secret-do-not-leak"
+
+README = Path(__file__).parents[1] / "README.md"
+
+
+def readme_block(name: str) -> str:
+    """The fenced code block after `<!-- query: NAME ...-->` in the README, so the tests run
+    exactly what users copy (it cannot drift from what is tested)."""
+    text = README.read_text(encoding="utf-8")
+    match = re.search(
+        rf"<!-- query: {re.escape(name)}\b.*?-->\n```\w*\n(.*?)\n```\n", text, re.DOTALL
+    )
+    assert match, f"README.md has no block marked <!-- query: {name} -->"
+    return match.group(1)
+
+
+def readme_dates() -> tuple[date, date]:
+    """The window the README's queries are written for (the same in both, or the test fails)."""
+    sql = readme_block("duckdb")
+    found = re.search(r"BETWEEN DATE '([\d-]+)' AND DATE '([\d-]+)'", sql)
+    assert found, "the README's DuckDB query no longer filters BETWEEN DATE ... AND DATE ..."
+    start, end = date.fromisoformat(found.group(1)), date.fromisoformat(found.group(2))
+    pandas_window = f'pd.Timestamp("{start}"), pd.Timestamp("{end}")'
+    assert pandas_window in readme_block("pandas"), "the README's queries use different dates"
+    return start, end
+
+
+def run_readme_duckdb() -> pd.DataFrame:
+    """The README's DuckDB query, as it is, on `data/` under the current directory."""
+    return duckdb.sql(readme_block("duckdb")).df()
+
+
+def run_readme_pandas() -> pd.DataFrame:
+    """The README's pandas code, as it is, on `data/` under the current directory: its `result`."""
+    namespace: dict[str, Any] = {}
+    exec(compile(readme_block("pandas"), "README.md (pandas query)", "exec"), namespace)
+    result = namespace["result"]
+    assert isinstance(result, pd.DataFrame)
+    return result
+
 
 PromKey = tuple[str, frozenset[tuple[str, str]]]
 

@@ -3,15 +3,14 @@ the DuckDB cross-check, and the `report` command."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
-import pyarrow as pa
-import pyarrow.dataset as ds
 import pytest
 from click.testing import CliRunner
+from helpers import readme_dates, run_readme_duckdb, run_readme_pandas
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_dataset import D, V, daily_dataset, snapshot_frame, write_snapshot
@@ -470,41 +469,38 @@ def test_models_that_failed_in_the_window_runs_are_named(tmp_path: Path) -> None
     )
 
 
-def test_downloads_gained_agrees_with_duckdb_and_plain_pandas(tmp_path: Path) -> None:
-    """The README's "Querying the data" queries give the same numbers as the report."""
+def test_downloads_gained_agrees_with_the_readme_duckdb_and_pandas_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The README's "Querying the data" queries, read from the README and run as they are (on
+    `data/` in the working directory, over their own dates), give the report's numbers."""
+    start, end = readme_dates()
+    later = {days: (start + timedelta(days=days)).isoformat() for days in (1, 2)}
+    root = tmp_path / "data"
     write_snapshot(
-        tmp_path,
-        "2024-01-01",
+        root,
+        start,
         [V("acme", "a", "1.0", 100), V("acme", "a", "0.9", 50), V("acme", "c", "1", None)],
     )
     write_snapshot(
-        tmp_path,
-        "2024-01-02",
+        root,
+        later[1],
         [V("acme", "a", "1.0", 130), V("acme", "b", "1", 1000), V("acme", "c", "1", 20)],
     )
     write_snapshot(
-        tmp_path,
-        "2024-01-04",
+        root,
+        end,
         [
             V("acme", "a", "1.0", 190),  # plain gain 90
-            V("acme", "a", "2.0", 40, "2024-01-03T08:00:00"),  # new: from 0
-            V("acme", "b", "1", 1300),  # first observed on 01-02: 300
+            V("acme", "a", "2.0", 40, f"{later[2]}T08:00:00"),  # new in the window: from 0
+            V("acme", "b", "1", 1300),  # first observed after the start: 300
             V("acme", "c", "1", 25),  # unknown at the start: from 20
             V("globex", "g", "1", 7, None),  # first observed at the end: 0
             V("globex", "h", "1", None),  # unknown at the end: excluded
         ],
     )
-    write_snapshot(tmp_path, "2024-01-05", [V("acme", "a", "1.0", 10**6)])  # outside the window
-    expected = report(tmp_path, start=D("2024-01-01"), end=D("2024-01-04"), top=None)
-
-    sql = duckdb_query(tmp_path, "2024-01-01", "2024-01-04")
-    actual = duckdb.sql(sql).df()
-
-    assert actual[["org", "model"]].values.tolist() == expected[["org", "model"]].values.tolist()
-    assert actual["downloads_gained"].tolist() == expected["downloads_gained"].tolist()
-    assert actual["download_count"].tolist() == expected["download_count"].tolist()
-    plain = pandas_query(tmp_path, "2024-01-01", "2024-01-04")
-    assert plain.values.tolist() == actual[list(plain.columns)].values.tolist()
+    write_snapshot(root, end + timedelta(days=1), [V("acme", "a", "1.0", 10**6)])  # outside
+    expected = report(root, start=start, end=end, top=None)
     assert expected[["model", "downloads_gained"]].values.tolist() == [
         ["b", 300],
         ["a", 130],
@@ -512,68 +508,14 @@ def test_downloads_gained_agrees_with_duckdb_and_plain_pandas(tmp_path: Path) ->
         ["g", 0],
     ]
 
-
-def duckdb_query(root: Path, start: str, end: str) -> str:
-    """Downloads gained per model between two snapshot dates (the README's query)."""
-    return f"""
-    WITH w AS (
-      SELECT snapshot_date, org, model, version, created_at, download_count
-      FROM read_parquet('{root}/model_versions/*/*.parquet', hive_partitioning = true)
-      WHERE snapshot_date BETWEEN DATE '{start}' AND DATE '{end}'
-    ),
-    per_version AS (
-      SELECT org, model, version,
-        max(download_count) FILTER (WHERE snapshot_date = DATE '{end}') AS end_count,
-        bool_or(snapshot_date = DATE '{start}') AS in_start,
-        max(created_at) AS created_at,
-        arg_min(download_count, snapshot_date)
-          FILTER (WHERE download_count IS NOT NULL) AS first_known_count
-      FROM w
-      GROUP BY org, model, version
-    )
-    SELECT org, model,
-      sum(end_count) AS download_count,
-      sum(greatest(end_count - CASE
-            WHEN NOT in_start AND created_at >= TIMESTAMPTZ '{start} 00:00:00+00' THEN 0
-            ELSE first_known_count END, 0)) AS downloads_gained
-    FROM per_version
-    WHERE end_count IS NOT NULL
-    GROUP BY org, model
-    ORDER BY downloads_gained DESC, org, model
-    """
-
-
-def pandas_query(root: Path, start_day: str, end_day: str) -> pd.DataFrame:
-    """The same question in plain pandas (the README's version)."""
-    start, end = pd.Timestamp(start_day), pd.Timestamp(end_day)
-    hive = ds.partitioning(pa.schema([("snapshot_date", pa.date32())]), flavor="hive")
-    w = pd.read_parquet(
-        f"{root}/model_versions",
-        partitioning=hive,
-        columns=["snapshot_date", "org", "model", "version", "created_at", "download_count"],
-        filters=[("snapshot_date", ">=", start.date()), ("snapshot_date", "<=", end.date())],
-        dtype_backend="numpy_nullable",
-    )
-    w["snapshot_date"] = pd.to_datetime(w["snapshot_date"])
-    keys = ["org", "model", "version"]
-    w = w.sort_values([*keys, "snapshot_date"])
-    v = w.groupby(keys).agg(
-        in_start=("snapshot_date", lambda days: (days == start).any()),
-        created_at=("created_at", "max"),
-    )
-    v["end_count"] = w[w["snapshot_date"] == end].set_index(keys)["download_count"]
-    v["first_known"] = w.dropna(subset=["download_count"]).groupby(keys)["download_count"].first()
-    new = ~v["in_start"] & (v["created_at"] >= start.tz_localize("UTC"))
-    v["baseline"] = v["first_known"].where(~new, 0)
-    v = v[v["end_count"].notna()]
-    v["gained"] = (v["end_count"] - v["baseline"]).clip(lower=0)
-    return (
-        v.groupby(["org", "model"])[["end_count", "gained"]]
-        .sum()
-        .rename(columns={"end_count": "download_count", "gained": "downloads_gained"})
-        .reset_index()
-        .sort_values(["downloads_gained", "org", "model"], ascending=[False, True, True])
-    )
+    monkeypatch.chdir(tmp_path)
+    actual = run_readme_duckdb()
+    assert actual[["org", "model"]].values.tolist() == expected[["org", "model"]].values.tolist()
+    assert actual["downloads_gained"].tolist() == expected["downloads_gained"].tolist()
+    assert actual["download_count"].tolist() == expected["download_count"].tolist()
+    plain = run_readme_pandas()
+    assert list(plain.columns) == ["org", "model", "download_count", "downloads_gained"]
+    assert plain.values.tolist() == actual[list(plain.columns)].values.tolist()
 
 
 # --- the command -----------------------------------------------------------------------------
