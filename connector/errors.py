@@ -23,6 +23,13 @@ class ExitCode(IntEnum):
     OUTPUT = 7  # the dataset could not be written or published
     NOT_PUBLISHED = 8  # too few targets succeeded (publish guard); nothing published
     SHARDS_INCOMPLETE = 9  # publish --shards: a shard is missing, stale or duplicated
+    INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C) or a stop request; nothing published
+    TERMINATED = 143  # stopped by SIGTERM (cron wrapper, Kubernetes, Airflow); nothing published
+
+    @property
+    def outcome(self) -> str:
+        """The outcome word of summaries: the name, except that both signals are `interrupted`."""
+        return "interrupted" if self is ExitCode.TERMINATED else self.name.lower()
 
 
 class ConnectorError(Exception):

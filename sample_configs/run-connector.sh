@@ -21,7 +21,8 @@
 #   6 lock_held warn: the previous run still holds the output lock (it names its pid and start
 #               time in the log); a page only if it keeps happening
 #   other       page: 1 internal, 2 config, 4 auth, 5 incompatible_api, 7 output,
-#               8 not_published, 126/127 the command could not be run, >128 killed by a signal
+#               8 not_published, 126/127 the command could not be run, 130 interrupted
+#               (SIGINT), 143 terminated (SIGTERM, e.g. `timeout`'s), >128 killed by a signal
 # The script exits with COMMAND's exit code (2 when ENV_FILE cannot be read or no COMMAND is
 # given), so whatever runs it can tell the outcomes apart too.
 #
@@ -49,6 +50,8 @@ exit_code_name() {
         124) echo timed_out ;;
         126) echo not_executable ;;
         127) echo command_not_found ;;
+        130) echo interrupted ;;
+        143) echo terminated ;;
         *) if [ "$1" -gt 128 ]; then echo "killed_by_signal_$(($1 - 128))"; else echo unknown; fi ;;
     esac
 }

@@ -64,9 +64,9 @@ def test_consumer_leaving_early_does_not_leave_threads_blocked() -> None:
 
 def test_leaving_early_raises_the_abandoned_flag() -> None:
     abandoned = threading.Event()
-    for _ in WorkerPool(lambda x: x, range(10_000), threads=2, abandoned=abandoned):
+    for _ in WorkerPool(lambda x: x, range(10_000), threads=2, abandoned=abandoned.set):
         break
     assert abandoned.is_set()
     finished = threading.Event()
-    list(WorkerPool(lambda x: x, range(10), threads=2, abandoned=finished))
+    list(WorkerPool(lambda x: x, range(10), threads=2, abandoned=finished.set))
     assert not finished.is_set()  # a pool run to the end was not abandoned

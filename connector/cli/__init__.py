@@ -61,6 +61,9 @@ class ConnectorGroup(click.Group):
         except ConnectorError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(int(exc.exit_code))
+        except KeyboardInterrupt:  # Ctrl-C outside a run (a run handles its own signals)
+            click.echo("Error: interrupted (Ctrl-C); nothing was published", err=True)
+            sys.exit(int(ExitCode.INTERRUPTED))
 
 
 @click.group(cls=ConnectorGroup)

@@ -122,6 +122,7 @@ def extract(
     log_format: str,
 ) -> None:
     """Fetch every configured model's versions and publish the day's snapshot."""
+    from connector.extraction.interrupt import Interrupt, stop_on_signals
     from connector.extraction.metrics import write_metrics
     from connector.extraction.run import extract as run_extract
 
@@ -130,17 +131,20 @@ def extract(
     add_secrets(config.secrets())
     for warning in config.warnings:
         click.echo(f"Warning: {warning}", err=True)
-    summary = run_extract(
-        config,
-        day,
-        output,
-        min_success_ratio=min_success_ratio,
-        progress=progress,
-        allow_backdate=allow_backdate,
-        replace=replace,
-        shard=shard,
-        processes=processes,
-    )
+    interrupt = Interrupt()
+    with stop_on_signals(interrupt):
+        summary = run_extract(
+            config,
+            day,
+            output,
+            min_success_ratio=min_success_ratio,
+            progress=progress,
+            allow_backdate=allow_backdate,
+            replace=replace,
+            shard=shard,
+            processes=processes,
+            interrupt=interrupt,
+        )
     if metrics_file:
         write_metrics(metrics_file, summary)
     if summary_format == "json":

@@ -7,6 +7,7 @@ and `2 x concurrency` finished ones wait for the writer, which flushes rows in b
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import threading
 import time
@@ -36,6 +37,7 @@ from connector.errors import (
     TargetError,
 )
 from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
+from connector.extraction.interrupt import Interrupt, signal_name
 from connector.extraction.records import run_settings, write_run_record
 from connector.extraction.sharding import Shard, select
 from connector.extraction.summary import RunSummary
@@ -110,6 +112,7 @@ def extract(
     clock: Callable[[], datetime] | None = None,
     shard: Shard | None = None,
     processes: int = 1,
+    interrupt: Interrupt | None = None,
 ) -> RunSummary:
     """Run one snapshot. Returns a RunSummary whose `exit_code` says how it went.
 
@@ -124,6 +127,11 @@ def extract(
     Raises SnapshotDateError (exit code 2) for a refused date, LockHeldError when another run
     holds the output (or the shard), and OutputError when the output location cannot be used
     at all; every other outcome is reported in the summary.
+
+    `interrupt.request()` (the CLI calls it on SIGINT/SIGTERM) stops the run promptly: requests
+    in flight are cut, nothing is published, and the summary's outcome is `interrupted`. An
+    exception raised in this thread meanwhile (KeyboardInterrupt, an orchestrator's timeout)
+    cuts the requests in flight too, cleans up, writes the run record, and propagates.
     """
     started = time.monotonic()
     observed_at = (clock or _utc_now)()
@@ -163,22 +171,48 @@ def extract(
         allow_backdate=allow_backdate,
         replace=replace,
     )
+    own_interrupt = interrupt is None
+    interrupt = interrupt or Interrupt()
     with RunLock(root, run_id):
         for action in recover_staging(root):
             log.warning("%s", action, extra={"event": "staging_recovered"})
         try:
             if replace or not _refused_as_half_config(config, summary, root, day):
-                _run_and_publish(config, summary, root, day, ratio, progress)
+                _run_and_publish(config, summary, root, day, ratio, progress, interrupt)
         except OutputError as exc:
             summary.exit_code = ExitCode.OUTPUT
             summary.message = str(exc)
             log.error("output failure: %s", exc, extra={"event": "output_failed"})
-        summary.finished_at = summary.finished_at or _now()
-        summary.elapsed_seconds = round(time.monotonic() - started, 3)
-        write_run_record(
-            root, summary, settings, keep=config.output.keep_run_records, secrets=config.secrets()
-        )
+        except BaseException as exc:  # KeyboardInterrupt, an orchestrator's timeout, a bug
+            _stopped_by_exception(summary, exc)
+            raise
+        finally:
+            if own_interrupt:
+                interrupt.close()
+            summary.finished_at = summary.finished_at or _now()
+            summary.elapsed_seconds = round(time.monotonic() - started, 3)
+            write_run_record(
+                root,
+                summary,
+                settings,
+                keep=config.output.keep_run_records,
+                secrets=config.secrets(),
+            )
     return summary
+
+
+def _stopped_by_exception(summary: RunSummary, exc: BaseException) -> None:
+    """The record of a run an exception ended: a bug, or a stop from outside
+    (KeyboardInterrupt, an orchestrator's timeout raised in this thread)."""
+    if isinstance(exc, Exception):
+        summary.exit_code = ExitCode.INTERNAL
+        summary.message = f"unexpected {type(exc).__name__} (a bug; please report it)"
+        return
+    summary.exit_code = ExitCode.INTERRUPTED
+    summary.message = (
+        f"stopped by {type(exc).__name__}: nothing was published; earlier snapshots are unchanged"
+    )
+    log.error("%s", summary.message, extra={"event": "interrupted", "run_id": summary.run_id})
 
 
 def _refused_as_half_config(config: Config, summary: RunSummary, root: Path, day: date) -> bool:
@@ -201,11 +235,12 @@ def _run_and_publish(
     day: date,
     ratio: float,
     progress: bool | None,
+    interrupt: Interrupt,
 ) -> None:
     writer = SnapshotWriter(root, day, summary.run_id, batch_rows=config.output.batch_rows)
     try:
-        _fetch_all(config, summary, writer, root, day, progress)
-        _finish(config, summary, writer, ratio)
+        _fetch_all(config, summary, writer, root, day, progress, interrupt=interrupt)
+        _finish(config, summary, writer, ratio, interrupt)
     finally:
         if not summary.published:
             writer.discard()
@@ -221,8 +256,32 @@ def _fetch_all(
     *,
     shard: Shard | None = None,
     tick: Callable[[], None] | None = None,
+    interrupt: Interrupt | None = None,
 ) -> list[tuple[str, str]]:
-    """Fetch every target (of the shard, if any) into the writer; returns the targets."""
+    """Fetch every target (of the shard, if any) into the writer; returns the targets.
+
+    A stop requested through `interrupt` cuts the requests in flight and starts no new one; the
+    summary then says `interrupted`."""
+    own_interrupt = interrupt is None
+    interrupt = interrupt or Interrupt()
+    try:
+        return _fetch_targets(config, summary, writer, root, day, progress, shard, tick, interrupt)
+    finally:
+        if own_interrupt:
+            interrupt.close()
+
+
+def _fetch_targets(
+    config: Config,
+    summary: RunSummary,
+    writer: SnapshotWriter,
+    root: Path,
+    day: date,
+    progress: bool | None,
+    shard: Shard | None,
+    tick: Callable[[], None] | None,
+    interrupt: Interrupt,
+) -> list[tuple[str, str]]:
     targets = select(config.targets(), shard)
     secrets = config.secrets()
     summary.targets_attempted = len(targets)
@@ -239,10 +298,11 @@ def _fetch_all(
     with (
         RegistryClient(config.registry, secrets=secrets, cancelled=cancelled) as client,
         tqdm(total=len(targets), disable=not show_progress, unit="model", file=sys.stderr) as bar,
+        interrupt.watch(lambda: _stop(client, interrupt)),
     ):
         run = _Run(config, client, cancelled)
         workers = WorkerPool(
-            run.fetch, targets, min(concurrency, len(targets)), name="fetch", abandoned=cancelled
+            run.fetch, targets, min(concurrency, len(targets)), name="fetch", abandoned=client.abort
         )
         try:
             for outcome in workers:
@@ -250,10 +310,11 @@ def _fetch_all(
                 bar.update(1)
                 if tick is not None:
                     tick()
-                if cancelled.is_set():
+                if cancelled.is_set() or interrupt.requested:
                     workers.stop()
-            for org, model in workers.unstarted():  # left over when a 426 stopped the run
-                skipped = SkippedError("not attempted: the run was aborted", attempts=0)
+            why = "interrupted" if interrupt.requested else "aborted"
+            for org, model in workers.unstarted():  # left over when a 426 or a signal stopped it
+                skipped = SkippedError(f"not attempted: the run was {why}", attempts=0)
                 skipped.org, skipped.model = org, model
                 _record(
                     summary, writer, _TargetOutcome(org, model, error=skipped), root, day, secrets
@@ -264,13 +325,35 @@ def _fetch_all(
             summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
             summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
             summary.dropped_versions.sort(key=lambda d: (d["org"], d["model"], d["version"]))
-    if run.incompatible is not None:
+    if interrupt.requested:
+        _interrupted(summary, interrupt)
+    elif run.incompatible is not None:
         summary.exit_code = ExitCode.INCOMPATIBLE_API
         summary.message = (
             f"the registry no longer accepts this connector version ({__version__}): "
             f"HTTP 426 {redact(run.incompatible.detail, secrets)}; {UPGRADE_HINT}"
         )
     return targets
+
+
+def _stop(client: RegistryClient, interrupt: Interrupt) -> None:
+    """Runs in the interrupt's watcher thread as soon as a stop is requested."""
+    log.warning(
+        "%s received: stopping (requests in flight abandoned, nothing published); "
+        "send it again to exit at once",
+        signal_name(interrupt.signum),
+        extra={"event": "interrupted"},
+    )
+    client.abort()
+
+
+def _interrupted(summary: RunSummary, interrupt: Interrupt) -> None:
+    terminated = interrupt.signum == signal.SIGTERM
+    summary.exit_code = ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
+    summary.message = (
+        f"stopped by {signal_name(interrupt.signum)}: nothing was published; earlier snapshots "
+        "are unchanged"
+    )
 
 
 def _record(
@@ -325,13 +408,26 @@ def _record(
             )
 
 
-def _finish(config: Config, summary: RunSummary, writer: SnapshotWriter, ratio: float) -> None:
+def _finish(
+    config: Config,
+    summary: RunSummary,
+    writer: SnapshotWriter,
+    ratio: float,
+    interrupt: Interrupt | None = None,
+) -> None:
     """Apply the publish guard, publish, and set the exit code.
 
-    Exit code precedence, most actionable first: incompatible API, rejected token, publish
-    guard, partial failure.
+    Exit code precedence, most actionable first: interrupted, incompatible API, rejected token,
+    publish guard, partial failure. A stop requested once the publish has begun lets it finish
+    (it is one atomic swap): the outcome is then the published one.
     """
-    if summary.exit_code == ExitCode.INCOMPATIBLE_API:
+    if interrupt is not None and interrupt.requested:
+        _interrupted(summary, interrupt)
+    if summary.exit_code in (
+        ExitCode.INCOMPATIBLE_API,
+        ExitCode.INTERRUPTED,
+        ExitCode.TERMINATED,
+    ):
         return
     auth_failed = bool(summary.auth_failed_orgs)
     if summary.success_ratio < ratio:

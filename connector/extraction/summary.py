@@ -56,7 +56,7 @@ class RunSummary:
         """A JSON-serializable view (exit code as its number and name)."""
         document = dataclasses.asdict(self)
         document["exit_code"] = int(self.exit_code)
-        document["outcome"] = self.exit_code.name.lower()
+        document["outcome"] = self.exit_code.outcome
         document["targets"] = {
             "attempted": self.targets_attempted,
             "succeeded": self.targets_succeeded,
@@ -74,7 +74,7 @@ class RunSummary:
         by_operation = ", ".join(f"{k}: {v}" for k, v in sorted(self.requests_by_operation.items()))
         lines = [
             f"snapshot {self.snapshot_date}  run {self.run_id}  outcome: "
-            f"{self.exit_code.name.lower()} (exit {int(self.exit_code)})",
+            f"{self.exit_code.outcome} (exit {int(self.exit_code)})",
             f"targets   {self.targets_succeeded} ok, {self.targets_failed} failed "
             f"of {self.targets_attempted}",
             f"rows      {self.rows:,} in {len(self.files)} file(s)",

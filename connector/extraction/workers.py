@@ -34,10 +34,11 @@ class WorkerPool(Generic[Item, Result]):
         items: Iterable[Item],
         threads: int,
         name: str = "worker",
-        abandoned: threading.Event | None = None,
+        abandoned: Callable[[], None] | None = None,
     ) -> None:
-        """`abandoned` is set when the consumer leaves early (an exception, a break), so that
-        work in progress can give up instead of finishing for nobody (e.g. long retries)."""
+        """`abandoned` is called when the consumer leaves early (an exception, a break, a
+        signal), before waiting for the workers, so that work in progress can give up instead
+        of finishing for nobody (e.g. long retries, or requests to a slow server)."""
         self._function = function
         self._items = iter(items)
         self._items_lock = threading.Lock()
@@ -94,7 +95,7 @@ class WorkerPool(Generic[Item, Result]):
         finally:
             self._stopped.set()
             if running and self._abandoned is not None:
-                self._abandoned.set()
+                self._abandoned()
             while running:  # the consumer left early: drain so no worker blocks on put()
                 if isinstance(self._results.get(), _Done):
                     running -= 1

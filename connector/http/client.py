@@ -39,7 +39,7 @@ from connector.errors import (
     TargetError,
     TransportError,
 )
-from connector.http.deadline import DeadlineAdapter, DeadlineMonitor
+from connector.http.deadline import AttemptDeadline, DeadlineAdapter, DeadlineMonitor
 from connector.http.ratelimit import RateLimiter
 from connector.http.responses import RETRYABLE_STATUSES, error_for_status, parse_payload
 from connector.redaction import redact
@@ -113,6 +113,11 @@ class RegistryClient:
 
     def __repr__(self) -> str:
         return f"RegistryClient(base_url={self._settings.base_url!r}, token=<redacted>)"
+
+    def abort(self) -> None:
+        """The run stopped: start no request or retry, and cut the ones in flight now."""
+        self._cancelled.set()
+        self._deadlines.abandon_all()
 
     def close(self) -> None:
         """Close pooled connections and stop the deadline monitor."""
@@ -235,29 +240,11 @@ class RegistryClient:
                 status, headers = response.status_code, response.headers
                 body = self._read_body(response, deadline.deadline, org, model)
                 deadline.finish()
-        except TransportError as exc:
-            exc.org, exc.model = org, model
-            self._count("transport_error")
-            raise
-        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            self._count("transport_error")
-            if deadline.expired:
-                raise self._timed_out(org, model) from exc
-            raise _transport_error(exc, org, model, self._secrets) from exc
         except Exception as exc:
-            if deadline.expired:  # e.g. a TLS read racing the deadline's shutdown
-                self._count("transport_error")
-                raise self._timed_out(org, model) from exc
-            if isinstance(exc, ValueError):  # e.g. requests parsing a malformed Location
-                self._count("transport_error")
-                raise TransportError(
-                    redact(f"{type(exc).__name__}: {exc}", self._secrets),
-                    org=org,
-                    model=model,
-                    error_type="request_error",
-                    retryable=False,
-                ) from exc
-            raise
+            failure = self._failure(exc, deadline, org, model)
+            if failure is None or failure is exc:
+                raise
+            raise failure from exc
         self._count(str(status))
         if 200 <= status < 300:
             return status, body, parse_payload(body, headers, org=org, model=model, status=status)
@@ -282,6 +269,42 @@ class RegistryClient:
             )
             self._limiter.slow_down(min(pause, self._settings.retry.max_retry_after_seconds))
         raise error
+
+    def _failure(
+        self, error: Exception, deadline: AttemptDeadline, org: str, model: str | None
+    ) -> TargetError | None:
+        """The TargetError an attempt's exception stands for (None: a bug, re-raised as is),
+        counted under the status it got or `transport_error`."""
+        if deadline.abandoned:  # cut because the run stopped: not a failure of the server
+            self._count("abandoned")
+            return SkippedError(
+                "abandoned in flight: the run was stopped", org=org, model=model, attempts=0
+            )
+        if isinstance(error, PayloadError):  # over max_response_bytes: the server did answer
+            self._count(str(error.status))
+            return error
+        if isinstance(error, TransportError):
+            error.org, error.model = org, model
+            self._count("transport_error")
+            return error
+        if isinstance(error, requests.RequestException | urllib3.exceptions.HTTPError):
+            self._count("transport_error")
+            if deadline.expired:
+                return self._timed_out(org, model)
+            return _transport_error(error, org, model, self._secrets)
+        if deadline.expired:  # e.g. a TLS read racing the deadline's shutdown
+            self._count("transport_error")
+            return self._timed_out(org, model)
+        if isinstance(error, ValueError):  # e.g. requests parsing a malformed Location
+            self._count("transport_error")
+            return TransportError(
+                redact(f"{type(error).__name__}: {error}", self._secrets),
+                org=org,
+                model=model,
+                error_type="request_error",
+                retryable=False,
+            )
+        return None
 
     def _read_body(
         self, response: requests.Response, deadline: float, org: str, model: str | None

@@ -37,11 +37,12 @@ _POOL_CLASSES: dict[str, type[HTTPConnectionPool]] = {}  # filled below, after t
 class AttemptDeadline:
     """One attempt's deadline; `expired` tells the caller why its read failed."""
 
-    __slots__ = ("_connection", "_finished", "_lock", "_socket", "deadline", "expired")
+    __slots__ = ("_connection", "_finished", "_lock", "_socket", "abandoned", "deadline", "expired")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.expired = False
+        self.abandoned = False  # cut because the run stopped, not because time ran out
         self._finished = False
         self._connection: HTTPConnection | None = None
         self._socket: socket.socket | None = None
@@ -79,11 +80,13 @@ class AttemptDeadline:
     def finished(self) -> bool:
         return self._finished
 
-    def expire(self) -> None:
+    def expire(self, abandoned: bool = False) -> None:
+        """Cut the attempt's socket now (`abandoned`: the run stopped; else the time is up)."""
         with self._lock:
             if self._finished:
                 return
             self.expired = True
+            self.abandoned = self.abandoned or abandoned
             self._shutdown()
 
     def _shutdown(self) -> None:
@@ -115,6 +118,7 @@ class DeadlineMonitor:
         self._order = itertools.count()
         self._condition = threading.Condition()
         self._closed = False
+        self._abandoning = False
         self._thread = threading.Thread(target=self._run, name="deadline-monitor", daemon=True)
         self._thread.start()
 
@@ -122,6 +126,9 @@ class DeadlineMonitor:
         """A deadline `seconds` from now; use it as a context manager around the request."""
         attempt = AttemptDeadline(time.monotonic() + seconds)
         with self._condition:
+            if self._abandoning:  # the run stopped: this attempt is cut as soon as it attaches
+                attempt.expire(abandoned=True)
+                return attempt
             while self._heap and self._heap[0][2].finished:
                 heapq.heappop(self._heap)  # keep the heap small: drop what already finished
             earliest = self._heap[0][0] if self._heap else None
@@ -148,6 +155,14 @@ class DeadlineMonitor:
                         attempt.expire()
                     except Exception:  # the monitor must outlive any one attempt
                         log.exception("could not expire an attempt")
+
+    def abandon_all(self) -> None:
+        """Cut every attempt in flight, and every later one as it starts (the run stopped)."""
+        with self._condition:
+            self._abandoning = True
+            attempts = [attempt for _, _, attempt in self._heap]
+        for attempt in attempts:
+            attempt.expire(abandoned=True)
 
     def close(self) -> None:
         """Stop the monitor thread."""

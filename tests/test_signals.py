@@ -1,0 +1,151 @@
+"""SIGINT and SIGTERM stop a real `connector extract` process talking to a server that hangs.
+
+The simulator holds every request for a minute (and the client's timeout is longer still), so
+a run that waited for its requests instead of cutting them would blow the generous bound each
+test waits for the process.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+from helpers import TOKEN, config_document, write_config
+from test_crash import wait_until
+
+from connector import extract
+from connector.config import parse_config
+from connector.dataset.lock import LOCK_NAME
+from connector.errors import ExitCode
+from connector.extraction.interrupt import Interrupt
+from connector.simulator.server import SimulatedRegistry
+
+StartSimulator = Callable[..., SimulatedRegistry]
+REPO = Path(__file__).parents[1]
+DAY = "2026-01-02"
+BOUND = 20  # seconds: far below the 60 s the hung requests would take
+pytestmark = pytest.mark.slow
+
+
+def hung_run(start_simulator: StartSimulator, tmp_path: Path) -> tuple[Path, Path]:
+    """A config whose every request hangs; and the output it would publish into."""
+    registry = start_simulator(orgs=1, models_per_org=12, latency_seconds=60)
+    out = tmp_path / "out"
+    document = config_document(
+        registry, out, registry_settings={"concurrency": 4, "timeout_seconds": 90}
+    )
+    return write_config(tmp_path / "c.yaml", document), out
+
+
+def start(config: Path, *args: str) -> subprocess.Popen[str]:
+    env = {**os.environ, "MODEL_REGISTRY_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "connector", "extract", "--config", str(config)]
+    return subprocess.Popen(
+        [*command, "--date", DAY, "--summary-format", "json", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def in_flight(out: Path, process: subprocess.Popen[str]) -> Callable[[], bool]:
+    """True once the run holds the lock and has requests waiting on the server."""
+    staging = out / "_staging"
+
+    def ready() -> bool:
+        lock = out / LOCK_NAME
+        return lock.is_file() and f'"pid": {process.pid}' in lock.read_text() and staging.is_dir()
+
+    return ready
+
+
+def assert_lock_free(out: Path) -> None:
+    with open(out / LOCK_NAME, "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
+
+
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGTERM, ExitCode.TERMINATED)],
+)
+def test_a_signal_stops_the_run_cleanly(
+    signum: int, code: ExitCode, start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    config, out = hung_run(start_simulator, tmp_path)
+    process = start(config)
+    try:
+        wait_until(in_flight(out, process))
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=BOUND)
+    finally:
+        process.kill()
+    assert process.returncode == int(code) == 128 + signum, stderr
+    summary = json.loads(stdout)
+    assert summary["outcome"] == "interrupted"
+    assert summary["exit_code"] == 128 + signum
+    assert summary["published"] is False
+    assert signal.Signals(signum).name in summary["message"]
+    assert summary["targets"]["succeeded"] == 0
+    assert "Traceback" not in stderr
+    assert f"{signal.Signals(signum).name} received: stopping" in stderr
+    assert not (out / "model_versions").exists()  # nothing published
+    assert list((out / "_staging").iterdir()) == []  # staging cleaned
+    assert_lock_free(out)
+
+
+def test_a_second_signal_exits_at_once(start_simulator: StartSimulator, tmp_path: Path) -> None:
+    config, out = hung_run(start_simulator, tmp_path)
+    process = start(config)
+    try:
+        wait_until(in_flight(out, process))
+        # SIGSTOP/SIGCONT make both signals pending together: the second one is handled
+        # before the run has had any chance to finish after the first.
+        process.send_signal(signal.SIGSTOP)
+        process.send_signal(signal.SIGTERM)
+        process.send_signal(signal.SIGINT)
+        process.send_signal(signal.SIGCONT)
+        _, stderr = process.communicate(timeout=BOUND)
+    finally:
+        process.kill()
+    assert process.returncode in (128 + signal.SIGINT, 128 + signal.SIGTERM), stderr
+    assert "again: exiting at once" in stderr
+    assert "Traceback" not in stderr
+    assert not (out / "model_versions").exists()
+    assert_lock_free(out)  # the kernel dropped the flock with the process
+
+
+def test_the_library_stops_on_request(start_simulator: StartSimulator, tmp_path: Path) -> None:
+    registry = start_simulator(orgs=1, models_per_org=12, latency_seconds=60)
+    out = tmp_path / "out"
+    document = config_document(registry, out, registry_settings={"timeout_seconds": 90})
+    config = parse_config(document, env={"MODEL_REGISTRY_TOKEN": TOKEN})
+    interrupt = Interrupt()
+
+    def stop_once_requests_hang() -> None:
+        wait_until(lambda: registry.stats().requests >= 4)
+        interrupt.request()
+
+    stopper = threading.Thread(target=stop_once_requests_hang)
+    stopper.start()
+    try:
+        summary = extract(config, date(2026, 1, 2), interrupt=interrupt)
+    finally:
+        stopper.join()
+        interrupt.close()
+    assert summary.exit_code == ExitCode.INTERRUPTED
+    assert summary.to_dict()["outcome"] == "interrupted"
+    assert not summary.published
+    assert summary.requests.get("abandoned", 0) >= 1
+    assert all(f["error_type"] == "skipped" for f in summary.failures)
+    assert not (out / "model_versions").exists()
+    assert_lock_free(out)
