@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 
 import pytest
@@ -31,7 +30,6 @@ from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
 REPO = Path(__file__).parents[1]
-DAY = "2026-01-02"
 BOUND = 20  # seconds: far below the 60 s the hung requests would take
 pytestmark = pytest.mark.slow
 
@@ -50,7 +48,7 @@ def start(config: Path, *args: str) -> subprocess.Popen[str]:
     env = {**os.environ, "MODEL_REGISTRY_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
     command = [sys.executable, "-m", "connector", "extract", "--config", str(config)]
     return subprocess.Popen(
-        [*command, "--date", DAY, "--summary-format", "json", *args],
+        [*command, "--summary-format", "json", *args],  # today's snapshot
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -138,7 +136,7 @@ def test_the_library_stops_on_request(start_simulator: StartSimulator, tmp_path:
     stopper = threading.Thread(target=stop_once_requests_hang)
     stopper.start()
     try:
-        summary = extract(config, date(2026, 1, 2), interrupt=interrupt)
+        summary = extract(config, interrupt=interrupt)
     finally:
         stopper.join()
         interrupt.close()
