@@ -99,6 +99,9 @@ def test_a_signal_stops_the_run_cleanly(
     assert not (out / "model_versions").exists()  # nothing published
     assert list((out / "_staging").iterdir()) == []  # staging cleaned
     assert_lock_free(out)
+    [record] = (out / "_runs").glob("*/*.json")
+    assert json.loads(record.read_text())["outcome"] == "interrupted"
+    assert summary["record"] == str(record)
 
 
 def test_a_second_signal_exits_at_once(start_simulator: StartSimulator, tmp_path: Path) -> None:
