@@ -286,6 +286,17 @@ def test_status_for_answers_that_status(
     assert session.get(versions_url(registry, model="model-0001")).status_code == 200
 
 
+def test_fail_first_answers_503_then_recovers(
+    registry: SimulatedRegistry, session: requests.Session
+) -> None:
+    registry.set_faults(FaultPlan(fail_first={"org-00/model-0000": 2}))
+    statuses = [session.get(versions_url(registry)).status_code for _ in range(3)]
+    assert statuses == [503, 503, 200]
+    assert session.get(versions_url(registry, model="model-0001")).status_code == 200
+    with pytest.raises(ValueError, match="must not be negative"):
+        FaultPlan(fail_first={"org-00/model-0000": -1})
+
+
 def test_redirect_sends_location_and_requests_drops_the_token(
     make_registry: MakeRegistry, session: requests.Session
 ) -> None:

@@ -105,6 +105,9 @@ class FaultPlan:
     redirect: Mapping[str, str] = field(default_factory=dict)
     # getModelVersion of "org/model/version" answers this status (404: deleted since listed).
     detail_status: Mapping[str, int] = field(default_factory=dict)
+    # The first N attempts at "org/model" answer 503, later ones succeed: an outage that a
+    # retry (of the request, or of a whole orchestrator task) outlasts.
+    fail_first: Mapping[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("rate_5xx", "html_5xx_fraction", "rate_429", "rate_reset", "rate_slow"):
@@ -133,10 +136,14 @@ class FaultPlan:
             _check_key(key.rpartition("/")[0], "detail_status")
             if not 400 <= status <= 599:
                 raise ValueError(f"detail_status {key}: {status} is not a 4xx/5xx status")
+        for key, count in self.fail_first.items():
+            _check_key(key, "fail_first")
+            if count < 0:
+                raise ValueError(f"fail_first {key}: {count} must not be negative")
         # Freeze the containers too, so a plan shared between threads cannot change under them.
         object.__setattr__(self, "not_found", frozenset(self.not_found))
         object.__setattr__(self, "forbidden_orgs", frozenset(self.forbidden_orgs))
-        for name in ("status_for", "malformed", "redirect", "detail_status"):
+        for name in ("status_for", "malformed", "redirect", "detail_status", "fail_first"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
 
@@ -198,6 +205,8 @@ def draw_fault(plan: FaultPlan, key: str, attempt: int) -> tuple[Reply | None, f
     One uniform draw is compared with cumulative thresholds in the order reset, 5xx, 429, slow,
     so each rate is the fraction of attempts that get that fault.
     """
+    if attempt < plan.fail_first.get(key, 0):
+        return error_reply(503, "Simulated service unavailable"), 0.0
     rng = random.Random(f"{plan.seed}:{key}:{attempt}")
     draw = rng.random()
     threshold = plan.rate_reset

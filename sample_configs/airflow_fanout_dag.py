@@ -1,0 +1,217 @@
+"""Airflow 3 DAG, fan-out variant: N shard tasks in parallel, then one publish, then the report.
+
+The same daily snapshot as `airflow_dag.py`, split so that Airflow spreads the fetching over
+its workers (any number of machines that share the dataset's output). Tasks:
+
+1. `plan_shards` returns one `{"index": K, "count": N}` per shard (N from the settings below).
+2. `extract_shard` is mapped over that list with `.expand`: task K calls
+   `connector.extract(config, date=<logical date>, shard=(K, N))`, which fetches only shard K
+   of N (a stable hash of `org/model`) and stages it under `<output>/_shards/<date>/K-of-N/`.
+   Nothing is published. A retried shard task stages its part again and replaces the part of
+   the failed attempt, never the other shards': retries are idempotent. A shard fails the
+   attempt (and is retried) when it could not stage (exit 6, 7, 1), or when so many of its own
+   models failed that its part alone would fail the publish guard (a registry blip is likely
+   over by the retry). 2 (config) and 5 (incompatible API) fail at once: retrying cannot help.
+3. `publish_snapshot` runs once every shard task succeeded: `connector.publish(config, date,
+   shards=N)` checks that the N parts make one snapshot (a missing, stale or duplicated shard
+   is exit 9), applies the publish guard over all shards together, writes one manifest and
+   publishes atomically. Exit 0 succeeds, 3 (partial) succeeds with a warning; 2, 4, 5 and 9
+   fail without retrying (a person must look), other failures are retried.
+4. `weekly_report` as in `airflow_dag.py`: the 7-day HTML report up to the snapshot.
+
+Settings: an Airflow Variable, else an environment variable of the workers, else the default:
+
+    Variable                     environment                  default
+    model_versions_config        MODEL_VERSIONS_CONFIG        /etc/model-versions/connector.yaml
+    model_versions_report_dir    MODEL_VERSIONS_REPORT_DIR    /srv/model-versions/reports
+    model_versions_shards        MODEL_VERSIONS_SHARDS        4
+
+Change N only between runs: the publish refuses parts staged for another N. The token never
+goes into Airflow's metadata (the config reads `${MODEL_REGISTRY_TOKEN}` from the workers'
+environment) and is masked in the task logs. Parsing this file imports nothing but Airflow.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, NoReturn
+
+from airflow.sdk import CronTriggerTimetable, Variable, dag, get_current_context, task
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+
+log = logging.getLogger(__name__)
+
+DAG_ID = "model_versions_fanout"
+REPORT_DAYS = 7
+
+# (Variable, environment variable, default)
+CONFIG_SETTING = (
+    "model_versions_config",
+    "MODEL_VERSIONS_CONFIG",
+    "/etc/model-versions/connector.yaml",
+)
+REPORT_DIR_SETTING = (
+    "model_versions_report_dir",
+    "MODEL_VERSIONS_REPORT_DIR",
+    "/srv/model-versions/reports",
+)
+SHARDS_SETTING = ("model_versions_shards", "MODEL_VERSIONS_SHARDS", "4")
+
+# Outcomes that another attempt cannot fix: fail without retrying.
+PERMANENT_SHARD_FAILURES = frozenset({"config", "incompatible_api"})
+PERMANENT_PUBLISH_FAILURES = frozenset({"config", "auth", "incompatible_api", "shards_incomplete"})
+
+
+def setting(variable: str, environment: str, default: str) -> str:
+    """An Airflow Variable, else the environment, else the default (read at run time only)."""
+    value: str = Variable.get(variable, default=os.environ.get(environment) or default)
+    return value
+
+
+def run_date(context: Any) -> date:
+    """The UTC calendar day of the run's logical date (its run_after when triggered without
+    one); see `airflow_dag.py`."""
+    moment: datetime = context.get("logical_date") or context["dag_run"].run_after
+    day = moment.astimezone(UTC)
+    return date(day.year, day.month, day.day)
+
+
+def load_config() -> Any:
+    """The connector's config, with every token masked in this task's log."""
+    from airflow.sdk.log import mask_secret
+
+    import connector
+
+    config = connector.load_config(setting(*CONFIG_SETTING))
+    for secret in config.secrets():
+        mask_secret(secret)
+    return config
+
+
+def fail(outcome: str, message: str, permanent: frozenset[str]) -> NoReturn:
+    """Fail the attempt: for good when retrying cannot help, else so Airflow retries it."""
+    if outcome in permanent:
+        raise AirflowFailException(message)
+    raise AirflowException(message)
+
+
+@task
+def plan_shards() -> list[dict[str, int]]:
+    """One {"index": K, "count": N} per shard of this run."""
+    count = int(setting(*SHARDS_SETTING))
+    if count < 1:
+        raise AirflowFailException(f"model_versions_shards must be at least 1, got {count}")
+    return [{"index": index, "count": count} for index in range(1, count + 1)]
+
+
+@task(execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=16)
+def extract_shard(shard: dict[str, int]) -> dict[str, Any]:
+    """Stage one shard for the run's date, replacing what an earlier attempt staged."""
+    import connector
+
+    index, count = shard["index"], shard["count"]
+    context = get_current_context()
+    try:
+        config = load_config()
+        summary = connector.extract(config, date=run_date(context), shard=(index, count))
+    except connector.SnapshotDateError as exc:  # an old run cleared or retried: skip it
+        raise AirflowSkipException(str(exc)) from exc
+    except connector.ConnectorError as exc:  # config (2), lock held (6), output (7)
+        fail(exc.exit_code.name.lower(), str(exc), PERMANENT_SHARD_FAILURES)
+    result = summary.to_dict()
+    if summary.staged is None:
+        context["ti"].xcom_push(key="summary", value=result)
+        message = f"shard {index}/{count}: {summary.message}"
+        fail(result["outcome"], message, PERMANENT_SHARD_FAILURES)
+    if summary.success_ratio < config.output.min_success_ratio:
+        context["ti"].xcom_push(key="summary", value=result)
+        raise AirflowException(
+            f"shard {index}/{count}: only {summary.targets_succeeded} of "
+            f"{summary.targets_attempted} models succeeded; retrying the shard"
+        )
+    if summary.failures:
+        log.warning(
+            "shard %s staged, but %d model(s) failed: %s",
+            summary.shard,
+            len(summary.failures),
+            [f"{f['org']}/{f['model']}: {f['error_type']}" for f in summary.failures],
+        )
+    return {"snapshot_date": summary.snapshot_date, "shard": summary.shard}
+
+
+@task(execution_timeout=timedelta(minutes=30))
+def publish_snapshot(shards: list[dict[str, int]]) -> dict[str, Any]:
+    """Merge the staged shards and publish the day's snapshot."""
+    import connector
+
+    context = get_current_context()
+    config = load_config()
+    try:
+        summary = connector.publish(config, run_date(context), shards=len(shards))
+    except connector.ConnectorError as exc:  # missing/stale shard (9), lock (6), output (7)
+        fail(exc.exit_code.name.lower(), str(exc), PERMANENT_PUBLISH_FAILURES)
+    result = summary.to_dict()
+    if summary.exit_code == connector.ExitCode.PARTIAL:
+        log.warning("published, but %d model(s) failed", summary.targets_failed)
+    elif summary.exit_code != connector.ExitCode.OK:
+        context["ti"].xcom_push(key="summary", value=result)
+        message = f"publish {result['outcome']} (exit {result['exit_code']}): {summary.message}"
+        fail(result["outcome"], message, PERMANENT_PUBLISH_FAILURES)
+    return result
+
+
+@task(execution_timeout=timedelta(minutes=30))
+def weekly_report(summary: dict[str, Any]) -> str:
+    """Downloads gained over the 7 days up to the snapshot just published, as HTML."""
+    from pathlib import Path
+
+    from connector import compute_report
+    from connector.errors import NoDataError
+    from connector.reporting.render import render, write_output
+
+    end = date.fromisoformat(summary["snapshot_date"])
+    try:
+        result = compute_report(
+            summary["output_uri"], start=end - timedelta(days=REPORT_DAYS), end=end
+        )
+    except NoDataError as exc:  # a single snapshot so far: nothing to compare yet
+        raise AirflowSkipException(str(exc)) from exc
+    directory = Path(setting(*REPORT_DIR_SETTING))
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"downloads-{REPORT_DAYS}d-{end.isoformat()}.html"
+    write_output(path, render(result, "html"))
+    log.info("wrote %s", path)
+    return str(path)
+
+
+@dag(
+    dag_id=DAG_ID,
+    schedule=CronTriggerTimetable("15 3 * * *", timezone="UTC"),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    dagrun_timeout=timedelta(hours=6),
+    default_args={
+        "owner": "data-platform",
+        "retries": 2,
+        "retry_delay": timedelta(minutes=10),
+    },
+    tags=["model-versions", "etl"],
+    doc_md=__doc__,
+)
+def model_versions_fanout() -> None:
+    """Daily registry snapshot in N shards, one publish, then the 7-day download report."""
+
+    shards = plan_shards()
+    staged = extract_shard.expand(shard=shards)
+    published = publish_snapshot(shards)
+    staged >> published
+    weekly_report(published)
+
+
+model_versions_fanout_dag = model_versions_fanout()
+
+if __name__ == "__main__":  # python airflow_fanout_dag.py: one local run, no scheduler needed
+    model_versions_fanout_dag.test()

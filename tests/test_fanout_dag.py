@@ -1,0 +1,203 @@
+"""The fan-out Airflow DAG (sample_configs/airflow_fanout_dag.py): checked statically always,
+imported and run with `dag.test()` against the simulator where Airflow is installed, including
+a shard task that fails once and is retried."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import json
+import subprocess
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from helpers import TOKEN, config_document, write_config
+from test_scheduling_samples import _airflow_env, _dotted, _run_python, needs_airflow
+
+import connector
+from connector.errors import ExitCode
+from connector.extraction.sharding import shard_of
+from connector.simulator.server import FaultPlan, SimulatedRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+DAG_FILE = ROOT / "sample_configs" / "airflow_fanout_dag.py"
+DAG_ID = "model_versions_fanout"
+
+
+@pytest.fixture(scope="module")
+def tree() -> ast.Module:
+    source = DAG_FILE.read_text(encoding="utf-8")
+    return ast.parse(source, str(DAG_FILE))
+
+
+def calls(tree: ast.Module) -> dict[str, list[ast.Call]]:
+    found: dict[str, list[ast.Call]] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            found.setdefault(_dotted(node.func), []).append(node)
+    return found
+
+
+def test_shards_go_through_the_library_and_are_mapped_with_expand(tree: ast.Module) -> None:
+    found = calls(tree)
+    [extract] = found["connector.extract"]
+    assert [k.arg for k in extract.keywords] == ["date", "shard"]
+    [publish] = found["connector.publish"]
+    assert [k.arg for k in publish.keywords] == ["shards"]
+    [expand] = found["extract_shard.expand"]
+    assert [k.arg for k in expand.keywords] == ["shard"]
+    assert "compute_report" in found
+
+
+def test_the_dag_file_uses_only_what_the_connector_has(tree: ast.Module) -> None:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("connector"):
+            module = importlib.import_module(node.module or "")
+            assert all(hasattr(module, alias.name) for alias in node.names), node.module
+        elif isinstance(node, ast.Attribute) and _dotted(node.value) == "connector":
+            assert hasattr(connector, node.attr), f"connector has no {node.attr}"
+
+
+def test_parsing_the_dag_imports_no_connector(tree: ast.Module) -> None:
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            assert not any(a.name.split(".")[0] == "connector" for a in node.names)
+        if isinstance(node, ast.ImportFrom):
+            assert not (node.module or "").startswith("connector")
+            if (node.module or "").startswith("airflow"):
+                assert (node.module or "").startswith("airflow.sdk")
+
+
+def test_permanent_outcomes_are_connector_outcomes(tree: ast.Module) -> None:
+    """A renamed exit code must break this test, not turn a page into silent retries."""
+    names = {code.name.lower() for code in ExitCode}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id.startswith("PERMANENT") for t in node.targets
+        ):
+            values = ast.literal_eval(node.value.args[0])  # type: ignore[attr-defined]
+            assert values <= names, values - names
+
+
+# --- with Airflow installed ----------------------------------------------------------------
+
+IMPORT_CHECK = """
+    import json, sys
+    from airflow.models import DagBag
+    bag = DagBag(dag_folder={path!r})
+    dag = bag.dags.get({dag_id!r})
+    print(json.dumps({{
+        "errors": {{str(k): str(v) for k, v in bag.import_errors.items()}},
+        "connector_imported": "connector" in sys.modules,
+        "tasks": {{t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}} if dag else {{}},
+        "retries": {{t.task_id: t.retries for t in dag.tasks}} if dag else {{}},
+    }}))
+"""
+
+# The retry delay is 10 minutes in production; the test waits 1 second.
+DAG_TEST = """
+    import json
+    from datetime import datetime, timedelta
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("airflow_fanout_dag", {path!r})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    dag = module.model_versions_fanout_dag
+    for task in dag.tasks:
+        task.retry_delay = timedelta(seconds=1)
+    run = dag.test(logical_date=datetime.fromisoformat({when!r}))
+    tis = run.get_task_instances()
+    print(json.dumps({{
+        "run": str(run.state),
+        "tasks": sorted([t.task_id, t.map_index, str(t.state), t.try_number] for t in tis),
+    }}))
+"""
+
+
+def _migrate(env: dict[str, str]) -> None:
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+
+
+@needs_airflow
+def test_the_fanout_dag_imports_cleanly(tmp_path: Path) -> None:
+    (tmp_path / "dags").mkdir()
+    code = IMPORT_CHECK.format(path=str(DAG_FILE), dag_id=DAG_ID)
+    answer = _run_python(code, _airflow_env(tmp_path), timeout=180)
+    assert answer["errors"] == {}
+    assert answer["connector_imported"] is False
+    assert answer["tasks"] == {
+        "plan_shards": ["extract_shard", "publish_snapshot"],
+        "extract_shard": ["publish_snapshot"],
+        "publish_snapshot": ["weekly_report"],
+        "weekly_report": [],
+    }
+    assert all(retries >= 1 for retries in answer["retries"].values())
+
+
+@needs_airflow
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_three_shards_a_retried_shard_one_publish_and_the_report(
+    tmp_path: Path,
+    start_simulator: Callable[..., SimulatedRegistry],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", TOKEN)
+    registry = start_simulator(orgs=2, models_per_org=3, versions_shape="objects")
+    data = tmp_path / "data"
+    document = config_document(registry, data)
+    document["registry"]["retry"]["max_attempts"] = 2
+    config = write_config(tmp_path / "connector.yaml", document)
+    day = datetime.now(UTC).date()
+    earlier = connector.extract(
+        connector.load_config(config), date=day - timedelta(days=7), allow_backdate=True
+    )
+    assert earlier.exit_code == ExitCode.OK  # the report compares with this one
+    # One model answers 503 to its first two requests: the first attempt of its shard task
+    # fails it after both of its retries, the shard fails the guard on its own and is retried
+    # by Airflow; the retry stages the shard again and replaces the failed attempt's part.
+    flaky = ("org-01", "model-0002")
+    retried = shard_of(*flaky, 3)
+    registry.set_faults(FaultPlan(fail_first={"/".join(flaky): 2}))
+
+    home = tmp_path / "airflow"
+    (home / "dags").mkdir(parents=True)
+    dag_path = home / "dags" / DAG_FILE.name
+    dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    env = {
+        **_airflow_env(home),
+        "MODEL_VERSIONS_CONFIG": str(config),
+        "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+        "MODEL_VERSIONS_SHARDS": "3",
+    }
+    _migrate(env)
+    code = DAG_TEST.format(path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00")
+    answer = _run_python(code, env, timeout=600)
+    assert answer["run"] == "success"
+    states = {(task, index): (state, tries) for task, index, state, tries in answer["tasks"]}
+    assert states.pop(("extract_shard", retried - 1)) == ("success", 2)
+    assert states == {
+        ("plan_shards", -1): ("success", 1),
+        **{("extract_shard", i): ("success", 1) for i in range(3) if i != retried - 1},
+        ("publish_snapshot", -1): ("success", 1),
+        ("weekly_report", -1): ("success", 1),
+    }
+    partition = data / "model_versions" / f"snapshot_date={day.isoformat()}"
+    manifest = json.loads((partition / "_manifest.json").read_text(encoding="utf-8"))
+    assert manifest["shards"] == 3
+    assert manifest["targets"] == {"attempted": 6, "succeeded": 6, "failed": 0}
+    assert manifest["failures"] == []  # the failed attempt's part was replaced, not merged
+    assert not (data / "_shards").exists()
+    page = tmp_path / "reports" / f"downloads-7d-{day.isoformat()}.html"
+    assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
