@@ -9,6 +9,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from tqdm import tqdm
+
 from connector.redaction import redact
 
 # Structured fields callers pass through `extra=`; JSON lines carry them as keys.
@@ -50,6 +52,18 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(document, default=str)
 
 
+class BarSafeHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes through `tqdm.write`: an active progress bar on the same
+    stream is cleared, the line printed, and the bar redrawn below it, so a log line never
+    lands in the middle of the bar. Without a bar it is a plain stream handler."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            tqdm.write(self.format(record), file=self.stream)
+        except Exception:  # as StreamHandler does: a broken log stream must not end the run
+            self.handleError(record)
+
+
 _filter = RedactingFilter()
 
 
@@ -58,7 +72,7 @@ def configure_logging(level: str = "INFO", fmt: str = "text") -> None:
     logger = logging.getLogger("connector")
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
-    handler = logging.StreamHandler(sys.stderr)
+    handler = BarSafeHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

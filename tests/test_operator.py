@@ -7,6 +7,7 @@ import fcntl
 import json
 import os
 import pty
+import re
 import struct
 import subprocess
 import sys
@@ -19,6 +20,8 @@ from click.testing import CliRunner
 from helpers import TOKEN, config_document, write_config
 
 from connector.cli import main
+from connector.errors import ExitCode
+from connector.extraction.summary import RunSummary
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
@@ -126,3 +129,98 @@ def test_json_logs_carry_structured_fields(
     assert retry["level"] == "warning" and retry["attempt"] >= 1 and retry["status"] >= 500
     # the summary is on stdout, not mixed into the logs
     assert result.stdout.startswith("snapshot 2026-01-01")
+
+
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d")
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+@pytest.mark.slow
+def test_log_lines_never_split_the_progress_bar(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    registry = start_simulator(orgs=2, models_per_org=20)
+    missing = frozenset(f"org-0{i % 2}/model-{i:04d}" for i in range(0, 20, 3))
+    registry.set_faults(FaultPlan(not_found=missing, rate_5xx=0.2, seed=3))
+    document = config_document(registry, tmp_path / "out", registry_settings={"concurrency": 2})
+    config = write_config(tmp_path / "c.yaml", document)
+    code, stderr = run_with_stderr_on_a_terminal(
+        config, "--date", "2026-01-01", "--allow-backdate", "--min-success-ratio", "0.5"
+    )
+    assert code == 3, stderr
+    segments = [ANSI.sub("", s) for s in re.split(r"[\r\n]", stderr)]
+    logged = [s for s in segments if " ERROR " in s or " WARNING " in s]
+    assert len([s for s in logged if " ERROR " in s]) == len(missing)
+    assert all(TIMESTAMP.match(s.strip()) for s in logged), [
+        s for s in logged if not TIMESTAMP.match(s.strip())
+    ]
+    # the bar counts what succeeded and failed as it goes
+    assert f"ok={40 - len(missing)} failed={len(missing)}" in stderr
+
+
+def test_a_rejected_org_is_one_error_line_with_a_count(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=2, models_per_org=25)
+    registry.set_faults(FaultPlan(forbidden_orgs=frozenset({"org-00"})))
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    args = ["extract", "--config", str(config), "--date", "2026-01-01", "--allow-backdate"]
+    result = CliRunner().invoke(main, [*args, "--min-success-ratio", "0.5"])
+    assert result.exit_code == ExitCode.AUTH, result.output
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, errors
+    assert "org org-00: token rejected (HTTP 403" in errors[0]
+    assert "25 model(s) failed or not attempted" in errors[0]
+    as_json = CliRunner().invoke(
+        main, [*args, "--min-success-ratio", "0.5", "--log-format", "json"]
+    )
+    records = [json.loads(line) for line in as_json.stderr.splitlines() if line.strip()]
+    rejected = [r for r in records if r["level"] == "error"]
+    assert [(r["event"], r["org"], r["status"]) for r in rejected] == [
+        ("org_rejected", "org-00", 403)
+    ]
+    assert (
+        len(
+            json.loads(CliRunner().invoke(main, [*args, "--summary-format", "json"]).stdout)[
+                "failures"
+            ]
+        )
+        == 25
+    )  # every one is still in the summary
+
+
+def test_failures_without_a_status_say_what_they_were(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=1, models_per_org=10)
+    registry.set_faults(FaultPlan(malformed={"org-00/model-0001": "count_negative"}))
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    result = CliRunner().invoke(
+        main, ["extract", "--config", str(config), "--date", "2026-01-01", "--allow-backdate"]
+    )
+    assert result.exit_code == ExitCode.PARTIAL
+    [line] = [line for line in result.stdout.splitlines() if "FAILED" in line]
+    assert "HTTP -" not in line
+    assert "org-00/model-0001: " in line and "invalid" in line
+    summary = RunSummary(run_id="r", snapshot_date="2026-01-01", output_uri="/o", started_at="")
+    summary.failures = [
+        {
+            "org": "o",
+            "model": "m",
+            "status": None,
+            "error_type": "timeout",
+            "detail": "slow",
+            "attempts": 6,
+        },
+        {
+            "org": "o",
+            "model": "n",
+            "status": 404,
+            "error_type": "not_found",
+            "detail": "gone",
+            "attempts": 1,
+        },
+    ]
+    text = summary.render_text()
+    assert "FAILED o/m: timeout: slow (attempts: 6)" in text
+    assert "FAILED o/n: HTTP 404 not_found: gone (attempts: 1)" in text

@@ -17,8 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from tqdm import tqdm
-
 from connector._version import __version__
 from connector.config import Config, validate_output
 from connector.dataset.flatten import Row
@@ -38,6 +36,7 @@ from connector.errors import (
 )
 from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
 from connector.extraction.interrupt import Interrupt, signal_name
+from connector.extraction.progress import RejectedOrgs, RunProgress
 from connector.extraction.records import run_settings, write_run_record
 from connector.extraction.sharding import Shard, select
 from connector.extraction.summary import RunSummary
@@ -297,17 +296,19 @@ def _fetch_targets(
     cancelled = threading.Event()
     with (
         RegistryClient(config.registry, secrets=secrets, cancelled=cancelled) as client,
-        tqdm(total=len(targets), disable=not show_progress, unit="model", file=sys.stderr) as bar,
+        RunProgress(len(targets), enabled=show_progress) as bar,
         interrupt.watch(lambda: _stop(client, interrupt)),
     ):
         run = _Run(config, client, cancelled)
+        rejected = RejectedOrgs(client.blocked)
         workers = WorkerPool(
             run.fetch, targets, min(concurrency, len(targets)), name="fetch", abandoned=client.abort
         )
         try:
             for outcome in workers:
-                _record(summary, writer, outcome, root, day, secrets)
-                bar.update(1)
+                quiet = outcome.error is not None and rejected.absorb(outcome.error)
+                _record(summary, writer, outcome, root, day, secrets, quiet=quiet)
+                bar.advance(ok=outcome.error is None)
                 if tick is not None:
                     tick()
                 if cancelled.is_set() or interrupt.requested:
@@ -319,7 +320,10 @@ def _fetch_targets(
                 _record(
                     summary, writer, _TargetOutcome(org, model, error=skipped), root, day, secrets
                 )
-        finally:  # also when the writer fails mid-run: the summary must not under-report
+        finally:
+            rejected.log(
+                secrets
+            )  # also when the writer fails mid-run: the summary must not under-report
             summary.requests = dict(client.requests_by_status)
             summary.requests_by_operation = dict(client.requests_by_operation)
             summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
@@ -363,7 +367,11 @@ def _record(
     root: Path,
     day: date,
     secrets: list[str],
+    *,
+    quiet: bool = False,
 ) -> None:
+    """Add a finished target to the snapshot or the failures; `quiet` failures (those of an org
+    whose token was rejected, told once per org) are logged at DEBUG only."""
     fields = {"org": outcome.org, "model": outcome.model, "elapsed": round(outcome.elapsed, 3)}
     if outcome.error is None:
         writer.add_rows(outcome.rows)
@@ -384,7 +392,8 @@ def _record(
     summary.failures.append(error.to_failure())
     if isinstance(error, AuthenticationError) and error.org not in summary.auth_failed_orgs:
         summary.auth_failed_orgs.append(error.org or "")
-    log.error(
+    log.log(
+        logging.DEBUG if quiet else logging.ERROR,
         "%s",
         error,
         extra={

@@ -98,11 +98,9 @@ class RunSummary:
         if self.message:
             lines.append(f"note      {self.message}")
         for failure in self.failures[:_MAX_FAILURES_SHOWN]:
-            status = failure["status"] if failure["status"] is not None else "-"
             lines.append(
-                f"  FAILED {failure['org']}/{failure['model']}: HTTP {status} "
-                f"{failure['error_type']}: {failure['detail']} "
-                f"(attempts: {failure['attempts']})"
+                f"  FAILED {failure['org']}/{failure['model']}: {_what_failed(failure)}: "
+                f"{failure['detail']} (attempts: {failure['attempts']})"
             )
         hidden = len(self.failures) - _MAX_FAILURES_SHOWN
         if hidden > 0:
@@ -118,3 +116,11 @@ class RunSummary:
         if self.record:
             lines.append(f"record    {self.record}")
         return "\n".join(lines)
+
+
+def _what_failed(failure: dict[str, Any]) -> str:
+    """'HTTP 404 not_found' when the registry answered; otherwise what it was, in words
+    ('invalid payload', 'timeout'), never a made-up 'HTTP -'."""
+    if failure["status"] is not None:
+        return f"HTTP {failure['status']} {failure['error_type']}"
+    return str(failure["error_type"]).replace("_", " ")
