@@ -37,8 +37,10 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
         os.close(fd)
 
 
-def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
+def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, mode: int = 0o666) -> None:
     """Replace `path` with `data` (text is written as UTF-8) atomically and durably.
+
+    A new file gets `mode` minus the umask (0o644 for files others must not change).
 
     Raises OSError naming what failed; the target is then unchanged, except when only the final
     directory fsync failed (the new content is in place but may not survive a power cut).
@@ -46,7 +48,7 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str) -> None:
     target = Path(path)
     payload = data.encode("utf-8") if isinstance(data, str) else data
     temp = target.with_name(f".{target.name[:_MAX_STEM]}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(payload)

@@ -340,8 +340,9 @@ def test_failing_to_keep_a_rejected_payload_does_not_stop_the_run(
     registry = start_simulator(orgs=1, models_per_org=10)
     registry.set_faults(FaultPlan(malformed={"org-00/model-0002": "invalid_json"}))
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "_rejected").write_text("a file where a directory should be")
+    (out / "_rejected").mkdir(parents=True)
+    # `_rejected` itself of the wrong type is refused before the run (test_layout.py)
+    (out / "_rejected" / "2026-01-01").write_text("a file where a directory should be")
     summary = extract(
         parse_config(config_document(registry, out)), date(2026, 1, 1), allow_backdate=True
     )

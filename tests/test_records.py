@@ -111,8 +111,9 @@ def test_a_record_that_cannot_be_written_does_not_change_the_outcome(
 ) -> None:
     registry = start_simulator(orgs=1, models_per_org=2)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / RUNS_DIR).write_text("a file where the directory should be")
+    (out / RUNS_DIR).mkdir(parents=True)
+    # `_runs` itself of the wrong type is refused before the run (test_layout.py)
+    (out / RUNS_DIR / "2026-01-01").write_text("a file where the directory should be")
     config = parse_config(config_document(registry, out), env={"MODEL_REGISTRY_TOKEN": TOKEN})
     with caplog.at_level(logging.WARNING, logger="connector"):
         summary = extract(config, date(2026, 1, 1), allow_backdate=True)

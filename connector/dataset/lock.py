@@ -15,9 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from connector.dataset.layout import LOCK_NAME, check_layout
 from connector.errors import LockHeldError, OutputError
-
-LOCK_NAME = "_connector.lock"
 
 
 class RunLock:
@@ -35,7 +34,14 @@ class RunLock:
         """Take the lock or raise LockHeldError naming the holder."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            handle = open(self.path, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
+        except OSError as exc:
+            raise OutputError(f"cannot create the lock file {self.path}: {exc}") from exc
+        check_layout(self.path.parent)  # before anything is opened, renamed or deleted in it
+        try:
+            # O_NOFOLLOW: a link planted here is refused, not written through; 0o644: others
+            # may read who holds the lock, never change it.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            handle = open(fd, "a+", encoding="utf-8")  # noqa: SIM115 - held until release
         except OSError as exc:
             raise OutputError(f"cannot create the lock file {self.path}: {exc}") from exc
         try:

@@ -26,9 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
+from connector.dataset.layout import DATASET_DIR
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
 from connector.dataset.storage import local_root
-from connector.dataset.writer import DATASET_DIR, MANIFEST_NAME, partition_dir
+from connector.dataset.writer import MANIFEST_NAME, partition_dir
 from connector.errors import ConfigError, OutputError
 
 _PARTITION_DIR = re.compile(rf"^{PARTITION_COLUMN.name}=(\d{{4}}-\d{{2}}-\d{{2}})$")

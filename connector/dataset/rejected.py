@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-from connector.dataset.writer import REJECTED_DIR, write_json_atomic
+from connector.dataset.layout import REJECTED_DIR, make_dirs
+from connector.dataset.writer import write_json_atomic
 from connector.errors import TargetError
 from connector.redaction import redact
 
@@ -27,7 +28,7 @@ def save_rejected(
 ) -> Path:
     """Write the error and the (truncated, redacted) body; returns the file's path."""
     path = rejected_path(root, day, error.org or "_unknown", error.model or "_unknown")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(root, REJECTED_DIR, day.isoformat(), error.org or "_unknown")
     # Redact the whole body first: a token cut in half by the truncation would not match.
     body = redact(raw.decode("utf-8", errors="replace"), secrets)
     kept = body.encode("utf-8")[:MAX_BODY_BYTES].decode("utf-8", errors="ignore")

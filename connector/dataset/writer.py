@@ -34,14 +34,18 @@ import pyarrow.parquet as pq
 
 from connector.atomic import fsync_dir, write_atomic
 from connector.dataset.flatten import Row, rows_to_table
+from connector.dataset.layout import (
+    DATASET_DIR,
+    STAGING_DIR,
+    check_entry,
+    inside,
+    make_dirs,
+)
 from connector.dataset.schema import DICTIONARY_COLUMNS, FILE_SCHEMA
 from connector.errors import OutputError
 
 log = logging.getLogger(__name__)
 
-DATASET_DIR = "model_versions"
-STAGING_DIR = "_staging"
-REJECTED_DIR = "_rejected"
 MANIFEST_NAME = "_manifest.json"
 _JOURNAL_NAME = "publish-journal.json"
 _CHUNK_ROWS = 4096
@@ -55,9 +59,10 @@ def partition_dir(root: Path, day: date) -> Path:
     return root / DATASET_DIR / f"snapshot_date={day.isoformat()}"
 
 
-def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+def write_json_atomic(path: Path, document: dict[str, Any], *, mode: int = 0o666) -> None:
     """Write JSON with `write_atomic`, so a reader never sees half of it and it is durable."""
-    write_atomic(path, json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    text = json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
+    write_atomic(path, text, mode=mode)
 
 
 def exchange_paths(first: Path, second: Path) -> bool:
@@ -116,8 +121,10 @@ class SnapshotWriter:
         self._file_rows_written = 0
         self.files: list[str] = []
         self.rows = 0
+        if work_dir is None:  # checked component by component: no planted link is followed
+            make_dirs(root, STAGING_DIR, run_id)
         try:
-            self.staged.mkdir(parents=True)
+            self.staged.mkdir(parents=work_dir is not None)
         except OSError as exc:
             raise OutputError(f"cannot create staging directory {self.staged}: {exc}") from exc
 
@@ -194,7 +201,8 @@ class SnapshotWriter:
             manifest = {**manifest, "rows": self.rows, "files": list(self.files)}
             write_json_atomic(self.staged / MANIFEST_NAME, manifest)  # fsyncs `staged` too
             final = partition_dir(self.root, self.day)
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_dirs(self.root, DATASET_DIR)
+            check_entry(final, directory=True)  # a planted link is refused, never replaced
             self._swap_in(final)
         except (OSError, pa.ArrowException) as exc:
             raise OutputError(
@@ -269,16 +277,62 @@ def recover_staging(root: Path) -> list[str]:
     """
     staging = root / STAGING_DIR
     actions: list[str] = []
-    if not staging.is_dir():
+    if not check_entry(staging, directory=True):  # a link here is refused, never followed
         return actions
-    for work_dir in sorted(p for p in staging.iterdir() if p.is_dir()):
+    with os.scandir(staging) as listing:
+        entries = sorted(listing, key=lambda e: e.name)
+    for entry in entries:
+        work_dir = Path(entry.path)
+        if not entry.is_dir(follow_symlinks=False):  # a link or file: remove the entry only
+            os.unlink(work_dir)
+            actions.append(f"removed {work_dir.name} from staging (not a directory)")
+            continue
         journal_path = work_dir / _JOURNAL_NAME
-        if journal_path.is_file():
-            journal = json.loads(journal_path.read_text(encoding="utf-8"))
-            final, staged = Path(journal["final"]), Path(journal["staged"])
-            previous = Path(journal["previous"])
-            if not final.exists():
+        if check_entry(journal_path, directory=False):
+            final, staged, previous = _read_journal(journal_path, root, work_dir)
+            if not os.path.lexists(final):
                 actions.append(_restore(final, [staged, previous]))
-        shutil.rmtree(work_dir, ignore_errors=True)
+        shutil.rmtree(work_dir, ignore_errors=True)  # never follows links inside
         actions.append(f"removed leftover staging {work_dir.name}")
     return actions
+
+
+_MAX_JOURNAL_BYTES = 64 * 1024
+
+
+def _read_journal(path: Path, root: Path, work_dir: Path) -> tuple[Path, Path, Path]:
+    """The (final, staged, previous) paths of a publish journal, refused unless they are
+    exactly what `_swap_in` writes: a partition of this root and two entries of `work_dir`.
+    A hand-made or corrupt journal must never make a run rename an arbitrary directory."""
+    fix = (
+        f"check {DATASET_DIR}/ by hand, then delete {work_dir} and run again (nothing was changed)"
+    )
+    try:
+        with open(path, "rb") as handle:
+            raw = handle.read(_MAX_JOURNAL_BYTES + 1)
+        journal = json.loads(raw.decode("utf-8")) if len(raw) <= _MAX_JOURNAL_BYTES else None
+    except (OSError, ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
+        raise OutputError(f"the publish journal {path} cannot be read ({exc}); {fix}") from exc
+    keys = ("final", "staged", "previous")
+    if not isinstance(journal, dict) or not all(isinstance(journal.get(k), str) for k in keys):
+        raise OutputError(f"the publish journal {path} is not of the expected shape; {fix}")
+    final, staged, previous = (Path(journal[k]) for k in keys)
+    name = final.name.removeprefix("snapshot_date=")
+    try:
+        valid_name = final.name.startswith("snapshot_date=") and bool(date.fromisoformat(name))
+    except ValueError:
+        valid_name = False
+    expected = (
+        valid_name
+        and final.parent == root / DATASET_DIR
+        and staged == work_dir / final.name
+        and previous == work_dir / "previous"
+        and all(inside(p, root) for p in (final, staged, previous))
+    )
+    if not expected:
+        raise OutputError(
+            f"the publish journal {path} names paths outside this run's layout "
+            f"({final}, {staged}, {previous}); {fix}"
+        )
+    check_entry(final, directory=True)
+    return final, staged, previous

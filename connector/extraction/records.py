@@ -21,7 +21,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from connector.config import Config
+from connector.dataset.layout import make_dirs
 from connector.dataset.writer import write_json_atomic
+from connector.errors import OutputError
 from connector.extraction.summary import RunSummary
 from connector.redaction import redact
 
@@ -75,9 +77,9 @@ def write_run_record(
     # Failure details come from servers; scrub once more so no token reaches the disk.
     text_safe = _scrub(document, secrets)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(path, text_safe)
-    except OSError as exc:
+        make_dirs(root, RUNS_DIR, summary.snapshot_date)
+        write_json_atomic(path, text_safe, mode=0o644)  # others may read it, not change it
+    except (OSError, OutputError) as exc:
         summary.record = None
         log.warning("could not write the run record %s: %s", path, exc, extra={"event": "record"})
         return None

@@ -20,12 +20,13 @@ from pathlib import Path
 from connector._version import __version__
 from connector.config import Config, validate_output
 from connector.dataset.flatten import Row
+from connector.dataset.layout import REJECTED_DIR
 from connector.dataset.lock import RunLock
 from connector.dataset.published import published_targets
 from connector.dataset.rejected import save_rejected
 from connector.dataset.schema import SCHEMA_VERSION
 from connector.dataset.storage import local_root
-from connector.dataset.writer import REJECTED_DIR, SnapshotWriter, recover_staging
+from connector.dataset.writer import SnapshotWriter, recover_staging
 from connector.errors import (
     AuthenticationError,
     ExitCode,
@@ -407,7 +408,7 @@ def _record(
         try:
             save_rejected(root, day, error, error.raw, secrets)
             summary.rejected_dir = str(root / REJECTED_DIR / day.isoformat())
-        except OSError as exc:  # keeping evidence must never cost the run
+        except (OSError, OutputError) as exc:  # keeping evidence must never cost the run
             log.warning(
                 "could not keep the rejected payload of %s/%s: %s",
                 outcome.org,
