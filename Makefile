@@ -15,7 +15,10 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
-.PHONY: install lock test lint demo bench clean
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
+
+.PHONY: install lock test test-airflow lint demo bench clean
 
 install: $(STAMP)
 
@@ -40,6 +43,16 @@ lint: $(STAMP)
 test: lint
 	$(PY) -m pytest
 
+# Airflow in its own virtualenv (its dependency tree is large and not the connector's), from the
+# same lock (the `airflow` dependency group); runs the tests marked `airflow` (the sample DAGs,
+# for real with dag.test() against the simulator). Skipped by `make test`.
+$(AIRFLOW_STAMP): pyproject.toml uv.lock $(UV_BIN)
+	UV_PROJECT_ENVIRONMENT=$(AIRFLOW_VENV) $(UV) sync --locked --quiet --group airflow
+	touch $(AIRFLOW_STAMP)
+
+test-airflow: $(AIRFLOW_STAMP)
+	CONNECTOR_TESTS_REQUIRE_AIRFLOW=1 $(AIRFLOW_VENV)/bin/python -m pytest -m airflow
+
 demo: $(STAMP)
 	$(PY) -m connector.simulator.demo
 
@@ -48,4 +61,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_processes.py
 
 clean:
-	rm -rf $(VENV) .venv-uv demo-data bench-data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(AIRFLOW_VENV) .venv-uv demo-data bench-data .pytest_cache .mypy_cache .ruff_cache
