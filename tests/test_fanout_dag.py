@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from helpers import TOKEN, config_document, write_config
-from test_scheduling_samples import _airflow_env, _dotted, _run_python, needs_airflow
+from test_scheduling_samples import _airflow_env, _dotted, _run_python
 
 import connector
 from connector.errors import ExitCode
@@ -129,7 +129,7 @@ def _migrate(env: dict[str, str]) -> None:
     assert migrate.returncode == 0, migrate.stderr[-3000:]
 
 
-@needs_airflow
+@pytest.mark.airflow
 def test_the_fanout_dag_imports_cleanly(tmp_path: Path) -> None:
     (tmp_path / "dags").mkdir()
     code = IMPORT_CHECK.format(path=str(DAG_FILE), dag_id=DAG_ID)
@@ -145,7 +145,7 @@ def test_the_fanout_dag_imports_cleanly(tmp_path: Path) -> None:
     assert all(retries >= 1 for retries in answer["retries"].values())
 
 
-@needs_airflow
+@pytest.mark.airflow
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 def test_three_shards_a_retried_shard_one_publish_and_the_report(
