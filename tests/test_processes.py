@@ -58,6 +58,13 @@ def test_two_processes_publish_one_snapshot_with_one_summary(setup: Any, tmp_pat
     assert summary["requests"] == json.loads(single.stdout)["requests"]
     assert summary["requests_by_operation"] == json.loads(single.stdout)["requests_by_operation"]
     assert summary["requests_by_operation"]["listModelVersions"] == 12
+    # mixed shape: a getModelVersion for every string entry but the latest
+    details = sum(1 for row in registry.expected_rows(1) if row["file_size_bytes"] is not None)
+    assert summary["requests"] == {"200": 12 + details}
+    assert summary["requests_by_operation"] == {
+        "getModelVersion": details,
+        "listModelVersions": 12,
+    }
     assert project(dataset_rows(out)) == project(expected(registry, 1))
     manifest = json.loads(Path(summary["partition"], "_manifest.json").read_text())
     assert manifest["run_id"] == summary["run_id"]
