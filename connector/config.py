@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -23,6 +25,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from connector.errors import ConfigError
@@ -33,6 +36,39 @@ _ENV_REFERENCE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}"
 
 OrgSlug = Annotated[str, Field(pattern=ORG_PATTERN, description="org slug, as in the API path")]
 ModelSlug = Annotated[str, Field(pattern=MODEL_PATTERN, description="model slug, without org")]
+
+SLUG_PROBLEM = "not a valid slug (letters, digits, '.', '_', '-'; starts alphanumeric)"
+_GLOB_CHARACTERS = frozenset("*?[")
+_GLOB_TEXT = re.compile(r"^[A-Za-z0-9._\-*?\[\]!]{1,200}$")
+_BRACKET_SET = re.compile(r"\[!?[A-Za-z0-9._-]+\]")
+
+
+def is_pattern(entry: str) -> bool:
+    """Whether a `models`/`exclude` entry is a glob pattern (`*`, `?`, `[...]`), not a slug."""
+    return not _GLOB_CHARACTERS.isdisjoint(entry)
+
+
+def _model_entry(value: str) -> str:
+    """A model slug, or a glob pattern over slugs (fnmatch syntax, case-sensitive)."""
+    if not is_pattern(value):
+        if not re.fullmatch(MODEL_PATTERN, value):
+            raise ValueError(SLUG_PROBLEM)
+        return value
+    if not _GLOB_TEXT.fullmatch(value):
+        raise ValueError(
+            "not a valid pattern: slug characters and the wildcards *, ? and [...] only "
+            "(no '/': the org is given by orgs[].name)"
+        )
+    outside = _BRACKET_SET.sub("", value)
+    if "[" in outside or "]" in outside or "!" in outside:
+        raise ValueError(
+            "not a valid pattern: every [ must close with ] around at least one slug "
+            "character, and ! only negates a [...] set"
+        )
+    return value
+
+
+ModelEntry = Annotated[str, AfterValidator(_model_entry)]
 
 
 def _check_token(value: SecretStr, empty_message: str) -> SecretStr:
@@ -158,8 +194,47 @@ class OrgSettings(_Settings):
     """One org and the models to snapshot in it."""
 
     name: OrgSlug
-    models: list[ModelSlug] = Field(min_length=1, description="model slugs (at least one)")
+    models: list[ModelEntry] = Field(
+        min_length=1,
+        description="model slugs or glob patterns (at least one); a pattern means the models "
+        "listModels lists are discovered and matched",
+    )
+    exclude: list[ModelEntry] = Field(
+        default_factory=list, description="slugs or patterns removed from the discovered models"
+    )
     token: SecretStr | None = Field(None, description="token for this org only")
+
+    @property
+    def slugs(self) -> list[str]:
+        """The models named exactly: fetched whether discovery lists them or not."""
+        return [entry for entry in self.models if not is_pattern(entry)]
+
+    @property
+    def patterns(self) -> list[str]:
+        """The glob patterns; any at all makes the run call listModels for this org."""
+        return [entry for entry in self.models if is_pattern(entry)]
+
+    def wants(self, model: str) -> bool:
+        """Whether a discovered model is a target: it matches a pattern and no `exclude`."""
+        return any(fnmatchcase(model, p) for p in self.patterns) and not self.excludes(model)
+
+    def excludes(self, model: str) -> bool:
+        """Whether an `exclude` entry matches the model."""
+        return any(fnmatchcase(model, pattern) for pattern in self.exclude)
+
+    @model_validator(mode="after")
+    def _exclude_applies_to_patterns(self) -> OrgSettings:
+        if self.exclude and not self.patterns:
+            raise ValueError(
+                "exclude: only removes models discovered through a pattern, and models has none"
+            )
+        named = [slug for slug in self.slugs if self.excludes(slug)]
+        if named:
+            raise ValueError(
+                f"exclude: matches {', '.join(named)}, which models names exactly "
+                "(remove one or the other)"
+            )
+        return self
 
     @field_validator("token")
     @classmethod
@@ -232,8 +307,21 @@ class Config(_Settings):
         return self._source
 
     def targets(self) -> list[tuple[str, str]]:
-        """Every (org, model) in configuration order."""
-        return [(org.name, model) for org in self.orgs for model in org.models]
+        """Every (org, model) named exactly, in configuration order; discovered targets come
+        from `connector.extraction.plan.plan_targets`."""
+        return [(org.name, model) for org in self.orgs for model in org.slugs]
+
+    def discovers(self) -> bool:
+        """Whether any org has a pattern, so resolving the targets calls listModels."""
+        return any(org.patterns for org in self.orgs)
+
+    def covers(self, org: str, model: str) -> bool:
+        """Whether this config targets `org/model` when the registry lists it: named exactly,
+        or matched by a pattern and not excluded."""
+        for settings in self.orgs:
+            if settings.name == org:
+                return model in settings.slugs or settings.wants(model)
+        return False
 
     def token_for(self, org: str) -> str:
         """The org's own token if it has one, else the registry token."""

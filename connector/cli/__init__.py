@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "publish": "connector.cli.publish:publish",
     "report": "connector.cli.report:report",
     "simulate": "connector.cli.simulate:simulate",
+    "targets": "connector.cli.targets:targets",
     "validate": "connector.cli.validate:validate",
 }
 
@@ -31,6 +32,7 @@ SHORT_HELP: dict[str, str] = {
     "publish": "Merge the staged shards of one date into its snapshot and publish it.",
     "report": "Downloads gained per version, model, org or framework between two snapshots.",
     "simulate": "Serve a simulated model registry on a loopback port until SIGTERM or Ctrl-C.",
+    "targets": "Print the resolved target list; calls listModels only (exit 3: a listing failed).",
     "validate": "Check a config file without calling the API (exit 2 on problems).",
 }
 

@@ -16,7 +16,14 @@ def validate(config_path: str) -> None:
     for warning in config.warnings:
         click.echo(f"Warning: {warning}", err=True)
     targets = config.targets()
+    patterns = sum(len(org.patterns) for org in config.orgs)
+    discovered = (
+        f" and {patterns} pattern(s) resolved by listModels at run time "
+        "(`connector targets` lists them)"
+        if patterns
+        else ""
+    )
     click.echo(
-        f"OK: {config_path}: {len(config.orgs)} org(s), {len(targets)} model(s), "
+        f"OK: {config_path}: {len(config.orgs)} org(s), {len(targets)} model(s){discovered}, "
         f"registry {config.registry.base_url}, output {config.output.uri}"
     )

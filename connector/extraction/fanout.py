@@ -173,6 +173,8 @@ def _record(summary: RunSummary, targets: list[tuple[str, str]], digest: str) ->
         "requests_by_operation": summary.requests_by_operation,
         "failures": summary.failures,
         "auth_failed_orgs": summary.auth_failed_orgs,
+        "discovery_failed_orgs": summary.discovery_failed_orgs,
+        "dropped_versions": summary.dropped_versions,
         "backdated": summary.backdated,
         "rejected_dir": summary.rejected_dir,
         "rows": summary.rows,

@@ -14,7 +14,7 @@ publish apply exactly the same rules:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 
 from connector.errors import ConfigError
@@ -66,10 +66,17 @@ def check_snapshot_date(day: date, observed_at: datetime, *, allow_backdate: boo
 
 
 def missing_targets(
-    existing: Iterable[tuple[str, str]], targets: Iterable[tuple[str, str]]
+    existing: Iterable[tuple[str, str]],
+    targets: Iterable[tuple[str, str]],
+    covered: Callable[[str, str], bool] | None = None,
 ) -> list[tuple[str, str]]:
-    """The (org, model) pairs the existing partition holds that the run does not target, sorted."""
-    return sorted(set(existing) - set(targets))
+    """The (org, model) pairs the existing partition holds that the run does not target, sorted.
+
+    `covered` (a config's `covers`) also spares a model a pattern would take if the registry
+    listed it: one deleted from the registry since is not half a config, and a failed
+    listing is refused by the publish guard instead."""
+    missing = set(existing) - set(targets)
+    return sorted(t for t in missing if covered is None or not covered(*t))
 
 
 def describe_missing(missing: list[tuple[str, str]], day: date) -> str:

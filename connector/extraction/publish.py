@@ -91,7 +91,7 @@ def publish_locked(
         summary = merge(parts, run_id, uri, day, _now())
         summary.warnings = list(config.warnings)
         try:
-            if replace or not _refused_as_half_config(summary, parts, root, day):
+            if replace or not _refused_as_half_config(config, summary, parts, root, day):
                 _merge_and_publish(config, summary, parts, root, day, ratio)
         except OutputError as exc:
             summary.exit_code = ExitCode.OUTPUT
@@ -116,12 +116,12 @@ def publish_locked(
 
 
 def _refused_as_half_config(
-    summary: RunSummary, parts: list[staging.StagedPart], root: Path, day: date
+    config: Config, summary: RunSummary, parts: list[staging.StagedPart], root: Path, day: date
 ) -> bool:
     """The half-config guard over all parts: True (the summary says why) when the published
     partition holds a model no part targets."""
     targets = [(org, model) for part in parts for org, model in part.record.get("targets", [])]
-    missing = missing_targets(published_targets(root, day), targets)
+    missing = missing_targets(published_targets(root, day), targets, config.covers)
     if not missing:
         return False
     summary.exit_code = ExitCode.NOT_PUBLISHED
@@ -249,11 +249,18 @@ def merge(
     )
     requests: dict[str, int] = {}
     operations: dict[str, int] = {}
+    failures: dict[tuple[str, str], dict[str, Any]] = {}
     for part in parts:
         record: dict[str, Any] = part.record
         summary.targets_attempted += len(record.get("targets", []))
         summary.targets_succeeded += int(record.get("targets_succeeded", 0))
-        summary.failures += record.get("failures", [])
+        # Every shard lists the org itself, so a failed listing is reported by each: once here.
+        for failure in record.get("failures", []):
+            failures.setdefault((failure["org"], failure["model"]), failure)
+        for org in record.get("discovery_failed_orgs", []):
+            if org not in summary.discovery_failed_orgs:
+                summary.discovery_failed_orgs.append(org)
+        summary.dropped_versions += record.get("dropped_versions", [])
         for org in record.get("auth_failed_orgs", []):
             if org not in summary.auth_failed_orgs:
                 summary.auth_failed_orgs.append(org)
@@ -265,6 +272,11 @@ def merge(
         summary.backdated = summary.backdated or bool(record.get("backdated"))
     summary.requests = dict(sorted(requests.items()))
     summary.requests_by_operation = dict(sorted(operations.items()))
+    summary.failures = list(failures.values())
+    targeted = {tuple(t) for part in parts for t in part.record.get("targets", [])}
+    summary.targets_attempted += sum(1 for key in failures if key not in targeted)  # listings
+    summary.discovery_failed_orgs.sort()
+    summary.dropped_versions.sort(key=lambda d: (d["org"], d["model"], d["version"]))
     summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
     summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
     return summary

@@ -37,6 +37,7 @@ from connector.errors import (
 )
 from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
 from connector.extraction.interrupt import Interrupt, signal_name
+from connector.extraction.plan import TargetPlan, plan_targets
 from connector.extraction.progress import RejectedOrgs, RunProgress
 from connector.extraction.records import run_settings, write_run_record
 from connector.extraction.sharding import Shard, select
@@ -70,6 +71,8 @@ class _Run:
         self.incompatible: IncompatibleAPIError | None = None
         self.tokens = {org.name: config.token_for(org.name) for org in config.orgs}
         self.version_detail = config.registry.version_detail
+        self.concurrency = config.registry.concurrency
+        self.secrets = config.secrets()
 
     def fetch(self, target: tuple[str, str]) -> _TargetOutcome:
         """Runs in a worker thread: fetch and flatten one target. Never raises: whatever goes
@@ -218,7 +221,7 @@ def _stopped_by_exception(summary: RunSummary, exc: BaseException) -> None:
 def _refused_as_half_config(config: Config, summary: RunSummary, root: Path, day: date) -> bool:
     """The half-config guard: True (and the summary says why) when the published partition of
     `day` holds a model this run does not target, so publishing would lose it."""
-    missing = missing_targets(published_targets(root, day), config.targets())
+    missing = missing_targets(published_targets(root, day), config.targets(), config.covers)
     if not missing:
         return False
     summary.exit_code = ExitCode.NOT_PUBLISHED
@@ -282,63 +285,103 @@ def _fetch_targets(
     tick: Callable[[], None] | None,
     interrupt: Interrupt,
 ) -> list[tuple[str, str]]:
-    targets = select(config.targets(), shard)
+    """Resolve the targets (discovery included) and fetch those of the shard (all, if none)."""
     secrets = config.secrets()
-    summary.targets_attempted = len(targets)
-    concurrency = config.registry.concurrency
     show_progress = sys.stderr.isatty() if progress is None else progress
-    log.info(
-        "extracting %d target(s) into %s",
-        len(targets),
-        summary.output_uri,
-        extra={"event": "run_started", "run_id": summary.run_id},
-    )
     # Set on a 426, or when the run stops early: no new requests, no more retries.
     cancelled = threading.Event()
+    plan, targets = TargetPlan(), []
     with (
         RegistryClient(config.registry, secrets=secrets, cancelled=cancelled) as client,
-        RunProgress(len(targets), enabled=show_progress) as bar,
         interrupt.watch(lambda: _stop(client, interrupt)),
     ):
         run = _Run(config, client, cancelled)
         rejected = RejectedOrgs(client.blocked)
-        workers = WorkerPool(
-            run.fetch, targets, min(concurrency, len(targets)), name="fetch", abandoned=client.abort
-        )
         try:
-            for outcome in workers:
-                quiet = outcome.error is not None and rejected.absorb(outcome.error)
-                _record(summary, writer, outcome, root, day, secrets, quiet=quiet)
-                bar.advance(ok=outcome.error is None)
-                if tick is not None:
-                    tick()
-                if cancelled.is_set() or interrupt.requested:
-                    workers.stop()
-            why = "interrupted" if interrupt.requested else "aborted"
-            for org, model in workers.unstarted():  # left over when a 426 or a signal stopped it
-                skipped = SkippedError(f"not attempted: the run was {why}", attempts=0)
-                skipped.org, skipped.model = org, model
-                _record(
-                    summary, writer, _TargetOutcome(org, model, error=skipped), root, day, secrets
-                )
+            plan = plan_targets(config, client)
+            targets = select(plan.targets, shard)
+            _record_plan(summary, writer, plan, root, day, secrets)
+            summary.targets_attempted += len(targets)
+            log.info(
+                "extracting %d target(s) into %s",
+                len(targets),
+                summary.output_uri,
+                extra={"event": "run_started", "run_id": summary.run_id},
+            )
+            with RunProgress(len(targets), enabled=show_progress) as bar:
+
+                def advance(ok: bool) -> None:
+                    bar.advance(ok=ok)
+                    if tick is not None:
+                        tick()
+
+                _fetch_pool(summary, writer, root, day, run, targets, advance, interrupt, rejected)
         finally:
-            rejected.log(
-                secrets
-            )  # also when the writer fails mid-run: the summary must not under-report
+            rejected.log(secrets)
+            # also when the writer fails mid-run: the summary must not under-report
             summary.requests = dict(client.requests_by_status)
             summary.requests_by_operation = dict(client.requests_by_operation)
             summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
             summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
             summary.dropped_versions.sort(key=lambda d: (d["org"], d["model"], d["version"]))
+    incompatible = plan.incompatible or run.incompatible
     if interrupt.requested:
         _interrupted(summary, interrupt)
-    elif run.incompatible is not None:
+    elif incompatible is not None:
         summary.exit_code = ExitCode.INCOMPATIBLE_API
         summary.message = (
             f"the registry no longer accepts this connector version ({__version__}): "
-            f"HTTP 426 {redact(run.incompatible.detail, secrets)}; {UPGRADE_HINT}"
+            f"HTTP 426 {redact(incompatible.detail, secrets)}; {UPGRADE_HINT}"
         )
     return targets
+
+
+def _record_plan(
+    summary: RunSummary,
+    writer: SnapshotWriter,
+    plan: TargetPlan,
+    root: Path,
+    day: date,
+    secrets: list[str],
+) -> None:
+    """Discovery's failures count as failed targets (one per org, against the publish guard)
+    and its warnings (a pattern matching nothing, an unusable listed name) are kept."""
+    for warning in plan.warnings:
+        summary.warnings.append(warning)
+        log.warning("%s", warning, extra={"event": "discovery_warning"})
+    summary.discovery_failed_orgs = plan.failed_orgs
+    summary.targets_attempted += len(plan.failures)
+    for error in plan.failures:
+        outcome = _TargetOutcome(error.org or "", error.model or "", error=error)
+        _record(summary, writer, outcome, root, day, secrets)
+
+
+def _fetch_pool(
+    summary: RunSummary,
+    writer: SnapshotWriter,
+    root: Path,
+    day: date,
+    run: _Run,
+    targets: list[tuple[str, str]],
+    advance: Callable[[bool], None],
+    interrupt: Interrupt,
+    rejected: RejectedOrgs,
+) -> None:
+    """Fetch the targets on the worker pool, recording each outcome as it finishes."""
+    secrets = run.secrets
+    threads = min(run.concurrency, len(targets))
+    workers = WorkerPool(run.fetch, targets, threads, name="fetch", abandoned=run.client.abort)
+    for outcome in workers:
+        quiet = outcome.error is not None and rejected.absorb(outcome.error)
+        _record(summary, writer, outcome, root, day, secrets, quiet=quiet)
+        advance(outcome.error is None)
+        if run.cancelled.is_set() or interrupt.requested:
+            workers.stop()
+    why = "interrupted" if interrupt.requested else "aborted"
+    for org, model in workers.unstarted():  # left over when a 426 or a signal stopped it
+        skipped = SkippedError(f"not attempted: the run was {why}", attempts=0)
+        skipped.org, skipped.model = org, model
+        _record(summary, writer, _TargetOutcome(org, model, error=skipped), root, day, secrets)
 
 
 def _stop(client: RegistryClient, interrupt: Interrupt) -> None:
@@ -440,6 +483,15 @@ def _finish(
     ):
         return
     auth_failed = bool(summary.auth_failed_orgs)
+    if summary.discovery_failed_orgs and ratio > 0:
+        summary.exit_code = ExitCode.AUTH if auth_failed else ExitCode.NOT_PUBLISHED
+        summary.message = (
+            f"discovery failed for org(s) {', '.join(summary.discovery_failed_orgs)}: how many "
+            "models they have is unknown, so publishing could silently shrink the snapshot; "
+            "nothing was published so the previous snapshot stays as it was "
+            "(min_success_ratio 0 publishes anyway)"
+        )
+        return
     if summary.success_ratio < ratio:
         summary.exit_code = ExitCode.AUTH if auth_failed else ExitCode.NOT_PUBLISHED
         summary.message = (
@@ -470,6 +522,8 @@ def _finish(
         "min_success_ratio": ratio,
         "failures": summary.failures,
         "dropped_versions": summary.dropped_versions,
+        "discovery_failed_orgs": summary.discovery_failed_orgs,
+        "warnings": summary.warnings,
     }
     if summary.shards:
         manifest["shards"] = summary.shards

@@ -33,6 +33,8 @@ class RunSummary:
     # Versions listed but deleted before their detail was fetched (a 404): no row, no failure.
     dropped_versions: list[dict[str, Any]] = field(default_factory=list)
     auth_failed_orgs: list[str] = field(default_factory=list)  # orgs whose token was refused
+    # Orgs whose listModels failed: their discovered models are unknown, so nothing publishes.
+    discovery_failed_orgs: list[str] = field(default_factory=list)
     published: bool = False
     partition: str | None = None
     rejected_dir: str | None = None

@@ -243,11 +243,20 @@ def expected_rows(
     return rows
 
 
-def models_page(catalog: Catalog, org: str, day: int, query: str) -> dict[str, Any] | list[Any]:
+LISTING_QUIRKS = ("", "shift", "repeat", "shuffle")
+
+
+def models_page(
+    catalog: Catalog, org: str, day: int, query: str, key: str = "models", quirk: str = ""
+) -> dict[str, Any] | list[Any]:
     """listModels' body for one page, or the 422 `errors` list if the query is invalid.
 
     Models without versions are left out: there is no summary to give for them. The order is
-    the catalog's, whatever `sort_by` says, so pages stay stable while the day moves.
+    the catalog's, whatever `sort_by` says, so pages stay stable while the day moves. `key`
+    names the list (`models`, or `items` as some deployments answer). `quirk` misbehaves the
+    way real listings do: `shift` starts each page after the first one model early (a model
+    created at the top during paging), `repeat` ignores `page`, `shuffle` reorders the
+    models differently for every page.
     """
     params = parse_qs(query)
     values, errors = {"page": 1, "limit": 50}, []
@@ -268,4 +277,10 @@ def models_page(catalog: Catalog, org: str, day: int, query: str) -> dict[str, A
         if owner == org and (versions := live(every, day))
     ]
     start = (page - 1) * limit
-    return {"models": summaries[start : start + limit], "total": len(summaries), **values}
+    if quirk == "shift" and page > 1:
+        start -= 1
+    elif quirk == "repeat":
+        start = 0
+    elif quirk == "shuffle":
+        random.Random(f"{org}:{page}").shuffle(summaries)
+    return {key: summaries[start : start + limit], "total": len(summaries), **values}

@@ -108,6 +108,10 @@ class FaultPlan:
     # The first N attempts at "org/model" answer 503, later ones succeed: an outage that a
     # retry (of the request, or of a whole orchestrator task) outlasts.
     fail_first: Mapping[str, int] = field(default_factory=dict)
+    # listModels of an org answers this status on every page.
+    listing_status: Mapping[str, int] = field(default_factory=dict)
+    # how listModels pages misbehave: "", "shift", "repeat" or "shuffle" (see catalog)
+    listing_quirk: str = ""
 
     def __post_init__(self) -> None:
         for name in ("rate_5xx", "html_5xx_fraction", "rate_429", "rate_reset", "rate_slow"):
@@ -140,10 +144,26 @@ class FaultPlan:
             _check_key(key, "fail_first")
             if count < 0:
                 raise ValueError(f"fail_first {key}: {count} must not be negative")
+        for org, status in self.listing_status.items():
+            if not org or "/" in org:
+                raise ValueError(f"listing_status: {org!r} is not an org")
+            if not 400 <= status <= 599:
+                raise ValueError(f"listing_status {org}: {status} is not a 4xx/5xx status")
+        if self.listing_quirk not in ("", "shift", "repeat", "shuffle"):
+            raise ValueError(
+                f"listing_quirk {self.listing_quirk!r} is not one of shift, repeat, shuffle"
+            )
         # Freeze the containers too, so a plan shared between threads cannot change under them.
         object.__setattr__(self, "not_found", frozenset(self.not_found))
         object.__setattr__(self, "forbidden_orgs", frozenset(self.forbidden_orgs))
-        for name in ("status_for", "malformed", "redirect", "detail_status", "fail_first"):
+        for name in (
+            "status_for",
+            "malformed",
+            "redirect",
+            "detail_status",
+            "fail_first",
+            "listing_status",
+        ):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
 

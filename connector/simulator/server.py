@@ -74,6 +74,7 @@ class SimulatorConfig:
     org_tokens: Mapping[str, str] = field(default_factory=dict)
     latency_seconds: float = 0.0
     versions_shape: str = "strings"
+    models_key: str = "models"  # listModels' list key: "models" (the contract) or "items"
     faults: FaultPlan = field(default_factory=FaultPlan)
     host: str = "127.0.0.1"
     port: int = 0
@@ -87,6 +88,8 @@ class SimulatorConfig:
             raise ValueError(f"day must be at least 1, got {self.day}")
         if self.latency_seconds < 0:
             raise ValueError("latency_seconds must not be negative")
+        if self.models_key not in ("models", "items"):
+            raise ValueError("models_key must be models or items")
         if self.versions_shape not in data.VERSIONS_SHAPES:
             raise ValueError(f"versions_shape must be one of {', '.join(data.VERSIONS_SHAPES)}")
         if not is_loopback_host(self.host):
@@ -105,10 +108,22 @@ class SimulatorStats:
     by_status: dict[int, int]
     by_target: dict[str, int]
     authorization_headers_seen: list[str | None]
+    by_operation: dict[str, int] = field(default_factory=dict)  # API routes by operationId
 
 
 def _dump(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _operation(parts: list[str]) -> str | None:
+    """The contract operation a request path names, if any."""
+    if parts[:4] != ["", "api", "v1", "org"] or len(parts) < 6 or parts[5] != "models":
+        return None
+    if len(parts) == 6:
+        return "listModels"
+    if len(parts) == 8:
+        return "listModelVersions" if parts[7] == "versions" else "getModelVersion"
+    return None
 
 
 class SimulatedRegistry:
@@ -207,6 +222,7 @@ class SimulatedRegistry:
                 by_status=dict(self._by_status),
                 by_target=dict(self._by_target),
                 authorization_headers_seen=list(self._auth_seen),
+                by_operation=dict(self._by_operation),
             )
 
     def reset_stats(self) -> None:
@@ -215,6 +231,7 @@ class SimulatedRegistry:
             self._requests = 0
             self._by_status: Counter[int] = Counter()
             self._by_target: Counter[str] = Counter()
+            self._by_operation: Counter[str] = Counter()
             self._auth_seen: list[str | None] = []
 
     # -- ground truth ------------------------------------------------------------------------
@@ -266,6 +283,9 @@ class SimulatedRegistry:
             self._auth_seen.append(authorization)
             if target is not None and parts[:4] == ["", "api", "v1", "org"]:
                 self._by_target[target] += 1
+            operation = _operation(parts)
+            if operation is not None:
+                self._by_operation[operation] += 1
         return reply
 
     def _decide(
@@ -346,7 +366,11 @@ class SimulatedRegistry:
         return Reply(200, body, delay=delay)
 
     def _models_reply(self, org: str, query: str, plan: FaultPlan, day: int) -> Reply:
-        page = data.models_page(self._catalog, org, day, query)
+        if org in plan.listing_status:
+            return status_reply(plan.listing_status[org], f"{org}/*", plan.retry_after)
+        page = data.models_page(
+            self._catalog, org, day, query, self.config.models_key, plan.listing_quirk
+        )
         if isinstance(page, list):
             return error_reply(422, "Invalid query parameters", errors=page)
         fault, delay = self._draw(plan, f"{org}?page={page['page']}&limit={page['limit']}")

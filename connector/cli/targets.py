@@ -1,0 +1,98 @@
+"""`connector targets`: print the resolved target list, for a person to check before a run.
+
+It resolves the targets exactly as `extract` does (`plan_targets`), so it calls listModels for
+the orgs with a pattern and nothing else: no version list, no detail, no write.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from connector.cli.options import config_option, logging_options
+from connector.config import load_config
+from connector.errors import AuthenticationError, ExitCode
+from connector.logs import add_secrets, configure_logging
+
+if TYPE_CHECKING:
+    from connector.extraction.plan import TargetPlan
+
+
+@click.command()
+@config_option
+@click.option(
+    "--format",
+    "output_format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="One org/model per line, or a JSON document with the discovery details.",
+)
+@logging_options
+def targets(config_path: str, output_format: str, log_level: str, log_format: str) -> None:
+    """Print the resolved target list; calls listModels only (exit 3: a listing failed)."""
+    from connector.extraction.plan import plan_targets
+    from connector.http.client import RegistryClient
+    from connector.redaction import redact
+
+    configure_logging(log_level, log_format)
+    config = load_config(config_path)
+    secrets = config.secrets()
+    add_secrets(secrets)
+    for warning in config.warnings:
+        click.echo(f"Warning: {warning}", err=True)
+    with RegistryClient(config.registry, secrets=secrets) as client:
+        plan = plan_targets(config, client)
+    for failure in plan.failures:
+        failure.detail = redact(failure.detail, secrets)
+    named = set(config.targets())
+    if output_format == "json":
+        click.echo(json.dumps(_document(plan, named), indent=2))
+    else:
+        for org, model in plan.targets:
+            click.echo(f"{org}/{model}")
+        for warning in plan.warnings:
+            click.echo(f"Warning: {warning}", err=True)
+        for failure in plan.failures:
+            click.echo(f"Error: {failure}", err=True)
+        listed = ", ".join(
+            f"{org}: {len(d.models)} listed in {d.pages} page(s)"
+            for org, d in sorted(plan.discovered.items())
+        )
+        click.echo(
+            f"{len(plan.targets)} target(s): {len(named)} named, "
+            f"{len(set(plan.targets) - named)} discovered" + (f" ({listed})" if listed else ""),
+            err=True,
+        )
+    sys.exit(int(_exit_code(plan)))
+
+
+def _document(plan: TargetPlan, named: set[tuple[str, str]]) -> dict[str, Any]:
+    return {
+        "targets": [
+            {
+                "org": org,
+                "model": model,
+                "source": "named" if (org, model) in named else "discovered",
+            }
+            for org, model in plan.targets
+        ],
+        "discovered": {
+            org: {"listed": len(d.models), "pages": d.pages}
+            for org, d in sorted(plan.discovered.items())
+        },
+        "failures": [failure.to_failure() for failure in plan.failures],
+        "warnings": plan.warnings,
+    }
+
+
+def _exit_code(plan: TargetPlan) -> ExitCode:
+    """5 for a 426, 4 for a refused token, 3 for another failed listing (the list is short)."""
+    if plan.incompatible is not None:
+        return ExitCode.INCOMPATIBLE_API
+    if any(isinstance(failure, AuthenticationError) for failure in plan.failures):
+        return ExitCode.AUTH
+    return ExitCode.PARTIAL if plan.failures else ExitCode.OK
