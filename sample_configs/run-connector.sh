@@ -28,7 +28,9 @@
 #
 # Alert hook: ALERT_COMMAND (environment or ENV_FILE), run as `$ALERT_COMMAND LEVEL MESSAGE`
 # with LEVEL `warn` or `page` (split on spaces, no quoting). Unset, alerts go to syslog through
-# logger(1), tag `model-versions`; add mail, a pager or a chat webhook in `default_alert` below.
+# logger(1), tag `model-versions`, if the syslog socket exists (SYSLOG_SOCKET, default
+# /dev/log); without one the alert is on stderr only and a line says so. Add mail, a pager or a
+# chat webhook in `default_alert` below.
 
 set -u
 
@@ -61,8 +63,16 @@ default_alert() {  # LEVEL MESSAGE
         page) priority=user.crit ;;
         *) priority=user.warning ;;
     esac
-    if command -v logger >/dev/null 2>&1; then
-        logger -t model-versions -p "$priority" "$1: $2"
+    # logger(1) exits 0 even when nothing listens on the syslog socket (a container, a host
+    # without a syslog daemon), so an alert would be lost without a word: check first, and
+    # say so on stderr (the log) when syslog cannot take it.
+    socket=${SYSLOG_SOCKET:-/dev/log}
+    if ! command -v logger >/dev/null 2>&1; then
+        echo "$PROGRAM: logger(1) not found: this alert went to stderr only (set ALERT_COMMAND)" >&2
+    elif [ ! -S "$socket" ]; then
+        echo "$PROGRAM: no syslog socket at $socket: this alert went to stderr only (set ALERT_COMMAND)" >&2
+    elif ! logger -t model-versions -p "$priority" "$1: $2"; then
+        echo "$PROGRAM: logger failed: this alert went to stderr only (set ALERT_COMMAND)" >&2
     fi
     # Mail the pages, for instance (needs a configured mail(1)):
     # [ "$1" = page ] && printf '%s\n' "$2" | mail -s "model-versions: $1" oncall@example.com

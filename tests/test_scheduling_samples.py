@@ -15,18 +15,20 @@ import json
 import os
 import re
 import shlex
+import socket
 import stat
 import subprocess
 import sys
 import textwrap
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
+from click.testing import CliRunner
 from helpers import TOKEN, config_document, write_config
 
 import connector
@@ -311,8 +313,20 @@ def test_wrapper_names_every_exit_code_like_the_connector() -> None:
         assert names.get(str(int(code))) == code.name.lower()
 
 
-def test_wrapper_default_alert_goes_to_syslog(wrapper_env: dict[str, Any]) -> None:
-    environment = dict(wrapper_env["env"])
+@pytest.fixture
+def syslog_socket(tmp_path: Path) -> Iterator[Path]:
+    """A listening Unix datagram socket standing in for /dev/log."""
+    path = tmp_path / "log.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(str(path))
+    yield path
+    server.close()
+
+
+def test_wrapper_default_alert_goes_to_syslog(
+    wrapper_env: dict[str, Any], syslog_socket: Path
+) -> None:
+    environment = {**wrapper_env["env"], "SYSLOG_SOCKET": str(syslog_socket)}
     del environment["ALERT_COMMAND"]
     result = run_wrapper({**wrapper_env, "env": environment}, exit_code=7)
     assert result.returncode == 7
@@ -322,6 +336,42 @@ def test_wrapper_default_alert_goes_to_syslog(wrapper_env: dict[str, Any]) -> No
     ]
     result = run_wrapper({**wrapper_env, "env": environment}, exit_code=3)
     assert lines(wrapper_env["syslog"])[-1].startswith("-t model-versions -p user.warning warn: ")
+
+
+def test_wrapper_says_so_when_syslog_cannot_take_the_alert(wrapper_env: dict[str, Any]) -> None:
+    """logger(1) exits 0 with no syslog socket: the alert must not vanish silently."""
+    environment = dict(wrapper_env["env"])
+    del environment["ALERT_COMMAND"]
+    missing = wrapper_env["env_file"].parent / "no-such-socket"
+    setup = {**wrapper_env, "env": {**environment, "SYSLOG_SOCKET": str(missing)}}
+    result = run_wrapper(setup, exit_code=8)
+    assert result.returncode == 8
+    assert lines(wrapper_env["syslog"]) == []  # logger was not trusted with it
+    assert "run-connector: page: connector extract --config c.yaml exited 8" in result.stderr
+    assert f"no syslog socket at {missing}: this alert went to stderr only" in result.stderr
+
+
+def test_crontab_says_the_report_needs_no_token(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The crontab's claim, checked: `report --config` reads only output.uri."""
+    comments = " ".join(
+        line.lstrip("#").strip()
+        for line in CRONTAB.read_text("utf-8").splitlines()
+        if line[:1] == "#"
+    )
+    assert "it uses nothing but output.uri, so it needs no token" in comments
+    assert "resolves ${MODEL_REGISTRY_TOKEN}" not in comments
+    document = {
+        "registry": {"base_url": "http://127.0.0.1:1", "token": "${MODEL_REGISTRY_TOKEN}"},
+        "orgs": [{"name": "acme", "models": ["m"]}],
+        "output": {"uri": str(tmp_path / "data")},
+    }
+    config = write_config(tmp_path / "c.yaml", document)
+    monkeypatch.delenv("MODEL_REGISTRY_TOKEN", raising=False)
+    result = CliRunner().invoke(main, ["report", "--config", str(config)])
+    assert "MODEL_REGISTRY_TOKEN" not in result.output
+    assert "snapshot" in result.output.lower()  # it got as far as the (empty) dataset
 
 
 def test_wrapper_alert_command_may_come_from_the_env_file(wrapper_env: dict[str, Any]) -> None:
