@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -172,3 +173,39 @@ def test_bad_date_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert "expected YYYY-MM-DD" in result.output
+
+
+def test_every_option_of_simulate_is_in_the_readme() -> None:
+    for option in command_named("simulate").params:
+        for flag in getattr(option, "opts", []):
+            if flag.startswith("--") and flag != "--help":
+                assert flag in README, f"connector simulate {flag} is not documented in the README"
+    assert "sim-token" in README and "day N is" in README
+
+
+def test_shell_completion_works_as_the_readme_says() -> None:
+    assert "_CONNECTOR_COMPLETE=bash_source connector" in README
+    program = Path(sys.executable).parent / "connector"
+    source = subprocess.run(
+        [str(program)],
+        env={**os.environ, "_CONNECTOR_COMPLETE": "bash_source"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "complete -o nosort -F _connector_completion connector" in source.stdout
+    words = subprocess.run(
+        [str(program)],
+        env={
+            **os.environ,
+            "_CONNECTOR_COMPLETE": "bash_complete",
+            "COMP_WORDS": "connector ex",
+            "COMP_CWORD": "1",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert "plain,extract" in words.stdout.splitlines()

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 from click.testing import CliRunner
 
 from connector.cli.simulate import simulate
@@ -516,6 +517,53 @@ def test_cli_announces_serves_and_exits_cleanly(signum: int) -> None:
         process.send_signal(signum)
         _, stderr = process.communicate(timeout=10)
     assert process.returncode == 0, stderr
+
+
+def test_cli_prints_its_token_calendar_and_a_config_that_works(tmp_path: Path) -> None:
+    """What `connector simulate` prints on start is enough to run `connector extract` at it."""
+    code = "from connector.cli.simulate import simulate; simulate()"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("SIMULATOR_TOKEN", None)
+    command = [sys.executable, "-c", code, "--day", "3", "--orgs", "1"]
+    with subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as process:
+        assert process.stdout is not None
+        notes = []
+        for line in process.stdout:
+            notes.append(line)
+            if line.startswith("Stop with"):
+                break
+        text = "".join(notes)
+        assert "token sim-token (every request must send Authorization: Bearer sim-token)" in text
+        assert "simulated day 3 is 2026-01-03" in text
+        snippet = text[text.index("# a config for this simulator") : text.index("Stop with")]
+        document = yaml.safe_load(snippet)
+        assert document["orgs"] == [
+            {"name": "org-00", "models": ["model-0000", "model-0001", "model-0002"]}
+        ]
+        document["output"]["uri"] = str(tmp_path / "data")
+        config = tmp_path / "sim.yaml"
+        config.write_text(yaml.safe_dump(document))
+        extract = subprocess.run(
+            [sys.executable, "-m", "connector", "extract", "--config", str(config)],
+            env={**env, "MODEL_REGISTRY_TOKEN": "sim-token"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=10)
+    assert extract.returncode == 0, extract.stdout + extract.stderr
+
+
+def test_simulate_serves_the_demos_versions_shape_by_default() -> None:
+    from connector.cli.simulate import simulate
+    from connector.simulator.demo import demo_simulator
+
+    [option] = [p for p in simulate.params if p.name == "versions_shape"]
+    assert option.default == demo_simulator().versions_shape == SimulatorConfig().versions_shape
 
 
 @pytest.mark.parametrize(

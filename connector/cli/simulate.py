@@ -8,6 +8,7 @@ from __future__ import annotations
 import click
 
 from connector.simulator.server import (
+    DEFAULT_VERSIONS_SHAPE,
     MALFORMED_KINDS,
     FaultPlan,
     SimulatorConfig,
@@ -112,7 +113,8 @@ _RATE = click.FloatRange(0.0, 1.0)
     default=1,
     show_default=True,
     type=click.IntRange(min=1),
-    help="Simulated day: downloads grow and new versions appear as it increases.",
+    help="Simulated day: downloads grow and new versions appear as it increases; day N is "
+    "2026-01-01 + N-1 days (a fixed calendar).",
 )
 @click.option(
     "--token",
@@ -131,7 +133,7 @@ _RATE = click.FloatRange(0.0, 1.0)
 )
 @click.option(
     "--versions-shape",
-    default="strings",
+    default=DEFAULT_VERSIONS_SHAPE,
     show_default=True,
     type=click.Choice(["strings", "objects", "mixed"]),
     help="How `versions` entries look: semver strings, summary objects, or both.",

@@ -37,6 +37,7 @@ from connector.simulator.faults import (
     malformed_reply,
     status_reply,
 )
+from connector.simulator.snippet import calendar_line, config_snippet
 
 __all__ = [
     "MALFORMED_KINDS",
@@ -59,6 +60,9 @@ def is_loopback_host(host: str) -> bool:
         return False
 
 
+# The `versions` shape `connector simulate` and `make demo` serve unless told otherwise.
+DEFAULT_VERSIONS_SHAPE = "strings"
+
 @dataclass(frozen=True)
 class SimulatorConfig:
     """The registry's content and behaviour; equal configs serve byte-identical bodies."""
@@ -73,7 +77,7 @@ class SimulatorConfig:
     token: str = "sim-token"
     org_tokens: Mapping[str, str] = field(default_factory=dict)
     latency_seconds: float = 0.0
-    versions_shape: str = "strings"
+    versions_shape: str = DEFAULT_VERSIONS_SHAPE
     models_key: str = "models"  # listModels' list key: "models" (the contract) or "items"
     faults: FaultPlan = field(default_factory=FaultPlan)
     host: str = "127.0.0.1"
@@ -483,6 +487,25 @@ class _Server6(_Server):
     address_family = socket.AF_INET6
 
 
+def startup_notes(registry: SimulatedRegistry) -> str:
+    """What a person needs to point the connector at this simulator: the token it expects,
+    its calendar, and a config to paste."""
+    config = registry.config
+    snippet = config_snippet(
+        registry.url,
+        "./sim-data",
+        registry.targets(),
+        header="a config for this simulator: save it as sim.yaml, then "
+        f"MODEL_REGISTRY_TOKEN={config.token} connector extract --config sim.yaml",
+    )
+    return (
+        f"token {config.token} (every request must send Authorization: Bearer {config.token})\n"
+        f"{calendar_line(config.start_date, config.day)}\n"
+        f"{snippet}"
+        "Stop with Ctrl-C or SIGTERM."
+    )
+
+
 def serve_forever_cli(config: SimulatorConfig) -> None:
     """Serve until SIGTERM or SIGINT, announcing the URL on one stdout line for the caller.
 
@@ -493,7 +516,8 @@ def serve_forever_cli(config: SimulatorConfig) -> None:
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     try:
         with SimulatedRegistry(config) as registry:
-            print(f"listening on {registry.url}", flush=True)
+            print(f"listening on {registry.url}", flush=True)  # first line: callers parse it
+            print(startup_notes(registry), flush=True)
             signal.sigwait(signals)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)

@@ -1,0 +1,34 @@
+"""A ready connector config for a running simulator, shared by `make demo` and
+`connector simulate` so the two never disagree on what a working config looks like."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from pathlib import Path
+
+
+def config_snippet(
+    url: str, output: str | Path, targets: list[tuple[str, str]], *, header: str
+) -> str:
+    """YAML for every (org, model) of the simulator; the token comes from the environment."""
+    by_org: dict[str, list[str]] = {}
+    for org, model in targets:
+        by_org.setdefault(org, []).append(model)
+    orgs = "\n".join(
+        f"  - name: {org}\n    models: [{', '.join(models)}]" for org, models in by_org.items()
+    )
+    return (
+        f"# {header}\n"
+        f"registry:\n  base_url: {url}\n  token: ${{MODEL_REGISTRY_TOKEN}}\n  concurrency: 8\n"
+        f"orgs:\n{orgs}\n"
+        f"output:\n  uri: {output}\n"
+    )
+
+
+def calendar_line(start_date: date, day: int) -> str:
+    """The simulator's fixed calendar, in words: which date a simulated day stands for."""
+    today = start_date + timedelta(days=day - 1)
+    return (
+        f"simulated day {day} is {today.isoformat()} (fixed calendar: day N is "
+        f"{start_date.isoformat()} + N-1 days, whatever the real date)"
+    )
