@@ -63,6 +63,7 @@ def is_loopback_host(host: str) -> bool:
 # The `versions` shape `connector simulate` and `make demo` serve unless told otherwise.
 DEFAULT_VERSIONS_SHAPE = "strings"
 
+
 @dataclass(frozen=True)
 class SimulatorConfig:
     """The registry's content and behaviour; equal configs serve byte-identical bodies."""
