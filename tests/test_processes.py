@@ -6,22 +6,27 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
 from helpers import TOKEN, config_document, write_config
-from test_extract_e2e import dataset_rows, expected, project
+from test_extract_e2e import dataset_rows, expected, file_hashes, project
+from test_signals import BOUND, assert_lock_free, hung_run, start, wait_until
 
+import connector
 from connector.cli import main
 from connector.config import load_config
 from connector.dataset import shards as staging
 from connector.dataset.lock import RunLock
 from connector.errors import ExitCode
+from connector.extraction.interrupt import Interrupt
 from connector.extraction.processes import cpu_count, split_limits
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
@@ -171,3 +176,56 @@ def test_the_command_line_forks_its_shard_processes(setup: Any) -> None:
     assert "start method fork" in completed.stderr
     assert "(from 2 shards)" in completed.stdout
     assert project(dataset_rows(out)) == project(expected(registry, 1))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("signum", "code"),
+    [(signal.SIGINT, ExitCode.INTERRUPTED), (signal.SIGTERM, ExitCode.TERMINATED)],
+)
+def test_a_signal_to_the_parent_stops_every_shard_process(
+    signum: int, code: ExitCode, start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    config, out = hung_run(start_simulator, tmp_path)  # every request hangs for a minute
+    process = start(config, "--processes", "2")
+    day = datetime.now(UTC).date()
+    works = [staging.part_dir(out, day, index, 2) for index in (1, 2)]
+    try:
+        # both children are fetching: each has its work directory
+        wait_until(
+            lambda: all(w.is_dir() and any(w.glob(f"{staging.WORK_PREFIX}*")) for w in works)
+        )
+        process.send_signal(signum)
+        stdout, stderr = process.communicate(timeout=BOUND)
+    finally:
+        process.kill()
+    assert process.returncode == int(code), stderr
+    summary = json.loads(stdout)
+    assert summary["outcome"] == "interrupted"
+    assert summary["published"] is False
+    assert signal.Signals(signum).name in summary["message"]
+    assert "Traceback" not in stderr
+    assert not (out / "model_versions").exists()
+    assert not any((w / staging.RECORD_NAME).exists() for w in works)  # nothing staged
+    assert_lock_free(out)
+
+
+def test_a_stopped_shard_keeps_the_part_an_earlier_run_staged(setup: Any) -> None:
+    registry, out, config_path = setup
+    assert extract(config_path, "--shard", "1/2").exit_code == 0
+    part = staging.part_dir(out, date.fromisoformat(DAY1), 1, 2)
+    before, requests = file_hashes(part), registry.stats().requests
+    interrupt = Interrupt()
+    interrupt.request(signal.SIGTERM)
+    summary = connector.extract(
+        load_config(config_path),
+        date.fromisoformat(DAY1),
+        allow_backdate=True,
+        shard=(1, 2),
+        interrupt=interrupt,
+    )
+    interrupt.close()
+    assert summary.exit_code == ExitCode.TERMINATED
+    assert summary.staged is None
+    assert file_hashes(part) == before
+    assert registry.stats().requests == requests  # stopped before any request

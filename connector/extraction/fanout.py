@@ -23,10 +23,13 @@ from connector.dataset.schema import SCHEMA_VERSION
 from connector.dataset.storage import local_root
 from connector.dataset.writer import SnapshotWriter
 from connector.errors import ConfigError, ExitCode, OutputError
+from connector.extraction.interrupt import Interrupt
 from connector.extraction.sharding import Shard, check_shard, fingerprint
 from connector.extraction.summary import RunSummary
 
 log = logging.getLogger(__name__)
+
+_NOT_STAGED = (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
 
 
 def extract_sharded(
@@ -40,6 +43,7 @@ def extract_sharded(
     processes: int,
     backdated: bool = False,
     replace: bool = False,
+    interrupt: Interrupt | None = None,
 ) -> RunSummary:
     """`extract(shard=...)` or `extract(processes=...)`: check the combination, then run
     (the snapshot date was checked by `extract`)."""
@@ -60,9 +64,16 @@ def extract_sharded(
             progress,
             backdated=backdated,
             replace=replace,
+            interrupt=interrupt,
         )
     return extract_shard(
-        config, day, uri, check_shard(shard), progress=progress, backdated=backdated
+        config,
+        day,
+        uri,
+        check_shard(shard),
+        progress=progress,
+        backdated=backdated,
+        interrupt=interrupt,
     )
 
 
@@ -76,6 +87,7 @@ def extract_shard(
     tick: Callable[[], None] | None = None,
     fingerprint_of: Config | None = None,
     backdated: bool = False,
+    interrupt: Interrupt | None = None,
 ) -> RunSummary:
     """Fetch shard K of N and stage it, replacing what an earlier run of that shard staged.
 
@@ -107,13 +119,21 @@ def extract_shard(
         )
         try:
             targets = _fetch_all(
-                config, summary, writer, root, day, progress, shard=shard, tick=tick
+                config,
+                summary,
+                writer,
+                root,
+                day,
+                progress,
+                shard=shard,
+                tick=tick,
+                interrupt=interrupt,
             )
             if summary.exit_code == ExitCode.INCOMPATIBLE_API:
                 # Nothing of this connector version may be published: drop the older part too,
                 # so `publish` reports the shard missing until an upgraded run stages it.
                 _drop_part(root, day, shard)
-            else:
+            elif summary.exit_code not in _NOT_STAGED:  # a signal: the earlier part stays
                 try:
                     files = writer.finish()
                 except (OSError, pa.ArrowException) as exc:

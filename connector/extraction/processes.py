@@ -14,6 +14,7 @@ import logging
 import logging.handlers
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -31,14 +32,22 @@ from connector.dataset.storage import local_root
 from connector.dataset.writer import recover_staging
 from connector.errors import ExitCode
 from connector.extraction.fanout import extract_shard
+from connector.extraction.interrupt import Interrupt
 from connector.extraction.publish import publish_locked
 from connector.extraction.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
 # Worst first: when children fail, the run reports the most serious failure.
-_SEVERITY = (ExitCode.INCOMPATIBLE_API, ExitCode.INTERNAL, ExitCode.OUTPUT, ExitCode.LOCK_HELD)
-_CHILD: dict[str, Any] = {}  # in a child: "queue", where ticks and log records go
+_SEVERITY = (
+    ExitCode.TERMINATED,
+    ExitCode.INTERRUPTED,
+    ExitCode.INCOMPATIBLE_API,
+    ExitCode.INTERNAL,
+    ExitCode.OUTPUT,
+    ExitCode.LOCK_HELD,
+)
+_CHILD: dict[str, Any] = {}  # in a child: its "queue" to the parent and its "interrupt"
 
 
 def cpu_count() -> int:
@@ -74,8 +83,13 @@ def extract_processes(
     *,
     backdated: bool = False,
     replace: bool = False,
+    interrupt: Interrupt | None = None,
 ) -> RunSummary:
-    """Run `processes` shards in child processes under one output lock, then publish once."""
+    """Run `processes` shards in child processes under one output lock, then publish once.
+
+    A stop requested through `interrupt` (the CLI's SIGINT/SIGTERM) is passed on to every child,
+    which stops as a one-process run does; nothing is published.
+    """
     started = time.monotonic()
     processes = max(1, min(processes, config.registry.concurrency))
     root = local_root(uri)
@@ -84,17 +98,34 @@ def extract_processes(
     with RunLock(root, run_id):
         for action in recover_staging(root):
             log.warning("%s", action, extra={"event": "staging_recovered"})
-        children = _run_children(config, day, uri, processes, show, backdated)
+        own_interrupt = interrupt is None
+        interrupt = interrupt or Interrupt()
+        try:
+            children = _run_children(config, day, uri, processes, show, backdated, interrupt)
+        finally:
+            if own_interrupt:
+                interrupt.close()
         failed = [child for child in children if child.staged is None]
-        if failed:
-            return _aborted(children, failed, run_id, day, uri, started)
+        if failed or interrupt.requested:
+            summary = _aborted(children, failed, run_id, day, uri, started)
+            if interrupt.requested:
+                from connector.extraction.run import _interrupted
+
+                _interrupted(summary, interrupt)
+            return summary
         return publish_locked(
             config, day, processes, uri, run_id, min_success_ratio, started, replace=replace
         )
 
 
 def _run_children(
-    config: Config, day: date, uri: str, processes: int, show: bool, backdated: bool
+    config: Config,
+    day: date,
+    uri: str,
+    processes: int,
+    show: bool,
+    backdated: bool,
+    interrupt: Interrupt,
 ) -> list[RunSummary]:
     context = _start_method()
     log.debug(
@@ -104,10 +135,11 @@ def _run_children(
         extra={"event": "shard_processes"},
     )
     queue = context.Queue()
+    stop = context.Event()  # set on a stop request: every child stops its own run
     level = logging.getLogger("connector").getEffectiveLevel()
     total = len(config.targets())
     with ProcessPoolExecutor(
-        processes, mp_context=context, initializer=_init_child, initargs=(queue, level)
+        processes, mp_context=context, initializer=_init_child, initargs=(queue, stop, level)
     ) as pool:
         # Submitting forks the children (with "fork"): before this process starts any thread.
         futures = [
@@ -118,7 +150,8 @@ def _run_children(
             pump = threading.Thread(target=_pump, args=(queue, bar), name="shard-log", daemon=True)
             pump.start()
             try:
-                results = [_result(future, index) for index, future in enumerate(futures, 1)]
+                with interrupt.watch(stop.set):
+                    results = [_result(f, index) for index, f in enumerate(futures, 1)]
                 pool.shutdown(wait=True)  # joined: every child's queued item is in the pipe
             finally:
                 queue.put(None)
@@ -165,9 +198,20 @@ def _numbered(
     )
 
 
-def _init_child(queue: Any, level: int) -> None:
-    """In each child: send the connector's log records to the parent, which prints them."""
-    _CHILD["queue"] = queue
+def _init_child(queue: Any, stop: Any, level: int) -> None:
+    """In each child: send the connector's log records to the parent, which prints them, and
+    stop the shard's run when the parent says so (`stop`) or on SIGTERM. Ctrl-C reaches the
+    whole process group: the children leave it to the parent, which stops them all once."""
+    interrupt = Interrupt()
+    _CHILD["queue"], _CHILD["interrupt"] = queue, interrupt
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, lambda signum, _: interrupt.request(signum))
+
+    def relay() -> None:
+        stop.wait()
+        interrupt.request()
+
+    threading.Thread(target=relay, name="stop-relay", daemon=True).start()
     logger = logging.getLogger("connector")
     for handler in list(logger.handlers):
         logger.removeHandler(handler)
@@ -191,7 +235,14 @@ def _child(
 ) -> RunSummary:
     tick = _tick if show else None
     return extract_shard(
-        config, day, uri, shard, tick=tick, fingerprint_of=stamp, backdated=backdated
+        config,
+        day,
+        uri,
+        shard,
+        tick=tick,
+        fingerprint_of=stamp,
+        backdated=backdated,
+        interrupt=_CHILD["interrupt"],
     )
 
 

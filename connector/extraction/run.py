@@ -153,6 +153,7 @@ def extract(
             processes=processes,
             backdated=backdated,
             replace=replace,
+            interrupt=interrupt,
         )
     uri = validate_output({"uri": output}).uri if output else config.output.uri
     root = local_root(uri)
