@@ -137,7 +137,7 @@ def _run_children(
     queue = context.Queue()
     stop = context.Event()  # set on a stop request: every child stops its own run
     level = logging.getLogger("connector").getEffectiveLevel()
-    total = len(config.targets())
+    total = None if config.discovers() else len(config.targets())  # discovery: known later
     with ProcessPoolExecutor(
         processes, mp_context=context, initializer=_init_child, initargs=(queue, stop, level)
     ) as pool:
@@ -156,7 +156,8 @@ def _run_children(
             finally:
                 queue.put(None)
                 pump.join()
-            bar.update(total - bar.n)
+            if total is not None:
+                bar.update(total - bar.n)
     return [_numbered(result, i, processes, day, uri) for i, result in enumerate(results, 1)]
 
 
