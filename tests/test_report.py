@@ -3,6 +3,7 @@ the DuckDB cross-check, and the `report` command."""
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,37 @@ def test_a_gap_of_centuries_is_counted_not_enumerated(tmp_path: Path) -> None:
 def test_days_longer_than_the_history_starts_at_the_earliest_with_a_note() -> None:
     window = resolve_window(JAN[:3], days=30)
     assert (window.start, window.end) == (JAN[0], JAN[2])
-    assert "the window starts earlier" in window.notes[0]
+    # the snapshot it falls back to is after the day asked for: the window starts later
+    assert window.notes[0] == (
+        "no snapshot on or before 2023-12-04: the window starts later, at 2024-01-01"
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "notes"),
+    [
+        (
+            "2023-12-01",
+            "2024-01-06",
+            ["no snapshot on 2023-12-01: the window starts later, at 2024-01-02"],
+        ),
+        (
+            "2024-01-03",
+            "2024-01-06",
+            ["no snapshot on 2024-01-03: the window starts earlier, at 2024-01-02"],
+        ),
+        (
+            "2024-01-02",
+            "2024-01-07",
+            ["no snapshot on 2024-01-07: the window ends earlier, at 2024-01-06"],
+        ),
+    ],
+)
+def test_window_notes_say_earlier_or_later_by_comparing_dates(
+    start: str, end: str, notes: list[str]
+) -> None:
+    window = resolve_window([JAN[1], JAN[3], JAN[5]], start=D(start), end=D(end))
+    assert [n for n in window.notes if "day(s) in the window" not in n] == notes
 
 
 @pytest.mark.parametrize(
@@ -605,3 +636,33 @@ def test_command_window_filters_and_format(tmp_path: Path) -> None:
         ["acme", "model-0", "1.0"],
     ]
     assert ",400,200.0," in lines[1]
+
+
+def test_command_accepts_org_slash_model_as_the_report_prints_it(tmp_path: Path) -> None:
+    for day, count in (("2024-01-01", 10), ("2024-01-02", 30)):
+        write_snapshot(
+            tmp_path,
+            day,
+            [V("acme", "a", "1", count), V("globex", "a", "1", count * 2), V("acme", "b", "1", 5)],
+        )
+    both = invoke("--data", str(tmp_path), "--model", "a", "--format", "json")
+    assert [(r["org"], r["model"]) for r in json.loads(both.output)] == [
+        ("globex", "a"),
+        ("acme", "a"),
+    ]
+    one = invoke("--data", str(tmp_path), "--model", "acme/a", "--format", "json")
+    assert one.exit_code == 0, one.output
+    assert [(r["org"], r["model"], r["downloads_gained"]) for r in json.loads(one.output)] == [
+        ("acme", "a", 20)
+    ]
+    two = invoke("--data", str(tmp_path), "--model", "acme/a", "--model", "acme/b")
+    assert two.exit_code == 0 and "globex" not in two.output
+    for args in (
+        ["--model", "acme/a", "--model", "globex/b"],  # would also match acme/b
+        ["--model", "acme/a", "--model", "b"],
+        ["--model", "acme/a", "--org", "globex"],
+        ["--model", "acme/"],
+    ):
+        refused = invoke("--data", str(tmp_path), *args)
+        assert refused.exit_code == 2, (args, refused.output)
+        assert "--model" in refused.output

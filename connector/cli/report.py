@@ -30,6 +30,34 @@ def _dataset_uri(data: str | None, config_path: Path | None) -> str:
     return load_output_settings(config_path).uri
 
 
+def _split_model_filters(
+    orgs: tuple[str, ...], models: tuple[str, ...]
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """`--model org/model` (as the report and the summaries print models) becomes an org and a
+    model filter. The filters combine as org AND model, so pairs are accepted only where that
+    matches exactly the pairs given: one org for all, or one model for all, and not mixed with
+    --org or bare slugs (which would widen or narrow them silently)."""
+    pairs = [value.partition("/") for value in models if "/" in value]
+    if not pairs:
+        return orgs, models
+    if len(pairs) != len(models) or orgs:
+        raise click.UsageError(
+            "--model ORG/MODEL cannot be combined with --org or a bare --model slug; "
+            "use one form or the other"
+        )
+    for org, _, model in pairs:
+        if not org or not model or "/" in model:
+            raise click.UsageError(f"--model {org}/{model}: expected ORG/MODEL or a model slug")
+    pair_orgs = tuple(dict.fromkeys(org for org, _, _ in pairs))
+    pair_models = tuple(dict.fromkeys(model for _, _, model in pairs))
+    if len(pair_orgs) > 1 and len(pair_models) > 1:
+        raise click.UsageError(
+            "--model ORG/MODEL values naming several orgs and several models would also match "
+            "their other combinations; run one report per org, or give bare model slugs"
+        )
+    return pair_orgs, pair_models
+
+
 @click.command("report")
 @click.option("--data", metavar="URI", help="Dataset root (the extractor's output.uri).")
 @click.option(
@@ -57,7 +85,11 @@ def _dataset_uri(data: str | None, config_path: Path | None) -> str:
 )
 @click.option("--org", "orgs", multiple=True, metavar="ORG", help="Only this org (repeatable).")
 @click.option(
-    "--model", "models", multiple=True, metavar="MODEL", help="Only this model slug (repeatable)."
+    "--model",
+    "models",
+    multiple=True,
+    metavar="MODEL",
+    help="Only this model: a slug, or ORG/MODEL as the report prints it (repeatable).",
 )
 @click.option(
     "--format",
@@ -91,6 +123,7 @@ def report(
         raise click.UsageError("--days cannot be combined with --start/--end")
     if end is not None and start is None:
         raise click.UsageError("--end needs --start")
+    orgs, models = _split_model_filters(orgs, models)
     result = compute_report(
         _dataset_uri(data, config_path),
         days=days,

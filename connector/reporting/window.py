@@ -61,12 +61,22 @@ def _check_window_options(days: int | None, start: date | None, end: date | None
         raise ConfigError(problems)
 
 
+def _moved(edge: str, wanted: date, actual: date) -> str:
+    """'the window starts later, at 2026-01-03': earlier or later by comparing the dates."""
+    way = "earlier" if actual < wanted else "later"
+    return f"the window {edge} {way}, at {actual}"
+
+
 def _latest_window(dates: list[date], days: int) -> tuple[date, date, list[str]]:
     last = dates[-1]
     wanted = last - timedelta(days=days)
     older = [d for d in dates if d <= wanted]
     if not older:
-        return dates[0], last, [f"no snapshot on or before {wanted}: the window starts earlier"]
+        return (
+            dates[0],
+            last,
+            [f"no snapshot on or before {wanted}: {_moved('starts', wanted, dates[0])}"],
+        )
     notes = [] if older[-1] == wanted else [f"no snapshot on {wanted}: using the one before"]
     return older[-1], last, notes
 
@@ -83,9 +93,9 @@ def _dated_window(dates: list[date], start: date, end: date | None) -> tuple[dat
             f"start {start} and end {wanted_end} resolve to the same snapshot ({last}):"
             f" pick dates further apart (snapshots: {dates[0]} to {dates[-1]})"
         )
-    notes = [] if first == start else [f"no snapshot on {start}: the window starts at {first}"]
+    notes = [] if first == start else [f"no snapshot on {start}: {_moved('starts', start, first)}"]
     if last != wanted_end:
-        notes.append(f"no snapshot on {wanted_end}: the window ends at {last}")
+        notes.append(f"no snapshot on {wanted_end}: {_moved('ends', wanted_end, last)}")
     return first, last, notes
 
 
