@@ -8,18 +8,27 @@ from pathlib import Path
 
 
 def config_snippet(
-    url: str, output: str | Path, targets: list[tuple[str, str]], *, header: str
+    url: str,
+    output: str | Path,
+    targets: list[tuple[str, str]],
+    *,
+    header: str,
+    discover: bool = False,
 ) -> str:
-    """YAML for every (org, model) of the simulator; the token comes from the environment."""
+    """YAML for every (org, model) of the simulator; the token comes from the environment.
+    `discover` lists each org as `models: ["*"]` with `version_detail: missing` instead."""
     by_org: dict[str, list[str]] = {}
     for org, model in targets:
         by_org.setdefault(org, []).append(model)
     orgs = "\n".join(
-        f"  - name: {org}\n    models: [{', '.join(models)}]" for org, models in by_org.items()
+        f"  - name: {org}\n    models: " + ('["*"]' if discover else f"[{', '.join(models)}]")
+        for org, models in by_org.items()
     )
+    detail = "  version_detail: missing\n" if discover else ""
     return (
         f"# {header}\n"
         f"registry:\n  base_url: {url}\n  token: ${{MODEL_REGISTRY_TOKEN}}\n  concurrency: 8\n"
+        f"{detail}"
         f"orgs:\n{orgs}\n"
         f"output:\n  uri: {output}\n"
     )
