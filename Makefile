@@ -59,6 +59,7 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_extract.py
 	$(PY) benchmarks/bench_processes.py
+	$(PY) benchmarks/bench_registry.py
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) .venv-uv demo-data bench-data .pytest_cache .mypy_cache .ruff_cache
