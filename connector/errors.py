@@ -6,8 +6,13 @@ library's `RunSummary.exit_code` and the CLI cannot drift apart.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
 from enum import IntEnum
-from typing import Any
+from typing import Any, Self
+
+from connector.redaction import redact
 
 
 class ExitCode(IntEnum):
@@ -114,8 +119,46 @@ class TargetError(ConnectorError):
             text += f" (after {self.attempts} attempts)"
         return text
 
-    def to_failure(self) -> dict[str, Any]:
-        """The manifest/summary record of this failure."""
+    def evolve(self, **changes: Any) -> Self:
+        """A copy with `changes`, for a boundary that knows more (e.g. which call failed); an
+        exception already raised is never changed after the fact."""
+        clone = copy.copy(self)
+        clone.__dict__.update(changes)
+        clone.args = (clone.detail,)
+        return clone
+
+    def failure(self, secrets: Iterable[str] = ()) -> TargetFailure:
+        """The frozen record of this failure, with every secret scrubbed from its text."""
+        secrets = list(secrets)
+        return TargetFailure(
+            org=self.org or "",
+            model=self.model,
+            status=self.status,
+            error_type=self.error_type,
+            detail=redact(self.detail, secrets),
+            attempts=self.attempts,
+            message=redact(str(self), secrets),
+        )
+
+
+@dataclass(frozen=True)
+class TargetFailure:
+    """How one (org, model) failed: built once, where the target ends, and never changed.
+
+    `detail` and `message` are already redacted (servers echo headers back in error pages), so
+    the log line, the summary, the manifest and `_rejected/` all carry the same scrubbed text.
+    """
+
+    org: str
+    model: str | None  # None for a call about the whole org (listModels)
+    status: int | None
+    error_type: str
+    detail: str
+    attempts: int
+    message: str  # the one-line text for logs and the console (not part of the manifest)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record in the summary JSON, the manifest's `failures` and `_rejected/` files."""
         return {
             "org": self.org,
             "model": self.model,
@@ -124,6 +167,22 @@ class TargetError(ConnectorError):
             "detail": self.detail,
             "attempts": self.attempts,
         }
+
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> TargetFailure:
+        """A failure read back from `to_dict` (a staged shard's record)."""
+        status = record.get("status")
+        where = f"{record.get('org')}/{record.get('model')}"
+        http = f"HTTP {status} " if status is not None else ""
+        return cls(
+            org=str(record.get("org") or ""),
+            model=record.get("model"),
+            status=status,
+            error_type=str(record.get("error_type")),
+            detail=str(record.get("detail")),
+            attempts=int(record.get("attempts") or 0),
+            message=f"{where}: {http}{record.get('error_type')}: {record.get('detail')}",
+        )
 
 
 def _format_validation_error(error: dict[str, Any]) -> str:
@@ -235,3 +294,52 @@ def error_class_for_status(status: int) -> type[RegistryAPIError]:
     if 500 <= status <= 599:
         return ServerError
     return RegistryAPIError
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What happened in one run, as plain facts; `decide_exit_code` turns it into one code.
+
+    Adding an outcome is two lines: a field here and its row in `EXIT_CODE_PRECEDENCE`.
+    """
+
+    terminated: bool = False  # stopped by SIGTERM before it published
+    interrupted: bool = False  # stopped by SIGINT, a stop request or KeyboardInterrupt
+    incompatible_api: bool = False  # the registry answered 426
+    internal_error: bool = False  # a bug, or a shard process that died (--processes)
+    output_failed: bool = False  # the dataset could not be written or published
+    orgs_blocked: bool = False  # a token was refused (401/403) for at least one org
+    half_config: bool = False  # the run misses models the date's partition holds: not published
+    discovery_failed: bool = False  # an org's model listing failed: not published
+    guard_failed: bool = False  # fewer targets succeeded than min_success_ratio: not published
+    targets_failed: bool = False  # at least one target failed
+
+
+# Most actionable first: the first outcome that applies decides the exit code.
+EXIT_CODE_PRECEDENCE: tuple[tuple[str, ExitCode], ...] = (
+    ("terminated", ExitCode.TERMINATED),
+    ("interrupted", ExitCode.INTERRUPTED),
+    ("incompatible_api", ExitCode.INCOMPATIBLE_API),
+    ("internal_error", ExitCode.INTERNAL),
+    ("output_failed", ExitCode.OUTPUT),
+    ("orgs_blocked", ExitCode.AUTH),
+    ("half_config", ExitCode.NOT_PUBLISHED),
+    ("discovery_failed", ExitCode.NOT_PUBLISHED),
+    ("guard_failed", ExitCode.NOT_PUBLISHED),
+    ("targets_failed", ExitCode.PARTIAL),
+)
+
+
+def decide_exit_code(outcome: RunOutcome) -> ExitCode:
+    """The one place a run's exit code is decided (the README's precedence rule)."""
+    return next(
+        (code for name, code in EXIT_CODE_PRECEDENCE if getattr(outcome, name)), ExitCode.OK
+    )
+
+
+def combine_outcomes(outcomes: Iterable[RunOutcome]) -> RunOutcome:
+    """The outcome of a run made of parts (shard processes): a fact holds if it holds for one."""
+    outcomes = list(outcomes)
+    return RunOutcome(
+        **{f.name: any(getattr(o, f.name) for o in outcomes) for f in fields(RunOutcome)}
+    )

@@ -303,7 +303,7 @@ def test_token_echoed_by_a_server_is_scrubbed_everywhere(
         }
         summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.PARTIAL
-    assert "[REDACTED]" in summary.failures[0]["detail"]
+    assert "[REDACTED]" in summary.failures[0].detail
     texts = [json.dumps(summary.to_dict()), summary.render_text()]
     texts += [r.getMessage() for r in caplog.records]
     texts += [p.read_text() for p in (tmp_path / "out").rglob("*.json")]
@@ -319,18 +319,18 @@ def test_an_unexpected_error_in_one_target_fails_only_that_target(
     registry = start_simulator(orgs=1, models_per_org=10)
     real_parse = target_module.parse_versions
 
-    def buggy(payload: Any, *, org: str, model: str, extracted_at: int) -> Any:
+    def buggy(payload: Any, *, org: str, model: str, extracted_at: int, body: bytes) -> Any:
         if model == "model-0004":
             raise KeyError("a bug")
-        return real_parse(payload, org=org, model=model, extracted_at=extracted_at)
+        return real_parse(payload, org=org, model=model, extracted_at=extracted_at, body=body)
 
     monkeypatch.setattr(target_module, "parse_versions", buggy)
     config = parse_config(config_document(registry, tmp_path / "out"))
     summary = extract(config, date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.PARTIAL
     [failure] = summary.failures
-    assert (failure["model"], failure["error_type"]) == ("model-0004", "internal_error")
-    assert "unexpected KeyError" in failure["detail"]
+    assert (failure.model, failure.error_type) == ("model-0004", "internal_error")
+    assert "unexpected KeyError" in failure.detail
     assert summary.targets_succeeded == 9
 
 
@@ -348,7 +348,7 @@ def test_failing_to_keep_a_rejected_payload_does_not_stop_the_run(
     )
     assert summary.exit_code == ExitCode.PARTIAL
     assert summary.published
-    assert summary.failures[0]["error_type"] == "invalid_json"
+    assert summary.failures[0].error_type == "invalid_json"
 
 
 def test_upgrade_required_lists_every_target_as_failed(
@@ -361,7 +361,7 @@ def test_upgrade_required_lists_every_target_as_failed(
     assert summary.exit_code == ExitCode.INCOMPATIBLE_API
     assert summary.targets_failed == 40
     assert len(summary.failures) == 40
-    assert {f["error_type"] for f in summary.failures} <= {"upgrade_required", "skipped"}
+    assert {f.error_type for f in summary.failures} <= {"upgrade_required", "skipped"}
 
 
 def test_auth_blocking_holds_under_concurrency(
@@ -375,7 +375,7 @@ def test_auth_blocking_holds_under_concurrency(
     assert summary.exit_code == ExitCode.AUTH
     unauthorized = registry.stats().by_status.get(401, 0)
     assert 1 <= unauthorized <= 4  # only the requests already in flight when the first 401 came
-    assert sum(f["error_type"] == "skipped" for f in summary.failures) == 40 - unauthorized
+    assert sum(f.error_type == "skipped" for f in summary.failures) == 40 - unauthorized
 
 
 def test_output_override_is_validated_like_the_config(

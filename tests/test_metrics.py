@@ -4,24 +4,24 @@ Read back with prometheus_client's parser, as Prometheus (via node_exporter) rea
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import prom_key, prom_samples
 
-from connector.errors import ExitCode
+from connector.errors import ExitCode, RunOutcome
 from connector.extraction.metrics import render_metrics, write_metrics
 from connector.extraction.summary import RunSummary
 
 OUTPUT = "/data"
 
 
-def summary(**fields: object) -> RunSummary:
+def summary(**fields: Any) -> RunSummary:
     base = RunSummary(run_id="r", snapshot_date="2026-11-29", output_uri=OUTPUT, started_at="")
-    for name, value in fields.items():
-        setattr(base, name, value)
-    return base
+    return dataclasses.replace(base, **fields)
 
 
 def test_numbers_are_exact() -> None:
@@ -39,9 +39,9 @@ def test_numbers_are_exact() -> None:
 def test_every_gauge_of_the_run_is_there() -> None:
     run = summary(
         published=True,
-        exit_code=ExitCode.PARTIAL,
-        targets_succeeded=5,
-        targets_failed=2,
+        run_outcome=RunOutcome(targets_failed=True),  # exit code 3
+        targets_attempted=7,
+        targets_succeeded=5,  # so 2 failed
         requests={"200": 9, "429": 3},
     )
     samples = prom_samples(render_metrics(run, now=1.0))
@@ -69,7 +69,7 @@ def test_last_success_survives_a_failed_run(tmp_path: Path) -> None:
     path = tmp_path / "connector.prom"
     write_metrics(path, summary(published=True))
     good = prom_samples(path.read_text())[prom_key("last_success_timestamp_seconds", output=OUTPUT)]
-    write_metrics(path, summary(published=False, exit_code=ExitCode.NOT_PUBLISHED))
+    write_metrics(path, summary(published=False, run_outcome=RunOutcome(guard_failed=True)))
     samples = prom_samples(path.read_text())
     assert samples[prom_key("last_success_timestamp_seconds", output=OUTPUT)] == good
     assert samples[prom_key("last_exit_code", output=OUTPUT)] == 8

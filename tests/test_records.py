@@ -16,7 +16,7 @@ from helpers import TOKEN, config_document, write_config
 
 from connector.cli import main
 from connector.config import parse_config
-from connector.errors import ExitCode
+from connector.errors import ExitCode, TargetError
 from connector.extraction.records import RUNS_DIR, prune_run_records, run_settings, write_run_record
 from connector.extraction.run import extract
 from connector.extraction.summary import RunSummary
@@ -95,13 +95,20 @@ def test_settings_hold_no_secret(tmp_path: Path) -> None:
 
 def test_the_writer_can_record_another_outcome_and_scrubs_secrets(tmp_path: Path) -> None:
     """What a signal handler calls: the summary as it stands, and the outcome it knows."""
-    summary = RunSummary(run_id="abc", snapshot_date=DAY, output_uri=str(tmp_path), started_at="")
-    summary.failures.append({"org": "o", "model": "m", "detail": f"echo {TOKEN}"})
+    failure = TargetError(f"echo {TOKEN}", org="o", model="m").failure()  # not redacted yet
+    summary = RunSummary(
+        run_id="abc",
+        snapshot_date=DAY,
+        output_uri=str(tmp_path),
+        started_at="",
+        failures=(failure,),
+    )
     path = write_run_record(
         tmp_path, summary, {"x": 1}, keep=5, secrets=[TOKEN], outcome="interrupted"
     )
-    assert path == tmp_path / RUNS_DIR / DAY / "abc.json" and summary.record == str(path)
+    assert path == tmp_path / RUNS_DIR / DAY / "abc.json"
     saved = json.loads(path.read_text())
+    assert saved["record"] == str(path)
     assert saved["outcome"] == "interrupted" and saved["settings"] == {"x": 1}
     assert TOKEN not in path.read_text() and "[REDACTED]" in path.read_text()
 

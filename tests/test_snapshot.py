@@ -25,7 +25,7 @@ from connector.dataset.writer import (
     partition_dir,
     recover_staging,
 )
-from connector.errors import LockHeldError, OutputError, TargetError
+from connector.errors import LockHeldError, OutputError, PayloadError
 
 DAY = date(2026, 3, 1)
 
@@ -176,9 +176,8 @@ def test_stale_lock_file_from_a_dead_process_does_not_block(tmp_path: Path) -> N
 def test_rejected_payload_is_truncated_redacted_and_outside_the_dataset(tmp_path: Path) -> None:
     secret = "s3cr3t-token"
     raw = b'{"name": "' + secret.encode() + b'", "pad": "' + b"x" * (2 * MAX_BODY_BYTES) + b'"}'
-    error = TargetError(f"bad body mentioning {secret}", org="acme", model="m", status=200)
-    error.error_type = "invalid_payload"
-    path = save_rejected(tmp_path, DAY, error, raw, [secret])
+    error = PayloadError(f"bad body mentioning {secret}", org="acme", model="m", status=200)
+    path = save_rejected(tmp_path, DAY, error.failure(), raw, [secret])
     assert path == tmp_path / "_rejected" / "2026-03-01" / "acme" / "m.json"
     kept = json.loads(path.read_text())
     assert kept["body_truncated"] is True
@@ -243,8 +242,8 @@ def test_fsync_trouble_after_the_swap_still_reports_published(
 def test_rejected_body_is_redacted_before_it_is_truncated(tmp_path: Path) -> None:
     secret = "tok-straddling-the-cut"
     raw = b"x" * (MAX_BODY_BYTES - 5) + secret.encode() + b"y" * 100
-    error = TargetError("bad", org="acme", model="m", status=200)
-    kept = json.loads(save_rejected(tmp_path, DAY, error, raw, [secret]).read_text())
+    error = PayloadError("bad", org="acme", model="m", status=200)
+    kept = json.loads(save_rejected(tmp_path, DAY, error.failure(), raw, [secret]).read_text())
     assert secret[:5] not in kept["body"][-20:]
     assert kept["body"].startswith("x" * 100)
 

@@ -14,7 +14,13 @@ import click
 
 from connector.cli.options import config_option, logging_options
 from connector.config import load_config
-from connector.errors import AuthenticationError, ExitCode
+from connector.errors import (
+    AuthenticationError,
+    ExitCode,
+    RunOutcome,
+    TargetFailure,
+    decide_exit_code,
+)
 from connector.logs import add_secrets, configure_logging
 
 if TYPE_CHECKING:
@@ -36,7 +42,6 @@ def targets(config_path: str, output_format: str, log_level: str, log_format: st
     """Print the resolved target list; calls listModels only (exit 3: a listing failed)."""
     from connector.extraction.plan import plan_targets
     from connector.http.client import RegistryClient
-    from connector.redaction import redact
 
     configure_logging(log_level, log_format)
     config = load_config(config_path)
@@ -46,18 +51,17 @@ def targets(config_path: str, output_format: str, log_level: str, log_format: st
         click.echo(f"Warning: {warning}", err=True)
     with RegistryClient(config.registry, secrets=secrets) as client:
         plan = plan_targets(config, client)
-    for failure in plan.failures:
-        failure.detail = redact(failure.detail, secrets)
+    failures = [error.failure(secrets) for error in plan.failures]  # built once, redacted
     named = set(config.targets())
     if output_format == "json":
-        click.echo(json.dumps(_document(plan, named), indent=2))
+        click.echo(json.dumps(_document(plan, named, failures), indent=2))
     else:
         for org, model in plan.targets:
             click.echo(f"{org}/{model}")
         for warning in plan.warnings:
             click.echo(f"Warning: {warning}", err=True)
-        for failure in plan.failures:
-            click.echo(f"Error: {failure}", err=True)
+        for failure in failures:
+            click.echo(f"Error: {failure.message}", err=True)
         listed = ", ".join(
             f"{org}: {len(d.models)} listed in {d.pages} page(s)"
             for org, d in sorted(plan.discovered.items())
@@ -70,7 +74,9 @@ def targets(config_path: str, output_format: str, log_level: str, log_format: st
     sys.exit(int(_exit_code(plan)))
 
 
-def _document(plan: TargetPlan, named: set[tuple[str, str]]) -> dict[str, Any]:
+def _document(
+    plan: TargetPlan, named: set[tuple[str, str]], failures: list[TargetFailure]
+) -> dict[str, Any]:
     return {
         "targets": [
             {
@@ -84,15 +90,17 @@ def _document(plan: TargetPlan, named: set[tuple[str, str]]) -> dict[str, Any]:
             org: {"listed": len(d.models), "pages": d.pages}
             for org, d in sorted(plan.discovered.items())
         },
-        "failures": [failure.to_failure() for failure in plan.failures],
+        "failures": [failure.to_dict() for failure in failures],
         "warnings": plan.warnings,
     }
 
 
 def _exit_code(plan: TargetPlan) -> ExitCode:
     """5 for a 426, 4 for a refused token, 3 for another failed listing (the list is short)."""
-    if plan.incompatible is not None:
-        return ExitCode.INCOMPATIBLE_API
-    if any(isinstance(failure, AuthenticationError) for failure in plan.failures):
-        return ExitCode.AUTH
-    return ExitCode.PARTIAL if plan.failures else ExitCode.OK
+    return decide_exit_code(
+        RunOutcome(
+            incompatible_api=plan.incompatible is not None,
+            orgs_blocked=any(isinstance(f, AuthenticationError) for f in plan.failures),
+            targets_failed=bool(plan.failures),
+        )
+    )

@@ -43,6 +43,16 @@ _ORDINAL_DATE = re.compile(r"^(\d{4})-?(\d{3})(?=[T ]|$)")
 _MAX_TIMESTAMP_CHARS = 64
 
 
+class _InvalidError(Exception):
+    """Raised deep inside the flattening, where org, model and body are not at hand; the
+    public entry points turn it into a `PayloadError` built with the whole context."""
+
+    def __init__(self, detail: str, error_type: str = PayloadError.error_type) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.error_type = error_type
+
+
 def parse_timestamp(text: str) -> int:
     """ISO 8601 text (any offset, any fraction) to UTC epoch microseconds; no offset means UTC."""
     if len(text) > _MAX_TIMESTAMP_CHARS:
@@ -120,7 +130,7 @@ def _is_utf8(text: str) -> bool:
 def _text(value: str, where: str) -> str:
     """JSON can escape a lone surrogate (`"\\ud800"`), which no Parquet string can hold."""
     if not value.isascii() and not _is_utf8(value):  # isascii: a flag lookup, no scan
-        raise PayloadError(f"{where}: {value!r} is not valid Unicode (lone surrogate)")
+        raise _InvalidError(f"{where}: {value!r} is not valid Unicode (lone surrogate)")
     return value
 
 
@@ -140,7 +150,7 @@ class _Summary:
         entry they are not part of the summary, so they stay in `extra` as any unknown field."""
         version = entry.get("version")
         if not isinstance(version, str):
-            raise PayloadError(f"{where}.version: expected a string, got {_type_name(version)}")
+            raise _InvalidError(f"{where}.version: expected a string, got {_type_name(version)}")
         self.version = _text(version, f"{where}.version")
         self.fields: dict[str, Any] = {}
         known = _KNOWN_KEYS if detail else _SUMMARY_KEYS
@@ -160,18 +170,18 @@ class _Summary:
         )
         public = entry.get("is_public")
         if public is not None and not isinstance(public, bool):
-            raise PayloadError(f"{where}.is_public: expected a boolean, got {_type_name(public)}")
+            raise _InvalidError(f"{where}.is_public: expected a boolean, got {_type_name(public)}")
         self.fields["is_public"] = public
         created = entry.get("created_at")
         if created is not None:
             if not isinstance(created, str):
-                raise PayloadError(
+                raise _InvalidError(
                     f"{where}.created_at: expected a string, got {_type_name(created)}"
                 )
             try:
                 created = parse_timestamp(created)
             except (ValueError, OverflowError) as exc:
-                raise PayloadError(f"{where}.created_at: {exc}") from exc
+                raise _InvalidError(f"{where}.created_at: {exc}") from exc
         self.fields["created_at"] = created
         origin = entry.get("origin")
         self.fields["origin"] = None if origin is None else _json_text(origin)
@@ -184,7 +194,7 @@ class _Summary:
         tags = entry.get("tags")
         if tags is not None:
             if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-                raise PayloadError(f"{where}.tags: expected a list of strings, got {tags!r:.80}")
+                raise _InvalidError(f"{where}.tags: expected a list of strings, got {tags!r:.80}")
             tags = [_text(tag, f"{where}.tags") for tag in tags]
         self.fields["tags"] = tags
 
@@ -206,7 +216,7 @@ _SUMMARY_FIELDS = ("id", "created_at", "download_count", "framework", "is_public
 
 def _string(value: Any, where: str) -> str | None:
     if value is not None and not isinstance(value, str):
-        raise PayloadError(f"{where}: expected a string, got {_type_name(value)}")
+        raise _InvalidError(f"{where}: expected a string, got {_type_name(value)}")
     return value if value is None else _text(value, where)
 
 
@@ -215,9 +225,9 @@ def _count(value: Any, where: str) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise PayloadError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
+        raise _InvalidError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
     if not 0 <= value <= _INT64_MAX:
-        raise PayloadError(f"{where}: {value} is out of range")
+        raise _InvalidError(f"{where}: {value} is out of range")
     return value
 
 
@@ -237,8 +247,10 @@ class VersionList:
     `rows` builds the rows.
     """
 
-    def __init__(self, payload: Any, org: str, model: str, extracted_at: int) -> None:
-        self.org, self.model = org, model
+    def __init__(
+        self, payload: Any, org: str, model: str, extracted_at: int, body: bytes | None = None
+    ) -> None:
+        self.org, self.model, self._body = org, model, body
         self.name, self._ranked, latest, self._response_extra = _parse(payload)
         self._latest_version = latest.version if latest is not None else None
         self._prefix = (extracted_at, org, model, self.name)
@@ -253,19 +265,20 @@ class VersionList:
             if mode == "all" or e.summary is None or not e.summary.known()
         ]
 
-    def add_detail(self, version: str, payload: Any) -> None:
-        """Merge one getModelVersion body; PayloadError (org/model set) if it is invalid."""
+    def add_detail(self, version: str, payload: Any, body: bytes | None = None) -> None:
+        """Merge one getModelVersion body; PayloadError (naming org, model and version, `raw`
+        the detail's `body`) if it is invalid."""
         entry = next(e for e in self._ranked if e.version == version)
         try:
             entry.summary = _merge_detail(payload, version, self.name, entry.summary)
-        except PayloadError as exc:
-            exc.org, exc.model = self.org, self.model
-            raise
+        except _InvalidError as exc:
+            raise _payload_error(exc, self.org, self.model, body) from None
         except RecursionError as exc:
             raise PayloadError(
                 f"getModelVersion {version!r}: body nested too deeply to record",
                 org=self.org,
                 model=self.model,
+                raw=body,
             ) from exc
 
     def drop(self, version: str) -> None:
@@ -288,17 +301,17 @@ class VersionList:
             ]
         except RecursionError as exc:  # json.loads took it, but re-encoding `extra` went deeper
             raise PayloadError(
-                "body nested too deeply to record", org=self.org, model=self.model
+                "body nested too deeply to record", org=self.org, model=self.model, raw=self._body
             ) from exc
 
 
 def _merge_detail(payload: Any, version: str, model_name: str, entry: _Summary | None) -> _Summary:
     where = f"getModelVersion {version!r}"
     if not isinstance(payload, dict):
-        raise PayloadError(f"{where}: body is a JSON {_type_name(payload)}, expected an object")
+        raise _InvalidError(f"{where}: body is a JSON {_type_name(payload)}, expected an object")
     detail = _Summary(payload, where, model_name, detail=True)
     if detail.version != version:
-        raise PayloadError(f"{where}: answered for version {detail.version!r}")
+        raise _InvalidError(f"{where}: answered for version {detail.version!r}")
     if entry is not None:
         detail.fill_from(entry)
     return detail
@@ -309,33 +322,41 @@ def flatten(payload: Any, *, org: str, model: str, extracted_at: int) -> list[Ro
     return parse_versions(payload, org=org, model=model, extracted_at=extracted_at).rows()
 
 
-def parse_versions(payload: Any, *, org: str, model: str, extracted_at: int) -> VersionList:
-    """Validate one listModelVersions body; raises PayloadError (with org/model set) if invalid."""
+def parse_versions(
+    payload: Any, *, org: str, model: str, extracted_at: int, body: bytes | None = None
+) -> VersionList:
+    """Validate one listModelVersions body; raises PayloadError (naming org and model, `raw`
+    the `body` it was parsed from) if invalid."""
     try:
-        return VersionList(payload, org, model, extracted_at)
-    except PayloadError as exc:
-        exc.org, exc.model = org, model
-        raise
+        return VersionList(payload, org, model, extracted_at, body)
+    except _InvalidError as exc:
+        raise _payload_error(exc, org, model, body) from None
     except RecursionError as exc:  # e.g. `origin` nested too deeply to re-encode
-        raise PayloadError("body nested too deeply to record", org=org, model=model) from exc
+        raise PayloadError(
+            "body nested too deeply to record", org=org, model=model, raw=body
+        ) from exc
+
+
+def _payload_error(error: _InvalidError, org: str, model: str, body: bytes | None) -> PayloadError:
+    return PayloadError(error.detail, org=org, model=model, error_type=error.error_type, raw=body)
 
 
 def _parse(payload: Any) -> tuple[str, list[_Ranked], _Summary | None, dict[str, Any]]:
     """(model name, entries by rank with `latest` merged in, latest, unknown top-level keys)."""
     if not isinstance(payload, dict):
-        raise PayloadError(f"body is a JSON {_type_name(payload)}, expected an object")
+        raise _InvalidError(f"body is a JSON {_type_name(payload)}, expected an object")
     name = payload.get("name")
     if not isinstance(name, str):
         detail = "missing" if name is None else f"a {_type_name(name)}, expected a string"
-        raise PayloadError(f"name: {detail}")
+        raise _InvalidError(f"name: {detail}")
     _text(name, "name")
     versions = payload.get("versions")
     if not isinstance(versions, list):
         detail = "missing" if versions is None else f"a {_type_name(versions)}, expected a list"
-        raise PayloadError(f"versions: {detail}")
+        raise _InvalidError(f"versions: {detail}")
     latest_raw = payload.get("latest")
     if latest_raw is not None and not isinstance(latest_raw, dict):
-        raise PayloadError(f"latest: a {_type_name(latest_raw)}, expected an object or null")
+        raise _InvalidError(f"latest: a {_type_name(latest_raw)}, expected an object or null")
 
     entries = _read_entries(versions, name)
     latest = _Summary(latest_raw, "latest", name) if latest_raw is not None else None
@@ -366,9 +387,9 @@ def _read_entries(versions: Sequence[Any], model_name: str) -> list[tuple[str, _
             summary = _Summary(entry, where, model_name)
             version = summary.version
         else:
-            raise PayloadError(f"{where}: a {_type_name(entry)}, expected a string or an object")
+            raise _InvalidError(f"{where}: a {_type_name(entry)}, expected a string or an object")
         if version in first_seen:
-            raise PayloadError(
+            raise _InvalidError(
                 f"duplicate version {version!r} at versions[{first_seen[version]}] and {where}",
                 error_type="duplicate_version",
             )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from connector.dataset.layout import REJECTED_DIR, make_dirs
 from connector.dataset.writer import write_json_atomic
-from connector.errors import TargetError
+from connector.errors import TargetFailure
 from connector.redaction import redact
 
 MAX_BODY_BYTES = 64 * 1024
@@ -24,19 +24,19 @@ def rejected_path(root: Path, day: date, org: str, model: str) -> Path:
 
 
 def save_rejected(
-    root: Path, day: date, error: TargetError, raw: bytes, secrets: list[str]
+    root: Path, day: date, failure: TargetFailure, raw: bytes, secrets: list[str]
 ) -> Path:
-    """Write the error and the (truncated, redacted) body; returns the file's path."""
-    path = rejected_path(root, day, error.org or "_unknown", error.model or "_unknown")
-    make_dirs(root, REJECTED_DIR, day.isoformat(), error.org or "_unknown")
+    """Write the failure record and the (truncated, redacted) body; returns the file's path."""
+    path = rejected_path(root, day, failure.org or "_unknown", failure.model or "_unknown")
+    make_dirs(root, REJECTED_DIR, day.isoformat(), failure.org or "_unknown")
     # Redact the whole body first: a token cut in half by the truncation would not match.
     body = redact(raw.decode("utf-8", errors="replace"), secrets)
     kept = body.encode("utf-8")[:MAX_BODY_BYTES].decode("utf-8", errors="ignore")
     write_json_atomic(
         path,
         {
-            **error.to_failure(),
-            "detail": redact(error.detail, secrets),
+            **failure.to_dict(),
+            "detail": redact(failure.detail, secrets),  # redacted already; kept as a safeguard
             "body_bytes": len(raw),
             "body_truncated": len(raw) > MAX_BODY_BYTES,
             "body": kept,

@@ -22,14 +22,21 @@ from connector.dataset import shards as staging
 from connector.dataset.schema import SCHEMA_VERSION
 from connector.dataset.storage import local_root
 from connector.dataset.writer import SnapshotWriter
-from connector.errors import ConfigError, ExitCode, OutputError
+from connector.errors import ConfigError, OutputError
 from connector.extraction.interrupt import Interrupt
+from connector.extraction.outcome import (
+    Ending,
+    RunInfo,
+    Stop,
+    Tally,
+    now,
+    stopped_by_signal,
+    summarize,
+)
 from connector.extraction.sharding import Shard, check_shard, fingerprint
 from connector.extraction.summary import RunSummary
 
 log = logging.getLogger(__name__)
-
-_NOT_STAGED = (ExitCode.INTERRUPTED, ExitCode.TERMINATED)
 
 
 def extract_sharded(
@@ -94,70 +101,87 @@ def extract_shard(
     `fingerprint_of` is the config the part is stamped with when it differs from the one used
     to fetch (`--processes` splits the rate limit, which does not change the snapshot).
     """
-    from connector.extraction.run import _fetch_all, _now
+    from connector.extraction.run import fetch_all
 
     started = time.monotonic()
     index, count = shard
     root = local_root(uri)
-    run_id = uuid.uuid4().hex
-    summary = RunSummary(
-        run_id=run_id,
-        snapshot_date=day.isoformat(),
-        output_uri=uri,
-        started_at=_now(),
+    info = RunInfo(
+        run_id=uuid.uuid4().hex,
+        day=day,
+        uri=uri,
+        started_at=now(),
+        min_success_ratio=0.0,  # a shard publishes nothing: the guard applies at publish
+        backdated=backdated,
         warnings=list(config.warnings),
         shard=f"{index}/{count}",
-        backdated=backdated,
     )
-    with staging.shard_lock(root, day, index, count, run_id):
+    tally = Tally()
+    finished_at: str | None = None
+    output_error: OutputError | None = None
+    staged: str | None = None
+    stopped: Stop | None = None
+    rows, names = 0, []
+    with staging.shard_lock(root, day, index, count, info.run_id):
         writer = SnapshotWriter(
             root,
             day,
-            run_id,
+            info.run_id,
             batch_rows=config.output.batch_rows,
-            work_dir=staging.work_dir(root, day, index, count, run_id),
+            work_dir=staging.work_dir(root, day, index, count, info.run_id),
         )
         try:
-            targets = _fetch_all(
+            targets = fetch_all(
                 config,
-                summary,
+                info,
+                tally,
                 writer,
                 root,
-                day,
                 progress,
                 shard=shard,
                 tick=tick,
                 interrupt=interrupt,
             )
-            if summary.exit_code == ExitCode.INCOMPATIBLE_API:
+            if interrupt is not None and interrupt.requested:
+                stopped = stopped_by_signal(interrupt)  # a signal: the earlier part stays
+            elif tally.incompatible is not None:
                 # Nothing of this connector version may be published: drop the older part too,
                 # so `publish` reports the shard missing until an upgraded run stages it.
                 _drop_part(root, day, shard)
-            elif summary.exit_code not in _NOT_STAGED:  # a signal: the earlier part stays
+            else:
                 try:
                     files = writer.finish()
                 except (OSError, pa.ArrowException) as exc:
                     raise OutputError(f"cannot write Parquet in {writer.staged}: {exc}") from exc
-                summary.finished_at = _now()
-                summary.rows, summary.files = writer.rows, [path.name for path in files]
-                record = _record(summary, targets, fingerprint(fingerprint_of or config, uri))
-                summary.staged = str(staging.stage(root, day, index, count, files, record))
-                summary.exit_code = _exit_code(summary)
+                finished_at = now()
+                rows, names = writer.rows, [path.name for path in files]
+                draft = summarize(
+                    info, tally, Ending(finished_at=finished_at, rows=rows, files=names)
+                )
+                record = _record(draft, targets, fingerprint(fingerprint_of or config, uri))
+                staged = str(staging.stage(root, day, index, count, files, record))
         except OutputError as exc:
-            summary.exit_code = ExitCode.OUTPUT
-            summary.message = str(exc)
+            output_error = exc
             log.error("output failure: %s", exc, extra={"event": "output_failed"})
         finally:
             writer.discard()  # the work dir; staged files were moved out of it
-    summary.finished_at = summary.finished_at or _now()
-    summary.elapsed_seconds = round(time.monotonic() - started, 3)
+    ending = Ending(
+        finished_at=finished_at or now(),
+        elapsed=time.monotonic() - started,
+        output_error=output_error,
+        staged=staged,
+        rows=rows if staged else 0,
+        files=names if staged else [],
+        stopped=stopped,
+    )
+    summary = summarize(info, tally, ending)
     if summary.staged:
         log.info(
             "staged shard %s: %d rows in %s",
             summary.shard,
             summary.rows,
             summary.staged,
-            extra={"event": "shard_staged", "run_id": run_id},
+            extra={"event": "shard_staged", "run_id": info.run_id},
         )
     return summary
 
@@ -165,13 +189,6 @@ def extract_shard(
 def _drop_part(root: Path, day: date, shard: Shard) -> None:
     directory = staging.part_dir(root, day, *shard)
     (directory / staging.RECORD_NAME).unlink(missing_ok=True)
-
-
-def _exit_code(summary: RunSummary) -> ExitCode:
-    """A shard publishes nothing, so no publish guard here: only what went wrong in it."""
-    if summary.auth_failed_orgs:
-        return ExitCode.AUTH
-    return ExitCode.PARTIAL if summary.failures else ExitCode.OK
 
 
 def _record(summary: RunSummary, targets: list[tuple[str, str]], digest: str) -> dict[str, Any]:
@@ -191,7 +208,7 @@ def _record(summary: RunSummary, targets: list[tuple[str, str]], digest: str) ->
         "targets_succeeded": summary.targets_succeeded,
         "requests": summary.requests,
         "requests_by_operation": summary.requests_by_operation,
-        "failures": summary.failures,
+        "failures": [failure.to_dict() for failure in summary.failures],
         "auth_failed_orgs": summary.auth_failed_orgs,
         "discovery_failed_orgs": summary.discovery_failed_orgs,
         "dropped_versions": summary.dropped_versions,

@@ -92,10 +92,12 @@ def _discover(client: RegistryClient, org: OrgSettings, token: str) -> Discovery
     """One org's listing, or the error that failed it (named as the org's discovery)."""
     try:
         return list_models(client, org.name, token)
-    except TargetError as exc:
-        exc.org, exc.model = org.name, ",".join(org.patterns)
-        exc.detail = f"listModels (discovery): {exc.detail}"
-        return exc
+    except TargetError as exc:  # a new error naming the org's discovery; the raised one stays
+        return exc.evolve(
+            org=org.name,
+            model=",".join(org.patterns),
+            detail=f"listModels (discovery): {exc.detail}",
+        )
 
 
 def list_models(client: RegistryClient, org: str, token: str | None = None) -> Discovery:
@@ -110,8 +112,7 @@ def list_models(client: RegistryClient, org: str, token: str | None = None) -> D
         try:
             entries = _page_entries(result.payload, org, page, warnings)
         except PayloadError as exc:
-            exc.raw = result.body
-            raise
+            raise exc.evolve(raw=result.body) from exc
         names = tuple(entries)
         if not names or names in seen:
             break

@@ -10,6 +10,7 @@ per finished target over a multiprocessing queue: one progress bar, one log, one
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import logging.handlers
 import multiprocessing
@@ -30,23 +31,15 @@ from connector.config import Config
 from connector.dataset.lock import RunLock
 from connector.dataset.storage import local_root
 from connector.dataset.writer import recover_staging
-from connector.errors import ExitCode
+from connector.errors import RunOutcome, combine_outcomes
 from connector.extraction.fanout import extract_shard
 from connector.extraction.interrupt import Interrupt
+from connector.extraction.outcome import Stop, stopped_by_signal
 from connector.extraction.publish import publish_locked
 from connector.extraction.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
-# Worst first: when children fail, the run reports the most serious failure.
-_SEVERITY = (
-    ExitCode.TERMINATED,
-    ExitCode.INTERRUPTED,
-    ExitCode.INCOMPATIBLE_API,
-    ExitCode.INTERNAL,
-    ExitCode.OUTPUT,
-    ExitCode.LOCK_HELD,
-)
 _CHILD: dict[str, Any] = {}  # in a child: its "queue" to the parent and its "interrupt"
 
 
@@ -107,12 +100,8 @@ def extract_processes(
                 interrupt.close()
         failed = [child for child in children if child.staged is None]
         if failed or interrupt.requested:
-            summary = _aborted(children, failed, run_id, day, uri, started)
-            if interrupt.requested:
-                from connector.extraction.run import _interrupted
-
-                _interrupted(summary, interrupt)
-            return summary
+            stop = stopped_by_signal(interrupt) if interrupt.requested else None
+            return _aborted(children, failed, run_id, day, uri, started, stop)
         return publish_locked(
             config, day, processes, uri, run_id, min_success_ratio, started, replace=replace
         )
@@ -195,7 +184,7 @@ def _numbered(
         started_at="",
         shard=f"{index}/{processes}",
         message=result,
-        exit_code=ExitCode.INTERNAL,
+        run_outcome=RunOutcome(internal_error=True),
     )
 
 
@@ -259,11 +248,6 @@ def _pump(queue: Any, bar: tqdm[Any]) -> None:
             logging.getLogger(item.name).handle(item)
 
 
-def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
-    for key, number in more.items():
-        total[key] = total.get(key, 0) + int(number)
-
-
 def _aborted(
     children: list[RunSummary],
     failed: list[RunSummary],
@@ -271,26 +255,49 @@ def _aborted(
     day: date,
     uri: str,
     started: float,
+    stop: Stop | None = None,
 ) -> RunSummary:
-    """A child could not stage its shard: publish nothing and say which and why."""
+    """A child could not stage its shard, or the run was stopped: publish nothing and say which
+    and why. The exit code comes from the children's outcomes together, and the stop's
+    (`errors.decide_exit_code`): the most serious."""
+    requests: dict[str, int] = {}
+    operations: dict[str, int] = {}
+    for child in children:
+        _add_counts(requests, child.requests)
+        _add_counts(operations, child.requests_by_operation)
     summary = RunSummary(
         run_id=run_id,
         snapshot_date=day.isoformat(),
         output_uri=uri,
         started_at=min((c.started_at for c in children if c.started_at), default=""),
+        elapsed_seconds=round(time.monotonic() - started, 3),
+        targets_attempted=sum(child.targets_attempted for child in children),
+        targets_succeeded=sum(child.targets_succeeded for child in children),
+        requests=dict(sorted(requests.items())),
+        requests_by_operation=dict(sorted(operations.items())),
+        failures=tuple(
+            sorted(
+                (failure for child in children for failure in child.failures),
+                key=lambda f: (f.org, f.model or ""),
+            )
+        ),
         shards=len(children),
+        run_outcome=combine_outcomes(
+            [
+                *(child.run_outcome for child in children),
+                RunOutcome(
+                    terminated=stop is not None and stop.terminated,
+                    interrupted=stop is not None and not stop.terminated,
+                ),
+            ]
+        ),
     )
-    for child in children:
-        summary.targets_attempted += child.targets_attempted
-        summary.targets_succeeded += child.targets_succeeded
-        summary.failures += child.failures
-        _add_counts(summary.requests, child.requests)
-        _add_counts(summary.requests_by_operation, child.requests_by_operation)
-    summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
-    summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
-    codes = {child.exit_code for child in failed}
-    summary.exit_code = next((code for code in _SEVERITY if code in codes), ExitCode.INTERNAL)
+    if stop is not None:
+        return dataclasses.replace(summary, message=stop.message)
     reasons = "; ".join(f"shard {c.shard}: {c.message or c.exit_code.name.lower()}" for c in failed)
-    summary.message = f"nothing was published: {reasons}"
-    summary.elapsed_seconds = round(time.monotonic() - started, 3)
-    return summary
+    return dataclasses.replace(summary, message=f"nothing was published: {reasons}")
+
+
+def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
+    for key, number in more.items():
+        total[key] = total.get(key, 0) + int(number)

@@ -18,7 +18,7 @@ from types import TracebackType
 
 from tqdm import tqdm
 
-from connector.errors import AuthenticationError, SkippedError, TargetError
+from connector.errors import AuthenticationError, SkippedError, TargetFailure
 from connector.redaction import redact
 
 log = logging.getLogger("connector.extraction.run")
@@ -60,14 +60,14 @@ class RejectedOrgs:
         self._blocked = blocked
         self._counts: Counter[str] = Counter()
 
-    def absorb(self, error: TargetError) -> bool:
-        """True when `error` is a rejected org's 401/403 or a model skipped because of it; the
-        caller then logs it at DEBUG only."""
-        if not isinstance(error, AuthenticationError | SkippedError) or error.org is None:
+    def absorb(self, failure: TargetFailure, blocks_org: bool) -> bool:
+        """True when `failure` is a rejected org's 401/403 (`blocks_org`) or a model skipped
+        because of it; the caller then logs it at DEBUG only."""
+        if not (blocks_org or failure.error_type == SkippedError.error_type):
             return False
-        if self._blocked(error.org) is None:
+        if self._blocked(failure.org) is None:
             return False
-        self._counts[error.org] += 1
+        self._counts[failure.org] += 1
         return True
 
     def log(self, secrets: list[str]) -> None:

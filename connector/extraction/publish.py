@@ -10,6 +10,7 @@ publishes it (dataset/writer.py), so readers see the old snapshot or the new one
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import time
 import uuid
@@ -25,9 +26,17 @@ from connector.dataset import shards as staging
 from connector.dataset.lock import RunLock
 from connector.dataset.published import published_targets
 from connector.dataset.storage import local_root
-from connector.dataset.writer import SnapshotWriter, recover_staging
-from connector.errors import ConfigError, ExitCode, OutputError, ShardsError
+from connector.dataset.writer import PublishResult, SnapshotWriter, recover_staging
+from connector.errors import ConfigError, OutputError, ShardsError, TargetFailure
 from connector.extraction.guards import describe_missing, missing_targets
+from connector.extraction.outcome import (
+    Ending,
+    RunInfo,
+    Tally,
+    now,
+    publish_if_allowed,
+    summarize,
+)
 from connector.extraction.records import run_settings, write_run_record
 from connector.extraction.sharding import MAX_SHARDS, fingerprint, shard_of
 from connector.extraction.summary import RunSummary
@@ -79,28 +88,45 @@ def publish_locked(
     replace: bool = False,
 ) -> RunSummary:
     """`publish` for a caller that already holds the output lock (`--processes`)."""
-    from connector.extraction.run import _now
-
     started = time.monotonic() if started is None else started
     root = local_root(uri)
     ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
+    finished_at: str | None = None
+    published: PublishResult | None = None
+    output_error: OutputError | None = None
+    missing: list[tuple[str, str]] = []
     with contextlib.ExitStack() as locks:
         for index in range(1, count + 1):
             locks.enter_context(staging.shard_lock(root, day, index, count, run_id))
         parts = check_parts(root, day, count, fingerprint(config, uri))
-        summary = merge(parts, run_id, uri, day, _now())
-        summary.warnings = list(config.warnings)
+        info, tally = merge(parts, run_id, uri, day, now(), ratio, list(config.warnings))
         try:
-            if replace or not _refused_as_half_config(config, summary, parts, root, day):
-                _merge_and_publish(config, summary, parts, root, day, ratio)
+            if not replace:  # the half-config guard over all parts
+                targets = [
+                    (org, model) for part in parts for org, model in part.record.get("targets", [])
+                ]
+                missing = missing_targets(published_targets(root, day), targets, config.covers)
+            if missing:
+                log.error(
+                    "%s",
+                    describe_missing(missing, day),
+                    extra={"event": "not_published", "run_id": run_id},
+                )
+            else:
+                finished_at, published = _merge_and_publish(config, info, tally, parts, root)
         except OutputError as exc:
-            summary.exit_code = ExitCode.OUTPUT
-            summary.message = str(exc)
+            output_error = exc
             log.error("output failure: %s", exc, extra={"event": "output_failed"})
-        if summary.published:
+        if published is not None:
             staging.remove_parts(root, day, count)
-    summary.finished_at = summary.finished_at or _now()
-    summary.elapsed_seconds = round(time.monotonic() - started, 3)
+    ending = Ending(
+        finished_at=finished_at or now(),
+        elapsed=time.monotonic() - started,
+        published=published,
+        output_error=output_error,
+        missing=missing,
+    )
+    summary = summarize(info, tally, ending)
     settings = run_settings(
         config,
         output=uri,
@@ -109,45 +135,24 @@ def publish_locked(
         min_success_ratio=ratio,
         replace=replace,
     )
-    write_run_record(
+    record = write_run_record(
         root, summary, settings, keep=config.output.keep_run_records, secrets=config.secrets()
     )
-    return summary
-
-
-def _refused_as_half_config(
-    config: Config, summary: RunSummary, parts: list[staging.StagedPart], root: Path, day: date
-) -> bool:
-    """The half-config guard over all parts: True (the summary says why) when the published
-    partition holds a model no part targets."""
-    targets = [(org, model) for part in parts for org, model in part.record.get("targets", [])]
-    missing = missing_targets(published_targets(root, day), targets, config.covers)
-    if not missing:
-        return False
-    summary.exit_code = ExitCode.NOT_PUBLISHED
-    summary.missing_targets = [f"{org}/{model}" for org, model in missing]
-    summary.message = describe_missing(missing, day)
-    log.error("%s", summary.message, extra={"event": "not_published", "run_id": summary.run_id})
-    return True
+    return dataclasses.replace(summary, record=str(record)) if record is not None else summary
 
 
 def _merge_and_publish(
-    config: Config,
-    summary: RunSummary,
-    parts: list[staging.StagedPart],
-    root: Path,
-    day: date,
-    ratio: float,
-) -> None:
-    from connector.extraction.run import _finish
-
-    writer = SnapshotWriter(root, day, summary.run_id, batch_rows=config.output.batch_rows)
+    config: Config, info: RunInfo, tally: Tally, parts: list[staging.StagedPart], root: Path
+) -> tuple[str | None, PublishResult | None]:
+    writer = SnapshotWriter(root, info.day, info.run_id, batch_rows=config.output.batch_rows)
+    published: PublishResult | None = None
     try:
         for part in parts:
             _copy_rows(part, writer, config.output.batch_rows)
-        _finish(config, summary, writer, ratio)
+        finished_at, published = publish_if_allowed(config, info, tally, writer)
+        return finished_at, published
     finally:
-        if not summary.published:
+        if published is None:
             writer.discard()
 
 
@@ -237,46 +242,49 @@ def _duplicated(parts: list[staging.StagedPart]) -> list[str]:
 
 
 def merge(
-    parts: list[staging.StagedPart], run_id: str, uri: str, day: date, now: str
-) -> RunSummary:
-    """One summary for all parts: targets, requests and failures added up."""
-    summary = RunSummary(
-        run_id=run_id,
-        snapshot_date=day.isoformat(),
-        output_uri=uri,
-        started_at=min((str(p.record.get("started_at")) for p in parts), default=now),
-        shards=len(parts),
-    )
-    requests: dict[str, int] = {}
-    operations: dict[str, int] = {}
+    parts: list[staging.StagedPart],
+    run_id: str,
+    uri: str,
+    day: date,
+    now: str,
+    min_success_ratio: float = 0.0,
+    warnings: list[str] | None = None,
+) -> tuple[RunInfo, Tally]:
+    """One run for all parts: targets, requests and failures added up."""
+    tally = Tally()
     failures: dict[tuple[str, str], dict[str, Any]] = {}
     for part in parts:
         record: dict[str, Any] = part.record
-        summary.targets_attempted += len(record.get("targets", []))
-        summary.targets_succeeded += int(record.get("targets_succeeded", 0))
+        tally.attempted += len(record.get("targets", []))
+        tally.succeeded += int(record.get("targets_succeeded", 0))
         # Every shard lists the org itself, so a failed listing is reported by each: once here.
         for failure in record.get("failures", []):
             failures.setdefault((failure["org"], failure["model"]), failure)
         for org in record.get("discovery_failed_orgs", []):
-            if org not in summary.discovery_failed_orgs:
-                summary.discovery_failed_orgs.append(org)
-        summary.dropped_versions += record.get("dropped_versions", [])
+            if org not in tally.discovery_failed_orgs:
+                tally.discovery_failed_orgs.append(org)
+        tally.dropped += record.get("dropped_versions", [])
         for org in record.get("auth_failed_orgs", []):
-            if org not in summary.auth_failed_orgs:
-                summary.auth_failed_orgs.append(org)
-        for status, number in record.get("requests", {}).items():
-            requests[status] = requests.get(status, 0) + int(number)
-        for operation, number in record.get("requests_by_operation", {}).items():
-            operations[operation] = operations.get(operation, 0) + int(number)
-        summary.rejected_dir = summary.rejected_dir or record.get("rejected_dir")
-        summary.backdated = summary.backdated or bool(record.get("backdated"))
-    summary.requests = dict(sorted(requests.items()))
-    summary.requests_by_operation = dict(sorted(operations.items()))
-    summary.failures = list(failures.values())
+            tally.block(org)
+        _add_counts(tally.requests, record.get("requests", {}))
+        _add_counts(tally.requests_by_operation, record.get("requests_by_operation", {}))
+        tally.rejected_dir = tally.rejected_dir or record.get("rejected_dir")
+    tally.failures = [TargetFailure.from_dict(failure) for failure in failures.values()]
     targeted = {tuple(t) for part in parts for t in part.record.get("targets", [])}
-    summary.targets_attempted += sum(1 for key in failures if key not in targeted)  # listings
-    summary.discovery_failed_orgs.sort()
-    summary.dropped_versions.sort(key=lambda d: (d["org"], d["model"], d["version"]))
-    summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
-    summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
-    return summary
+    tally.attempted += sum(1 for key in failures if key not in targeted)  # failed listings
+    info = RunInfo(
+        run_id=run_id,
+        day=day,
+        uri=uri,
+        started_at=min((str(p.record.get("started_at")) for p in parts), default=now),
+        min_success_ratio=min_success_ratio,
+        backdated=any(bool(p.record.get("backdated")) for p in parts),
+        warnings=list(warnings or []),
+        shards=len(parts),
+    )
+    return info, tally
+
+
+def _add_counts(total: dict[str, int], more: dict[str, Any]) -> None:
+    for key, number in more.items():
+        total[key] = total.get(key, 0) + int(number)

@@ -13,6 +13,7 @@ does not say it, the outcome (e.g. "interrupted").
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping
@@ -66,12 +67,13 @@ def write_run_record(
     """Write the run's record and prune the oldest beyond `keep`; returns its path.
 
     Never raises: a record that cannot be written is logged (and None returned), because the
-    run's own outcome, already decided, must not change because of it. Sets
-    `summary.record` to the path on success. Call it while holding the output lock.
+    run's own outcome, already decided, must not change because of it. The record names
+    itself (`record`); the caller puts the returned path into its summary. Call it while
+    holding the output lock.
     """
     path = record_path(root, summary)
-    summary.record = str(path)
-    document = {**summary.to_dict(), "settings": dict(settings)}
+    recorded = dataclasses.replace(summary, record=str(path))
+    document = {**recorded.to_dict(), "settings": dict(settings)}
     if outcome is not None:
         document["outcome"] = outcome
     # Failure details come from servers; scrub once more so no token reaches the disk.
@@ -80,7 +82,6 @@ def write_run_record(
         make_dirs(root, RUNS_DIR, summary.snapshot_date)
         write_json_atomic(path, text_safe, mode=0o644)  # others may read it, not change it
     except (OSError, OutputError) as exc:
-        summary.record = None
         log.warning("could not write the run record %s: %s", path, exc, extra={"event": "record"})
         return None
     prune_run_records(root, keep)

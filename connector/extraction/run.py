@@ -2,12 +2,13 @@
 
 Memory stays flat however many models there are: at most `concurrency` targets are in flight
 and `2 x concurrency` finished ones wait for the writer, which flushes rows in bounded batches.
+What the run sees goes into a `Tally`; the summary is built from it once (`outcome.summarize`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import signal
 import sys
 import threading
 import time
@@ -17,26 +18,35 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-from connector._version import __version__
 from connector.config import Config, validate_output
 from connector.dataset.flatten import Row
 from connector.dataset.layout import REJECTED_DIR
 from connector.dataset.lock import RunLock
 from connector.dataset.published import published_targets
 from connector.dataset.rejected import save_rejected
-from connector.dataset.schema import SCHEMA_VERSION
 from connector.dataset.storage import local_root
-from connector.dataset.writer import SnapshotWriter, recover_staging
+from connector.dataset.writer import PublishResult, SnapshotWriter, recover_staging
 from connector.errors import (
     AuthenticationError,
-    ExitCode,
     IncompatibleAPIError,
     OutputError,
     SkippedError,
     TargetError,
+    TargetFailure,
 )
 from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
 from connector.extraction.interrupt import Interrupt, signal_name
+from connector.extraction.outcome import (
+    UPGRADE_HINT,
+    Ending,
+    RunInfo,
+    Stop,
+    Tally,
+    now,
+    publish_if_allowed,
+    stopped_by_signal,
+    summarize,
+)
 from connector.extraction.plan import TargetPlan, plan_targets
 from connector.extraction.progress import RejectedOrgs, RunProgress
 from connector.extraction.records import run_settings, write_run_record
@@ -45,62 +55,83 @@ from connector.extraction.summary import RunSummary
 from connector.extraction.target import DroppedVersion, fetch_target
 from connector.extraction.workers import WorkerPool
 from connector.http.client import RegistryClient
-from connector.redaction import redact
 
 log = logging.getLogger(__name__)
 
-UPGRADE_HINT = "upgrade the connector: pip install --upgrade model-versions-connector"
+__all__ = ["UPGRADE_HINT", "extract", "fetch_all"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class _TargetOutcome:
+    """How one target ended: its rows, or the failure record built once where it failed."""
+
     org: str
     model: str
+    elapsed: float
     rows: list[Row] = field(default_factory=list)
     dropped: list[DroppedVersion] = field(default_factory=list)
-    error: TargetError | None = None
-    elapsed: float = 0.0
+    failure: TargetFailure | None = None
+    rejected_body: bytes | None = None  # a body kept under _rejected/
+    blocks_org: bool = False  # a 401/403: the org's token was refused
+    incompatible: bool = False  # a 426: the run aborts
 
 
 class _Run:
-    """The mutable state of one run; `extract()` is the only public way in."""
+    """The fetch side of one run, shared by the worker threads."""
 
     def __init__(self, config: Config, client: RegistryClient, cancelled: threading.Event) -> None:
         self.client = client
         self.cancelled = cancelled
-        self.incompatible: IncompatibleAPIError | None = None
+        self.secrets = config.secrets()
         self.tokens = {org.name: config.token_for(org.name) for org in config.orgs}
         self.version_detail = config.registry.version_detail
         self.concurrency = config.registry.concurrency
-        self.secrets = config.secrets()
 
     def fetch(self, target: tuple[str, str]) -> _TargetOutcome:
         """Runs in a worker thread: fetch and flatten one target. Never raises: whatever goes
         wrong with one target, even a bug, fails that target and not the run."""
         org, model = target
-        outcome = _TargetOutcome(org, model)
         started = time.monotonic()
         try:
             if self.cancelled.is_set():
-                raise SkippedError("not attempted: the run was aborted", attempts=0)
+                raise SkippedError(
+                    "not attempted: the run was aborted", org=org, model=model, attempts=0
+                )
             fetched = fetch_target(self.client, org, model, self.tokens[org], self.version_detail)
-            outcome.rows, outcome.dropped = fetched.rows, fetched.dropped
-        except IncompatibleAPIError as exc:
-            self.incompatible = self.incompatible or exc
-            self.cancelled.set()
-            outcome.error = exc
         except TargetError as exc:
-            outcome.error = exc
+            return self._failed(org, model, started, exc)
         except Exception as exc:  # a bug: keep the run going, say so loudly
             log.exception("unexpected error on %s/%s", org, model, extra={"event": "bug"})
-            outcome.error = TargetError(
+            bug = TargetError(
                 f"unexpected {type(exc).__name__}: {exc} (a bug; please report it)",
+                org=org,
+                model=model,
                 error_type="internal_error",
             )
-        if outcome.error is not None:
-            outcome.error.org, outcome.error.model = org, model
-        outcome.elapsed = time.monotonic() - started
-        return outcome
+            return self._failed(org, model, started, bug)
+        return _TargetOutcome(
+            org, model, time.monotonic() - started, rows=fetched.rows, dropped=fetched.dropped
+        )
+
+    def _failed(self, org: str, model: str, started: float, error: TargetError) -> _TargetOutcome:
+        if isinstance(error, IncompatibleAPIError):
+            self.cancelled.set()  # no new requests, no more retries
+        return _failed_outcome(org, model, time.monotonic() - started, error, self.secrets)
+
+
+def _failed_outcome(
+    org: str, model: str, elapsed: float, error: TargetError, secrets: list[str]
+) -> _TargetOutcome:
+    """The outcome of a failed target: its failure record, built here once."""
+    return _TargetOutcome(
+        org,
+        model,
+        elapsed,
+        failure=error.failure(secrets),
+        rejected_body=error.raw,
+        blocks_org=isinstance(error, AuthenticationError),
+        incompatible=isinstance(error, IncompatibleAPIError),
+    )
 
 
 def extract(
@@ -157,16 +188,16 @@ def extract(
         )
     uri = validate_output({"uri": output}).uri if output else config.output.uri
     root = local_root(uri)
-    run_id = uuid.uuid4().hex
-    summary = RunSummary(
-        run_id=run_id,
-        snapshot_date=day.isoformat(),
-        output_uri=str(uri),
+    ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
+    info = RunInfo(
+        run_id=uuid.uuid4().hex,
+        day=day,
+        uri=str(uri),
         started_at=observed_at.astimezone(UTC).isoformat(timespec="milliseconds"),
+        min_success_ratio=ratio,
         backdated=backdated,
         warnings=list(config.warnings),
     )
-    ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
     settings = run_settings(
         config,
         output=str(uri),
@@ -175,101 +206,120 @@ def extract(
         allow_backdate=allow_backdate,
         replace=replace,
     )
+    tally = Tally()
+    finished_at: str | None = None
+    published: PublishResult | None = None
+    output_error: OutputError | None = None
+    missing: list[tuple[str, str]] = []
+    stopped: Stop | None = None
     own_interrupt = interrupt is None
     interrupt = interrupt or Interrupt()
-    with RunLock(root, run_id):
+    with RunLock(root, info.run_id):
         for action in recover_staging(root):
             log.warning("%s", action, extra={"event": "staging_recovered"})
         try:
-            if replace or not _refused_as_half_config(config, summary, root, day):
-                _run_and_publish(config, summary, root, day, ratio, progress, interrupt)
+            if not replace:  # the half-config guard: publishing must not lose a published model
+                missing = missing_targets(
+                    published_targets(root, day), config.targets(), config.covers
+                )
+            if missing:
+                log.error(
+                    "%s",
+                    describe_missing(missing, day),
+                    extra={"event": "not_published", "run_id": info.run_id},
+                )
+            else:
+                finished_at, published = _run_and_publish(
+                    config, info, tally, root, progress, interrupt
+                )
         except OutputError as exc:
-            summary.exit_code = ExitCode.OUTPUT
-            summary.message = str(exc)
+            output_error = exc
             log.error("output failure: %s", exc, extra={"event": "output_failed"})
         except BaseException as exc:  # KeyboardInterrupt, an orchestrator's timeout, a bug
-            _stopped_by_exception(summary, exc)
+            stopped = _stopped_by_exception(exc, info)
             raise
         finally:
             if own_interrupt:
                 interrupt.close()
-            summary.finished_at = summary.finished_at or _now()
-            summary.elapsed_seconds = round(time.monotonic() - started, 3)
-            write_run_record(
+            if stopped is None and published is None and interrupt.requested:
+                stopped = stopped_by_signal(interrupt)
+            ending = Ending(
+                finished_at=finished_at or now(),
+                elapsed=time.monotonic() - started,
+                published=published,
+                output_error=output_error,
+                missing=missing,
+                stopped=stopped,
+            )
+            summary = summarize(info, tally, ending)
+            record = write_run_record(
                 root,
                 summary,
                 settings,
                 keep=config.output.keep_run_records,
                 secrets=config.secrets(),
             )
-    return summary
+    return dataclasses.replace(summary, record=str(record)) if record is not None else summary
 
 
-def _stopped_by_exception(summary: RunSummary, exc: BaseException) -> None:
-    """The record of a run an exception ended: a bug, or a stop from outside
+def _stopped_by_exception(exc: BaseException, info: RunInfo) -> Stop:
+    """How a run an exception ended is recorded: a bug, or a stop from outside
     (KeyboardInterrupt, an orchestrator's timeout raised in this thread)."""
     if isinstance(exc, Exception):
-        summary.exit_code = ExitCode.INTERNAL
-        summary.message = f"unexpected {type(exc).__name__} (a bug; please report it)"
-        return
-    summary.exit_code = ExitCode.INTERRUPTED
-    summary.message = (
-        f"stopped by {type(exc).__name__}: nothing was published; earlier snapshots are unchanged"
+        return Stop(bug=True, message=f"unexpected {type(exc).__name__} (a bug; please report it)")
+    stop = Stop(
+        message=(
+            f"stopped by {type(exc).__name__}: nothing was published; earlier snapshots are "
+            "unchanged"
+        )
     )
-    log.error("%s", summary.message, extra={"event": "interrupted", "run_id": summary.run_id})
-
-
-def _refused_as_half_config(config: Config, summary: RunSummary, root: Path, day: date) -> bool:
-    """The half-config guard: True (and the summary says why) when the published partition of
-    `day` holds a model this run does not target, so publishing would lose it."""
-    missing = missing_targets(published_targets(root, day), config.targets(), config.covers)
-    if not missing:
-        return False
-    summary.exit_code = ExitCode.NOT_PUBLISHED
-    summary.missing_targets = [f"{org}/{model}" for org, model in missing]
-    summary.message = describe_missing(missing, day)
-    log.error("%s", summary.message, extra={"event": "not_published", "run_id": summary.run_id})
-    return True
+    log.error("%s", stop.message, extra={"event": "interrupted", "run_id": info.run_id})
+    return stop
 
 
 def _run_and_publish(
     config: Config,
-    summary: RunSummary,
+    info: RunInfo,
+    tally: Tally,
     root: Path,
-    day: date,
-    ratio: float,
     progress: bool | None,
     interrupt: Interrupt,
-) -> None:
-    writer = SnapshotWriter(root, day, summary.run_id, batch_rows=config.output.batch_rows)
+) -> tuple[str | None, PublishResult | None]:
+    """Fetch every target into a staged partition and, if the guards allow, publish it. A stop
+    requested once the publish has begun lets it finish (it is one atomic swap)."""
+    writer = SnapshotWriter(root, info.day, info.run_id, batch_rows=config.output.batch_rows)
+    published: PublishResult | None = None
     try:
-        _fetch_all(config, summary, writer, root, day, progress, interrupt=interrupt)
-        _finish(config, summary, writer, ratio, interrupt)
+        fetch_all(config, info, tally, writer, root, progress, interrupt=interrupt)
+        if interrupt.requested:
+            return None, None
+        finished_at, published = publish_if_allowed(config, info, tally, writer)
+        return finished_at, published
     finally:
-        if not summary.published:
+        if published is None:
             writer.discard()
 
 
-def _fetch_all(
+def fetch_all(
     config: Config,
-    summary: RunSummary,
+    info: RunInfo,
+    tally: Tally,
     writer: SnapshotWriter,
     root: Path,
-    day: date,
     progress: bool | None,
     *,
     shard: Shard | None = None,
     tick: Callable[[], None] | None = None,
     interrupt: Interrupt | None = None,
 ) -> list[tuple[str, str]]:
-    """Fetch every target (of the shard, if any) into the writer; returns the targets.
+    """Fetch every target (of the shard, if any) into the writer, counting what happens in
+    `tally`; returns the targets.
 
-    A stop requested through `interrupt` cuts the requests in flight and starts no new one; the
-    summary then says `interrupted`."""
+    A stop requested through `interrupt` cuts the requests in flight and starts no new one."""
     own_interrupt = interrupt is None
     interrupt = interrupt or Interrupt()
     try:
-        return _fetch_targets(config, summary, writer, root, day, progress, shard, tick, interrupt)
+        return _fetch_targets(config, info, tally, writer, root, progress, shard, tick, interrupt)
     finally:
         if own_interrupt:
             interrupt.close()
@@ -277,10 +327,10 @@ def _fetch_all(
 
 def _fetch_targets(
     config: Config,
-    summary: RunSummary,
+    info: RunInfo,
+    tally: Tally,
     writer: SnapshotWriter,
     root: Path,
-    day: date,
     progress: bool | None,
     shard: Shard | None,
     tick: Callable[[], None] | None,
@@ -291,7 +341,7 @@ def _fetch_targets(
     show_progress = sys.stderr.isatty() if progress is None else progress
     # Set on a 426, or when the run stops early: no new requests, no more retries.
     cancelled = threading.Event()
-    plan, targets = TargetPlan(), []
+    targets: list[tuple[str, str]] = []
     with (
         RegistryClient(config.registry, secrets=secrets, cancelled=cancelled) as client,
         interrupt.watch(lambda: _stop(client, interrupt)),
@@ -301,13 +351,13 @@ def _fetch_targets(
         try:
             plan = plan_targets(config, client)
             targets = select(plan.targets, shard)
-            _record_plan(summary, writer, plan, root, day, secrets)
-            summary.targets_attempted += len(targets)
+            _record_plan(tally, writer, plan, root, info.day, secrets)
+            tally.attempted += len(targets)
             log.info(
                 "extracting %d target(s) into %s",
                 len(targets),
-                summary.output_uri,
-                extra={"event": "run_started", "run_id": summary.run_id},
+                info.uri,
+                extra={"event": "run_started", "run_id": info.run_id},
             )
             with RunProgress(len(targets), enabled=show_progress) as bar:
 
@@ -316,29 +366,18 @@ def _fetch_targets(
                     if tick is not None:
                         tick()
 
-                _fetch_pool(summary, writer, root, day, run, targets, advance, interrupt, rejected)
-        finally:
+                _fetch_pool(
+                    tally, writer, root, info.day, run, targets, advance, interrupt, rejected
+                )
+        finally:  # also when the writer fails mid-run: the summary must not under-report
             rejected.log(secrets)
-            # also when the writer fails mid-run: the summary must not under-report
-            summary.requests = dict(client.requests_by_status)
-            summary.requests_by_operation = dict(client.requests_by_operation)
-            summary.targets_failed = summary.targets_attempted - summary.targets_succeeded
-            summary.failures.sort(key=lambda failure: (failure["org"], failure["model"]))
-            summary.dropped_versions.sort(key=lambda d: (d["org"], d["model"], d["version"]))
-    incompatible = plan.incompatible or run.incompatible
-    if interrupt.requested:
-        _interrupted(summary, interrupt)
-    elif incompatible is not None:
-        summary.exit_code = ExitCode.INCOMPATIBLE_API
-        summary.message = (
-            f"the registry no longer accepts this connector version ({__version__}): "
-            f"HTTP 426 {redact(incompatible.detail, secrets)}; {UPGRADE_HINT}"
-        )
+            tally.requests = dict(client.requests_by_status)
+            tally.requests_by_operation = dict(client.requests_by_operation)
     return targets
 
 
 def _record_plan(
-    summary: RunSummary,
+    tally: Tally,
     writer: SnapshotWriter,
     plan: TargetPlan,
     root: Path,
@@ -348,17 +387,17 @@ def _record_plan(
     """Discovery's failures count as failed targets (one per org, against the publish guard)
     and its warnings (a pattern matching nothing, an unusable listed name) are kept."""
     for warning in plan.warnings:
-        summary.warnings.append(warning)
+        tally.warnings.append(warning)
         log.warning("%s", warning, extra={"event": "discovery_warning"})
-    summary.discovery_failed_orgs = plan.failed_orgs
-    summary.targets_attempted += len(plan.failures)
+    tally.discovery_failed_orgs = plan.failed_orgs
+    tally.attempted += len(plan.failures)
     for error in plan.failures:
-        outcome = _TargetOutcome(error.org or "", error.model or "", error=error)
-        _record(summary, writer, outcome, root, day, secrets)
+        outcome = _failed_outcome(error.org or "", error.model or "", 0.0, error, secrets)
+        _record(tally, writer, outcome, root, day, secrets)
 
 
 def _fetch_pool(
-    summary: RunSummary,
+    tally: Tally,
     writer: SnapshotWriter,
     root: Path,
     day: date,
@@ -373,16 +412,19 @@ def _fetch_pool(
     threads = min(run.concurrency, len(targets))
     workers = WorkerPool(run.fetch, targets, threads, name="fetch", abandoned=run.client.abort)
     for outcome in workers:
-        quiet = outcome.error is not None and rejected.absorb(outcome.error)
-        _record(summary, writer, outcome, root, day, secrets, quiet=quiet)
-        advance(outcome.error is None)
+        failure = outcome.failure
+        quiet = failure is not None and rejected.absorb(failure, outcome.blocks_org)
+        _record(tally, writer, outcome, root, day, secrets, quiet=quiet)
+        advance(failure is None)
         if run.cancelled.is_set() or interrupt.requested:
             workers.stop()
     why = "interrupted" if interrupt.requested else "aborted"
     for org, model in workers.unstarted():  # left over when a 426 or a signal stopped it
-        skipped = SkippedError(f"not attempted: the run was {why}", attempts=0)
-        skipped.org, skipped.model = org, model
-        _record(summary, writer, _TargetOutcome(org, model, error=skipped), root, day, secrets)
+        skipped = SkippedError(
+            f"not attempted: the run was {why}", org=org, model=model, attempts=0
+        )
+        outcome = _TargetOutcome(org, model, 0.0, failure=skipped.failure(secrets))
+        _record(tally, writer, outcome, root, day, secrets)
 
 
 def _stop(client: RegistryClient, interrupt: Interrupt) -> None:
@@ -396,17 +438,8 @@ def _stop(client: RegistryClient, interrupt: Interrupt) -> None:
     client.abort()
 
 
-def _interrupted(summary: RunSummary, interrupt: Interrupt) -> None:
-    terminated = interrupt.signum == signal.SIGTERM
-    summary.exit_code = ExitCode.TERMINATED if terminated else ExitCode.INTERRUPTED
-    summary.message = (
-        f"stopped by {signal_name(interrupt.signum)}: nothing was published; earlier snapshots "
-        "are unchanged"
-    )
-
-
 def _record(
-    summary: RunSummary,
+    tally: Tally,
     writer: SnapshotWriter,
     outcome: _TargetOutcome,
     root: Path,
@@ -418,10 +451,11 @@ def _record(
     """Add a finished target to the snapshot or the failures; `quiet` failures (those of an org
     whose token was rejected, told once per org) are logged at DEBUG only."""
     fields = {"org": outcome.org, "model": outcome.model, "elapsed": round(outcome.elapsed, 3)}
-    if outcome.error is None:
+    failure = outcome.failure
+    if failure is None:
         writer.add_rows(outcome.rows)
-        summary.targets_succeeded += 1
-        summary.dropped_versions += [dropped.to_dict() for dropped in outcome.dropped]
+        tally.succeeded += 1
+        tally.dropped += [dropped.to_dict() for dropped in outcome.dropped]
         log.debug(
             "%s/%s: %d rows",
             outcome.org,
@@ -430,28 +464,26 @@ def _record(
             extra={"event": "target_done", **fields},
         )
         return
-    error = outcome.error
-    # Servers echo headers back in error pages: scrub every message once, here, before it is
-    # logged, summarised or written to the manifest.
-    error.detail = redact(error.detail, secrets)
-    summary.failures.append(error.to_failure())
-    if isinstance(error, AuthenticationError) and error.org not in summary.auth_failed_orgs:
-        summary.auth_failed_orgs.append(error.org or "")
+    tally.failures.append(failure)
+    if outcome.incompatible and tally.incompatible is None:
+        tally.incompatible = failure
+    if outcome.blocks_org:
+        tally.block(failure.org)
     log.log(
         logging.DEBUG if quiet else logging.ERROR,
         "%s",
-        error,
+        failure.message,
         extra={
             "event": "target_failed",
-            "status": error.status,
-            "attempt": error.attempts,
+            "status": failure.status,
+            "attempt": failure.attempts,
             **fields,
         },
     )
-    if error.raw is not None:
+    if outcome.rejected_body is not None:
         try:
-            save_rejected(root, day, error, error.raw, secrets)
-            summary.rejected_dir = str(root / REJECTED_DIR / day.isoformat())
+            save_rejected(root, day, failure, outcome.rejected_body, secrets)
+            tally.rejected_dir = str(root / REJECTED_DIR / day.isoformat())
         except (OSError, OutputError) as exc:  # keeping evidence must never cost the run
             log.warning(
                 "could not keep the rejected payload of %s/%s: %s",
@@ -462,92 +494,5 @@ def _record(
             )
 
 
-def _finish(
-    config: Config,
-    summary: RunSummary,
-    writer: SnapshotWriter,
-    ratio: float,
-    interrupt: Interrupt | None = None,
-) -> None:
-    """Apply the publish guard, publish, and set the exit code.
-
-    Exit code precedence, most actionable first: interrupted, incompatible API, rejected token,
-    publish guard, partial failure. A stop requested once the publish has begun lets it finish
-    (it is one atomic swap): the outcome is then the published one.
-    """
-    if interrupt is not None and interrupt.requested:
-        _interrupted(summary, interrupt)
-    if summary.exit_code in (
-        ExitCode.INCOMPATIBLE_API,
-        ExitCode.INTERRUPTED,
-        ExitCode.TERMINATED,
-    ):
-        return
-    auth_failed = bool(summary.auth_failed_orgs)
-    if summary.discovery_failed_orgs and ratio > 0:
-        summary.exit_code = ExitCode.AUTH if auth_failed else ExitCode.NOT_PUBLISHED
-        summary.message = (
-            f"discovery failed for org(s) {', '.join(summary.discovery_failed_orgs)}: how many "
-            "models they have is unknown, so publishing could silently shrink the snapshot; "
-            "nothing was published so the previous snapshot stays as it was "
-            "(min_success_ratio 0 publishes anyway)"
-        )
-        return
-    if summary.success_ratio < ratio:
-        summary.exit_code = ExitCode.AUTH if auth_failed else ExitCode.NOT_PUBLISHED
-        summary.message = (
-            f"only {summary.targets_succeeded} of {summary.targets_attempted} targets succeeded "
-            f"({summary.success_ratio:.0%} < min_success_ratio {ratio:.0%}); nothing was published "
-            "so the previous snapshot stays as it was"
-        )
-        return
-    summary.finished_at = _now()
-    manifest = {
-        "run_id": summary.run_id,
-        "connector_version": __version__,
-        "schema_version": SCHEMA_VERSION,
-        "snapshot_date": summary.snapshot_date,
-        "started_at": summary.started_at,
-        "finished_at": summary.finished_at,
-        # counts observed on another day than the one they are filed under (--allow-backdate)
-        "backdated": summary.backdated,
-        "observed_at": summary.started_at,
-        "registry": config.registry.base_url,
-        "targets": {
-            "attempted": summary.targets_attempted,
-            "succeeded": summary.targets_succeeded,
-            "failed": summary.targets_failed,
-        },
-        "requests": summary.requests,
-        "requests_by_operation": summary.requests_by_operation,
-        "min_success_ratio": ratio,
-        "failures": summary.failures,
-        "dropped_versions": summary.dropped_versions,
-        "discovery_failed_orgs": summary.discovery_failed_orgs,
-        "warnings": summary.warnings,
-    }
-    if summary.shards:
-        manifest["shards"] = summary.shards
-    result = writer.publish(manifest)
-    summary.published = True
-    summary.partition = str(result.partition)
-    summary.files = result.files
-    summary.rows = result.rows
-    if auth_failed:
-        summary.exit_code = ExitCode.AUTH
-    elif summary.failures:
-        summary.exit_code = ExitCode.PARTIAL
-    log.info(
-        "published %d rows to %s",
-        summary.rows,
-        summary.partition,
-        extra={"event": "published", "run_id": summary.run_id},
-    )
-
-
 def _utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-def _now() -> str:
-    return _utc_now().isoformat(timespec="milliseconds")

@@ -1,4 +1,8 @@
-"""`RunSummary`: what one extract run did, for people (text), machines (JSON) and exit codes."""
+"""`RunSummary`: what one extract run did, for people (text), machines (JSON) and exit codes.
+
+A summary is frozen: the run assembles it once from what it saw (`extraction.run`), and the
+manifest is built from it (`build_manifest`), so the two can never disagree.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +10,19 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.errors import ExitCode
+from connector._version import __version__
+from connector.dataset.schema import SCHEMA_VERSION
+from connector.errors import ExitCode, RunOutcome, TargetFailure, decide_exit_code
 
 _MAX_FAILURES_SHOWN = 10
 
 
-@dataclass
+def success_ratio(succeeded: int, attempted: int) -> float:
+    """Share of targets that succeeded (1.0 when there were none): what the publish guard reads."""
+    return succeeded / attempted if attempted else 1.0
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """The outcome of `connector.extract`; `exit_code` is what the CLI exits with."""
 
@@ -24,12 +35,11 @@ class RunSummary:
     elapsed_seconds: float = 0.0
     targets_attempted: int = 0
     targets_succeeded: int = 0
-    targets_failed: int = 0
     rows: int = 0
     files: list[str] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)  # by HTTP status
     requests_by_operation: dict[str, int] = field(default_factory=dict)  # by API operationId
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: tuple[TargetFailure, ...] = ()  # sorted by (org, model)
     # Versions listed but deleted before their detail was fetched (a 404): no row, no failure.
     dropped_versions: list[dict[str, Any]] = field(default_factory=list)
     auth_failed_orgs: list[str] = field(default_factory=list)  # orgs whose token was refused
@@ -45,25 +55,49 @@ class RunSummary:
     shards: int | None = None  # how many shards a publish merged (or --processes ran)
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
-    exit_code: ExitCode = ExitCode.OK
+    run_outcome: RunOutcome = field(default_factory=RunOutcome)
 
     @property
-    def success_ratio(self) -> float:
-        """Share of targets that succeeded (1.0 when there were none)."""
-        if not self.targets_attempted:
-            return 1.0
-        return self.targets_succeeded / self.targets_attempted
+    def exit_code(self) -> ExitCode:
+        """Decided from `run_outcome` by `errors.decide_exit_code`, the only place that does."""
+        return decide_exit_code(self.run_outcome)
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable view (exit code as its number and name)."""
-        document = dataclasses.asdict(self)
-        document["exit_code"] = int(self.exit_code)
-        document["outcome"] = self.exit_code.outcome
-        document["targets"] = {
+    @property
+    def targets_failed(self) -> int:
+        """Targets that did not succeed (failed, skipped, or never reached by an aborted run)."""
+        return self.targets_attempted - self.targets_succeeded
+
+    def targets(self) -> dict[str, int]:
+        """The `targets` counts of the summary JSON and the manifest (built here only)."""
+        return {
             "attempted": self.targets_attempted,
             "succeeded": self.targets_succeeded,
             "failed": self.targets_failed,
         }
+
+    @property
+    def success_ratio(self) -> float:
+        """Share of targets that succeeded (1.0 when there were none)."""
+        return success_ratio(self.targets_succeeded, self.targets_attempted)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serializable view (exit code as its number and name)."""
+        document: dict[str, Any] = {}
+        for name in (f.name for f in dataclasses.fields(self) if f.name != "run_outcome"):
+            document[name] = getattr(self, name)
+            if name == "targets_succeeded":
+                document["targets_failed"] = self.targets_failed
+        document["files"] = list(self.files)
+        document["requests"] = dict(self.requests)
+        document["requests_by_operation"] = dict(self.requests_by_operation)
+        document["auth_failed_orgs"] = list(self.auth_failed_orgs)
+        document["warnings"] = list(self.warnings)
+        document["failures"] = [failure.to_dict() for failure in self.failures]
+        document["dropped_versions"] = list(self.dropped_versions)
+        document["missing_targets"] = list(self.missing_targets)
+        document["exit_code"] = int(self.exit_code)
+        document["outcome"] = self.exit_code.outcome
+        document["targets"] = self.targets()
         return document
 
     def _from_shards(self) -> str:
@@ -101,8 +135,8 @@ class RunSummary:
             lines.append(f"note      {self.message}")
         for failure in self.failures[:_MAX_FAILURES_SHOWN]:
             lines.append(
-                f"  FAILED {failure['org']}/{failure['model']}: {_what_failed(failure)}: "
-                f"{failure['detail']} (attempts: {failure['attempts']})"
+                f"  FAILED {failure.org}/{failure.model}: {_what_failed(failure)}: "
+                f"{failure.detail} (attempts: {failure.attempts})"
             )
         hidden = len(self.failures) - _MAX_FAILURES_SHOWN
         if hidden > 0:
@@ -120,9 +154,38 @@ class RunSummary:
         return "\n".join(lines)
 
 
-def _what_failed(failure: dict[str, Any]) -> str:
+def _what_failed(failure: TargetFailure) -> str:
     """'HTTP 404 not_found' when the registry answered; otherwise what it was, in words
     ('invalid payload', 'timeout'), never a made-up 'HTTP -'."""
-    if failure["status"] is not None:
-        return f"HTTP {failure['status']} {failure['error_type']}"
-    return str(failure["error_type"]).replace("_", " ")
+    if failure.status is not None:
+        return f"HTTP {failure.status} {failure.error_type}"
+    return failure.error_type.replace("_", " ")
+
+
+def build_manifest(
+    summary: RunSummary, *, registry: str, min_success_ratio: float
+) -> dict[str, Any]:
+    """The partition's `_manifest.json` (the writer adds `rows` and `files` as it publishes)."""
+    manifest: dict[str, Any] = {
+        "run_id": summary.run_id,
+        "connector_version": __version__,
+        "schema_version": SCHEMA_VERSION,
+        "snapshot_date": summary.snapshot_date,
+        "started_at": summary.started_at,
+        "finished_at": summary.finished_at,
+        # counts observed on another day than the one they are filed under (--allow-backdate)
+        "backdated": summary.backdated,
+        "observed_at": summary.started_at,
+        "registry": registry,
+        "targets": summary.targets(),
+        "requests": dict(summary.requests),
+        "requests_by_operation": dict(summary.requests_by_operation),
+        "min_success_ratio": min_success_ratio,
+        "failures": [failure.to_dict() for failure in summary.failures],
+        "dropped_versions": list(summary.dropped_versions),
+        "discovery_failed_orgs": list(summary.discovery_failed_orgs),
+        "warnings": list(summary.warnings),
+    }
+    if summary.shards:
+        manifest["shards"] = summary.shards
+    return manifest

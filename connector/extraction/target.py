@@ -54,11 +54,9 @@ def fetch_target(
     operation and the version, and `raw` keeps the offending body."""
     result = client.list_model_versions(org, model, token)
     extracted_at = int(time.time() * 1_000_000)
-    try:
-        versions = parse_versions(result.payload, org=org, model=model, extracted_at=extracted_at)
-    except TargetError as exc:
-        exc.raw = result.body
-        raise
+    versions = parse_versions(
+        result.payload, org=org, model=model, extracted_at=extracted_at, body=result.body
+    )
     fetched = FetchedTarget()
     for version in versions.needing_detail(version_detail):
         try:
@@ -67,17 +65,8 @@ def fetch_target(
             versions.drop(version)
             fetched.dropped.append(DroppedVersion(org, model, version, exc.detail))
             continue
-        except TargetError as exc:
-            exc.detail = f"getModelVersion {version!r}: {exc.detail}"
-            raise
-        try:
-            versions.add_detail(version, detail.payload)
-        except TargetError as exc:
-            exc.raw = detail.body
-            raise
-    try:
-        fetched.rows = versions.rows()
-    except TargetError as exc:
-        exc.raw = exc.raw or result.body
-        raise
+        except TargetError as exc:  # a new error naming the call; the raised one stays as it was
+            raise exc.evolve(detail=f"getModelVersion {version!r}: {exc.detail}") from exc
+        versions.add_detail(version, detail.payload, detail.body)
+    fetched.rows = versions.rows()
     return fetched

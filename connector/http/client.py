@@ -57,6 +57,18 @@ OPERATIONS = (LIST_MODEL_VERSIONS, LIST_MODELS, GET_MODEL_VERSION)
 
 
 @dataclass(frozen=True)
+class _Call:
+    """One attempt at one target: the context every error of that attempt is built with."""
+
+    org: str
+    model: str | None
+    attempt: int
+
+    def context(self) -> dict[str, Any]:
+        return {"org": self.org, "model": self.model, "attempts": self.attempt}
+
+
+@dataclass(frozen=True)
 class FetchResult:
     """A successful call of one API operation."""
 
@@ -195,10 +207,16 @@ class RegistryClient:
 
         def attempt() -> tuple[int, bytes, Any]:
             nonlocal attempts
-            self._before_attempt(org, model)  # a skip is not an attempt
+            self._before_attempt(_Call(org, model, attempts))  # a skip is not an attempt
             attempts += 1
             self._count_operation(operation)
-            return self._attempt(url, token, org, model)
+            return self._attempt(url, token, _Call(org, model, attempts))
+
+        def sleep(seconds: float) -> None:
+            if self._cancelled.wait(seconds):
+                raise SkippedError(
+                    "run aborted while waiting to retry", org=org, model=model, attempts=attempts
+                )
 
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
@@ -209,19 +227,15 @@ class RegistryClient:
                 | stop_before_delay(retry.max_elapsed_seconds)
             ),
             wait=self._wait,
-            sleep=self._sleep,
+            sleep=sleep,
             before_sleep=self._before_sleep(operation, org, model, label or model or "*"),
             reraise=True,
         )
-        try:
-            status, body, payload = retrying(attempt)
-        except TargetError as exc:
-            exc.attempts = attempts
-            raise
+        status, body, payload = retrying(attempt)
         self._limiter.record_success()
         return FetchResult(payload, body, status, attempts, len(body), time.monotonic() - started)
 
-    def _attempt(self, url: str, token: str, org: str, model: str | None) -> tuple[int, bytes, Any]:
+    def _attempt(self, url: str, token: str, call: _Call) -> tuple[int, bytes, Any]:
         settings = self._settings
         deadline = self._deadlines.watch(settings.timeout_seconds)
         try:
@@ -238,30 +252,29 @@ class RegistryClient:
                 ) as response,
             ):
                 status, headers = response.status_code, response.headers
-                body = self._read_body(response, deadline.deadline, org, model)
+                body = self._read_body(response, deadline.deadline, call)
                 deadline.finish()
         except Exception as exc:
-            failure = self._failure(exc, deadline, org, model)
+            failure = self._failure(exc, deadline, call)
             if failure is None or failure is exc:
                 raise
             raise failure from exc
         self._count(str(status))
         if 200 <= status < 300:
-            return status, body, parse_payload(body, headers, org=org, model=model, status=status)
+            return status, body, parse_payload(body, headers, status=status, **call.context())
         if 300 <= status < 400:
             location = redact(headers.get("Location", "(no Location)"), self._secrets)
             raise TransportError(
                 f"the registry redirected to {location}; redirects are not followed, so the "
                 "token only goes to registry.base_url (set it to the final location)",
-                org=org,
-                model=model,
+                **call.context(),
                 status=status,
                 error_type="redirect_refused",
                 retryable=False,
             )
-        error = error_for_status(status, headers, body, org=org, model=model, secrets=self._secrets)
+        error = error_for_status(status, headers, body, secrets=self._secrets, **call.context())
         if isinstance(error, AuthenticationError):
-            self._blocked.setdefault(org, error)
+            self._blocked.setdefault(call.org, error)
         if status == 429:
             retry_after = error.retry_after
             pause = (
@@ -271,90 +284,82 @@ class RegistryClient:
         raise error
 
     def _failure(
-        self, error: Exception, deadline: AttemptDeadline, org: str, model: str | None
+        self, error: Exception, deadline: AttemptDeadline, call: _Call
     ) -> TargetError | None:
         """The TargetError an attempt's exception stands for (None: a bug, re-raised as is),
         counted under the status it got or `transport_error`."""
         if deadline.abandoned:  # cut because the run stopped: not a failure of the server
             self._count("abandoned")
-            return SkippedError(
-                "abandoned in flight: the run was stopped", org=org, model=model, attempts=0
-            )
+            return SkippedError("abandoned in flight: the run was stopped", **call.context())
         if isinstance(error, PayloadError):  # over max_response_bytes: the server did answer
             self._count(str(error.status))
             return error
-        if isinstance(error, TransportError):
-            error.org, error.model = org, model
+        if isinstance(error, TransportError):  # built with the attempt's context (_read_body)
             self._count("transport_error")
             return error
         if isinstance(error, requests.RequestException | urllib3.exceptions.HTTPError):
             self._count("transport_error")
             if deadline.expired:
-                return self._timed_out(org, model)
-            return _transport_error(error, org, model, self._secrets)
+                return self._timed_out(call)
+            return _transport_error(error, call, self._secrets)
         if deadline.expired:  # e.g. a TLS read racing the deadline's shutdown
             self._count("transport_error")
-            return self._timed_out(org, model)
+            return self._timed_out(call)
         if isinstance(error, ValueError):  # e.g. requests parsing a malformed Location
             self._count("transport_error")
             return TransportError(
                 redact(f"{type(error).__name__}: {error}", self._secrets),
-                org=org,
-                model=model,
+                **call.context(),
                 error_type="request_error",
                 retryable=False,
             )
         return None
 
-    def _read_body(
-        self, response: requests.Response, deadline: float, org: str, model: str | None
-    ) -> bytes:
+    def _read_body(self, response: requests.Response, deadline: float, call: _Call) -> bytes:
         """Read the body under a total deadline and a size cap, one socket read at a time, so a
         server that drips bytes cannot hold a worker past `timeout_seconds`."""
         limit = self._settings.max_response_bytes
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise _too_large(int(declared), limit, org, model, response.status_code)
+            raise _too_large(int(declared), limit, call, response.status_code)
         chunks: list[bytes] = []
         size = 0
         while True:
             if time.monotonic() > deadline:
-                raise self._timed_out(org, model, size, response.status_code)
+                raise self._timed_out(call, size, response.status_code)
             chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
             if size > limit:
-                raise _too_large(size, limit, org, model, response.status_code)
+                raise _too_large(size, limit, call, response.status_code)
             chunks.append(chunk)
 
     def _timed_out(
-        self, org: str, model: str | None, size: int | None = None, status: int | None = None
+        self, call: _Call, size: int | None = None, status: int | None = None
     ) -> TransportError:
         received = f" ({size} bytes of body received)" if size is not None else ""
         return TransportError(
             f"response not complete within timeout_seconds="
             f"{self._settings.timeout_seconds:g}{received}",
-            org=org,
-            model=model,
+            **call.context(),
             error_type="timeout",
             status=status,
         )
 
-    def _before_attempt(self, org: str, model: str | None) -> None:
+    def _before_attempt(self, done: _Call) -> None:
         """After a 401/403 for an org, its other calls (and retries) stop before they start;
-        otherwise wait for the rate limiter (or the run's abort)."""
-        blocker = self._blocked.get(org)
+        otherwise wait for the rate limiter (or the run's abort). `done.attempt` counts the
+        attempts already made."""
+        blocker = self._blocked.get(done.org)
         if blocker is not None:
             raise SkippedError(
-                f"not attempted: the token for org {org!r} was rejected earlier "
+                f"not attempted: the token for org {done.org!r} was rejected earlier "
                 f"(HTTP {blocker.status} on {blocker.model or 'the model listing'})",
-                org=org,
-                model=model,
-                attempts=0,
+                **done.context(),
             )
         if not self._limiter.acquire(self._cancelled):
-            raise SkippedError("not attempted: the run was aborted", org=org, model=model)
+            raise SkippedError("not attempted: the run was aborted", **done.context())
 
     def _wait(self, state: RetryCallState) -> float:
         """Full-jitter exponential backoff, or the server's Retry-After (capped) when given."""
@@ -366,10 +371,6 @@ class RegistryClient:
             multiplier=retry.backoff_base_seconds, max=retry.backoff_max_seconds
         )
         return float(jitter(state))
-
-    def _sleep(self, seconds: float) -> None:
-        if self._cancelled.wait(seconds):
-            raise SkippedError("run aborted while waiting to retry")
 
     def _before_sleep(self, operation: str, org: str, model: str | None, label: str) -> Any:
         def log_retry(state: RetryCallState) -> None:
@@ -405,11 +406,10 @@ class RegistryClient:
             self.requests_by_operation[operation] += 1
 
 
-def _too_large(size: int, limit: int, org: str, model: str | None, status: int) -> PayloadError:
+def _too_large(size: int, limit: int, call: _Call, status: int) -> PayloadError:
     return PayloadError(
         f"response body of {size} bytes exceeds max_response_bytes={limit}",
-        org=org,
-        model=model,
+        **call.context(),
         status=status,
         error_type="payload_too_large",
     )
@@ -417,8 +417,7 @@ def _too_large(size: int, limit: int, org: str, model: str | None, status: int) 
 
 def _transport_error(
     error: requests.RequestException | urllib3.exceptions.HTTPError,
-    org: str,
-    model: str | None,
+    call: _Call,
     secrets: list[str],
 ) -> TransportError:
     """Map requests' and urllib3's exceptions (the body is read through urllib3 directly)."""
@@ -428,8 +427,7 @@ def _transport_error(
         return TransportError(
             "the Authorization header is invalid: check the token for stray whitespace or "
             "control characters",
-            org=org,
-            model=model,
+            **call.context(),
             error_type="invalid_token",
             retryable=False,
         )
@@ -452,4 +450,4 @@ def _transport_error(
     else:
         kind, retryable = "request_error", False
     detail = redact(f"{type(error).__name__}: {error}", secrets)
-    return TransportError(detail, org=org, model=model, error_type=kind, retryable=retryable)
+    return TransportError(detail, **call.context(), error_type=kind, retryable=retryable)

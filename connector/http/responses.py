@@ -56,6 +56,7 @@ def error_for_status(
     *,
     org: str,
     model: str | None,
+    attempts: int = 1,
     secrets: Iterable[str] = (),
 ) -> RegistryAPIError:
     """The typed exception for a non-2xx response, from the error envelope where there is one."""
@@ -85,6 +86,7 @@ def error_for_status(
         org=org,
         model=model,
         status=status,
+        attempts=attempts,
         error_type=error_type,
         errors=[json.loads(redact(json.dumps(e), secrets)) for e in errors],
         raw=body if status < 500 and status not in (401, 403, 429) else None,
@@ -99,7 +101,13 @@ def _reject_constant(name: str) -> Any:
 
 
 def parse_payload(
-    body: bytes, headers: Mapping[str, str], *, org: str, model: str | None, status: int
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    org: str,
+    model: str | None,
+    status: int,
+    attempts: int = 1,
 ) -> Any:
     """The JSON document of a 2xx response; PayloadError (raw body kept) if it is not JSON."""
     try:
@@ -113,5 +121,11 @@ def parse_payload(
         else:
             detail = f"invalid JSON: {exc}"
         raise PayloadError(
-            detail, raw=body, org=org, model=model, status=status, error_type="invalid_json"
+            detail,
+            raw=body,
+            org=org,
+            model=model,
+            status=status,
+            attempts=attempts,
+            error_type="invalid_json",
         ) from exc

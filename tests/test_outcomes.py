@@ -1,0 +1,96 @@
+"""One run's outcome: the exit code decided in one pure function, failures as frozen records."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+import pytest
+
+from connector.errors import (
+    EXIT_CODE_PRECEDENCE,
+    ExitCode,
+    RunOutcome,
+    TargetError,
+    TargetFailure,
+    combine_outcomes,
+    decide_exit_code,
+)
+
+README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+
+# (the facts of a run, the exit code): single conditions first, then rows where several apply.
+EXIT_CODE_CASES: list[tuple[RunOutcome, ExitCode]] = [
+    (RunOutcome(), ExitCode.OK),
+    (RunOutcome(targets_failed=True), ExitCode.PARTIAL),
+    (RunOutcome(guard_failed=True), ExitCode.NOT_PUBLISHED),
+    (RunOutcome(orgs_blocked=True), ExitCode.AUTH),
+    (RunOutcome(output_failed=True), ExitCode.OUTPUT),
+    (RunOutcome(internal_error=True), ExitCode.INTERNAL),
+    (RunOutcome(internal_error=True, output_failed=True), ExitCode.INTERNAL),
+    (RunOutcome(incompatible_api=True, internal_error=True), ExitCode.INCOMPATIBLE_API),
+    (RunOutcome(half_config=True), ExitCode.NOT_PUBLISHED),
+    (RunOutcome(output_failed=True, half_config=True), ExitCode.OUTPUT),
+    (RunOutcome(incompatible_api=True), ExitCode.INCOMPATIBLE_API),
+    (RunOutcome(guard_failed=True, targets_failed=True), ExitCode.NOT_PUBLISHED),
+    (RunOutcome(orgs_blocked=True, targets_failed=True), ExitCode.AUTH),
+    (RunOutcome(orgs_blocked=True, guard_failed=True, targets_failed=True), ExitCode.AUTH),
+    (RunOutcome(output_failed=True, targets_failed=True), ExitCode.OUTPUT),
+    (RunOutcome(output_failed=True, orgs_blocked=True, guard_failed=True), ExitCode.OUTPUT),
+    (RunOutcome(incompatible_api=True, targets_failed=True), ExitCode.INCOMPATIBLE_API),
+    (RunOutcome(incompatible_api=True, guard_failed=True), ExitCode.INCOMPATIBLE_API),
+    (
+        RunOutcome(
+            incompatible_api=True,
+            output_failed=True,
+            orgs_blocked=True,
+            guard_failed=True,
+            targets_failed=True,
+        ),
+        ExitCode.INCOMPATIBLE_API,
+    ),
+]
+
+
+@pytest.mark.parametrize(("outcome", "code"), EXIT_CODE_CASES)
+def test_exit_code_is_decided_by_precedence(outcome: RunOutcome, code: ExitCode) -> None:
+    assert decide_exit_code(outcome) is code
+
+
+def test_every_outcome_has_exactly_one_place_in_the_precedence() -> None:
+    names = [name for name, _ in EXIT_CODE_PRECEDENCE]
+    assert sorted(names) == sorted(f.name for f in dataclasses.fields(RunOutcome))
+
+
+def test_the_outcome_of_parts_holds_every_fact_of_any_part() -> None:
+    parts = [RunOutcome(targets_failed=True), RunOutcome(output_failed=True), RunOutcome()]
+    assert combine_outcomes(parts) == RunOutcome(targets_failed=True, output_failed=True)
+    assert decide_exit_code(combine_outcomes(parts)) is ExitCode.OUTPUT
+    assert combine_outcomes([]) == RunOutcome()
+
+
+def test_readme_states_the_precedence_the_code_applies() -> None:
+    match = re.search(r"When several apply, the most actionable wins: ([\d, then]+)", README)
+    assert match, "README lost its precedence sentence"
+    stated = [int(n) for n in re.findall(r"\d+", match.group(1))]
+    in_code = [int(code) for _, code in EXIT_CODE_PRECEDENCE]
+    assert stated == list(dict.fromkeys(in_code))  # a code stated once, at its first place
+
+
+def test_a_failure_record_is_frozen_and_redacted_once_built() -> None:
+    error = TargetError("server said: Bearer s3cr3t", org="acme", model="m", status=500, attempts=3)
+    failure = error.failure(["s3cr3t"])
+    assert failure == TargetFailure(
+        org="acme",
+        model="m",
+        status=500,
+        error_type="target_error",
+        detail="server said: Bearer [REDACTED]",
+        attempts=3,
+        message=failure.message,
+    )
+    assert "s3cr3t" not in failure.message
+    assert "acme/m" in failure.message
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        failure.detail = "changed"  # type: ignore[misc]
