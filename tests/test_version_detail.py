@@ -127,13 +127,13 @@ def test_a_detail_failing_after_retries_fails_its_model_as_a_whole(
     summary = run(registry, tmp_path / "out")
     assert summary.exit_code == ExitCode.PARTIAL
     [failure] = summary.failures
-    assert (failure["org"], failure["model"], failure["status"]) == (
+    assert (failure.org, failure.model, failure.status) == (
         victim["org"],
         victim["model"],
         503,
     )
-    assert f"getModelVersion {victim['version']!r}" in failure["detail"]
-    assert failure["attempts"] == 5  # retried like any request (config_document: 5 attempts)
+    assert f"getModelVersion {victim['version']!r}" in failure.detail
+    assert failure.attempts == 5  # retried like any request (config_document: 5 attempts)
     rows = dataset_rows(tmp_path / "out")
     assert not [r for r in rows if r["model"] == victim["model"]]  # never half filled
     others = [r for r in expected(registry, 1) if r["model"] != victim["model"]]
@@ -149,7 +149,7 @@ def test_a_404_on_one_detail_drops_that_row_and_is_recorded_not_failed(
     registry.set_faults(FaultPlan(detail_status={key: 404}))
     summary = run(registry, tmp_path / "out")
     assert summary.exit_code == ExitCode.OK
-    assert summary.failures == []
+    assert summary.failures == ()
     assert summary.dropped_versions == [
         {
             "org": victim["org"],
@@ -186,9 +186,9 @@ def test_a_forbidden_org_blocks_its_detail_requests_too(
     registry.set_faults(FaultPlan(forbidden_orgs=frozenset({"org-01"})))
     summary = run(registry, tmp_path / "out", concurrency=1)
     assert summary.exit_code == ExitCode.AUTH
-    org01 = [f for f in summary.failures if f["org"] == "org-01"]
-    assert [f["error_type"] for f in org01].count("permission_error") == 1
-    assert [f["error_type"] for f in org01].count("skipped") == 2
+    org01 = [f for f in summary.failures if f.org == "org-01"]
+    assert [f.error_type for f in org01].count("permission_error") == 1
+    assert [f.error_type for f in org01].count("skipped") == 2
     assert summary.requests_by_operation.get("getModelVersion", 0) == sum(
         1 for r in registry.expected_rows(1) if r["org"] == "org-00" and not r["is_latest"]
     )
