@@ -28,6 +28,13 @@ EXIT_CODE_CASES: list[tuple[RunOutcome, ExitCode]] = [
     (RunOutcome(orgs_blocked=True), ExitCode.AUTH),
     (RunOutcome(output_failed=True), ExitCode.OUTPUT),
     (RunOutcome(internal_error=True), ExitCode.INTERNAL),
+    (RunOutcome(interrupted=True), ExitCode.INTERRUPTED),
+    (RunOutcome(terminated=True), ExitCode.TERMINATED),
+    (
+        RunOutcome(interrupted=True, incompatible_api=True, targets_failed=True),
+        ExitCode.INTERRUPTED,
+    ),
+    (RunOutcome(terminated=True, orgs_blocked=True, guard_failed=True), ExitCode.TERMINATED),
     (RunOutcome(internal_error=True, output_failed=True), ExitCode.INTERNAL),
     (RunOutcome(incompatible_api=True, internal_error=True), ExitCode.INCOMPATIBLE_API),
     (RunOutcome(half_config=True), ExitCode.NOT_PUBLISHED),
@@ -71,7 +78,7 @@ def test_the_outcome_of_parts_holds_every_fact_of_any_part() -> None:
 
 
 def test_readme_states_the_precedence_the_code_applies() -> None:
-    match = re.search(r"When several apply, the most actionable wins: ([\d, then]+)", README)
+    match = re.search(r"When several apply, the most actionable wins: ([\d,\sthen]+)", README)
     assert match, "README lost its precedence sentence"
     stated = [int(n) for n in re.findall(r"\d+", match.group(1))]
     in_code = [int(code) for _, code in EXIT_CODE_PRECEDENCE]

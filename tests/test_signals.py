@@ -147,6 +147,6 @@ def test_the_library_stops_on_request(start_simulator: StartSimulator, tmp_path:
     assert summary.to_dict()["outcome"] == "interrupted"
     assert not summary.published
     assert summary.requests.get("abandoned", 0) >= 1
-    assert all(f["error_type"] == "skipped" for f in summary.failures)
+    assert all(f.error_type == "skipped" for f in summary.failures)
     assert not (out / "model_versions").exists()
     assert_lock_free(out)
