@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from helpers import TOKEN, config_document, write_config
 
 from connector.cli import main
-from connector.errors import ExitCode
+from connector.errors import ExitCode, TargetFailure
 from connector.extraction.summary import RunSummary
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
@@ -202,8 +202,7 @@ def test_failures_without_a_status_say_what_they_were(
     [line] = [line for line in result.stdout.splitlines() if "FAILED" in line]
     assert "HTTP -" not in line
     assert "org-00/model-0001: " in line and "invalid" in line
-    summary = RunSummary(run_id="r", snapshot_date="2026-01-01", output_uri="/o", started_at="")
-    summary.failures = [
+    failures = [
         {
             "org": "o",
             "model": "m",
@@ -221,6 +220,13 @@ def test_failures_without_a_status_say_what_they_were(
             "attempts": 1,
         },
     ]
+    summary = RunSummary(
+        run_id="r",
+        snapshot_date="2026-01-01",
+        output_uri="/o",
+        started_at="",
+        failures=tuple(TargetFailure.from_dict(failure) for failure in failures),
+    )
     text = summary.render_text()
     assert "FAILED o/m: timeout: slow (attempts: 6)" in text
     assert "FAILED o/n: HTTP 404 not_found: gone (attempts: 1)" in text
