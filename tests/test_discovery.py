@@ -254,10 +254,10 @@ def test_a_failed_listing_fails_the_org_as_a_whole_and_publishes_nothing(
     assert summary.exit_code == exit_code
     assert not summary.published
     assert summary.discovery_failed_orgs == ["org-01"]
-    [failure] = [f for f in summary.failures if f["org"] == "org-01"]
-    assert (failure["model"], failure["status"]) == ("*", status)
-    assert failure["detail"].startswith("listModels (discovery): ")
-    assert failure["attempts"] == (5 if status == 500 else 1)
+    [failure] = [f for f in summary.failures if f.org == "org-01"]
+    assert (failure.model, failure.status) == ("*", status)
+    assert failure.detail.startswith("listModels (discovery): ")
+    assert failure.attempts == (5 if status == 500 else 1)
     assert summary.targets_attempted == 21 and summary.targets_succeeded == 20
     assert "discovery failed for org(s) org-01" in (summary.message or "")
     after = sorted(p.read_bytes() for p in out.rglob("model_versions/**/*") if p.is_file())
@@ -274,7 +274,7 @@ def test_a_403_on_the_listing_blocks_the_org_s_named_models_too(
     document_["output"]["min_success_ratio"] = 0
     summary = extract(parse_config(document_), date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.AUTH and summary.published
-    errors = {(f["model"], f["error_type"]) for f in summary.failures}
+    errors = {(f.model, f.error_type) for f in summary.failures}
     assert errors == {("*", "permission_error"), ("model-0001", "skipped")}
     assert registry.stats().by_operation.get("listModelVersions") == 3  # org-00's only
 
