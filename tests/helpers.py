@@ -46,6 +46,10 @@ def readme_dates() -> tuple[date, date]:
     start, end = date.fromisoformat(found.group(1)), date.fromisoformat(found.group(2))
     pandas_window = f'pd.Timestamp("{start}"), pd.Timestamp("{end}")'
     assert pandas_window in readme_block("pandas"), "the README's queries use different dates"
+    polars_window = (
+        f"date({start.year}, {start.month}, {start.day}), date({end.year}, {end.month}, {end.day})"
+    )
+    assert polars_window in readme_block("polars"), "the README's polars query uses other dates"
     return start, end
 
 
@@ -61,6 +65,17 @@ def run_readme_pandas() -> pd.DataFrame:
     result = namespace["result"]
     assert isinstance(result, pd.DataFrame)
     return result
+
+
+def run_readme_polars() -> pd.DataFrame:
+    """The README's polars code, as it is, on `data/` under the current directory: its
+    `result`, as pandas for comparison."""
+    namespace: dict[str, Any] = {}
+    exec(compile(readme_block("polars"), "README.md (polars query)", "exec"), namespace)
+    result = namespace["result"]
+    assert type(result).__name__ == "DataFrame" and type(result).__module__.startswith("polars")
+    frame: pd.DataFrame = result.to_pandas()
+    return frame
 
 
 PromKey = tuple[str, frozenset[tuple[str, str]]]

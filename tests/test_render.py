@@ -26,7 +26,8 @@ from connector.reporting.analytics import (
     resolve_window,
     summarize,
 )
-from connector.reporting.render import chart_data, render, render_html, render_table, write_output
+from connector.reporting.page import chart_data, palette
+from connector.reporting.render import render, render_html, render_table, write_output
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
@@ -63,8 +64,11 @@ def test_table_is_aligned_with_thousands_separators() -> None:
     lines = text.splitlines()
     assert lines[0] == "Downloads gained by version, 2024-01-01 to 2024-01-03"
     assert lines[1] == "2 days, 3 snapshots; 234,601 downloads gained across 5 versions"
-    header, rule, *rows = (line for line in lines[3:] if not line.startswith("note: "))
+    body = lines[3:]
+    table = body[: body.index("")]  # the column legend and the notes follow a blank line
+    header, rule, *rows = table
     assert len(rows) == 5
+    assert body[body.index("") + 1].startswith("baseline: the count a version's gain is measured")
     spans = [m.span() for m in re.finditer(r"-+", rule)]
     headers = [header[a:b].strip() for a, b in spans]
     numeric = {"downloads", "baseline", "gained", "per day", "share"}
@@ -175,6 +179,76 @@ def test_chart_shows_at_most_the_cap() -> None:
     assert chart_data(sample())["capped"] is False
 
 
+def page_data(page: str) -> dict[str, Any]:
+    found = re.search(r'<script type="application/json" id="chart-data">(.*?)</script>', page)
+    assert found is not None
+    data: dict[str, Any] = json.loads(found.group(1))
+    return data
+
+
+def test_a_single_interval_is_drawn_as_bars_and_several_as_lines(tmp_path: Path) -> None:
+    daily_dataset(tmp_path / "two", "2024-01-01", 2)
+    daily_dataset(tmp_path / "three", "2024-01-01", 3)
+    two = chart_data(compute_report(tmp_path / "two", days=1))
+    assert two["kind"] == "bars" and two["interval"] == "2024-01-01 to 2024-01-02"
+    assert all(len(s["points"]) == 1 for s in two["series"])
+    assert chart_data(compute_report(tmp_path / "three", days=2))["kind"] == "lines"
+    assert page_data(render(compute_report(tmp_path / "two", days=1), "html"))["kind"] == "bars"
+    # the script draws rect.bar for bars and a path.line per series otherwise
+    script = render(compute_report(tmp_path / "two", days=1), "html")
+    assert 'data.kind === "bars"' in script and '"rect", {class: "bar"' in script
+
+
+def test_colours_never_repeat_and_dashed_series_have_dashed_swatches(tmp_path: Path) -> None:
+    assert palette(2) == ["#4e79a7", "#f28e2b"]  # the classic ten first
+    for count in (1, 11, 20, 60):
+        colours = palette(count)
+        assert len(colours) == count == len(set(colours))
+        assert all(re.fullmatch(r"#[0-9a-f]{6}", c) for c in colours)
+    daily_dataset(tmp_path, "2024-01-01", 3, models=14)
+    data = chart_data(compute_report(tmp_path, days=2, top=None))
+    colours = [s["color"] for s in data["series"]]
+    assert len(colours) == 14 == len(set(colours))
+    assert [s["dashed"] for s in data["series"]] == [False] * 10 + [True] * 4
+    # the legend draws each swatch with its series' own dash pattern
+    page = render(compute_report(tmp_path, days=2, top=None), "html")
+    swatch = page[page.index("for (const s of series) {  // each swatch") :]
+    assert '"stroke-dasharray": s.dashed ? DASH : "none"' in swatch
+
+
+def test_columns_blank_in_every_row_are_hidden_in_the_human_formats(tmp_path: Path) -> None:
+    daily_dataset(tmp_path, "2024-01-01", 3)  # nothing new, decreased or from first observation
+    result = compute_report(tmp_path, days=2, by="version")
+    header = render(result, "table").splitlines()[3]
+    assert "downloads" in header and "baseline" in header
+    for blank in ("new", "decreased", "disappeared", "first observed", "from first obs."):
+        assert f" {blank} " not in f" {header} ", blank
+    assert "baseline: the count a version's gain is measured from" in render(result, "table")
+    assert "from first obs.:" not in render(result, "table")  # its column is hidden
+    csv_header = render(result, "csv").splitlines()[0].split(",")
+    assert {"is_new", "count_decreased", "first_observed"} <= set(csv_header)  # all kept
+    page = render(result, "html")
+    assert 'title="is_new"' not in page and 'title="baseline_count"' in page
+    assert '<p class="column-notes">baseline: the count' in page
+
+
+def test_the_legend_explains_from_first_observation_when_shown() -> None:
+    frame = snapshot_frame(
+        {
+            "2024-01-01": [V("acme", "a", "1.0", 10)],
+            # 0.5 is older than the window but was not captured at the start
+            "2024-01-02": [V("acme", "a", "1.0", 20), V("acme", "a", "0.5", 7, "2023-01-01T00:00")],
+        }
+    )
+    window = resolve_window([pd.Timestamp("2024-01-01").date(), pd.Timestamp("2024-01-02").date()])
+    by_version = render_table(summarize(frame, window, by="version"))
+    assert "from first obs." in by_version.splitlines()[3]
+    assert "from first obs.: the version was older than the window" in by_version
+    by_model = render_table(summarize(frame, window, by="model"))
+    assert "from first obs." in by_model.splitlines()[3]
+    assert "from first obs.: how many of the group's versions" in by_model
+
+
 def test_an_empty_report_still_renders(tmp_path: Path) -> None:
     frame = snapshot_frame(
         {"2024-01-01": [V("a", "x", "1", None)], "2024-01-02": [V("a", "x", "1", None)]}
@@ -272,6 +346,57 @@ def test_html_chart_is_drawn_in_headless_chromium(tmp_path: Path) -> None:
         assert len(driver.find_elements(By.CSS_SELECTOR, "table tbody tr")) == 4
         if os.environ.get("REPORT_SCREENSHOT"):
             driver.save_screenshot(os.environ["REPORT_SCREENSHOT"])
+        severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+        assert severe == []
+    finally:
+        driver.quit()
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_html_chart_draws_bars_for_one_interval_and_distinct_dashed_swatches(
+    tmp_path: Path,
+) -> None:
+    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
+        pytest.skip(
+            "headless Chromium not found: apt-get install chromium chromium-driver"
+            " to run the HTML render test"
+        )
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    daily_dataset(tmp_path / "two", "2024-01-01", 2, models=3)
+    daily_dataset(tmp_path / "many", "2024-01-01", 3, models=14)
+    pages = {}
+    for name, days in (("two", 1), ("many", 2)):
+        pages[name] = tmp_path / f"{name}.html"
+        result = compute_report(tmp_path / name, days=days, top=None)
+        pages[name].write_text(render(result, "html"), encoding="utf-8")
+
+    driver = _chromium(tmp_path / "profile")
+    try:
+        driver.get(pages["two"].as_uri())
+        chart = driver.find_element(By.ID, "chart")
+        WebDriverWait(driver, 10).until(lambda _: chart.get_attribute("data-points"))
+        assert chart.get_attribute("data-kind") == "bars"
+        bars = driver.find_elements(By.CSS_SELECTOR, "#chart rect.bar")
+        assert len(bars) == 3 and not driver.find_elements(By.CSS_SELECTOR, "#chart path.line")
+        heights = [float(bar.get_attribute("height") or 0) for bar in bars]
+        assert heights == sorted(heights, reverse=True) and heights[-1] > 0  # 300, 200, 100
+        assert len(driver.find_elements(By.CSS_SELECTOR, "#legend svg.swatch rect")) == 3
+
+        driver.get(pages["many"].as_uri())
+        chart = driver.find_element(By.ID, "chart")
+        WebDriverWait(driver, 10).until(lambda _: chart.get_attribute("data-points"))
+        assert chart.get_attribute("data-kind") == "lines"
+        lines = driver.find_elements(By.CSS_SELECTOR, "#chart path.line")
+        strokes = [line.get_attribute("stroke") for line in lines]
+        assert len(strokes) == 14 == len(set(strokes))
+        dashes = [line.get_attribute("stroke-dasharray") for line in lines]
+        swatches = driver.find_elements(By.CSS_SELECTOR, "#legend svg.swatch line")
+        assert [s.get_attribute("stroke-dasharray") for s in swatches] == dashes
+        assert [s.get_attribute("stroke") for s in swatches] == strokes
+        assert dashes.count("none") == 10 and dashes[10:] == ["6 4"] * 4
         severe = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert severe == []
     finally:

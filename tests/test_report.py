@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from helpers import readme_dates, run_readme_duckdb, run_readme_pandas
+from helpers import readme_dates, run_readme_duckdb, run_readme_pandas, run_readme_polars
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_dataset import D, V, daily_dataset, snapshot_frame, write_snapshot
@@ -547,6 +547,11 @@ def test_downloads_gained_agrees_with_the_readme_duckdb_and_pandas_queries(
     plain = run_readme_pandas()
     assert list(plain.columns) == ["org", "model", "download_count", "downloads_gained"]
     assert plain.values.tolist() == actual[list(plain.columns)].values.tolist()
+    # exact integers, not HUGEINT turned float64 (which loses digits above 2**53)
+    assert actual.dtypes[["download_count", "downloads_gained"]].tolist() == ["int64", "int64"]
+    fast = run_readme_polars()
+    assert list(fast.columns) == list(plain.columns)
+    assert fast.values.tolist() == plain.values.tolist()
 
 
 # --- the command -----------------------------------------------------------------------------

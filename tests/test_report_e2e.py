@@ -14,6 +14,7 @@ from helpers import (
     readme_dates,
     run_readme_duckdb,
     run_readme_pandas,
+    run_readme_polars,
     write_config,
 )
 
@@ -126,3 +127,5 @@ def test_the_readme_queries_agree_with_the_report_on_an_extracted_dataset(
     plain = run_readme_pandas()
     assert duck[columns].values.tolist() == expected[columns].values.tolist()
     assert plain[columns].values.tolist() == expected[columns].values.tolist()
+    fast = run_readme_polars()
+    assert fast[columns].values.tolist() == expected[columns].values.tolist()

@@ -135,6 +135,21 @@ def test_readme_pandas_snippet_reads_a_mixed_dataset(mixed: Path) -> None:
     assert gains(namespace["result"]) == [("a", 60), ("b", 5)]
 
 
+def test_readme_polars_snippet_reads_a_mixed_dataset(mixed: Path) -> None:
+    code = readme_block("polars", "python").replace(
+        "data/model_versions", f"{mixed}/model_versions"
+    )
+    start, end = date.fromisoformat(START), date.fromisoformat(END)
+    code = code.replace("date(2026, 11, 22)", f"date({start.year}, {start.month}, {start.day})")
+    code = code.replace("date(2026, 11, 29)", f"date({end.year}, {end.month}, {end.day})")
+    code = code.replace(
+        "datetime(2026, 11, 22,", f"datetime({start.year}, {start.month}, {start.day},"
+    )
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md (polars)", "exec"), namespace)
+    assert gains(namespace["result"].to_pandas()) == [("a", 60), ("b", 5)]
+
+
 def test_the_detail_columns_need_the_schema_in_pyarrow_and_get_it_from_the_readme(
     mixed: Path,
 ) -> None:
