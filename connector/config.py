@@ -252,10 +252,66 @@ class OrgSettings(_Settings):
         return value
 
 
+_SECRET_WORDS = ("key", "secret", "token", "password", "credential", "session")
+_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+
+
+class StorageOptions(_Settings):
+    """Non-secret settings for object storage; credentials come from the AWS chain only."""
+
+    endpoint_url: str | None = Field(
+        None, description="S3-compatible endpoint (MinIO, R2...), http(s)://host[:port]"
+    )
+    region: str | None = Field(None, description="bucket region, e.g. eu-west-1")
+    addressing_style: Literal["path", "virtual"] | None = Field(
+        None, description="'path' or 'virtual' (bucket as host)"
+    )
+    connect_timeout_seconds: float | None = Field(None, gt=0, description="connect timeout")
+    request_timeout_seconds: float | None = Field(None, gt=0, description="request timeout")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secrets(cls, value: Any) -> Any:
+        """A key that looks like a credential is refused by name (its value is never echoed):
+        secrets in a config file end up in repositories and backups."""
+        if isinstance(value, dict):
+            secret = sorted(
+                str(k) for k in value if any(w in str(k).lower() for w in _SECRET_WORDS)
+            )
+            if secret:
+                raise ValueError(
+                    f"{', '.join(secret)}: credentials never go in the config file; the "
+                    "connector takes them from the standard AWS chain (AWS_ACCESS_KEY_ID, "
+                    "AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, ~/.aws, instance role)"
+                )
+        return value
+
+    @field_validator("endpoint_url")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("must not carry user:password@ (credentials come from the AWS chain)")
+        if parts.path.strip("/") or parts.query or parts.fragment:
+            raise ValueError("must be http(s)://host[:port] only (no path or query)")
+        return value
+
+    def as_mapping(self) -> dict[str, Any]:
+        """The options that are set, for `connector.dataset.storage.locate`."""
+        return self.model_dump(exclude_none=True)
+
+
 class OutputSettings(_Settings):
     """Where the dataset goes and when a run may publish."""
 
-    uri: str = Field(description="dataset root: a local path or file:// URI")
+    uri: str = Field(description="dataset root: a local path, file:// URI or s3://bucket/prefix")
+    storage_options: StorageOptions | None = Field(
+        None, description="object storage settings (s3:// only); never credentials"
+    )
     min_success_ratio: float = Field(
         0.9, ge=0, le=1, description="publish only if at least this share of targets succeeded"
     )
@@ -268,13 +324,40 @@ class OutputSettings(_Settings):
 
     @field_validator("uri")
     @classmethod
-    def _local(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme
-        if scheme not in ("", "file") and len(scheme) > 1:  # len 1: a Windows drive letter
-            raise ValueError(f"only local paths and file:// URIs are supported, got {scheme}://")
+    def _supported(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("is empty")
+        parts = urlsplit(value)
+        scheme = parts.scheme
+        if scheme == "s3":
+            if "@" in parts.netloc:
+                raise ValueError("must not carry user@ (credentials come from the AWS chain)")
+            if not _BUCKET.match(parts.netloc):
+                raise ValueError("must be s3://bucket[/prefix] with a valid bucket name")
+            if parts.query or parts.fragment:
+                raise ValueError("must not carry a query string or fragment")
+            return value
+        if scheme not in ("", "file") and len(scheme) > 1:  # len 1: a Windows drive letter
+            raise ValueError(
+                f"only local paths, file:// and s3:// URIs are supported, got {scheme}://"
+            )
         return value
+
+    @field_validator("storage_options")
+    @classmethod
+    def _unset_is_none(cls, value: StorageOptions | None) -> StorageOptions | None:
+        """All-null options (as in the full sample) mean none: they equal the defaults."""
+        return value if value is not None and value.as_mapping() else None
+
+    @model_validator(mode="after")
+    def _options_need_object_storage(self) -> OutputSettings:
+        if self.storage_options is not None and urlsplit(self.uri).scheme != "s3":
+            raise ValueError("storage_options only apply to an s3:// uri")
+        return self
+
+    def storage_mapping(self) -> dict[str, Any]:
+        """`storage_options` as a plain mapping ({} when unset)."""
+        return self.storage_options.as_mapping() if self.storage_options else {}
 
 
 class Config(_Settings):

@@ -4,6 +4,7 @@ secrets kept out of every text, and the sample configs kept valid and complete."
 from __future__ import annotations
 
 import copy
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -529,9 +530,9 @@ def test_unset_variable_deep_in_a_list_is_reported_with_its_key_path() -> None:
             id="ratio-below-zero",
         ),
         pytest.param(
-            with_change(("output", "uri"), "s3://bucket/prefix"),
-            "output.uri: only local paths and file:// URIs are supported, got s3://",
-            id="uri-object-storage",
+            with_change(("output", "uri"), "gs://bucket/prefix"),
+            "output.uri: only local paths, file:// and s3:// URIs are supported, got gs://",
+            id="uri-unsupported-object-storage",
         ),
         pytest.param(
             with_change(("output", "uri"), "  "),
@@ -750,9 +751,10 @@ def _fields(model: type[pydantic.BaseModel], prefix: str) -> set[str]:
     names = set()
     for name, field in model.model_fields.items():
         names.add(prefix + name)
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
-            names |= _fields(annotation, f"{prefix}{name}.")
+        # A nested section, optional or not (`StorageOptions | None`), must show its keys too.
+        for annotation in typing.get_args(field.annotation) or (field.annotation,):
+            if isinstance(annotation, type) and issubclass(annotation, pydantic.BaseModel):
+                names |= _fields(annotation, f"{prefix}{name}.")
     return names
 
 

@@ -383,9 +383,9 @@ def test_output_override_is_validated_like_the_config(
 ) -> None:
     registry = start_simulator()
     config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
-    result = run(config, "--output", "s3://bucket/prefix")
+    result = run(config, "--output", "gs://bucket/prefix")
     assert result.exit_code == ExitCode.CONFIG
-    assert "output.uri: only local paths and file:// URIs are supported" in result.stderr
+    assert "output.uri: only local paths, file:// and s3:// URIs are supported" in result.stderr
     assert registry.stats().requests == 0
 
 

@@ -8,26 +8,33 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
+from connector.dataset.storage import Location, is_object_uri, locate
 from connector.reporting.analytics import GROUPINGS, compute_report
 from connector.reporting.render import FORMATS, render, write_output
 
 _DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
-def _dataset_uri(data: str | None, config_path: Path | None) -> str:
-    """`--data` wins; otherwise the config's `output.uri` (the config loads only when needed)."""
-    if data:
-        return data
-    if config_path is None:
+def _dataset(data: str | None, config_path: Path | None) -> Location:
+    """`--data` wins; otherwise the config's `output.uri` (the config loads only when needed).
+    The config's `output.storage_options` apply to an s3:// dataset either way."""
+    if not data and config_path is None:
         raise click.UsageError(
             "give the dataset with --data URI, or --config FILE to use its output.uri"
         )
-    from connector.config import load_output_settings
+    options: dict[str, Any] = {}
+    if config_path is not None:
+        from connector.config import load_output_settings
 
-    return load_output_settings(config_path).uri
+        settings = load_output_settings(config_path)
+        data = data or settings.uri
+        options = settings.storage_mapping()
+    assert data is not None
+    return locate(data, options if is_object_uri(data) else None)
 
 
 def _split_model_filters(
@@ -125,7 +132,7 @@ def report(
         raise click.UsageError("--end needs --start")
     orgs, models = _split_model_filters(orgs, models)
     result = compute_report(
-        _dataset_uri(data, config_path),
+        _dataset(data, config_path),
         days=days,
         start=start.date() if start else None,
         end=end.date() if end else None,

@@ -2,7 +2,8 @@
 
 An `flock` on `<output>/_connector.lock`: the kernel drops it when the holder dies, however it
 dies, so a stale lock can never block the next night's run. The file also records who holds it
-(pid, host, start time, run id) so a refused run can name the holder.
+(pid, host, start time, run id) so a refused run can name the holder. Object storage has no
+flock: `open_run_lock` gives a lease there instead (`connector.dataset.lease`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,13 @@ import os
 import socket
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from connector.dataset.layout import LOCK_NAME, check_layout
 from connector.errors import LockHeldError, OutputError
+
+if TYPE_CHECKING:
+    from connector.dataset.storage import Location
 
 
 class RunLock:
@@ -67,6 +71,9 @@ class RunLock:
         self._handle = handle
         return self
 
+    def check(self) -> None:
+        """Nothing to check: the kernel holds an flock for as long as the process lives."""
+
     def release(self) -> None:
         """Drop the lock (the file stays; its contents are only informative)."""
         if self._handle is not None:
@@ -98,3 +105,23 @@ def describe_holder(holder: dict[str, Any]) -> str:
         f"pid {holder.get('pid', '?')} on host {holder.get('host', '?')} "
         f"since {holder.get('started_at', '?')} (run {holder.get('run_id', '?')})"
     )
+
+
+class OutputLock(Protocol):
+    """What a run needs from its lock, wherever the output lives."""
+
+    def __enter__(self) -> OutputLock: ...
+
+    def __exit__(self, *_: object) -> None: ...
+
+    def check(self) -> None:
+        """Raise OutputError if the lock is no longer held (call before publishing)."""
+
+
+def open_run_lock(location: Location, run_id: str) -> OutputLock:
+    """An flock for a local root, a lease for object storage."""
+    if location.is_local:
+        return RunLock(location.local_path, run_id)
+    from connector.dataset.lease import ObjectStoreLock
+
+    return ObjectStoreLock(location, run_id)

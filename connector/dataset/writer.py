@@ -11,7 +11,9 @@ Layout under the output root:
 A partition is built complete in `_staging/` and then swapped in with one `renameat2
 (RENAME_EXCHANGE)` where the kernel offers it, so readers see the old partition or the new one,
 never a mix. Elsewhere it falls back to two renames guarded by a journal that the next run
-rolls forward, so even a kill between them loses nothing.
+rolls forward, so even a kill between them loses nothing. Object storage has no rename: its
+publisher (`connector.dataset.objectstore`) replaces one fixed-name object instead;
+`open_snapshot_writer` and `recover` pick the right one for a Location.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import shutil
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -43,6 +45,9 @@ from connector.dataset.layout import (
 )
 from connector.dataset.schema import DICTIONARY_COLUMNS, FILE_SCHEMA
 from connector.errors import OutputError
+
+if TYPE_CHECKING:
+    from connector.dataset.storage import Location
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +90,7 @@ def exchange_paths(first: Path, second: Path) -> bool:
 class PublishResult:
     """What a publish put in place."""
 
-    partition: Path
+    partition: Path | str
     files: list[str]
     rows: int
 
@@ -105,15 +110,25 @@ class SnapshotWriter:
         work_dir: Path | None = None,
     ) -> None:
         self.root = root
-        self.day = day
-        self.run_id = run_id
-        self._batch_rows = batch_rows
-        self._file_rows = file_rows
         self._exchange = exchange
         # A shard stages in its own directory (see dataset/shards.py), out of reach of
         # `recover_staging`, which another run may call while the shard is being written.
         self.work_dir = work_dir or root / STAGING_DIR / run_id
         self.staged = self.work_dir / partition_dir(root, day).name
+        self._start(day, run_id, batch_rows, file_rows)
+        if work_dir is None:  # checked component by component: no planted link is followed
+            make_dirs(root, STAGING_DIR, run_id)
+        try:
+            self.staged.mkdir(parents=work_dir is not None)
+        except OSError as exc:
+            raise OutputError(f"cannot create staging directory {self.staged}: {exc}") from exc
+
+    def _start(self, day: date, run_id: str, batch_rows: int, file_rows: int) -> None:
+        """The buffers every writer shares, wherever its files go."""
+        self.day = day
+        self.run_id = run_id
+        self._batch_rows = batch_rows
+        self._file_rows = file_rows
         self._pending: list[Row] = []  # Python rows, converted to Arrow every _CHUNK_ROWS
         self._chunks: list[pa.Table] = []  # compact Arrow chunks waiting to fill a row group
         self._chunk_rows = 0
@@ -121,12 +136,6 @@ class SnapshotWriter:
         self._file_rows_written = 0
         self.files: list[str] = []
         self.rows = 0
-        if work_dir is None:  # checked component by component: no planted link is followed
-            make_dirs(root, STAGING_DIR, run_id)
-        try:
-            self.staged.mkdir(parents=work_dir is not None)
-        except OSError as exc:
-            raise OutputError(f"cannot create staging directory {self.staged}: {exc}") from exc
 
     def add_rows(self, rows: list[Row]) -> None:
         """Queue rows; a full batch is written as a row group straight away.
@@ -162,15 +171,7 @@ class SnapshotWriter:
         self._chunks, self._chunk_rows = [], 0
         try:
             if self._writer is None:
-                name = f"part-{self.run_id[:12]}-{len(self.files):05d}.parquet"
-                self._writer = pq.ParquetWriter(
-                    str(self.staged / name),
-                    FILE_SCHEMA,
-                    compression="zstd",
-                    use_dictionary=DICTIONARY_COLUMNS,
-                    filesystem=_LOCAL,  # a local path with ':' in it is never taken for a URI
-                )
-                self.files.append(name)
+                self._writer = self._open_file()
                 self._file_rows_written = 0
             self._writer.write_table(table)
             self.rows += table.num_rows
@@ -179,6 +180,18 @@ class SnapshotWriter:
                 self._close_file()
         except (OSError, pa.ArrowException) as exc:
             raise OutputError(f"cannot write Parquet in {self.staged}: {exc}") from exc
+
+    def _open_file(self) -> pq.ParquetWriter:
+        name = f"part-{self.run_id[:12]}-{len(self.files):05d}.parquet"
+        writer = pq.ParquetWriter(
+            str(self.staged / name),
+            FILE_SCHEMA,
+            compression="zstd",
+            use_dictionary=DICTIONARY_COLUMNS,
+            filesystem=_LOCAL,  # a local path with ':' in it is never taken for a URI
+        )
+        self.files.append(name)
+        return writer
 
     def _close_file(self) -> None:
         writer, self._writer = self._writer, None
@@ -336,3 +349,23 @@ def _read_journal(path: Path, root: Path, work_dir: Path) -> tuple[Path, Path, P
         )
     check_entry(final, directory=True)
     return final, staged, previous
+
+
+def open_snapshot_writer(
+    location: Location, day: date, run_id: str, *, batch_rows: int = 16_384
+) -> SnapshotWriter:
+    """The writer for a location: staging + rename locally, one replaced object on S3."""
+    if location.is_local:
+        return SnapshotWriter(location.local_path, day, run_id, batch_rows=batch_rows)
+    from connector.dataset.objectstore import ObjectStoreWriter
+
+    return ObjectStoreWriter(location, day, run_id, batch_rows=batch_rows)
+
+
+def recover(location: Location) -> list[str]:
+    """Clean up after interrupted runs (call under the lock), wherever the output lives."""
+    if location.is_local:
+        return recover_staging(location.local_path)
+    from connector.dataset.objectstore import recover_object_staging
+
+    return recover_object_staging(location)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 from collections.abc import Mapping
@@ -21,8 +22,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import pyarrow.fs as pafs
+
 from connector.config import Config
 from connector.dataset.layout import make_dirs
+from connector.dataset.storage import STORAGE_ERRORS, Location, put_bytes
 from connector.dataset.writer import write_json_atomic
 from connector.errors import OutputError
 from connector.extraction.summary import RunSummary
@@ -56,14 +60,14 @@ def run_settings(config: Config, **overrides: Any) -> dict[str, Any]:
 
 
 def write_run_record(
-    root: Path,
+    root: Path | Location,
     summary: RunSummary,
     settings: Mapping[str, Any],
     *,
     keep: int,
     secrets: list[str],
     outcome: str | None = None,
-) -> Path | None:
+) -> Path | str | None:
     """Write the run's record and prune the oldest beyond `keep`; returns its path.
 
     Never raises: a record that cannot be written is logged (and None returned), because the
@@ -71,6 +75,12 @@ def write_run_record(
     itself (`record`); the caller puts the returned path into its summary. Call it while
     holding the output lock.
     """
+    if isinstance(root, Location):
+        if not root.is_local:
+            return _write_object_record(
+                root, summary, settings, keep=keep, secrets=secrets, outcome=outcome
+            )
+        root = root.local_path
     path = record_path(root, summary)
     recorded = dataclasses.replace(summary, record=str(path))
     document = {**recorded.to_dict(), "settings": dict(settings)}
@@ -86,6 +96,38 @@ def write_run_record(
         return None
     prune_run_records(root, keep)
     return path
+
+
+def _write_object_record(
+    location: Location,
+    summary: RunSummary,
+    settings: Mapping[str, Any],
+    *,
+    keep: int,
+    secrets: list[str],
+    outcome: str | None,
+) -> str | None:
+    """The same record on object storage: one PUT (whole or absent), then the oldest pruned."""
+    key = location.join(RUNS_DIR, summary.snapshot_date, f"{summary.run_id}.json")
+    recorded = dataclasses.replace(summary, record=location.display(key))
+    document = {**recorded.to_dict(), "settings": dict(settings)}
+    if outcome is not None:
+        document["outcome"] = outcome
+    text = json.dumps(_scrub(document, secrets), indent=2, sort_keys=True, default=str) + "\n"
+    try:
+        put_bytes(location.filesystem, key, text.encode("utf-8"))
+        selector = pafs.FileSelector(location.join(RUNS_DIR), recursive=True, allow_not_found=True)
+        records = sorted(
+            (info.mtime, info.path)
+            for info in location.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.File and info.path.endswith(".json")
+        )
+        for _, old in records[: max(len(records) - keep, 0)]:
+            location.filesystem.delete_file(old)
+    except STORAGE_ERRORS as exc:
+        log.warning("could not write the run record %s: %s", key, exc, extra={"event": "record"})
+        return None
+    return location.display(key)
 
 
 def prune_run_records(root: Path, keep: int) -> list[Path]:

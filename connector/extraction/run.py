@@ -21,11 +21,17 @@ from pathlib import Path
 from connector.config import Config, validate_output
 from connector.dataset.flatten import Row
 from connector.dataset.layout import REJECTED_DIR
-from connector.dataset.lock import RunLock
+from connector.dataset.lock import open_run_lock
 from connector.dataset.published import published_targets
 from connector.dataset.rejected import save_rejected
-from connector.dataset.storage import local_root
-from connector.dataset.writer import PublishResult, SnapshotWriter, recover_staging
+from connector.dataset.storage import (
+    STORAGE_ERRORS,
+    Location,
+    is_object_uri,
+    local_location,
+    locate,
+)
+from connector.dataset.writer import PublishResult, SnapshotWriter, open_snapshot_writer, recover
 from connector.errors import (
     AuthenticationError,
     IncompatibleAPIError,
@@ -57,6 +63,8 @@ from connector.extraction.workers import WorkerPool
 from connector.http.client import RegistryClient
 
 log = logging.getLogger(__name__)
+
+_EVIDENCE_ERRORS: tuple[type[BaseException], ...] = (*STORAGE_ERRORS, OutputError)
 
 __all__ = ["UPGRADE_HINT", "extract", "fetch_all"]
 
@@ -187,7 +195,8 @@ def extract(
             interrupt=interrupt,
         )
     uri = validate_output({"uri": output}).uri if output else config.output.uri
-    root = local_root(uri)
+    options = config.output.storage_mapping() if is_object_uri(uri) else None
+    root = locate(uri, options)
     ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
     info = RunInfo(
         run_id=uuid.uuid4().hex,
@@ -214,8 +223,8 @@ def extract(
     stopped: Stop | None = None
     own_interrupt = interrupt is None
     interrupt = interrupt or Interrupt()
-    with RunLock(root, info.run_id):
-        for action in recover_staging(root):
+    with open_run_lock(root, info.run_id) as lock:
+        for action in recover(root):
             log.warning("%s", action, extra={"event": "staging_recovered"})
         try:
             if not replace:  # the half-config guard: publishing must not lose a published model
@@ -230,7 +239,7 @@ def extract(
                 )
             else:
                 finished_at, published = _run_and_publish(
-                    config, info, tally, root, progress, interrupt
+                    config, info, tally, root, progress, interrupt, lock.check
                 )
         except OutputError as exc:
             output_error = exc
@@ -281,18 +290,20 @@ def _run_and_publish(
     config: Config,
     info: RunInfo,
     tally: Tally,
-    root: Path,
+    root: Location,
     progress: bool | None,
     interrupt: Interrupt,
+    check_lock: Callable[[], None],
 ) -> tuple[str | None, PublishResult | None]:
     """Fetch every target into a staged partition and, if the guards allow, publish it. A stop
     requested once the publish has begun lets it finish (it is one atomic swap)."""
-    writer = SnapshotWriter(root, info.day, info.run_id, batch_rows=config.output.batch_rows)
+    writer = open_snapshot_writer(root, info.day, info.run_id, batch_rows=config.output.batch_rows)
     published: PublishResult | None = None
     try:
         fetch_all(config, info, tally, writer, root, progress, interrupt=interrupt)
         if interrupt.requested:
             return None, None
+        check_lock()  # on object storage a lease can be lost: never publish over a newer holder
         finished_at, published = publish_if_allowed(config, info, tally, writer)
         return finished_at, published
     finally:
@@ -305,7 +316,7 @@ def fetch_all(
     info: RunInfo,
     tally: Tally,
     writer: SnapshotWriter,
-    root: Path,
+    root: Path | Location,
     progress: bool | None,
     *,
     shard: Shard | None = None,
@@ -330,7 +341,7 @@ def _fetch_targets(
     info: RunInfo,
     tally: Tally,
     writer: SnapshotWriter,
-    root: Path,
+    root: Path | Location,
     progress: bool | None,
     shard: Shard | None,
     tick: Callable[[], None] | None,
@@ -380,7 +391,7 @@ def _record_plan(
     tally: Tally,
     writer: SnapshotWriter,
     plan: TargetPlan,
-    root: Path,
+    root: Path | Location,
     day: date,
     secrets: list[str],
 ) -> None:
@@ -399,7 +410,7 @@ def _record_plan(
 def _fetch_pool(
     tally: Tally,
     writer: SnapshotWriter,
-    root: Path,
+    root: Path | Location,
     day: date,
     run: _Run,
     targets: list[tuple[str, str]],
@@ -442,7 +453,7 @@ def _record(
     tally: Tally,
     writer: SnapshotWriter,
     outcome: _TargetOutcome,
-    root: Path,
+    root: Path | Location,
     day: date,
     secrets: list[str],
     *,
@@ -482,9 +493,10 @@ def _record(
     )
     if outcome.rejected_body is not None:
         try:
-            save_rejected(root, day, failure, outcome.rejected_body, secrets)
-            tally.rejected_dir = str(root / REJECTED_DIR / day.isoformat())
-        except (OSError, OutputError) as exc:  # keeping evidence must never cost the run
+            where = root if isinstance(root, Location) else local_location(root)
+            save_rejected(where, day, failure, outcome.rejected_body, secrets)
+            tally.rejected_dir = where.display(where.join(REJECTED_DIR, day.isoformat()))
+        except _EVIDENCE_ERRORS as exc:  # keeping evidence must never cost the run
             log.warning(
                 "could not keep the rejected payload of %s/%s: %s",
                 outcome.org,

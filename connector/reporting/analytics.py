@@ -39,7 +39,8 @@ from typing import Any
 
 import pandas as pd
 
-from connector.dataset.reader import load_snapshots, read_manifest, snapshot_dates
+from connector.dataset.reader import Source, load_snapshots, read_manifest, snapshot_dates
+from connector.dataset.storage import Location
 from connector.errors import ConfigError, NoDataError, OutputError
 from connector.reporting.window import Window, resolve_window
 
@@ -352,7 +353,7 @@ def summarize(
 
 
 def _failure_notes(
-    data: str | os.PathLike[str], window: Window, orgs: list[str] | None, models: list[str] | None
+    data: Source, window: Window, orgs: list[str] | None, models: list[str] | None
 ) -> list[str]:
     """Models that failed in the start or end snapshot's run, from the manifests: they explain
     versions counted from their first observation, or shown as disappeared."""
@@ -382,8 +383,12 @@ def _as_list(value: Sequence[str] | str | None) -> list[str] | None:
     return list(value) or None
 
 
+def _shown(data: Source) -> str:
+    return data.uri if isinstance(data, Location) else os.fspath(data)
+
+
 def compute_report(
-    data: str | os.PathLike[str],
+    data: Source,
     *,
     days: int | None = None,
     start: date | None = None,
@@ -397,7 +402,7 @@ def compute_report(
     _check_grouping(by, top)
     available = snapshot_dates(data)
     if not available:
-        raise NoDataError(f"no snapshots under {os.fspath(data)}: run the extractor first")
+        raise NoDataError(f"no snapshots under {_shown(data)}: run the extractor first")
     window = resolve_window(available, days=days, start=start, end=end)
     orgs, models = _as_list(org), _as_list(model)
     columns = ["snapshot_date", "org", "model", "version", "created_at", "download_count"]
@@ -416,7 +421,7 @@ def compute_report(
 
 
 def report(
-    data: str | os.PathLike[str],
+    data: Source,
     *,
     days: int | None = None,
     start: date | None = None,
