@@ -206,7 +206,9 @@ def test_a_pattern_matching_nothing_is_a_warning(
     orgs = {"name": "org-00", "models": ["model-0000", "bert-*"]}
     summary = extract(parse_config(document(registry, tmp_path / "out", orgs)), allow_backdate=True)
     assert summary.exit_code == ExitCode.OK
-    assert "org org-00: pattern 'bert-*' matches none of the 3 listed model(s)" in summary.warnings
+    warning = "org org-00: pattern 'bert-*' matches none of the 3 listed model(s)"
+    assert warning in summary.warnings
+    assert f"warning   {warning}" in summary.render_text()
     manifest = json.loads(Path(summary.partition or "", "_manifest.json").read_text())
     assert manifest["warnings"] == summary.warnings
 

@@ -133,6 +133,7 @@ class RunSummary:
             lines.append("published nothing; earlier snapshots are unchanged")
         if self.message:
             lines.append(f"note      {self.message}")
+        lines += [f"warning   {warning}" for warning in self.warnings]
         for failure in self.failures[:_MAX_FAILURES_SHOWN]:
             lines.append(
                 f"  FAILED {failure.org}/{failure.model}: {_what_failed(failure)}: "
