@@ -91,7 +91,7 @@ def extract_shard(
     shard: Shard,
     *,
     progress: bool | None = None,
-    tick: Callable[[], None] | None = None,
+    tick: Callable[[bool], None] | None = None,
     fingerprint_of: Config | None = None,
     backdated: bool = False,
     interrupt: Interrupt | None = None,

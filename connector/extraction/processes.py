@@ -5,7 +5,8 @@ processes each run shard K of P through the same code as `extract --shard K/P`, 
 parent, which holds the output lock for the whole run, publishes the P parts exactly as
 `connector publish --shards P` would. The concurrency and the rate limit are split across the
 children so they stay limits for the whole run. Children send their log records and one tick
-per finished target over a multiprocessing queue: one progress bar, one log, one summary.
+(ok or failed) per finished target over a multiprocessing queue: one progress bar (with
+ok/failed counters), one log, one summary.
 """
 
 from __future__ import annotations
@@ -25,8 +26,6 @@ from concurrent.futures.process import BrokenProcessPool
 from datetime import date
 from typing import Any
 
-from tqdm import tqdm
-
 from connector.config import Config
 from connector.dataset.lock import RunLock
 from connector.dataset.storage import local_root
@@ -35,6 +34,7 @@ from connector.errors import RunOutcome, combine_outcomes
 from connector.extraction.fanout import extract_shard
 from connector.extraction.interrupt import Interrupt
 from connector.extraction.outcome import Stop, stopped_by_signal
+from connector.extraction.progress import RunProgress
 from connector.extraction.publish import publish_locked
 from connector.extraction.summary import RunSummary
 
@@ -135,7 +135,7 @@ def _run_children(
             pool.submit(_child, child, day, uri, (index, processes), show, config, backdated)
             for index, child in enumerate(split_limits(config, processes), start=1)
         ]
-        with tqdm(total=total, disable=not show, unit="model", file=sys.stderr) as bar:
+        with RunProgress(total, enabled=show) as bar:
             pump = threading.Thread(target=_pump, args=(queue, bar), name="shard-log", daemon=True)
             pump.start()
             try:
@@ -145,8 +145,7 @@ def _run_children(
             finally:
                 queue.put(None)
                 pump.join()
-            if total is not None:
-                bar.update(total - bar.n)
+            bar.fill()
     return [_numbered(result, i, processes, day, uri) for i, result in enumerate(results, 1)]
 
 
@@ -210,8 +209,8 @@ def _init_child(queue: Any, stop: Any, level: int) -> None:
     logger.propagate = False
 
 
-def _tick() -> None:
-    _CHILD["queue"].put(1)
+def _tick(ok: bool) -> None:
+    _CHILD["queue"].put(ok)
 
 
 def _child(
@@ -236,14 +235,15 @@ def _child(
     )
 
 
-def _pump(queue: Any, bar: tqdm[Any]) -> None:
-    """In the parent: advance the bar and hand each child's log record to the same logger."""
+def _pump(queue: Any, bar: RunProgress) -> None:
+    """In the parent: advance the bar (ok/failed per target) and hand each child's log record
+    to the same logger."""
     while True:
         item = queue.get()
         if item is None:
             return
-        if isinstance(item, int):
-            bar.update(item)
+        if isinstance(item, bool):
+            bar.advance(ok=item)
         else:
             logging.getLogger(item.name).handle(item)
 

@@ -27,7 +27,7 @@ log = logging.getLogger("connector.extraction.run")
 class RunProgress:
     """A progress bar over the run's targets with ok/failed counters; draws nothing when off."""
 
-    def __init__(self, total: int, *, enabled: bool) -> None:
+    def __init__(self, total: int | None, *, enabled: bool) -> None:
         self.ok = 0
         self.failed = 0
         self._bar = tqdm(total=total, disable=not enabled, unit="model", file=sys.stderr)
@@ -40,6 +40,11 @@ class RunProgress:
             self.failed += 1
         self._bar.set_postfix_str(f"ok={self.ok} failed={self.failed}", refresh=False)
         self._bar.update(1)
+
+    def fill(self) -> None:
+        """Count what is left as done (targets a stopped run never reached)."""
+        if self._bar.total is not None:
+            self._bar.update(self._bar.total - self._bar.n)
 
     def __enter__(self) -> RunProgress:
         return self

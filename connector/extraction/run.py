@@ -320,7 +320,7 @@ def fetch_all(
     progress: bool | None,
     *,
     shard: Shard | None = None,
-    tick: Callable[[], None] | None = None,
+    tick: Callable[[bool], None] | None = None,
     interrupt: Interrupt | None = None,
 ) -> list[tuple[str, str]]:
     """Fetch every target (of the shard, if any) into the writer, counting what happens in
@@ -344,7 +344,7 @@ def _fetch_targets(
     root: Path | Location,
     progress: bool | None,
     shard: Shard | None,
-    tick: Callable[[], None] | None,
+    tick: Callable[[bool], None] | None,
     interrupt: Interrupt,
 ) -> list[tuple[str, str]]:
     """Resolve the targets (discovery included) and fetch those of the shard (all, if none)."""
@@ -375,7 +375,7 @@ def _fetch_targets(
                 def advance(ok: bool) -> None:
                     bar.advance(ok=ok)
                     if tick is not None:
-                        tick()
+                        tick(ok)
 
                 _fetch_pool(
                     tally, writer, root, info.day, run, targets, advance, interrupt, rejected
