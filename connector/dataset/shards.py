@@ -23,16 +23,32 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from connector.dataset.lock import RunLock
+from connector.dataset.storage import local_root
 from connector.dataset.writer import write_json_atomic
-from connector.errors import OutputError
+from connector.errors import ConfigError, OutputError
 
 log = logging.getLogger(__name__)
 
 SHARDS_DIR = "_shards"
 RECORD_NAME = "_shard.json"
 WORK_PREFIX = "_work-"
+
+
+def local_output(uri: str) -> Path:
+    """The local root of a sharded run's output; ConfigError (exit 2) for object storage, which
+    staged parts do not support yet (nothing is created anywhere)."""
+    scheme = urlsplit(uri).scheme
+    if scheme not in ("", "file") and len(scheme) > 1:  # len 1: a Windows drive letter
+        raise ConfigError(
+            [
+                f"output.uri: {scheme}:// is not supported for sharded runs yet (--shard, "
+                "--processes, publish): use a local path or file://, or run without sharding"
+            ]
+        )
+    return local_root(uri)
 
 
 def date_dir(root: Path, day: date) -> Path:

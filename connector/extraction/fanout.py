@@ -20,7 +20,6 @@ from connector._version import __version__
 from connector.config import Config, validate_output
 from connector.dataset import shards as staging
 from connector.dataset.schema import SCHEMA_VERSION
-from connector.dataset.storage import local_root
 from connector.dataset.writer import SnapshotWriter
 from connector.errors import ConfigError, OutputError
 from connector.extraction.interrupt import Interrupt
@@ -105,7 +104,7 @@ def extract_shard(
 
     started = time.monotonic()
     index, count = shard
-    root = local_root(uri)
+    root = staging.local_output(uri)
     info = RunInfo(
         run_id=uuid.uuid4().hex,
         day=day,

@@ -27,8 +27,8 @@ from datetime import date
 from typing import Any
 
 from connector.config import Config
+from connector.dataset import shards as staging
 from connector.dataset.lock import RunLock
-from connector.dataset.storage import local_root
 from connector.dataset.writer import recover_staging
 from connector.errors import RunOutcome, combine_outcomes
 from connector.extraction.fanout import extract_shard
@@ -85,7 +85,7 @@ def extract_processes(
     """
     started = time.monotonic()
     processes = max(1, min(processes, config.registry.concurrency))
-    root = local_root(uri)
+    root = staging.local_output(uri)
     run_id = uuid.uuid4().hex
     show = sys.stderr.isatty() if progress is None else progress
     with RunLock(root, run_id):

@@ -25,7 +25,6 @@ from connector.config import Config, validate_output
 from connector.dataset import shards as staging
 from connector.dataset.lock import RunLock
 from connector.dataset.published import published_targets
-from connector.dataset.storage import local_root
 from connector.dataset.writer import PublishResult, SnapshotWriter, recover_staging
 from connector.errors import ConfigError, OutputError, ShardsError, TargetFailure
 from connector.extraction.guards import describe_missing, missing_targets
@@ -68,7 +67,7 @@ def publish(
     if not 1 <= shards <= MAX_SHARDS:
         raise ConfigError([f"--shards must be 1 to {MAX_SHARDS}, got {shards}"])
     uri = validate_output({"uri": output}).uri if output else config.output.uri
-    root = local_root(uri)
+    root = staging.local_output(uri)
     run_id = uuid.uuid4().hex
     with RunLock(root, run_id):
         for action in recover_staging(root):
@@ -89,7 +88,7 @@ def publish_locked(
 ) -> RunSummary:
     """`publish` for a caller that already holds the output lock (`--processes`)."""
     started = time.monotonic() if started is None else started
-    root = local_root(uri)
+    root = staging.local_output(uri)
     ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
     finished_at: str | None = None
     published: PublishResult | None = None
