@@ -28,6 +28,7 @@ from pydantic import (
     model_validator,
 )
 
+from connector.config_source import load_yaml, read_config_text
 from connector.errors import ConfigError
 
 ORG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -341,6 +342,16 @@ class OutputSettings(_Settings):
             raise ValueError(
                 f"only local paths, file:// and s3:// URIs are supported, got {scheme}://"
             )
+        if parts.scheme == "file" and parts.netloc not in ("", "localhost"):
+            raise ValueError(
+                f"file://{parts.netloc}/... names another host; only local paths are supported "
+                "(file:///path or file://localhost/path)"
+            )
+        if value.startswith("~"):
+            expanded = os.path.expanduser(value)
+            if expanded.startswith("~"):
+                raise ValueError(f"{value.split('/', maxsplit=1)[0]}: no such user to expand ~ for")
+            return expanded
         return value
 
     @field_validator("storage_options")
@@ -516,12 +527,11 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
 
 
 def _read_yaml(source: str) -> Any:
+    text = read_config_text(source)
     try:
-        text = Path(source).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source) from exc
-    try:
-        return yaml.safe_load(text)
+        return load_yaml(text, source)
+    except RecursionError as exc:  # nested thousands deep
+        raise ConfigError(["is nested too deeply to be a config"], source) from exc
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_problem(exc)], source) from exc
 

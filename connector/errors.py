@@ -12,7 +12,7 @@ from dataclasses import dataclass, fields
 from enum import IntEnum
 from typing import Any, Self
 
-from connector.redaction import redact
+from connector.redaction import printable, redact
 
 
 class ExitCode(IntEnum):
@@ -135,9 +135,11 @@ class TargetError(ConnectorError):
             model=self.model,
             status=self.status,
             error_type=self.error_type,
-            detail=redact(self.detail, secrets),
+            # Escaped too: a newline or terminal escape a server sent must not forge a log or
+            # summary line, and a lone surrogate must not break the encoder that prints it.
+            detail=printable(redact(self.detail, secrets)),
             attempts=self.attempts,
-            message=redact(str(self), secrets),
+            message=printable(redact(str(self), secrets)),
         )
 
 

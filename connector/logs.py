@@ -11,23 +11,26 @@ from typing import Any
 
 from tqdm import tqdm
 
-from connector.redaction import redact
+from connector.redaction import printable, redact
 
 # Structured fields callers pass through `extra=`; JSON lines carry them as keys.
 FIELDS = ("event", "org", "model", "status", "attempt", "elapsed", "run_id", "wait_seconds")
 
 
 class RedactingFilter(logging.Filter):
-    """Replaces tokens in the final message: defence in depth on top of redaction at source."""
+    """Replaces tokens in the final message (defence in depth on top of redaction at source)
+    and escapes control characters, so text a server sent cannot forge a log line or drive
+    the terminal."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__()
         self.secrets: list[str] = [s for s in secrets if s]
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            record.msg = redact(record.getMessage(), self.secrets)
-            record.args = None
+        message = record.getMessage()
+        clean = printable(redact(message, self.secrets) if self.secrets else message)
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
         return True
 
 

@@ -8,13 +8,16 @@ in exactly one place, `ConnectorGroup.invoke`.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
+import traceback
 from typing import Any
 
 import click
 
 from connector._version import __version__
 from connector.errors import ConnectorError, ExitCode
+from connector.redaction import printable
 
 # command name -> "module:attribute"; the module is imported on first use.
 COMMANDS: dict[str, str] = {
@@ -60,12 +63,37 @@ class ConnectorGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # usage errors and --help: click prints them (exit 2 / 0)
         except ConnectorError as exc:
-            click.echo(f"Error: {exc}", err=True)
+            click.echo(f"Error: {printable(str(exc))}", err=True)
             sys.exit(int(exc.exit_code))
         except KeyboardInterrupt:  # Ctrl-C outside a run (a run handles its own signals)
             click.echo("Error: interrupted (Ctrl-C); nothing was published", err=True)
             sys.exit(int(ExitCode.INTERRUPTED))
+        except OSError as exc:  # a path the user gave that cannot be used: not a bug
+            if exc.filename is None:
+                raise _bug(exc) from exc
+            what = printable(os.fsdecode(exc.filename))
+            click.echo(
+                f"Error: cannot use {what}: {exc.strerror or exc}; check that the path exists, "
+                "is of the right type and may be written",
+                err=True,
+            )
+            sys.exit(int(ExitCode.OUTPUT))
+        except Exception as exc:
+            raise _bug(exc) from exc
+
+
+def _bug(exc: Exception) -> SystemExit:
+    """An exception nobody expected: the traceback (for the report) and a line saying so."""
+    traceback.print_exception(exc, file=sys.stderr)
+    click.echo(
+        f"Error: internal error ({type(exc).__name__}): this is a bug in the connector "
+        f"{__version__}; please report it with the traceback above",
+        err=True,
+    )
+    return SystemExit(int(ExitCode.INTERNAL))
 
 
 @click.group(cls=ConnectorGroup)

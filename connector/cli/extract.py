@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 
 import click
 
@@ -13,14 +14,28 @@ from connector.config import Config, load_config
 from connector.errors import ConfigError
 from connector.logs import add_secrets, configure_logging
 
+EARLIEST_DATE = date(2000, 1, 1)  # before any registry this connector reads existed
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
 
 def parse_date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:
+    """Only YYYY-MM-DD (not 20261101 or 2026-W01-1, which `fromisoformat` also takes), a real
+    day, from 2000-01-01 to tomorrow (UTC). Whether a date may be written is the wrong-date
+    guard's call; this only refuses what cannot be meant."""
     if value is None:
         return None
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value) if _ISO_DATE.fullmatch(value) else None
     except ValueError:
-        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}") from None
+        raise click.BadParameter(f"{value!r} is not a day of the calendar") from None
+    if day is None:
+        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}")
+    latest = datetime.now(UTC).date() + timedelta(days=1)
+    if not EARLIEST_DATE <= day <= latest:
+        raise click.BadParameter(
+            f"{value} is outside {EARLIEST_DATE.isoformat()}..{latest.isoformat()}"
+        )
+    return day
 
 
 def _parse_shard(
@@ -122,8 +137,8 @@ def extract(
     log_format: str,
 ) -> None:
     """Fetch every configured model's versions and publish the day's snapshot."""
+    from connector.cli.options import write_metrics_or_warn
     from connector.extraction.interrupt import Interrupt, stop_on_signals
-    from connector.extraction.metrics import write_metrics
     from connector.extraction.run import extract as run_extract
 
     configure_logging(log_level, log_format)
@@ -146,7 +161,7 @@ def extract(
             interrupt=interrupt,
         )
     if metrics_file:
-        write_metrics(metrics_file, summary)
+        write_metrics_or_warn(metrics_file, summary)
     if summary_format == "json":
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
+
+from connector.redaction import printable
+
+if TYPE_CHECKING:
+    from connector.extraction.summary import RunSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -35,3 +40,19 @@ config_option = click.option(
     type=click.Path(dir_okay=False),
     help="YAML configuration file (see sample_configs/).",
 )
+
+
+def write_metrics_or_warn(path: str, summary: RunSummary) -> None:
+    """Write the metrics textfile; a path that cannot be written is a warning, not a failure:
+    the run's outcome (perhaps a published snapshot) and its exit code stand."""
+    from connector.extraction.metrics import write_metrics
+
+    try:
+        write_metrics(path, summary)
+    except OSError as exc:
+        click.echo(
+            f"Warning: could not write the metrics file {printable(path)}: "
+            f"{exc.strerror or exc}; check that its directory exists and may be written "
+            "(the run's outcome is unchanged)",
+            err=True,
+        )

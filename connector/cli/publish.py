@@ -69,7 +69,7 @@ def publish(
     log_format: str,
 ) -> None:
     """Merge the staged shards of one date into its snapshot and publish it."""
-    from connector.extraction.metrics import write_metrics
+    from connector.cli.options import write_metrics_or_warn
     from connector.extraction.publish import publish as run_publish
 
     configure_logging(log_level, log_format)
@@ -79,7 +79,7 @@ def publish(
         config, day, shards, output, min_success_ratio=min_success_ratio, replace=replace
     )
     if metrics_file:
-        write_metrics(metrics_file, summary)
+        write_metrics_or_warn(metrics_file, summary)
     if summary_format == "json":
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:

@@ -75,7 +75,7 @@ def local_root(uri: str | os.PathLike[str]) -> Path:
         raise ConfigError([f"{text}: this operation supports local paths only, not s3://"])
     if parts.scheme == "file":
         return Path(unquote(parts.path))
-    return Path(text)
+    return Path(text).expanduser()  # `~/data` is the user's, never a folder named `~`
 
 
 def local_location(path: Path) -> Location:

@@ -13,6 +13,7 @@ from typing import Any
 from connector._version import __version__
 from connector.dataset.schema import SCHEMA_VERSION
 from connector.errors import ExitCode, RunOutcome, TargetFailure, decide_exit_code
+from connector.redaction import printable
 
 _MAX_FAILURES_SHOWN = 10
 
@@ -152,7 +153,7 @@ class RunSummary:
             lines.append(f"rejected payloads kept in {self.rejected_dir}")
         if self.record:
             lines.append(f"record    {self.record}")
-        return "\n".join(lines)
+        return printable("\n".join(lines), keep_newlines=True)  # server text is in there
 
 
 def _what_failed(failure: TargetFailure) -> str:
