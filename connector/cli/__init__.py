@@ -60,6 +60,16 @@ class ConnectorGroup(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, SHORT_HELP[name]) for name in self.list_commands(ctx)])
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        """A NUL byte cannot be in a path, a URL or a slug: refuse it before any option is
+        used (the OS would raise ValueError deep inside)."""
+        for argument in args:
+            if "\x00" in argument:
+                raise click.UsageError(
+                    f"the argument {printable(argument)!r} contains a NUL byte", ctx
+                )
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

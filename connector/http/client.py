@@ -261,7 +261,13 @@ class RegistryClient:
             raise failure from exc
         self._count(str(status))
         if 200 <= status < 300:
-            return status, body, parse_payload(body, headers, status=status, **call.context())
+            return (
+                status,
+                body,
+                parse_payload(
+                    body, headers, status=status, secrets=self._secrets, **call.context()
+                ),
+            )
         if 300 <= status < 400:
             location = redact(headers.get("Location", "(no Location)"), self._secrets)
             raise TransportError(

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import email.utils
 import json
+import math
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -17,6 +19,7 @@ from connector.redaction import redact
 
 RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _SNIPPET_CHARS = 200
+_REDACT_BYTES = 64 * 1024  # the snippet comes from the start: this is far past any cut
 _TAGS = re.compile(r"<[^>]+>")
 _SPACE = re.compile(r"\s+")
 
@@ -38,9 +41,11 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
 
 
-def body_snippet(body: bytes, content_type: str) -> str:
-    """A short, single-line, tag-free excerpt of a non-JSON body for an error message."""
-    text = body[: _SNIPPET_CHARS * 4].decode("utf-8", errors="replace")
+def body_snippet(body: bytes, content_type: str, secrets: Iterable[str] = ()) -> str:
+    """A short, single-line, tag-free excerpt of a non-JSON body for an error message.
+
+    Redacted before it is cut: a token cut in half by the truncation would no longer match."""
+    text = redact(body[:_REDACT_BYTES].decode("utf-8", errors="replace"), secrets)
     if "html" in content_type.lower() or text.lstrip().startswith("<"):
         text = _TAGS.sub(" ", text)
     text = _SPACE.sub(" ", text).strip()
@@ -60,6 +65,7 @@ def error_for_status(
     secrets: Iterable[str] = (),
 ) -> RegistryAPIError:
     """The typed exception for a non-2xx response, from the error envelope where there is one."""
+    secrets = list(secrets)
     content_type = headers.get("Content-Type", "")
     envelope: Any = None
     is_json = True
@@ -79,8 +85,7 @@ def error_for_status(
     else:
         kind = content_type.split(";")[0].strip() or "unknown content type"
         what = "error body without the envelope" if is_json else "non-JSON error body"
-        detail = f"{what} ({kind}): {body_snippet(body, content_type)}"
-    secrets = list(secrets)
+        detail = f"{what} ({kind}): {body_snippet(body, content_type, secrets)}"
     error = error_class(
         redact(detail, secrets),
         org=org,
@@ -100,6 +105,26 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    """`1e400` parses as infinity, which JSON cannot carry back out (it would be stored as
+    `Infinity`, not JSON): a number out of range is an invalid payload."""
+    value = float(text)
+    if value in (math.inf, -math.inf):
+        raise ValueError(f"number {text[:40]} is out of range")
+    return value
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object with a key twice is ambiguous (Python keeps the last, other parsers the
+    first): `{"versions": [...], "versions": []}` must fail, not silently publish 0 rows."""
+    document = dict(pairs)
+    if len(document) != len(pairs):
+        counts = Counter(key for key, _ in pairs)
+        duplicate = next(key for key, count in counts.items() if count > 1)
+        raise ValueError(f"duplicate key {duplicate!r} in an object")
+    return document
+
+
 def parse_payload(
     body: bytes,
     headers: Mapping[str, str],
@@ -108,16 +133,24 @@ def parse_payload(
     model: str | None,
     status: int,
     attempts: int = 1,
+    secrets: Iterable[str] = (),
 ) -> Any:
     """The JSON document of a 2xx response; PayloadError (raw body kept) if it is not JSON."""
     try:
-        return json.loads(body, parse_constant=_reject_constant)
+        return json.loads(
+            body,
+            parse_constant=_reject_constant,
+            parse_float=_finite_float,
+            object_pairs_hook=_unique_keys,
+        )
     except (ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
         content_type = headers.get("Content-Type", "").split(";")[0].strip() or "no content type"
         if not body.strip():
             detail = "empty body where a JSON document was expected"
         elif "json" not in content_type:
-            detail = f"expected JSON, got {content_type}: {body_snippet(body, content_type)}"
+            detail = (
+                f"expected JSON, got {content_type}: {body_snippet(body, content_type, secrets)}"
+            )
         else:
             detail = f"invalid JSON: {exc}"
         raise PayloadError(
