@@ -24,7 +24,7 @@ def read_config_text(source: str) -> str:
     """The file's text: a regular file, at most MAX_CONFIG_BYTES, UTF-8."""
     try:
         # O_NONBLOCK: opening a FIFO with no writer must not hang before the type is checked.
-        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(source, os.O_NONBLOCK | os.O_CLOEXEC)  # read-only: O_RDONLY is 0
     except OSError as exc:
         raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source) from exc
     with os.fdopen(fd, "rb") as handle:

@@ -193,7 +193,7 @@ def test_every_option_with_bad_values_gives_an_error_not_a_traceback(
         "report": ["--data", str(tmp_path / "out")],
         "validate": ["--config", str(config)],
         "simulate": [],
-    }[command]
+    }.get(command, ["--config", str(config)])  # a new command: give it a config
     values = [*BAD_VALUES, str(tmp_path)]  # a directory where a file may be expected
     for value in values:
         arguments = list(base)
