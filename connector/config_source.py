@@ -27,11 +27,12 @@ def read_config_text(source: str) -> str:
         fd = os.open(source, os.O_NONBLOCK | os.O_CLOEXEC)  # read-only: O_RDONLY is 0
     except OSError as exc:
         raise ConfigError([f"cannot read the file: {exc.strerror or exc}"], source) from exc
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):  # checked on the descriptor: what was opened is what is read
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise ConfigError([f"is {kind}; give the path of a YAML file"], source)
     with os.fdopen(fd, "rb") as handle:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-            raise ConfigError([f"is {kind}; give the path of a YAML file"], source)
         os.set_blocking(fd, True)
         try:
             data = handle.read(MAX_CONFIG_BYTES + 1)

@@ -84,7 +84,8 @@ class ConnectorGroup(click.Group):
         except OSError as exc:  # a path the user gave that cannot be used: not a bug
             if exc.filename is None:
                 raise _bug(exc) from exc
-            what = printable(os.fsdecode(exc.filename))
+            name = exc.filename
+            what = printable(os.fsdecode(name) if isinstance(name, str | bytes) else str(name))
             click.echo(
                 f"Error: cannot use {what}: {exc.strerror or exc}; check that the path exists, "
                 "is of the right type and may be written",
