@@ -76,7 +76,7 @@ class ConnectorGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # usage errors and --help: click prints them (exit 2 / 0)
         except ConnectorError as exc:
-            click.echo(f"Error: {printable(str(exc))}", err=True)
+            click.echo(f"Error: {printable(str(exc), keep_newlines=True)}", err=True)
             sys.exit(int(exc.exit_code))
         except KeyboardInterrupt:  # Ctrl-C outside a run (a run handles its own signals)
             click.echo("Error: interrupted (Ctrl-C); nothing was published", err=True)
