@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -17,20 +16,25 @@ def test_every_item_is_processed_once() -> None:
 
 def test_at_most_threads_items_in_flight_and_buffer_bounded() -> None:
     started = 0
-    lock = threading.Lock()
+    changed = threading.Condition()
+    limit = 1 + 8 + 4  # one consumed, a queue of 8, one result each thread holds on a full queue
 
     def work(item: int) -> int:
         nonlocal started
-        with lock:
+        with changed:
             started += 1
+            changed.notify_all()
         return item
 
     pool = WorkerPool(work, range(10_000), threads=4)
     iterator = iter(pool)
     next(iterator)
-    time.sleep(0.05)  # let the workers run ahead as far as they can
-    # 4 threads, a queue of 8, plus one item each thread holds while blocked on a full queue
-    assert started <= 1 + 8 + 4
+    with changed:
+        # Woken by every start: once the limit is reached every thread is blocked on the full
+        # queue, so an unbounded pool would already have run past it. (The timeout only
+        # guards against a hang; nothing is measured.)
+        assert changed.wait_for(lambda: started >= limit, timeout=30)
+        assert started == limit
     assert len(list(iterator)) == 9_999
 
 
