@@ -311,6 +311,24 @@ def test_a_live_lease_refuses_a_second_run_and_names_the_holder(s3_bucket: str) 
         pass
 
 
+def test_a_scoped_lease_competes_only_with_its_own_scope(s3_bucket: str) -> None:
+    """Per-shard locks on object storage: one scope per shard, independent of the output's."""
+    location = locate(f"s3://{s3_bucket}/lake")
+    scope = "_shards/2026-01-02/1-of-2.lock"
+    with ObjectStoreLock(location, "run-shard-1", scope=scope):
+        with pytest.raises(LockHeldError, match=r"run run-shard-1") as refused:
+            ObjectStoreLock(location, "run-shard-1-again", scope=scope).acquire()
+        assert "1-of-2.lock" in str(refused.value)  # the refusal names which lock
+        with ObjectStoreLock(location, "run-shard-2", scope="_shards/2026-01-02/2-of-2.lock"):
+            with ObjectStoreLock(location, "run-output"):  # the output lock: another scope
+                assert sorted(keys(s3_bucket, "lake")) == [
+                    "lake/_locks/run-output.json",
+                    "lake/_shards/2026-01-02/1-of-2.lock/run-shard-1.json",
+                    "lake/_shards/2026-01-02/2-of-2.lock/run-shard-2.json",
+                ]
+    assert not keys(s3_bucket, "lake")
+
+
 def _plant_marker(bucket: str, run_id: str, **holder: Any) -> None:
     fs = locate(f"s3://{bucket}").filesystem
     with fs.open_output_stream(f"{bucket}/lake/{LOCKS_DIR}/{run_id}.json") as stream:

@@ -43,15 +43,26 @@ LEASE_SECONDS = 120.0
 
 
 class ObjectStoreLock:
-    """An exclusive, non-blocking lease on an object-storage root; use as a context manager."""
+    """An exclusive, non-blocking lease on an object-storage root; use as a context manager.
+
+    `scope` is the folder (under the root) whose markers compete: the output's `_locks/` by
+    default; another scope is an independent lock on the same root, the way a sharded run needs
+    one lock per shard next to the output's (as the local `RunLock` takes a file name).
+    """
 
     def __init__(
-        self, location: Location, run_id: str, *, lease_seconds: float = LEASE_SECONDS
+        self,
+        location: Location,
+        run_id: str,
+        *,
+        lease_seconds: float = LEASE_SECONDS,
+        scope: str = LOCKS_DIR,
     ) -> None:
         self.location = location
         self.run_id = run_id
         self.lease_seconds = lease_seconds
-        self.path = location.join(LOCKS_DIR, f"{run_id}.json")
+        self.scope = scope.strip("/")
+        self.path = location.join(self.scope, f"{run_id}.json")
         self.renewed = threading.Event()  # set after each successful renewal (tests wait on it)
         self._stop = threading.Event()
         self._last_renewal = 0.0
@@ -73,7 +84,7 @@ class ObjectStoreLock:
         fs = self.location.filesystem
         try:
             self._write_marker()
-            markers = list_entries(fs, self.location.join(LOCKS_DIR))
+            markers = list_entries(fs, self.location.join(self.scope))
             # Ages compare LastModified from one listing: a HEAD rounds it to the second.
             own = next((info for info in markers if info.path == self.path), None)
             own = own or fs.get_file_info(self.path)
@@ -156,7 +167,8 @@ class ObjectStoreLock:
             log.warning("could not delete the lock marker: %s", exc, extra={"event": "lock"})
 
     def _where(self) -> str:
-        return self.location.display(self.location.path)
+        where = self.location.display(self.location.path)
+        return where if self.scope == LOCKS_DIR else f"{where} ({self.scope})"
 
     def __enter__(self) -> ObjectStoreLock:
         return self.acquire()
