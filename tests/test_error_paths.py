@@ -213,3 +213,14 @@ def test_every_option_with_bad_values_gives_an_error_not_a_traceback(
             value,
             result.exception,
         )
+
+
+@pytest.mark.parametrize("option", ["--start", "--end"])
+@pytest.mark.parametrize("value", ["1999-12-31", "9999-12-31", "20261101", "2026-02-30"])
+def test_report_dates_share_the_sane_range_of_extract(
+    option: str, value: str, tmp_path: Path
+) -> None:
+    """`report --start/--end` take the same day type as `extract --date`: a year-9999 end or
+    a compact 20261101 is refused up front, naming the option, instead of reaching the query."""
+    args = ["report", "--data", str(tmp_path), "--start", "2026-01-01", option, value]
+    assert_clean_error(invoke(*args), ExitCode.CONFIG, option)

@@ -3,39 +3,15 @@
 from __future__ import annotations
 
 import json
-import re
 import sys
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
 import click
 
-from connector.cli.options import config_option, logging_options
+from connector.cli.options import DAY, config_option, logging_options
 from connector.config import Config, load_config
 from connector.errors import ConfigError
 from connector.logs import add_secrets, configure_logging
-
-EARLIEST_DATE = date(2000, 1, 1)  # before any registry this connector reads existed
-_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-
-
-def parse_date(_: click.Context, __: click.Parameter, value: str | None) -> date | None:
-    """Only YYYY-MM-DD (not 20261101 or 2026-W01-1, which `fromisoformat` also takes), a real
-    day, from 2000-01-01 to tomorrow (UTC). Whether a date may be written is the wrong-date
-    guard's call; this only refuses what cannot be meant."""
-    if value is None:
-        return None
-    try:
-        day = date.fromisoformat(value) if _ISO_DATE.fullmatch(value) else None
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a day of the calendar") from None
-    if day is None:
-        raise click.BadParameter(f"expected YYYY-MM-DD, got {value!r}")
-    latest = datetime.now(UTC).date() + timedelta(days=1)
-    if not EARLIEST_DATE <= day <= latest:
-        raise click.BadParameter(
-            f"{value} is outside {EARLIEST_DATE.isoformat()}..{latest.isoformat()}"
-        )
-    return day
 
 
 def _parse_shard(
@@ -67,7 +43,7 @@ def _parse_processes(_: click.Context, __: click.Parameter, value: str) -> int:
 @click.option(
     "--date",
     "day",
-    callback=parse_date,
+    type=DAY,
     help="Snapshot date YYYY-MM-DD (default: today, UTC); today or yesterday unless "
     "--allow-backdate.",
 )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
@@ -13,6 +15,38 @@ if TYPE_CHECKING:
     from connector.extraction.summary import RunSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+EARLIEST_DATE = date(2000, 1, 1)  # before any registry this connector reads existed
+_ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+class DayType(click.ParamType[date]):
+    """A snapshot day, the same for every command that takes one (extract, publish, report).
+
+    Only YYYY-MM-DD (not 20261101 or 2026-W01-1, which `fromisoformat` also takes), a real
+    day, from 2000-01-01 to tomorrow (UTC). Whether a date may be written is the wrong-date
+    guard's call; this only refuses what cannot be meant."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> date:
+        if isinstance(value, date):
+            return value
+        text = str(value)
+        try:
+            day = date.fromisoformat(text) if _ISO_DATE.fullmatch(text) else None
+        except ValueError:
+            self.fail(f"{text!r} is not a day of the calendar", param, ctx)
+        if day is None:
+            self.fail(f"expected YYYY-MM-DD, got {text!r}", param, ctx)
+        latest = datetime.now(UTC).date() + timedelta(days=1)
+        if not EARLIEST_DATE <= day <= latest:
+            sane = f"{EARLIEST_DATE.isoformat()}..{latest.isoformat()}"
+            self.fail(f"{text} is outside {sane}", param, ctx)
+        return day
+
+
+DAY = DayType()
 
 
 def logging_options(function: F) -> F:

@@ -8,8 +8,7 @@ from datetime import date
 
 import click
 
-from connector.cli.extract import parse_date
-from connector.cli.options import config_option, logging_options
+from connector.cli.options import DAY, config_option, logging_options
 from connector.config import Config, load_config
 from connector.logs import add_secrets, configure_logging
 
@@ -21,7 +20,7 @@ from connector.logs import add_secrets, configure_logging
     "--date",
     "day",
     required=True,
-    callback=parse_date,
+    type=DAY,
     help="Snapshot date YYYY-MM-DD the shards were staged for.",
 )
 @click.option(

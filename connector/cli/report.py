@@ -6,17 +6,16 @@ write. Errors are the connector's exceptions; the CLI group turns them into exit
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 import click
 
+from connector.cli.options import DAY
 from connector.dataset.storage import Location, is_object_uri, locate
 from connector.reporting.analytics import GROUPINGS, compute_report
 from connector.reporting.render import FORMATS, render, write_output
-
-_DATE = click.DateTime(formats=["%Y-%m-%d"])
 
 
 def _dataset(data: str | None, config_path: Path | None) -> Location:
@@ -78,8 +77,8 @@ def _split_model_filters(
     type=click.IntRange(min=1),
     help="Latest snapshot against the latest one at least N days older.  [default: 1]",
 )
-@click.option("--start", type=_DATE, help="Window start (YYYY-MM-DD); not with --days.")
-@click.option("--end", type=_DATE, help="Window end (YYYY-MM-DD, default: latest); needs --start.")
+@click.option("--start", type=DAY, help="Window start (YYYY-MM-DD); not with --days.")
+@click.option("--end", type=DAY, help="Window end (YYYY-MM-DD, default: latest); needs --start.")
 @click.option(
     "--by", type=click.Choice(GROUPINGS), default="model", show_default=True, help="Group rows by."
 )
@@ -116,8 +115,8 @@ def report(
     data: str | None,
     config_path: Path | None,
     days: int | None,
-    start: datetime | None,
-    end: datetime | None,
+    start: date | None,
+    end: date | None,
     by: str,
     top: int,
     orgs: tuple[str, ...],
@@ -134,8 +133,8 @@ def report(
     result = compute_report(
         _dataset(data, config_path),
         days=days,
-        start=start.date() if start else None,
-        end=end.date() if end else None,
+        start=start,
+        end=end,
         by=by,
         top=top or None,
         org=orgs,
