@@ -94,11 +94,15 @@ class TargetError(ConnectorError):
         model: str | None = None,
         status: int | None = None,
         error_type: str | None = None,
+        server_error_type: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         attempts: int = 1,
         raw: bytes | None = None,
     ) -> None:
+        """`error_type` is the connector's own word for the failure; `server_error_type` the
+        `type` of the registry's error envelope, kept beside it and never in its place."""
         self.detail = detail
+        self.server_error_type = server_error_type
         self.raw = raw  # the offending body, kept for inspection under _rejected/
         self.org = org
         self.model = model
@@ -112,7 +116,12 @@ class TargetError(ConnectorError):
     def __str__(self) -> str:
         target = f"{self.org}/{self.model}" if self.org or self.model else "request"
         status = f"HTTP {self.status} " if self.status is not None else ""
-        text = f"{target}: {status}{self.error_type}: {self.detail}"
+        server = (
+            f" (server: {self.server_error_type})"
+            if self.server_error_type and self.server_error_type != self.error_type
+            else ""
+        )
+        text = f"{target}: {status}{self.error_type}{server}: {self.detail}"
         if self.errors:
             text += " [" + "; ".join(_format_validation_error(e) for e in self.errors) + "]"
         if self.attempts > 1:
@@ -135,6 +144,11 @@ class TargetError(ConnectorError):
             model=self.model,
             status=self.status,
             error_type=self.error_type,
+            server_error_type=(
+                printable(redact(self.server_error_type, secrets))
+                if self.server_error_type is not None
+                else None
+            ),
             # Escaped too: a newline or terminal escape a server sent must not forge a log or
             # summary line, and a lone surrogate must not break the encoder that prints it.
             detail=printable(redact(self.detail, secrets)),
@@ -158,6 +172,7 @@ class TargetFailure:
     detail: str
     attempts: int
     message: str  # the one-line text for logs and the console (not part of the manifest)
+    server_error_type: str | None = None  # the registry's envelope `type`, if it sent one
 
     def to_dict(self) -> dict[str, Any]:
         """The record in the summary JSON, the manifest's `failures` and `_rejected/` files."""
@@ -166,6 +181,7 @@ class TargetFailure:
             "model": self.model,
             "status": self.status,
             "error_type": self.error_type,
+            "server_error_type": self.server_error_type,
             "detail": self.detail,
             "attempts": self.attempts,
         }
@@ -181,6 +197,7 @@ class TargetFailure:
             model=record.get("model"),
             status=status,
             error_type=str(record.get("error_type")),
+            server_error_type=record.get("server_error_type"),
             detail=str(record.get("detail")),
             attempts=int(record.get("attempts") or 0),
             message=f"{where}: {http}{record.get('error_type')}: {record.get('detail')}",

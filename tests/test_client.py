@@ -68,7 +68,7 @@ NOT_RETRIED = [
     (400, errors.BadRequestError, "bad_request"),
     (401, errors.AuthenticationError, "authentication_error"),
     (403, errors.PermissionDeniedError, "permission_error"),
-    (404, errors.NotFoundError, "not_found_error"),
+    (404, errors.NotFoundError, "not_found"),
     (409, errors.ConflictError, "conflict"),
     (422, errors.UnprocessableEntityError, "validation_error"),
     (426, errors.IncompatibleAPIError, "upgrade_required"),
@@ -79,7 +79,8 @@ NOT_RETRIED = [
 def test_client_errors_are_not_retried(
     status: int, error_class: type[errors.RegistryAPIError], error_type: str
 ) -> None:
-    with ScriptedServer([envelope(status, f"nope {status}", error_type)]) as server:
+    server_type = f"{error_type}_server"  # the envelope's own word, kept apart
+    with ScriptedServer([envelope(status, f"nope {status}", server_type)]) as server:
         with RegistryClient(settings(server.url)) as client:
             with pytest.raises(error_class) as caught:
                 client.list_model_versions("acme", "m")
@@ -91,8 +92,10 @@ def test_client_errors_are_not_retried(
         f"nope {status}",
         1,
     )
-    assert (error.org, error.model) == ("acme", "m")
-    assert f"acme/m: HTTP {status} {error_type}: nope {status}" == str(error)
+    assert (error.org, error.model, error.server_error_type) == ("acme", "m", server_type)
+    assert f"acme/m: HTTP {status} {error_type} (server: {server_type}): nope {status}" == str(
+        error
+    )
 
 
 @pytest.mark.parametrize(

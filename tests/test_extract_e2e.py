@@ -206,7 +206,8 @@ def test_manifest_records_the_run(
             "org": "org-01",
             "model": "model-0002",
             "status": 404,
-            "error_type": "not_found_error",
+            "error_type": "not_found",  # the connector's word
+            "server_error_type": "not_found_error",  # the registry's envelope type, beside it
             "detail": manifest["failures"][0]["detail"],
             "attempts": 1,
         }
@@ -218,7 +219,7 @@ def test_manifest_records_the_run(
     assert sorted(p.name for p in partition.iterdir() if not p.name.endswith(".parquet")) == [
         "_manifest.json"
     ]
-    assert "FAILED org-01/model-0002: HTTP 404 not_found_error" in result.stdout
+    assert "FAILED org-01/model-0002: HTTP 404 not_found (server: not_found_error)" in result.stdout
 
 
 def test_summary_json_and_metrics_file(

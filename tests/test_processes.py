@@ -86,7 +86,7 @@ def test_one_progress_bar_and_the_childrens_logs_in_one_stream(setup: Any) -> No
     assert set(re.findall(r"\d+/(\d+) \[", result.output)) == {"12"}
     assert "ok=11 failed=1" in result.output  # the children's outcomes reach the bar's counters
     # a child's log record, printed by the parent's handler (its format, its redaction)
-    assert "org-01/model-0003: HTTP 404 not_found_error" in result.output
+    assert "org-01/model-0003: HTTP 404 not_found (server: not_found_error)" in result.output
     assert "staged shard 1/2" in result.output and "staged shard 2/2" in result.output
     assert TOKEN not in result.output
 

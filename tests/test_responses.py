@@ -82,13 +82,17 @@ def test_documented_status_maps_to_its_error(
     error = classify(status, body)
     assert type(error) is error_class
     assert error.status == status
-    assert error.error_type == type_
+    assert error.error_type == default_type  # the connector's own vocabulary
+    assert error.server_error_type == type_  # the envelope's, kept beside it
     assert error.detail == f"something about {status}"
     assert (error.org, error.model) == (ORG, MODEL)
     assert error.errors == []
     assert error.raw == (body if keeps_body else None)
     assert error.retry_after is None
-    assert str(error) == f"{ORG}/{MODEL}: HTTP {status} {type_}: something about {status}"
+    server = f" (server: {type_})" if type_ != default_type else ""  # said once when equal
+    assert str(error) == (
+        f"{ORG}/{MODEL}: HTTP {status} {default_type}{server}: something about {status}"
+    )
 
 
 @pytest.mark.parametrize(

@@ -160,7 +160,9 @@ def _what_failed(failure: TargetFailure) -> str:
     """'HTTP 404 not_found' when the registry answered; otherwise what it was, in words
     ('invalid payload', 'timeout'), never a made-up 'HTTP -'."""
     if failure.status is not None:
-        return f"HTTP {failure.status} {failure.error_type}"
+        server = failure.server_error_type
+        said = f" (server: {server})" if server and server != failure.error_type else ""
+        return f"HTTP {failure.status} {failure.error_type}{said}"
     return failure.error_type.replace("_", " ")
 
 

@@ -74,12 +74,12 @@ def error_for_status(
     except (ValueError, RecursionError):  # RecursionError: nested too deeply
         is_json = False
     error_class = error_class_for_status(status)
-    error_type: str | None = None
+    server_type: str | None = None
     errors: list[dict[str, Any]] = []
     if isinstance(envelope, dict) and ("detail" in envelope or "type" in envelope):
         detail = str(envelope.get("detail") or "(no detail)")
         if isinstance(envelope.get("type"), str):
-            error_type = envelope["type"]
+            server_type = envelope["type"]
         if isinstance(envelope.get("errors"), list):
             errors = [e for e in envelope["errors"] if isinstance(e, dict)]
     else:
@@ -92,7 +92,7 @@ def error_for_status(
         model=model,
         status=status,
         attempts=attempts,
-        error_type=error_type,
+        server_error_type=server_type,
         errors=[json.loads(redact(json.dumps(e), secrets)) for e in errors],
         raw=body if status < 500 and status not in (401, 403, 429) else None,
     )
