@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -59,3 +60,19 @@ def test_the_checker_sees_a_crossing(tmp_path: Path) -> None:
         "def f():\n    import connector.simulator.server\n"
     )
     assert {layer_of(m) for m in imported_modules(probe)} >= {"dataset", "simulator"}
+
+
+def test_the_readme_module_map_names_every_module() -> None:
+    """The README's map of the package (under "## Development") must not drift from the tree."""
+    readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("## Development") :]
+    block = section[section.index("```\n") + 4 :]
+    block = block[: block.index("```\n")]
+    missing = [
+        str(path.relative_to(PACKAGE))
+        for path in modules()
+        if not path.name.startswith("__") and not re.search(rf"(?<![\w.]){path.name}\b", block)
+    ]
+    packages = sorted({path.parent.name for path in modules() if path.parent != PACKAGE})
+    missing += [f"{name}/" for name in packages if f"  {name}/" not in block]
+    assert missing == [], "add these to the module map in README.md's Development section"
