@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from helpers import TOKEN
+from s3_objects import S3_KEY_ID, S3_SECRET
 
 from connector.simulator.server import SimulatedRegistry, SimulatorConfig
 
@@ -65,11 +66,6 @@ def token_env(monkeypatch: pytest.MonkeyPatch) -> str:
     """The registry token, provided the way operators should: through the environment."""
     monkeypatch.setenv("MODEL_REGISTRY_TOKEN", TOKEN)
     return TOKEN
-
-
-# Recognisable credentials: tests assert they appear in no output, log, summary or object.
-S3_KEY_ID = "AKIAH5RECOGNISABLE77"
-S3_SECRET = "h5SecretRecognisable-never-in-any-output"
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import socket
@@ -9,7 +10,8 @@ import ssl
 import struct
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,14 +19,35 @@ from typing import Any
 
 import duckdb
 import pandas as pd
+import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from connector.simulator.faults import Reply
 from connector.simulator.server import SimulatedRegistry
 
 TOKEN = "tok-3f9a1c77-secret-do-not-leak"
 
-README = Path(__file__).parents[1] / "README.md"
+REPO = Path(__file__).parents[1]
+README = REPO / "README.md"
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
+    """Poll `condition` (for states no event announces, such as another process's files)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.005)
+
+
+def file_hashes(directory: Path) -> dict[str, str]:
+    """name -> sha256 of every file in a directory: proof that a snapshot was left untouched."""
+    return {
+        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(directory.iterdir())
+        if p.is_file()
+    }
 
 
 def readme_block(name: str) -> str:
@@ -134,30 +157,59 @@ def write_config(path: Path, document: dict[str, Any]) -> Path:
     return path
 
 
-@dataclass
-class Reply:
-    """One scripted answer: a status with headers and body, or a transport-level misbehaviour."""
+@dataclass(frozen=True)
+class Hostile:
+    """`reply` with what a proxy or broken server does and the simulator never does (its
+    faults are per body): headers sent as 100 extra lines one per `header_seconds`, or the
+    request's Authorization header echoed into the body. Only ScriptedServer plays these."""
 
-    status: int = 200
-    body: bytes = b""
-    headers: dict[str, str] = field(default_factory=dict)
-    delay: float = 0.0  # seconds before the status line (a read timeout if long enough)
-    reset: bool = False  # close the connection abruptly instead of answering
-    drip_seconds: float = 0.0  # send the body one byte at a time with this pause
-    drip_header_seconds: float = 0.0  # send 100 header lines, one per this many seconds
-    echo_authorization: bool = False  # append the request's Authorization header to the body
+    reply: Reply
+    header_seconds: float = 0.0
+    echo_authorization: bool = False
+
+
+def dripping(body: bytes, seconds: float, status: int = 200) -> Reply:
+    """`body` sent one byte at a time with `seconds` between bytes (the simulator's drip)."""
+    return Reply(
+        status,
+        stream=lambda: (body[index : index + 1] for index in range(len(body))),
+        length=len(body),
+        chunk_delay=seconds,
+    )
 
 
 def json_reply(status: int, document: Any, **headers: str) -> Reply:
     """A JSON answer."""
-    return Reply(
-        status, json.dumps(document).encode(), {"Content-Type": "application/json", **headers}
-    )
+    return Reply(status, json.dumps(document).encode(), headers=tuple(headers.items()))
 
 
 def envelope(status: int, detail: str, error_type: str, **headers: str) -> Reply:
     """The registry's canonical error envelope."""
     return json_reply(status, {"code": status, "detail": detail, "type": error_type}, **headers)
+
+
+# The fields of a version summary in the registry's `objects` shape.
+SUMMARY_KEYS = {
+    "id",
+    "name",
+    "version",
+    "created_at",
+    "download_count",
+    "framework",
+    "is_public",
+    "origin",
+}
+
+
+def assert_envelope(response: requests.Response, status: int, error_type: str) -> dict[str, Any]:
+    """The answer is the registry's canonical JSON error envelope for `status`."""
+    assert response.status_code == status
+    assert response.headers["Content-Type"] == "application/json"
+    body: dict[str, Any] = response.json()
+    assert body["code"] == status
+    assert body["type"] == error_type
+    assert isinstance(body["detail"], str) and body["detail"]
+    return body
 
 
 VALID_BODY = {
@@ -173,12 +225,16 @@ VALID_BODY = {
 }
 
 
+Scripted = Reply | Hostile
+
+
 class ScriptedServer:
     """A loopback HTTP server that answers from a script, one Reply per request, and records
-    every request's headers (urllib3's dummyserver idea: real sockets, exact behaviour)."""
+    every request's headers (urllib3's dummyserver idea: real sockets, exact behaviour).
+    Replies are the simulator's own `Reply`, so both servers speak one vocabulary."""
 
     def __init__(
-        self, script: list[Reply], host: str = "127.0.0.1", tls: tuple[Path, Path] | None = None
+        self, script: list[Scripted], host: str = "127.0.0.1", tls: tuple[Path, Path] | None = None
     ) -> None:
         self.script = list(script)
         self.requests: list[dict[str, str]] = []
@@ -213,7 +269,9 @@ class ScriptedServer:
             target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
         )
 
-    def _answer(self, handler: BaseHTTPRequestHandler, reply: Reply) -> None:
+    def _answer(self, handler: BaseHTTPRequestHandler, scripted: Scripted) -> None:
+        hostile = scripted if isinstance(scripted, Hostile) else Hostile(scripted)
+        reply = hostile.reply
         if reply.delay:
             time.sleep(reply.delay)
         if reply.reset:
@@ -223,31 +281,33 @@ class ScriptedServer:
             handler.close_connection = True
             return
         body = reply.body
-        if reply.echo_authorization:  # like a WAF or debug page that shows the request
+        if hostile.echo_authorization:  # like a WAF or debug page that shows the request
             body += f"<pre>{handler.headers.get('Authorization')}</pre>".encode()
         handler.send_response(reply.status)
-        for name, value in reply.headers.items():
+        handler.send_header("Content-Type", reply.content_type)
+        for name, value in reply.headers:
             handler.send_header(name, value)
-        handler.send_header("Content-Length", str(len(body)))
-        if reply.drip_header_seconds:
+        length = reply.length if reply.stream is not None else len(body)
+        handler.send_header("Content-Length", str(length))
+        if hostile.header_seconds:
             try:
                 handler.flush_headers()
                 for index in range(100):
                     handler.wfile.write(f"X-Slow-{index}: {'x' * 10}\r\n".encode())
                     handler.wfile.flush()
-                    time.sleep(reply.drip_header_seconds)
+                    time.sleep(hostile.header_seconds)
             except OSError:
                 handler.close_connection = True
                 return
         handler.end_headers()
         try:
-            if reply.drip_seconds:
-                for index in range(len(body)):
-                    handler.wfile.write(body[index : index + 1])
-                    handler.wfile.flush()
-                    time.sleep(reply.drip_seconds)
-            else:
+            if reply.stream is None:
                 handler.wfile.write(body)
+                return
+            for chunk in reply.stream():
+                handler.wfile.write(chunk)
+                handler.wfile.flush()
+                time.sleep(reply.chunk_delay)
         except OSError:
             handler.close_connection = True
 

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 import trustme
-from helpers import TOKEN, VALID_BODY, Reply, ScriptedServer, envelope, json_reply
+from helpers import TOKEN, VALID_BODY, Hostile, ScriptedServer, dripping, envelope, json_reply
 
 from connector import errors
 from connector.config import RegistrySettings
 from connector.http.client import USER_AGENT, RegistryClient
 from connector.http.ratelimit import RateLimiter
+from connector.simulator.faults import Reply
 
 
 def settings(url: str, **overrides: Any) -> RegistrySettings:
@@ -123,8 +124,8 @@ def test_transient_statuses_are_retried_until_max_attempts(
 def test_transient_failure_then_success_counts_attempts() -> None:
     script = [
         envelope(502, "bad gateway", "server_error"),
-        Reply(reset=True),
-        Reply(503, b"<html><body>Service Unavailable</body></html>", {"Content-Type": "text/html"}),
+        Reply(0, reset=True),
+        Reply(503, b"<html><body>Service Unavailable</body></html>", content_type="text/html"),
         json_reply(200, VALID_BODY),
     ]
     with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
@@ -136,7 +137,7 @@ def test_transient_failure_then_success_counts_attempts() -> None:
 
 
 def test_read_timeout_is_retried() -> None:
-    script = [Reply(delay=1.0, status=200, body=b"{}"), json_reply(200, VALID_BODY)]
+    script = [Reply(200, b"{}", delay=1.0), json_reply(200, VALID_BODY)]
     with ScriptedServer(script) as server:
         with RegistryClient(settings(server.url, timeout_seconds=0.3)) as client:
             result = client.list_model_versions("acme", "m")
@@ -145,7 +146,7 @@ def test_read_timeout_is_retried() -> None:
 
 def test_dripping_server_is_cut_off_at_the_total_deadline() -> None:
     body = b'{"name": "acme/m", "versions": []}' + b" " * 200
-    script = [Reply(body=body, headers={"Content-Type": "application/json"}, drip_seconds=0.05)]
+    script = [dripping(body, 0.05)]
     with (
         ScriptedServer(script) as server,
         RegistryClient(settings(server.url, timeout_seconds=0.5, retry={"max_attempts": 1})) as c,
@@ -172,9 +173,7 @@ def test_body_over_the_size_cap_fails_without_retry() -> None:
 
 
 def test_html_page_with_status_200_is_a_payload_error_with_raw_body() -> None:
-    page = Reply(
-        200, b"<html><body>Sign in to the proxy</body></html>", {"Content-Type": "text/html"}
-    )
+    page = Reply(200, b"<html><body>Sign in to the proxy</body></html>", content_type="text/html")
     with ScriptedServer([page]) as server, RegistryClient(settings(server.url)) as client:
         with pytest.raises(errors.PayloadError) as caught:
             client.list_model_versions("acme", "m")
@@ -273,7 +272,7 @@ def test_429_pauses_every_worker_not_only_the_one_that_saw_it() -> None:
 def test_headers_dripped_slowly_are_cut_off_at_the_total_deadline(through_proxy: bool) -> None:
     """Each header line arrives well within the read timeout; only a total deadline stops it,
     also when the request goes through a proxy (its pools are built another way)."""
-    slow = Reply(200, b"{}", {"Content-Type": "application/json"}, drip_header_seconds=0.1)
+    slow = Hostile(Reply(200, b"{}"), header_seconds=0.1)
     with ScriptedServer([slow]) as server:
         overrides: dict[str, Any] = {"timeout_seconds": 0.5, "retry": {"max_attempts": 1}}
         url = server.url
@@ -301,7 +300,7 @@ def test_a_401_stops_later_calls_for_that_org_before_they_are_sent() -> None:
 
 
 def test_malformed_redirect_location_fails_the_model_cleanly() -> None:
-    with ScriptedServer([Reply(302, b"", {"Location": "http://[bad"})]) as server:
+    with ScriptedServer([Reply(302, headers=(("Location", "http://[bad"),))]) as server:
         with RegistryClient(settings(server.url)) as client:
             with pytest.raises(errors.TransportError) as caught:
                 client.list_model_versions("acme", "m")
@@ -331,7 +330,8 @@ def test_requests_go_through_the_configured_proxy() -> None:
 
 def test_redirect_to_another_host_is_refused_and_token_not_sent() -> None:
     with ScriptedServer([json_reply(200, VALID_BODY)]) as other:  # another origin: other port
-        moved = Reply(302, b"", {"Location": f"{other.url}/api/v1/org/acme/models/m/versions"})
+        location = f"{other.url}/api/v1/org/acme/models/m/versions"
+        moved = Reply(302, headers=(("Location", location),))
         with ScriptedServer([moved]) as server:
             with RegistryClient(settings(server.url)) as client:
                 with pytest.raises(errors.TransportError) as caught:
@@ -345,7 +345,7 @@ def test_redirect_to_another_host_is_refused_and_token_not_sent() -> None:
 def test_same_origin_redirect_is_not_followed_either() -> None:
     """Following would need a deadline and a size cap per hop; the API has no redirects."""
     with ScriptedServer([json_reply(200, VALID_BODY)]) as server:
-        moved = Reply(307, b"", {"Location": "/api/v1/org/acme/models/m/versions"})
+        moved = Reply(307, headers=(("Location", "/api/v1/org/acme/models/m/versions"),))
         server.script.insert(0, moved)
         with RegistryClient(settings(server.url)) as client:
             with pytest.raises(errors.TransportError) as caught:
@@ -434,7 +434,7 @@ def test_ca_bundle_trusts_a_private_ca(private_ca: PrivateCA) -> None:
 
 
 def test_a_timed_out_401_is_a_timeout_not_an_auth_failure() -> None:
-    slow = Reply(401, b"{}", {"Content-Type": "application/json"}, drip_header_seconds=0.1)
+    slow = Hostile(Reply(401, b"{}"), header_seconds=0.1)
     with ScriptedServer([slow, json_reply(200, VALID_BODY)]) as server:
         overrides = {"timeout_seconds": 0.3, "retry": {"max_attempts": 1}}
         with RegistryClient(settings(server.url, **overrides)) as client:

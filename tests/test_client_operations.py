@@ -7,11 +7,12 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from helpers import TOKEN, VALID_BODY, Reply, ScriptedServer, envelope, json_reply
+from helpers import TOKEN, VALID_BODY, ScriptedServer, envelope, json_reply
 
 from connector import errors
 from connector.config import RegistrySettings
 from connector.http.client import RegistryClient
+from connector.simulator.faults import Reply
 
 DETAIL = {**VALID_BODY["latest"], "file_size_bytes": 12, "license": "mit"}  # type: ignore[dict-item]
 
@@ -55,7 +56,8 @@ def test_get_model_version_escapes_the_version_into_one_path_segment() -> None:
     ],
 )
 def test_both_operations_retry_transient_failures(call: Any) -> None:
-    script = [envelope(503, "busy", "service_unavailable"), Reply(reset=True), json_reply(200, {})]
+    reset = Reply(0, reset=True)
+    script = [envelope(503, "busy", "service_unavailable"), reset, json_reply(200, {})]
     with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
         result = call(client)
     assert result.attempts == 3

@@ -15,8 +15,8 @@ from pathlib import Path
 import duckdb
 import pytest
 from click.testing import CliRunner
-from helpers import TOKEN, config_document, write_config
-from test_extract_e2e import DAY1, file_hashes
+from ground_truth import DAY1
+from helpers import REPO, TOKEN, config_document, file_hashes, wait_until, write_config
 
 from connector import extract
 from connector.cli import main
@@ -26,7 +26,6 @@ from connector.errors import ExitCode
 from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
-REPO = Path(__file__).parents[1]
 pytestmark = pytest.mark.slow
 
 
@@ -38,14 +37,6 @@ def start_cli(config: Path, *args: str) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def count_rows(out: Path) -> int:

@@ -1,120 +1,19 @@
-"""Reading the published dataset: partition and column pruning, filters, junk that must be ignored.
-
-Also home of the small dataset builder the report and render tests import (`V`, `write_snapshot`,
-`snapshot_frame`): tests write Parquet files into the published layout themselves.
-"""
+"""Reading the published dataset: partition and column pruning, filters, junk that must be
+ignored. The files are written by tests/dataset_builders.py."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from dataset_builders import D, V, file_table, write_snapshot
 
 from connector.dataset.reader import load_snapshots, read_manifest, snapshot_dates
-from connector.dataset.schema import DATASET_SCHEMA, FILE_SCHEMA, to_dataframe
+from connector.dataset.schema import DATASET_SCHEMA
 from connector.errors import ConfigError, OutputError
-
-D = date.fromisoformat
-
-
-@dataclass(frozen=True)
-class V:
-    """One version row of a snapshot; everything the reports do not look at gets a default."""
-
-    org: str
-    model: str
-    version: str
-    count: int | None
-    created: str | None = "2023-01-01T00:00:00"
-    framework: str | None = "pytorch"
-
-
-def _timestamp(text: str | None) -> datetime | None:
-    return None if text is None else datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def file_table(day: date, versions: Sequence[V]) -> pa.Table:
-    """A table conforming to FILE_SCHEMA, as the extractor writes one part file."""
-    fetched = datetime(day.year, day.month, day.day, 6, tzinfo=UTC)
-    columns: dict[str, list[Any]] = {
-        "extracted_at": [fetched] * len(versions),
-        "org": [v.org for v in versions],
-        "model": [v.model for v in versions],
-        "model_name": [f"{v.org}/{v.model}" for v in versions],
-        "version": [v.version for v in versions],
-        "version_rank": [i + 1 for i in range(len(versions))],
-        "is_latest": [i == 0 for i in range(len(versions))],
-        "artifact_id": [None] * len(versions),
-        "created_at": [_timestamp(v.created) for v in versions],
-        "download_count": [v.count for v in versions],
-        "framework": [v.framework for v in versions],
-        "is_public": [True] * len(versions),
-        "origin": [None] * len(versions),
-        "extra": [None] * len(versions),
-    }
-    for name in FILE_SCHEMA.names:  # the v2 detail columns: null, as without version detail
-        columns.setdefault(name, [None] * len(versions))
-    return pa.Table.from_pydict(columns, schema=FILE_SCHEMA)
-
-
-def write_snapshot(
-    root: Path,
-    day: date | str,
-    versions: Sequence[V],
-    *,
-    failures: Sequence[Mapping[str, Any]] = (),
-    name: str = "part-00000.parquet",
-) -> Path:
-    """Write one snapshot partition (a part file and its manifest) in the published layout."""
-    day = D(day) if isinstance(day, str) else day
-    partition = root / "model_versions" / f"snapshot_date={day.isoformat()}"
-    partition.mkdir(parents=True, exist_ok=True)
-    pq.write_table(file_table(day, versions), partition / name)
-    manifest = {
-        "run_id": f"run-{day.isoformat()}",
-        "snapshot_date": day.isoformat(),
-        "targets": {
-            "attempted": len({(v.org, v.model) for v in versions}) + len(failures),
-            "succeeded": len({(v.org, v.model) for v in versions}),
-            "failed": len(failures),
-        },
-        "rows": len(versions),
-        "files": [name],
-        "failures": list(failures),
-    }
-    (partition / "_manifest.json").write_text(json.dumps(manifest), encoding="utf-8")
-    return partition
-
-
-def snapshot_frame(snapshots: Mapping[str, Sequence[V]]) -> pd.DataFrame:
-    """What `load_snapshots` returns for these snapshots, built in memory (no I/O)."""
-    tables = []
-    for text, versions in snapshots.items():
-        table = file_table(D(text), versions)
-        days = pa.array([D(text)] * len(versions), pa.date32())
-        tables.append(table.add_column(0, "snapshot_date", days).cast(DATASET_SCHEMA))
-    return to_dataframe(pa.concat_tables(tables))
-
-
-def daily_dataset(root: Path, first: str, days: int, models: int = 3) -> list[date]:
-    """A dataset with `days` daily snapshots; model i gains 100*(i+1) per day on version 1.0."""
-    start = D(first)
-    dates = [start + timedelta(days=i) for i in range(days)]
-    for n, day in enumerate(dates):
-        rows = [
-            V("acme", f"model-{i}", "1.0", 1000 + n * 100 * (i + 1), framework=f"fw{i % 2}")
-            for i in range(models)
-        ]
-        write_snapshot(root, day, rows)
-    return dates
 
 
 def test_snapshot_dates_come_from_partition_directories_only(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from ground_truth import dataset_rows, expected, project
 from helpers import TOKEN, ScriptedServer, config_document, json_reply, write_config
-from test_extract_e2e import dataset_rows, expected, project
 
 from connector import extract
 from connector.cli import main

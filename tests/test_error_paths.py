@@ -11,12 +11,13 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
-from helpers import VALID_BODY, Reply, ScriptedServer, config_document, json_reply
+from helpers import VALID_BODY, ScriptedServer, config_document, json_reply
 from helpers import write_config as write_yaml
 
 import connector.cli.simulate
 from connector.cli import main
 from connector.errors import ExitCode
+from connector.simulator.faults import Reply
 from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
@@ -146,7 +147,6 @@ def test_hostile_server_text_is_escaped_and_the_outcome_survives(
     hostile = Reply(
         404,
         ('{"code": 404, "type": "not_found", "detail": "' + detail + '"}').encode(),
-        {"Content-Type": "application/json"},
     )
     with ScriptedServer([hostile, json_reply(200, VALID_BODY)]) as server:
         document = config_document(

@@ -3,84 +3,26 @@ pandas and compared row for row with the simulator's ground truth."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import duckdb
 import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
-from helpers import config_document, prom_key, prom_samples, write_config
+from ground_truth import DAY1, DAY2, dataset_rows, expected, project
+from helpers import config_document, file_hashes, prom_key, prom_samples, write_config
 
 from connector.cli import main
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
-DAY1, DAY2 = "2026-01-01", "2026-01-02"
-COMPARED = [
-    "org",
-    "model",
-    "model_name",
-    "version",
-    "version_rank",
-    "is_latest",
-    "artifact_id",
-    "created_at",
-    "download_count",
-    "framework",
-    "is_public",
-    "origin",
-    "file_size_bytes",
-    "license",
-    "task",
-    "tags",
-]
 
 
 def run_extract(config: Path, *args: str) -> Result:
     return CliRunner().invoke(main, ["extract", "--config", str(config), "--allow-backdate", *args])
-
-
-def dataset_rows(output: Path, day: str | None = None) -> list[dict[str, Any]]:
-    """Every row, read by DuckDB exactly as a user would, in ground-truth order."""
-    where = f"WHERE snapshot_date = DATE '{day}'" if day else ""
-    relation = duckdb.sql(
-        f"SELECT * FROM read_parquet('{output}/model_versions/*/*.parquet', "
-        f"hive_partitioning=true) {where} ORDER BY org, model, version_rank NULLS LAST, version"
-    )
-    columns = relation.columns
-    rows = [dict(zip(columns, values, strict=True)) for values in relation.fetchall()]
-    for row in rows:
-        row["origin"] = json.loads(row["origin"]) if row["origin"] is not None else None
-        if row["created_at"] is not None:
-            row["created_at"] = row["created_at"].astimezone(UTC)
-    return rows
-
-
-def expected(
-    registry: SimulatedRegistry, day: int, version_detail: str = "missing"
-) -> list[dict[str, Any]]:
-    rows = registry.expected_rows(day, version_detail)
-    return sorted(
-        rows,
-        key=lambda r: (r["org"], r["model"], r["version_rank"] or 10**9, r["version"]),
-    )
-
-
-def project(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: row[k] for k in COMPARED} for row in rows]
-
-
-def file_hashes(directory: Path) -> dict[str, str]:
-    return {
-        p.name: hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(directory.iterdir())
-        if p.is_file()
-    }
 
 
 @pytest.mark.parametrize("version_detail", ["missing", "all", "off"])

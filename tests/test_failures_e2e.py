@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import TOKEN, Reply, ScriptedServer, config_document, write_config
-from test_extract_e2e import DAY1, dataset_rows, expected, file_hashes, project
+from ground_truth import DAY1, dataset_rows, expected, project
+from helpers import TOKEN, Hostile, ScriptedServer, config_document, file_hashes, write_config
 
 from connector import extract
 from connector.cli import main
@@ -22,6 +22,7 @@ from connector.config import parse_config
 from connector.dataset.writer import SnapshotWriter
 from connector.errors import ExitCode, OutputError
 from connector.extraction import target as target_module
+from connector.simulator.faults import Reply
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
@@ -293,8 +294,9 @@ def test_token_echoed_by_a_server_is_scrubbed_everywhere(
     tmp_path: Path, token_env: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """A proxy's debug page answering 200 and quoting the request headers."""
-    page = Reply(
-        200, b"<html>Access check</html>", {"Content-Type": "text/html"}, echo_authorization=True
+    page = Hostile(
+        Reply(200, b"<html>Access check</html>", content_type="text/html"),
+        echo_authorization=True,
     )
     with ScriptedServer([page]) as server:
         document = {

@@ -14,8 +14,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from airflow_runs import airflow_env, dotted, run_python
 from helpers import TOKEN, config_document, write_config
-from test_scheduling_samples import _airflow_env, _dotted, _run_python
 
 import connector
 from connector.errors import ExitCode
@@ -37,7 +37,7 @@ def calls(tree: ast.Module) -> dict[str, list[ast.Call]]:
     found: dict[str, list[ast.Call]] = {}
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
-            found.setdefault(_dotted(node.func), []).append(node)
+            found.setdefault(dotted(node.func), []).append(node)
     return found
 
 
@@ -57,7 +57,7 @@ def test_the_dag_file_uses_only_what_the_connector_has(tree: ast.Module) -> None
         if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("connector"):
             module = importlib.import_module(node.module or "")
             assert all(hasattr(module, alias.name) for alias in node.names), node.module
-        elif isinstance(node, ast.Attribute) and _dotted(node.value) == "connector":
+        elif isinstance(node, ast.Attribute) and dotted(node.value) == "connector":
             assert hasattr(connector, node.attr), f"connector has no {node.attr}"
 
 
@@ -133,7 +133,7 @@ def _migrate(env: dict[str, str]) -> None:
 def test_the_fanout_dag_imports_cleanly(tmp_path: Path) -> None:
     (tmp_path / "dags").mkdir()
     code = IMPORT_CHECK.format(path=str(DAG_FILE), dag_id=DAG_ID)
-    answer = _run_python(code, _airflow_env(tmp_path), timeout=180)
+    answer = run_python(code, airflow_env(tmp_path), timeout=180)
     assert answer["errors"] == {}
     assert answer["connector_imported"] is False
     assert answer["tasks"] == {
@@ -176,14 +176,14 @@ def test_three_shards_a_retried_shard_one_publish_and_the_report(
     dag_path = home / "dags" / DAG_FILE.name
     dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
     env = {
-        **_airflow_env(home),
+        **airflow_env(home),
         "MODEL_VERSIONS_CONFIG": str(config),
         "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
         "MODEL_VERSIONS_SHARDS": "3",
     }
     _migrate(env)
     code = DAG_TEST.format(path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00")
-    answer = _run_python(code, env, timeout=600)
+    answer = run_python(code, env, timeout=600)
     assert answer["run"] == "success"
     states = {(task, index): (state, tries) for task, index, state, tries in answer["tasks"]}
     assert states.pop(("extract_shard", retried - 1)) == ("success", 2)

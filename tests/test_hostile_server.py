@@ -9,12 +9,13 @@ from urllib.parse import quote
 
 import pytest
 from click.testing import CliRunner
-from helpers import VALID_BODY, Reply, ScriptedServer, config_document, json_reply, write_config
+from helpers import VALID_BODY, ScriptedServer, config_document, json_reply, write_config
 
 from connector.cli import main
 from connector.errors import ExitCode, PayloadError
 from connector.http.responses import parse_payload
 from connector.redaction import REDACTED, redact
+from connector.simulator.faults import Reply
 
 SLASHED_TOKEN = "tk/3f9a+c77=secret/do-not-leak"
 
@@ -56,8 +57,8 @@ def test_no_encoding_of_the_token_reaches_any_output(tmp_path: Path) -> None:
     detail = json.dumps({"code": 404, "type": "not_found", "detail": f"echo: {echoed}"})
     rejected = f"<html>echo: {echoed}</html>".encode()
     script = [
-        Reply(404, detail.encode(), {"Content-Type": "application/json"}),
-        Reply(200, rejected, {"Content-Type": "text/html"}),
+        Reply(404, detail.encode()),
+        Reply(200, rejected, content_type="text/html"),
         json_reply(200, VALID_BODY),
     ]
     out = tmp_path / "out"
@@ -106,7 +107,6 @@ def test_a_duplicate_key_body_never_replaces_a_good_partition(
         Reply(
             200,
             b'{"name": "acme/m", "latest": null, "versions": ["1.0.0"], "versions": []}',
-            {"Content-Type": "application/json"},
         ),
     )
     for reply, code in [(good, ExitCode.OK), (ambiguous, ExitCode.NOT_PUBLISHED)]:
@@ -126,7 +126,7 @@ def test_a_duplicate_key_body_never_replaces_a_good_partition(
 
 def test_oversized_responses_are_counted_in_requests(tmp_path: Path, token_env: str) -> None:
     body = json.dumps({**VALID_BODY, "pad": "x" * 4096}).encode()
-    with ScriptedServer([Reply(200, body, {"Content-Type": "application/json"})]) as server:
+    with ScriptedServer([Reply(200, body)]) as server:
         document = config_document(
             server,  # type: ignore[arg-type]
             tmp_path / "out",

@@ -76,3 +76,36 @@ def test_the_readme_module_map_names_every_module() -> None:
     packages = sorted({path.parent.name for path in modules() if path.parent != PACKAGE})
     missing += [f"{name}/" for name in packages if f"  {name}/" not in block]
     assert missing == [], "add these to the module map in README.md's Development section"
+
+
+TESTS = Path(__file__).parent
+
+
+def imported_test_modules(path: Path) -> set[str]:
+    """The test modules (`test_*`) and `conftest` a file under tests/ imports, at any depth."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module.split(".")[0])
+    return {name for name in names if name.startswith("test_") or name == "conftest"}
+
+
+@pytest.mark.parametrize("path", sorted(TESTS.glob("*.py")), ids=lambda p: p.name)
+def test_no_test_module_imports_another(path: Path) -> None:
+    """Shared helpers live in tests/helpers.py and the modules beside it, fixtures in conftest.py:
+    importing a test module runs its collection twice and ties unrelated tests together."""
+    imported = imported_test_modules(path)
+    assert not imported, (
+        f"tests/{path.name} imports {sorted(imported)}: move what it needs to tests/helpers.py "
+        "(or a helper module beside it) or to a fixture in conftest.py"
+    )
+
+
+def test_the_test_import_checker_sees_both_forms(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from test_dataset import V\ndef f():\n    import test_s3\n    from conftest import X\n"
+    )
+    assert imported_test_modules(probe) == {"test_dataset", "test_s3", "conftest"}

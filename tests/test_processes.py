@@ -16,9 +16,9 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import TOKEN, config_document, write_config
-from test_extract_e2e import dataset_rows, expected, file_hashes, project
-from test_signals import BOUND, assert_lock_free, hung_run, start, wait_until
+from ground_truth import dataset_rows, expected, project
+from helpers import TOKEN, config_document, file_hashes, wait_until, write_config
+from hung_runs import BOUND, assert_lock_free, hung_run, start_extract
 
 import connector
 from connector.cli import main
@@ -188,7 +188,7 @@ def test_a_signal_to_the_parent_stops_every_shard_process(
     signum: int, code: ExitCode, start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
     config, out = hung_run(start_simulator, tmp_path)  # every request hangs for a minute
-    process = start(config, "--processes", "2")
+    process = start_extract(config, "--processes", "2")
     day = datetime.now(UTC).date()
     works = [staging.part_dir(out, day, index, 2) for index in (1, 2)]
     try:

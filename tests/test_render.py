@@ -15,7 +15,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from test_dataset import V, daily_dataset, snapshot_frame
+from dataset_builders import V, daily_dataset, snapshot_frame
 
 from connector.cli.report import report as report_command
 from connector.errors import ConfigError, OutputError

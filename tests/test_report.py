@@ -11,10 +11,10 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from dataset_builders import D, V, daily_dataset, snapshot_frame, write_snapshot
 from helpers import readme_dates, run_readme_duckdb, run_readme_pandas, run_readme_polars
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_dataset import D, V, daily_dataset, snapshot_frame, write_snapshot
 
 from connector.cli import ConnectorGroup
 from connector.cli.report import report as report_command

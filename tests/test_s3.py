@@ -10,20 +10,27 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pandas as pd
-import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from conftest import S3_KEY_ID, S3_SECRET
-from helpers import TOKEN, config_document, write_config
-from test_extract_e2e import expected, project
+from ground_truth import expected, project
+from helpers import write_config
+from s3_objects import (
+    DAY1,
+    DAY2,
+    ENV,
+    S3_KEY_ID,
+    S3_SECRET,
+    duckdb_rows,
+    keys,
+    object_bytes,
+    s3_document,
+    triples,
+)
 
 from connector import extract, load_snapshots
 from connector.cli import main
@@ -37,56 +44,6 @@ from connector.errors import ConfigError, ExitCode, LockHeldError, OutputError
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
-DAY1, DAY2 = date(2026, 1, 1), date(2026, 1, 2)
-ENV = {"MODEL_REGISTRY_TOKEN": TOKEN}
-
-
-def s3_document(registry: SimulatedRegistry, uri: str, **output: Any) -> dict[str, Any]:
-    return config_document(registry, Path("unused"), output_settings={"uri": uri, **output})
-
-
-def keys(bucket: str, under: str = "") -> dict[str, int]:
-    """Every object under a prefix (path relative to the bucket) with its size."""
-    fs = locate(f"s3://{bucket}").filesystem
-    selector = pafs.FileSelector(
-        f"{bucket}/{under}".rstrip("/"), recursive=True, allow_not_found=True
-    )
-    return {
-        info.path.removeprefix(f"{bucket}/"): info.size
-        for info in fs.get_file_info(selector)
-        if info.type == pafs.FileType.File
-    }
-
-
-def object_bytes(bucket: str, key: str) -> bytes:
-    with locate(f"s3://{bucket}").filesystem.open_input_stream(f"{bucket}/{key}") as stream:
-        return bytes(stream.read())
-
-
-def duckdb_rows(bucket: str, prefix: str = "lake") -> list[dict[str, Any]]:
-    """The dataset as DuckDB sees it through a pyarrow dataset on the S3 filesystem."""
-    fs = locate(f"s3://{bucket}").filesystem
-    dataset = ds.dataset(
-        f"{bucket}/{prefix}/model_versions", filesystem=fs, format="parquet", partitioning="hive"
-    )
-    relation = duckdb.from_arrow(dataset).order("org, model, version_rank NULLS LAST, version")
-    rows = [dict(zip(relation.columns, values, strict=True)) for values in relation.fetchall()]
-    for row in rows:
-        row["origin"] = json.loads(row["origin"]) if row["origin"] is not None else None
-    return rows
-
-
-def triples(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
-    """(org, model, version, download_count) rows, sorted, with None for a missing count."""
-    return sorted(
-        (
-            row.org,
-            row.model,
-            row.version,
-            None if pd.isna(row.download_count) else int(row.download_count),
-        )
-        for row in frame.itertuples()
-    )
 
 
 def test_extract_publishes_one_self_describing_object_per_partition(

@@ -21,8 +21,8 @@ import pandas as pd
 import pyarrow.dataset as ds
 import pytest
 from helpers import TOKEN, write_config
+from s3_objects import DAY1, DAY2, ENV, keys, object_bytes, s3_document, triples
 from s3_server import S3Server, is_copy_to, is_upload_to
-from test_s3 import DAY1, DAY2, ENV, keys, object_bytes, s3_document, triples
 
 from connector import extract, load_snapshots
 from connector.config import parse_config

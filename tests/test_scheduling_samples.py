@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
-import json
 import os
 import re
 import shlex
@@ -28,6 +27,7 @@ from typing import Any
 
 import click
 import pytest
+from airflow_runs import airflow_env, dotted, run_python
 from click.testing import CliRunner
 from helpers import TOKEN, config_document, write_config
 
@@ -425,14 +425,6 @@ def test_wrapper_without_a_command_is_a_usage_error(wrapper_env: dict[str, Any])
 # --- the Airflow DAG: static checks, always run --------------------------------------------
 
 
-def _dotted(node: ast.AST) -> str:
-    if isinstance(node, ast.Name):
-        return node.id
-    if isinstance(node, ast.Attribute):
-        return f"{_dotted(node.value)}.{node.attr}"
-    return ""
-
-
 @pytest.fixture(scope="module")
 def dag_tree() -> ast.Module:
     source = DAG_FILE.read_text(encoding="utf-8")
@@ -441,7 +433,7 @@ def dag_tree() -> ast.Module:
 
 
 def test_dag_file_calls_the_library_extract_and_report(dag_tree: ast.Module) -> None:
-    calls = {_dotted(node.func): node for node in ast.walk(dag_tree) if isinstance(node, ast.Call)}
+    calls = {dotted(node.func): node for node in ast.walk(dag_tree) if isinstance(node, ast.Call)}
     assert "connector.load_config" in calls
     extract = calls["connector.extract"]
     assert [k.arg for k in extract.keywords] == ["date"]  # the run's logical date, not "today"
@@ -460,7 +452,7 @@ def test_dag_file_imports_only_what_the_connector_has(dag_tree: ast.Module) -> N
             for alias in node.names:
                 assert hasattr(module, alias.name), f"{node.module} has no {alias.name}"
                 imported += 1
-        elif isinstance(node, ast.Attribute) and _dotted(node.value) == "connector":
+        elif isinstance(node, ast.Attribute) and dotted(node.value) == "connector":
             assert hasattr(connector, node.attr), f"connector has no {node.attr}"
             imported += 1
     assert imported >= 5
@@ -483,13 +475,13 @@ def test_dag_file_schedules_daily_without_catchup(dag_tree: ast.Module) -> None:
         for node in ast.walk(dag_tree)
         if isinstance(node, ast.FunctionDef)
         for d in node.decorator_list
-        if isinstance(d, ast.Call) and _dotted(d.func) == "dag"
+        if isinstance(d, ast.Call) and dotted(d.func) == "dag"
     ]
     settings = {k.arg: k.value for k in decorator.keywords}
     assert ast.literal_eval(settings["catchup"]) is False
     assert ast.literal_eval(settings["max_active_runs"]) == 1
     schedule = settings["schedule"]
-    assert isinstance(schedule, ast.Call) and _dotted(schedule.func) == "CronTriggerTimetable"
+    assert isinstance(schedule, ast.Call) and dotted(schedule.func) == "CronTriggerTimetable"
     fields = ast.literal_eval(schedule.args[0]).split()
     assert len(fields) == 5 and fields[2:] == ["*", "*", "*"]  # once a day
     default_args = settings["default_args"]
@@ -498,32 +490,6 @@ def test_dag_file_schedules_daily_without_catchup(dag_tree: ast.Module) -> None:
 
 
 # --- the Airflow DAG: with Airflow installed -----------------------------------------------
-
-
-def _airflow_env(home: Path) -> dict[str, str]:
-    return {
-        **os.environ,
-        "AIRFLOW_HOME": str(home),
-        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__DAGS_FOLDER": str(home / "dags"),
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
-
-
-def _run_python(code: str, env: dict[str, str], timeout: int) -> dict[str, Any]:
-    """Run code in a fresh interpreter (Airflow configures logging and warnings process-wide)
-    and return the JSON object it prints on its last line."""
-    result = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    answer: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
-    return answer
 
 
 IMPORT_CHECK = """
@@ -553,7 +519,7 @@ IMPORT_CHECK = """
 def test_dag_imports_cleanly_with_airflow(tmp_path: Path) -> None:
     (tmp_path / "dags").mkdir()
     code = IMPORT_CHECK.format(path=str(DAG_FILE))
-    answer = _run_python(code, _airflow_env(tmp_path), timeout=180)
+    answer = run_python(code, airflow_env(tmp_path), timeout=180)
     assert answer["errors"] == {}
     assert answer["dag_ids"] == ["model_versions"]
     assert answer["warnings"] == []
@@ -604,7 +570,7 @@ def test_dag_runs_extract_then_report_with_dag_test(
     dag_path = home / "dags" / DAG_FILE.name
     dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
     env = {
-        **_airflow_env(home),
+        **airflow_env(home),
         "MODEL_VERSIONS_CONFIG": str(config),
         "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
     }
@@ -618,7 +584,7 @@ def test_dag_runs_extract_then_report_with_dag_test(
     )
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     code = DAG_TEST.format(path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00")
-    answer = _run_python(code, env, timeout=300)
+    answer = run_python(code, env, timeout=300)
     assert answer == {
         "run": "success",
         "tasks": {"extract_snapshot": "success", "weekly_report": "success"},
@@ -646,7 +612,7 @@ def test_dag_skips_a_run_whose_logical_date_is_too_old(
     dag_path = home / "dags" / DAG_FILE.name
     dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
     env = {
-        **_airflow_env(home),
+        **airflow_env(home),
         "MODEL_VERSIONS_CONFIG": str(config),
         "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
     }
@@ -661,7 +627,7 @@ def test_dag_skips_a_run_whose_logical_date_is_too_old(
     assert migrate.returncode == 0, migrate.stderr[-3000:]
     old = datetime.now(UTC).date() - timedelta(days=30)
     code = DAG_TEST.format(path=str(dag_path), when=f"{old.isoformat()}T03:15:00+00:00")
-    answer = _run_python(code, env, timeout=300)
+    answer = run_python(code, env, timeout=300)
     assert answer["tasks"] == {"extract_snapshot": "skipped", "weekly_report": "skipped"}
     assert not (data / "model_versions").exists()
     assert registry.stats().requests == 0
@@ -674,9 +640,9 @@ def test_dag_file_skips_a_refused_snapshot_date(dag_tree: ast.Module) -> None:
         for node in ast.walk(dag_tree)
         if isinstance(node, ast.ExceptHandler)
         and node.type is not None
-        and _dotted(node.type) == "connector.SnapshotDateError"
+        and dotted(node.type) == "connector.SnapshotDateError"
     ]
     assert len(handlers) == 1
     [raised] = [n for n in ast.walk(handlers[0]) if isinstance(n, ast.Raise)]
     assert isinstance(raised.exc, ast.Call)
-    assert _dotted(raised.exc.func) == "AirflowSkipException"
+    assert dotted(raised.exc.func) == "AirflowSkipException"

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import TOKEN, config_document, write_config
-from test_extract_e2e import dataset_rows, expected, file_hashes, project
+from ground_truth import dataset_rows, expected, project
+from helpers import TOKEN, config_document, file_hashes, write_config
 
 from connector.cli import main
 from connector.config import load_config

@@ -7,69 +7,24 @@ test waits for the process.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from helpers import TOKEN, config_document, write_config
-from test_crash import wait_until
+from helpers import TOKEN, config_document, wait_until
+from hung_runs import BOUND, assert_lock_free, hung_run, in_flight, start_extract
 
 from connector import extract
 from connector.config import parse_config
-from connector.dataset.lock import LOCK_NAME
 from connector.errors import ExitCode
 from connector.extraction.interrupt import Interrupt
 from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
-REPO = Path(__file__).parents[1]
-BOUND = 20  # seconds: far below the 60 s the hung requests would take
 pytestmark = pytest.mark.slow
-
-
-def hung_run(start_simulator: StartSimulator, tmp_path: Path) -> tuple[Path, Path]:
-    """A config whose every request hangs; and the output it would publish into."""
-    registry = start_simulator(orgs=1, models_per_org=12, latency_seconds=60)
-    out = tmp_path / "out"
-    document = config_document(
-        registry, out, registry_settings={"concurrency": 4, "timeout_seconds": 90}
-    )
-    return write_config(tmp_path / "c.yaml", document), out
-
-
-def start(config: Path, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, "MODEL_REGISTRY_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "connector", "extract", "--config", str(config)]
-    return subprocess.Popen(
-        [*command, "--summary-format", "json", *args],  # today's snapshot
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def in_flight(out: Path, process: subprocess.Popen[str]) -> Callable[[], bool]:
-    """True once the run holds the lock and has requests waiting on the server."""
-    staging = out / "_staging"
-
-    def ready() -> bool:
-        lock = out / LOCK_NAME
-        return lock.is_file() and f'"pid": {process.pid}' in lock.read_text() and staging.is_dir()
-
-    return ready
-
-
-def assert_lock_free(out: Path) -> None:
-    with open(out / LOCK_NAME, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if still held
 
 
 @pytest.mark.parametrize(
@@ -80,7 +35,7 @@ def test_a_signal_stops_the_run_cleanly(
     signum: int, code: ExitCode, start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
     config, out = hung_run(start_simulator, tmp_path)
-    process = start(config)
+    process = start_extract(config)
     try:
         wait_until(in_flight(out, process))
         process.send_signal(signum)
@@ -106,7 +61,7 @@ def test_a_signal_stops_the_run_cleanly(
 
 def test_a_second_signal_exits_at_once(start_simulator: StartSimulator, tmp_path: Path) -> None:
     config, out = hung_run(start_simulator, tmp_path)
-    process = start(config)
+    process = start_extract(config)
     try:
         wait_until(in_flight(out, process))
         # SIGSTOP/SIGCONT make both signals pending together: the second one is handled

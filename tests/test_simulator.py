@@ -20,6 +20,7 @@ import pytest
 import requests
 import yaml
 from click.testing import CliRunner
+from helpers import SUMMARY_KEYS, assert_envelope
 
 from connector.cli.simulate import simulate
 from connector.simulator.catalog import DETAIL_FIELDS
@@ -27,16 +28,6 @@ from connector.simulator.faults import MALFORMED_KINDS, OVERSIZE_BYTES
 from connector.simulator.server import FaultPlan, SimulatedRegistry, SimulatorConfig
 
 ROOT = Path(__file__).resolve().parents[1]
-SUMMARY_KEYS = {
-    "id",
-    "name",
-    "version",
-    "created_at",
-    "download_count",
-    "framework",
-    "is_public",
-    "origin",
-}
 MakeRegistry = Callable[..., SimulatedRegistry]
 
 
@@ -67,16 +58,6 @@ def versions_url(
     registry: SimulatedRegistry, org: str = "org-00", model: str = "model-0000"
 ) -> str:
     return f"{registry.url}/api/v1/org/{org}/models/{model}/versions"
-
-
-def assert_envelope(response: requests.Response, status: int, error_type: str) -> dict[str, Any]:
-    assert response.status_code == status
-    assert response.headers["Content-Type"] == "application/json"
-    body: dict[str, Any] = response.json()
-    assert body["code"] == status
-    assert body["type"] == error_type
-    assert isinstance(body["detail"], str) and body["detail"]
-    return body
 
 
 def rows_from_payload(org: str, model: str, payload: dict[str, Any]) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import requests
-from test_simulator import SUMMARY_KEYS, assert_envelope
+from helpers import SUMMARY_KEYS, assert_envelope
 
 from connector.simulator.catalog import DETAIL_FIELDS
 from connector.simulator.server import FaultPlan, SimulatedRegistry

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ground_truth import dataset_rows, expected, project
 from helpers import config_document
-from test_extract_e2e import dataset_rows, expected, project
 
 from connector import extract
 from connector.config import parse_config
