@@ -7,7 +7,8 @@ A server that echoes the request back rarely echoes it verbatim: JSON escapes `/
 any character as `\\u0074`, Python's repr writes `\\x74`, URLs percent-encode (`%74`, or `%2574`
 twice), HTML writes `&#116;`, and a body may be encoded again inside another. So a secret is
 matched character by character, each character in any of those forms (mixed freely), plus its
-base64 encodings; the pattern is compiled once per secret.
+base64 encodings, also inside a longer base64 string (`Basic` credentials, an encoded header or
+body), at any of the three byte alignments; the pattern is compiled once per secret.
 """
 
 from __future__ import annotations
@@ -41,15 +42,40 @@ def _char_forms(char: str) -> str:
     return "(?:" + "|".join(form for form in forms if form) + ")"
 
 
+def _base64_fragments(encoded: bytes) -> list[str]:
+    """The base64 characters that only `encoded` decides, at each of its three alignments
+    inside a longer encoded string (`Bearer <token>`, a whole header or body), in the standard
+    and the URL-safe alphabet. At byte offset k (mod 3) the encoded bytes cover the bits
+    8k..8(k+n); character i covers bits 6i..6i+6, so characters ceil(8k/6)..floor(8(k+n)/6)-1
+    hold only the secret's bits, whatever surrounds it; the ones at the edges share bits with
+    the neighbours and differ from one string to the next."""
+    fragments: list[str] = []
+    size = len(encoded)
+    for offset in range(3):
+        padded = bytes(offset) + encoded + bytes(2)
+        first, end = -(-8 * offset // 6), 8 * (offset + size) // 6
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            fragment = encode(padded).decode()[first:end]
+            if len(fragment) >= 8 and fragment not in fragments:
+                fragments.append(fragment)
+    return fragments
+
+
+def _base64_forms(fragment: str) -> str:
+    """A base64 fragment as it may be written in JSON (`\\/`) or a URL (`%2F`, `%2B`)."""
+    forms = {"/": r"(?:\\*/|%2[fF])", "+": r"(?:\+|%2[bB])"}
+    return "".join(forms.get(char) or re.escape(char) for char in fragment)
+
+
 @functools.lru_cache(maxsize=64)
 def _pattern(secret: str) -> re.Pattern[str]:
     encoded = secret.encode("utf-8")
-    literal = [
-        base64.b64encode(encoded).decode().rstrip("="),
-        base64.urlsafe_b64encode(encoded).decode().rstrip("="),
-    ]
     alternatives = ["".join(_char_forms(char) for char in secret)]
-    alternatives += [re.escape(form) for form in literal if len(form) >= 8]
+    # The secret encoded alone, its last character and padding included, before the fragments
+    # that any longer encoding contains, so that nothing of it is left over.
+    whole = {encode(encoded).decode() for encode in (base64.b64encode, base64.urlsafe_b64encode)}
+    alternatives += [_base64_forms(form.rstrip("=")) + "=*" for form in sorted(whole)]
+    alternatives += [_base64_forms(form) for form in _base64_fragments(encoded)]
     return re.compile("|".join(alternatives))
 
 

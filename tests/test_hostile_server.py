@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import json
+import re
 from pathlib import Path
 from urllib.parse import quote
 
@@ -41,6 +43,55 @@ def encodings(token: str) -> dict[str, str]:
     }
 
 
+def embedded_base64(token: str) -> dict[str, str]:
+    """The token inside a longer base64 string, at each of the three byte alignments (and in
+    both alphabets): `Basic` credentials, an encoded header or body echoed back."""
+    forms = {}
+    for prefix in ("", "B", "Be", "Bearer ", "Authorization: Bearer "):
+        for suffix in ("", "!", "; path=/x"):
+            raw = f"{prefix}{token}{suffix}".encode()
+            at = f"at {len(prefix) % 3} ({prefix!r}, {suffix!r})"
+            forms[f"base64 {at}"] = base64.b64encode(raw).decode()
+            forms[f"urlsafe {at}"] = base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return forms
+
+
+def recoverable(text: str, token: str, piece: int = 8) -> list[str]:
+    """The base64 runs of `text` from which `piece` consecutive bytes of the token decode,
+    trying every start character (so every alignment) and both alphabets."""
+    wanted = token.encode()
+    pieces = {wanted[i : i + piece] for i in range(len(wanted) - piece + 1)}
+    found = []
+    for run in re.findall(r"[A-Za-z0-9+/_-]{8,}", text.replace("\\/", "/")):
+        for start in range(4):
+            chunk = run[start:]
+            chunk = chunk[: len(chunk) - len(chunk) % 4]
+            for alphabet in (b"+/", b"-_"):
+                try:
+                    decoded = base64.b64decode(chunk, altchars=alphabet)
+                except binascii.Error:
+                    continue
+                if any(p in decoded for p in pieces):
+                    found.append(run)
+    return found
+
+
+@pytest.mark.parametrize(("name", "form"), embedded_base64(SLASHED_TOKEN).items())
+def test_the_token_inside_a_longer_base64_string_is_redacted(name: str, form: str) -> None:
+    assert recoverable(form, SLASHED_TOKEN), name  # the check itself finds the token
+    text = redact(f"before {form} after", [SLASHED_TOKEN])
+    assert REDACTED in text, name
+    assert not recoverable(text, SLASHED_TOKEN), (name, text)
+
+
+@pytest.mark.parametrize("length", [9, 10, 11])  # every remainder of the length mod 3
+def test_a_token_of_any_length_is_redacted_at_every_alignment(length: int) -> None:
+    token = SLASHED_TOKEN[:length]
+    for name, form in embedded_base64(token).items():
+        text = redact(f"before {form} after", [token])
+        assert not recoverable(text, token, piece=6), (name, text)
+
+
 @pytest.mark.parametrize(("name", "form"), encodings(SLASHED_TOKEN).items())
 def test_every_encoding_of_the_token_is_redacted(name: str, form: str) -> None:
     text = f"before {form} after"
@@ -53,7 +104,9 @@ def test_redaction_leaves_other_text_alone() -> None:
 
 
 def test_no_encoding_of_the_token_reaches_any_output(tmp_path: Path) -> None:
-    echoed = " ".join(encodings(SLASHED_TOKEN).values())
+    echoed = " ".join(
+        [*encodings(SLASHED_TOKEN).values(), *embedded_base64(SLASHED_TOKEN).values()]
+    )
     detail = json.dumps({"code": 404, "type": "not_found", "detail": f"echo: {echoed}"})
     rejected = f"<html>echo: {echoed}</html>".encode()
     script = [
@@ -84,6 +137,7 @@ def test_no_encoding_of_the_token_reaches_any_output(tmp_path: Path) -> None:
     for name, form in encodings(SLASHED_TOKEN).items():
         assert form not in everything, name
         assert json.dumps(form)[1:-1] not in everything, name  # as stored in JSON files
+    assert not recoverable(everything, SLASHED_TOKEN)  # nor inside a longer base64 string
 
 
 def test_duplicate_keys_are_an_invalid_payload() -> None:
