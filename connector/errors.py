@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
-from enum import IntEnum
+from enum import IntEnum, StrEnum
 from typing import Any, Self
 
 from connector.redaction import printable, redact
@@ -81,10 +81,49 @@ class NoDataError(ConnectorError):
     exit_code = ExitCode.CONFIG
 
 
-class TargetError(ConnectorError):
-    """Fetching or flattening one (org, model) failed; the run goes on with the others."""
+class ErrorType(StrEnum):
+    """The connector's own word for why a target failed: the closed vocabulary of every failure
+    record's `error_type` (the README's "Error types" table lists each; a test compares them).
 
-    error_type = "target_error"
+    The registry's envelope `type` is never one of these: it stays in `server_error_type`.
+    """
+
+    # The registry answered with an error status.
+    BAD_REQUEST = "bad_request"  # 400
+    AUTHENTICATION = "authentication_error"  # 401
+    PERMISSION = "permission_error"  # 403
+    NOT_FOUND = "not_found"  # 404
+    CONFLICT = "conflict"  # 409
+    VALIDATION = "validation_error"  # 422
+    UPGRADE_REQUIRED = "upgrade_required"  # 426
+    RATE_LIMITED = "rate_limited"  # 429
+    SERVER_ERROR = "server_error"  # 5xx
+    API_ERROR = "api_error"  # any other non-2xx status
+    # No usable answer.
+    TIMEOUT = "timeout"
+    CONNECT_TIMEOUT = "connect_timeout"
+    CONNECTION_ERROR = "connection_error"
+    TLS_ERROR = "tls_error"
+    REDIRECT_REFUSED = "redirect_refused"
+    INVALID_TOKEN = "invalid_token"
+    REQUEST_ERROR = "request_error"
+    # A 2xx answer whose body cannot be used.
+    INVALID_JSON = "invalid_json"
+    INVALID_PAYLOAD = "invalid_payload"
+    DUPLICATE_VERSION = "duplicate_version"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
+    LISTING_UNBOUNDED = "listing_unbounded"
+    # The connector itself.
+    INVALID_SLUG = "invalid_slug"
+    SKIPPED = "skipped"
+    INTERNAL_ERROR = "internal_error"
+
+
+class TargetError(ConnectorError):
+    """Fetching or flattening one (org, model) failed. The subclass says what the caller must
+    do; the facts (HTTP status, `error_type`, the server's type and detail) are attributes."""
+
+    error_type: ErrorType = ErrorType.INTERNAL_ERROR
 
     def __init__(
         self,
@@ -93,24 +132,25 @@ class TargetError(ConnectorError):
         org: str | None = None,
         model: str | None = None,
         status: int | None = None,
-        error_type: str | None = None,
+        error_type: ErrorType | None = None,
         server_error_type: str | None = None,
         errors: list[dict[str, Any]] | None = None,
         attempts: int = 1,
-        raw: bytes | None = None,
+        retry_after: float | None = None,
     ) -> None:
         """`error_type` is the connector's own word for the failure; `server_error_type` the
-        `type` of the registry's error envelope, kept beside it and never in its place."""
+        `type` of the registry's error envelope, kept beside it and never in its place;
+        `retry_after` the seconds a Retry-After header asked for."""
         self.detail = detail
         self.server_error_type = server_error_type
-        self.raw = raw  # the offending body, kept for inspection under _rejected/
         self.org = org
         self.model = model
         self.status = status
         if error_type is not None:
-            self.error_type = error_type
+            self.error_type = ErrorType(error_type)
         self.errors = errors or []
         self.attempts = attempts
+        self.retry_after = retry_after
         super().__init__(detail)
 
     def __str__(self) -> str:
@@ -157,6 +197,48 @@ class TargetError(ConnectorError):
         )
 
 
+class RetryableError(TargetError):
+    """Transient (429, 500/502/503/504, a timeout, a dropped connection): retried under
+    `retry.*`; if it persists past the last attempt, the target fails with it."""
+
+
+class TargetFailedError(TargetError):
+    """Fatal for this target and never retried: record the failure, go on with the others."""
+
+
+class PayloadError(TargetFailedError):
+    """A 2xx answer whose body cannot be used; `raw`, the body that failed validation, is what
+    `_rejected/` keeps (None for a body too large to read)."""
+
+    error_type = ErrorType.INVALID_PAYLOAD
+
+    def __init__(self, detail: str, *, raw: bytes | None = None, **kwargs: Any) -> None:
+        super().__init__(detail, **kwargs)
+        self.raw = raw
+
+
+class OrgBlockedError(TargetError):
+    """401/403: the org's token is missing, wrong or may not read the org; no more calls (or
+    retries) for that org, its other models are skipped, and the run exits 4."""
+
+    error_type = ErrorType.AUTHENTICATION
+    exit_code = ExitCode.AUTH
+
+
+class RunAbortedError(TargetError):
+    """426: the registry no longer accepts this client; the run stops and publishes nothing."""
+
+    error_type = ErrorType.UPGRADE_REQUIRED
+    exit_code = ExitCode.INCOMPATIBLE_API
+
+
+class SkippedError(TargetError):
+    """The target was not attempted: an earlier failure made the call pointless, or the run
+    stopped. Nothing to retry."""
+
+    error_type = ErrorType.SKIPPED
+
+
 @dataclass(frozen=True)
 class TargetFailure:
     """How one (org, model) failed: built once, where the target ends, and never changed.
@@ -168,11 +250,15 @@ class TargetFailure:
     org: str
     model: str | None  # None for a call about the whole org (listModels)
     status: int | None
-    error_type: str
+    error_type: ErrorType
     detail: str
     attempts: int
     message: str  # the one-line text for logs and the console (not part of the manifest)
     server_error_type: str | None = None  # the registry's envelope `type`, if it sent one
+
+    def __post_init__(self) -> None:
+        # The vocabulary is closed: a word outside it fails here, where the record is built.
+        object.__setattr__(self, "error_type", ErrorType(self.error_type))
 
     def to_dict(self) -> dict[str, Any]:
         """The record in the summary JSON, the manifest's `failures` and `_rejected/` files."""
@@ -180,7 +266,7 @@ class TargetFailure:
             "org": self.org,
             "model": self.model,
             "status": self.status,
-            "error_type": self.error_type,
+            "error_type": self.error_type.value,
             "server_error_type": self.server_error_type,
             "detail": self.detail,
             "attempts": self.attempts,
@@ -192,15 +278,21 @@ class TargetFailure:
         status = record.get("status")
         where = f"{record.get('org')}/{record.get('model')}"
         http = f"HTTP {status} " if status is not None else ""
+        word = record.get("error_type")
+        if word not in set(ErrorType):
+            raise ShardsError(
+                f"the staged failure of {where} has error_type {word!r}, which this connector "
+                "does not know (staged by another version?); re-run that shard"
+            )
         return cls(
             org=str(record.get("org") or ""),
             model=record.get("model"),
             status=status,
-            error_type=str(record.get("error_type")),
+            error_type=ErrorType(word),
             server_error_type=record.get("server_error_type"),
             detail=str(record.get("detail")),
             attempts=int(record.get("attempts") or 0),
-            message=f"{where}: {http}{record.get('error_type')}: {record.get('detail')}",
+            message=f"{where}: {http}{word}: {record.get('detail')}",
         )
 
 
@@ -210,109 +302,72 @@ def _format_validation_error(error: dict[str, Any]) -> str:
     return f"{loc}: {msg}" if loc else str(msg)
 
 
-class RegistryAPIError(TargetError):
-    """The registry answered with a non-2xx status (its error envelope parsed where possible)."""
+# What each HTTP status is called; a status outside the table: 5xx is `server_error`, any
+# other `api_error`.
+STATUS_ERROR_TYPES: dict[int, ErrorType] = {
+    400: ErrorType.BAD_REQUEST,
+    401: ErrorType.AUTHENTICATION,
+    403: ErrorType.PERMISSION,
+    404: ErrorType.NOT_FOUND,
+    409: ErrorType.CONFLICT,
+    422: ErrorType.VALIDATION,
+    426: ErrorType.UPGRADE_REQUIRED,
+    429: ErrorType.RATE_LIMITED,
+}
 
-    error_type = "api_error"
-    retry_after: float | None = None  # seconds, from the Retry-After header
+# The retry rule, in one place: these statuses, and these failures to get an answer at all.
+RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+RETRYABLE_ERROR_TYPES = frozenset(
+    {ErrorType.TIMEOUT, ErrorType.CONNECT_TIMEOUT, ErrorType.CONNECTION_ERROR}
+)
+_STATUS_TYPES = frozenset(STATUS_ERROR_TYPES.values()) | {
+    ErrorType.SERVER_ERROR,
+    ErrorType.API_ERROR,
+}
 
-
-class BadRequestError(RegistryAPIError):
-    """400: the registry rejected the request as malformed."""
-
-    error_type = "bad_request"
-
-
-class AuthenticationError(RegistryAPIError):
-    """401/403: the org's token is missing, wrong or lacks permission; stop calling for that org."""
-
-    error_type = "authentication_error"
-
-
-class PermissionDeniedError(AuthenticationError):
-    """403: the token is valid but may not read this org."""
-
-    error_type = "permission_error"
-
-
-class NotFoundError(RegistryAPIError):
-    """404: the org or model does not exist (or is invisible to this token)."""
-
-    error_type = "not_found"
-
-
-class ConflictError(RegistryAPIError):
-    """409: the registry reports a conflicting state for this resource."""
-
-    error_type = "conflict"
-
-
-class UnprocessableEntityError(RegistryAPIError):
-    """422: the registry's validation rejected the request."""
-
-    error_type = "validation_error"
-
-
-class IncompatibleAPIError(RegistryAPIError):
-    """426: the registry no longer accepts this client; the run aborts and publishes nothing."""
-
-    error_type = "upgrade_required"
-    exit_code = ExitCode.INCOMPATIBLE_API
-
-
-class RateLimitedError(RegistryAPIError):
-    """429 persisted after every retry."""
-
-    error_type = "rate_limited"
-
-
-class ServerError(RegistryAPIError):
-    """5xx persisted after every retry."""
-
-    error_type = "server_error"
-
-
-class TransportError(TargetError):
-    """No usable HTTP response: connection refused or reset, timeout, TLS failure, bad redirect."""
-
-    error_type = "transport_error"
-
-    def __init__(self, detail: str, *, retryable: bool = True, **kwargs: Any) -> None:
-        super().__init__(detail, **kwargs)
-        self.retryable = retryable
-
-
-class PayloadError(TargetError):
-    """The registry answered 2xx but the body is not a valid version list; `raw` is kept."""
-
-    error_type = "invalid_payload"
-
-
-class SkippedError(TargetError):
-    """The target was not attempted because an earlier failure made the call pointless."""
-
-    error_type = "skipped"
-
-
-STATUS_ERRORS: dict[int, type[RegistryAPIError]] = {
-    400: BadRequestError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    422: UnprocessableEntityError,
-    426: IncompatibleAPIError,
-    429: RateLimitedError,
+# The failures whose action is not "fail this target" (retrying is decided by is_retryable).
+_ACTIONS: dict[ErrorType, type[TargetError]] = {
+    ErrorType.AUTHENTICATION: OrgBlockedError,
+    ErrorType.PERMISSION: OrgBlockedError,
+    ErrorType.UPGRADE_REQUIRED: RunAbortedError,
+    ErrorType.SKIPPED: SkippedError,
+    ErrorType.INVALID_JSON: PayloadError,
+    ErrorType.INVALID_PAYLOAD: PayloadError,
+    ErrorType.DUPLICATE_VERSION: PayloadError,
+    ErrorType.PAYLOAD_TOO_LARGE: PayloadError,
+    ErrorType.LISTING_UNBOUNDED: PayloadError,
 }
 
 
-def error_class_for_status(status: int) -> type[RegistryAPIError]:
-    """The exception class for an HTTP status: the documented ones, then 5xx, then generic."""
-    if status in STATUS_ERRORS:
-        return STATUS_ERRORS[status]
-    if 500 <= status <= 599:
-        return ServerError
-    return RegistryAPIError
+def status_error_type(status: int) -> ErrorType:
+    """The connector's word for a non-2xx status."""
+    if status in STATUS_ERROR_TYPES:
+        return STATUS_ERROR_TYPES[status]
+    return ErrorType.SERVER_ERROR if 500 <= status <= 599 else ErrorType.API_ERROR
+
+
+def is_retryable(error_type: ErrorType, status: int | None = None) -> bool:
+    """The one retry rule: a retryable status (an error answer, not a 2xx body that timed out
+    or was too large), or a timeout or a dropped connection; never another 4xx, a 501, a bad
+    body, a TLS failure or a redirect."""
+    if error_type in RETRYABLE_ERROR_TYPES:
+        return True
+    return error_type in _STATUS_TYPES and status in RETRYABLE_STATUSES
+
+
+def error_class(error_type: ErrorType, status: int | None = None) -> type[TargetError]:
+    """What the caller must do about a failure, as the class to raise."""
+    if is_retryable(error_type, status):
+        return RetryableError
+    return _ACTIONS.get(error_type, TargetFailedError)
+
+
+def target_error(
+    error_type: ErrorType, detail: str, *, status: int | None = None, **context: Any
+) -> TargetError:
+    """The exception for a classified failure: its class from `error_class`, so whether it is
+    retried, blocks the org or aborts the run is decided in this module and nowhere else."""
+    return error_class(error_type, status)(detail, error_type=error_type, status=status, **context)
 
 
 @dataclass(frozen=True)

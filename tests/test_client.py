@@ -66,19 +66,21 @@ def test_invalid_slugs_never_reach_a_url(org: str, model: str) -> None:
 
 
 NOT_RETRIED = [
-    (400, errors.BadRequestError, "bad_request"),
-    (401, errors.AuthenticationError, "authentication_error"),
-    (403, errors.PermissionDeniedError, "permission_error"),
-    (404, errors.NotFoundError, "not_found"),
-    (409, errors.ConflictError, "conflict"),
-    (422, errors.UnprocessableEntityError, "validation_error"),
-    (426, errors.IncompatibleAPIError, "upgrade_required"),
+    (400, errors.TargetFailedError, "bad_request"),
+    (401, errors.OrgBlockedError, "authentication_error"),
+    (403, errors.OrgBlockedError, "permission_error"),
+    (404, errors.TargetFailedError, "not_found"),
+    (409, errors.TargetFailedError, "conflict"),
+    (418, errors.TargetFailedError, "api_error"),
+    (422, errors.TargetFailedError, "validation_error"),
+    (426, errors.RunAbortedError, "upgrade_required"),
+    (501, errors.TargetFailedError, "server_error"),
 ]
 
 
 @pytest.mark.parametrize("status,error_class,error_type", NOT_RETRIED)
 def test_client_errors_are_not_retried(
-    status: int, error_class: type[errors.RegistryAPIError], error_type: str
+    status: int, error_class: type[errors.TargetError], error_type: str
 ) -> None:
     server_type = f"{error_type}_server"  # the envelope's own word, kept apart
     with ScriptedServer([envelope(status, f"nope {status}", server_type)]) as server:
@@ -87,6 +89,7 @@ def test_client_errors_are_not_retried(
                 client.list_model_versions("acme", "m")
     assert len(server.requests) == 1
     error = caught.value
+    assert type(error) is error_class
     assert (error.status, error.error_type, error.detail, error.attempts) == (
         status,
         error_type,
@@ -100,22 +103,21 @@ def test_client_errors_are_not_retried(
 
 
 @pytest.mark.parametrize(
-    "status,error_class",
+    "status,error_type",
     [
-        (429, errors.RateLimitedError),
-        (500, errors.ServerError),
-        (502, errors.ServerError),
-        (503, errors.ServerError),
-        (504, errors.ServerError),
+        (429, "rate_limited"),
+        (500, "server_error"),
+        (502, "server_error"),
+        (503, "server_error"),
+        (504, "server_error"),
     ],
 )
-def test_transient_statuses_are_retried_until_max_attempts(
-    status: int, error_class: type[errors.RegistryAPIError]
-) -> None:
+def test_transient_statuses_are_retried_until_max_attempts(status: int, error_type: str) -> None:
     with ScriptedServer([envelope(status, "busy", "server_error")]) as server:
         with RegistryClient(settings(server.url)) as client:
-            with pytest.raises(error_class) as caught:
+            with pytest.raises(errors.RetryableError) as caught:
                 client.list_model_versions("acme", "m")
+    assert (caught.value.status, caught.value.error_type) == (status, error_type)
     assert len(server.requests) == 4
     assert caught.value.attempts == 4
     assert "(after 4 attempts)" in str(caught.value)
@@ -152,7 +154,7 @@ def test_dripping_server_is_cut_off_at_the_total_deadline() -> None:
         RegistryClient(settings(server.url, timeout_seconds=0.5, retry={"max_attempts": 1})) as c,
     ):
         started = time.monotonic()
-        with pytest.raises(errors.TransportError) as caught:
+        with pytest.raises(errors.RetryableError) as caught:
             c.list_model_versions("acme", "m")
         elapsed = time.monotonic() - started
     assert caught.value.error_type == "timeout"
@@ -226,7 +228,7 @@ def test_total_retry_time_is_bounded() -> None:
         overrides = {"retry": {"max_attempts": 50, "max_elapsed_seconds": 1}}
         with RegistryClient(settings(server.url, **overrides)) as client:
             started = time.monotonic()
-            with pytest.raises(errors.ServerError) as caught:
+            with pytest.raises(errors.RetryableError) as caught:
                 client.list_model_versions("acme", "m")
             elapsed = time.monotonic() - started
     assert caught.value.attempts == 1
@@ -280,7 +282,7 @@ def test_headers_dripped_slowly_are_cut_off_at_the_total_deadline(through_proxy:
             overrides["proxy"], url = server.url, "http://registry.invalid"
         with RegistryClient(settings(url, **overrides)) as client:
             started = time.monotonic()
-            with pytest.raises(errors.TransportError) as caught:
+            with pytest.raises(errors.RetryableError) as caught:
                 client.list_model_versions("acme", "m")
             elapsed = time.monotonic() - started
     assert caught.value.error_type == "timeout"
@@ -291,7 +293,7 @@ def test_a_401_stops_later_calls_for_that_org_before_they_are_sent() -> None:
     script = [envelope(401, "bad token", "authentication_error"), json_reply(200, VALID_BODY)]
     with ScriptedServer(script) as server:
         with RegistryClient(settings(server.url)) as client:
-            with pytest.raises(errors.AuthenticationError):
+            with pytest.raises(errors.OrgBlockedError):
                 client.list_model_versions("acme", "a")
             with pytest.raises(errors.SkippedError, match="token for org 'acme' was rejected"):
                 client.list_model_versions("acme", "b")
@@ -302,7 +304,7 @@ def test_a_401_stops_later_calls_for_that_org_before_they_are_sent() -> None:
 def test_malformed_redirect_location_fails_the_model_cleanly() -> None:
     with ScriptedServer([Reply(302, headers=(("Location", "http://[bad"),))]) as server:
         with RegistryClient(settings(server.url)) as client:
-            with pytest.raises(errors.TransportError) as caught:
+            with pytest.raises(errors.TargetFailedError) as caught:
                 client.list_model_versions("acme", "m")
     # requests parses Location even when it does not follow it
     assert caught.value.error_type == "request_error"
@@ -334,10 +336,10 @@ def test_redirect_to_another_host_is_refused_and_token_not_sent() -> None:
         moved = Reply(302, headers=(("Location", location),))
         with ScriptedServer([moved]) as server:
             with RegistryClient(settings(server.url)) as client:
-                with pytest.raises(errors.TransportError) as caught:
+                with pytest.raises(errors.TargetFailedError) as caught:
                     client.list_model_versions("acme", "m")
     assert caught.value.error_type == "redirect_refused"
-    assert not caught.value.retryable
+    assert not isinstance(caught.value, errors.RetryableError)
     assert other.requests == []
     assert TOKEN not in str(caught.value)
 
@@ -348,7 +350,7 @@ def test_same_origin_redirect_is_not_followed_either() -> None:
         moved = Reply(307, headers=(("Location", "/api/v1/org/acme/models/m/versions"),))
         server.script.insert(0, moved)
         with RegistryClient(settings(server.url)) as client:
-            with pytest.raises(errors.TransportError) as caught:
+            with pytest.raises(errors.TargetFailedError) as caught:
                 client.list_model_versions("acme", "m")
     assert caught.value.error_type == "redirect_refused"
     assert caught.value.status == 307
@@ -360,7 +362,7 @@ def test_connection_refused_is_a_transport_error() -> None:
     with ScriptedServer([json_reply(200, VALID_BODY)]) as server:
         url = server.url
     with RegistryClient(settings(url, retry={"max_attempts": 2})) as client:
-        with pytest.raises(errors.TransportError) as caught:
+        with pytest.raises(errors.RetryableError) as caught:
             client.list_model_versions("acme", "m")
     assert caught.value.error_type == "connection_error"
     assert caught.value.attempts == 2
@@ -370,7 +372,7 @@ def test_token_is_not_in_repr_or_errors() -> None:
     echo = envelope(401, f"token {TOKEN} is revoked", "authentication_error")
     with ScriptedServer([echo]) as server:
         client = RegistryClient(settings(server.url))
-        with client, pytest.raises(errors.AuthenticationError) as caught:
+        with client, pytest.raises(errors.OrgBlockedError) as caught:
             client.list_model_versions("acme", "m")
     assert TOKEN not in repr(client)
     assert TOKEN not in str(caught.value)
@@ -419,7 +421,7 @@ def private_ca(tmp_path: Path) -> PrivateCA:
 def test_tls_is_verified_by_default(private_ca: PrivateCA) -> None:
     with ScriptedServer([json_reply(200, VALID_BODY)], tls=private_ca.server) as server:
         with RegistryClient(settings(server.url)) as client:
-            with pytest.raises(errors.TransportError) as caught:
+            with pytest.raises(errors.TargetFailedError) as caught:
                 client.list_model_versions("acme", "m")
     assert caught.value.error_type == "tls_error"
     assert caught.value.attempts == 1  # a certificate problem is not retried
@@ -438,7 +440,7 @@ def test_a_timed_out_401_is_a_timeout_not_an_auth_failure() -> None:
     with ScriptedServer([slow, json_reply(200, VALID_BODY)]) as server:
         overrides = {"timeout_seconds": 0.3, "retry": {"max_attempts": 1}}
         with RegistryClient(settings(server.url, **overrides)) as client:
-            with pytest.raises(errors.TransportError) as caught:
+            with pytest.raises(errors.RetryableError) as caught:
                 client.list_model_versions("acme", "a")
             assert client.blocked("acme") is None
             client.list_model_versions("acme", "b")  # the org is not blocked

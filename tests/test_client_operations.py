@@ -67,9 +67,10 @@ def test_both_operations_retry_transient_failures(call: Any) -> None:
 def test_a_403_on_the_listing_blocks_the_org_for_every_operation() -> None:
     script = [envelope(403, "no access to acme", "permission_error"), json_reply(200, VALID_BODY)]
     with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
-        with pytest.raises(errors.PermissionDeniedError) as caught:
+        with pytest.raises(errors.OrgBlockedError) as caught:
             client.list_models("acme", 1, 100)
         assert (caught.value.org, caught.value.model) == ("acme", None)
+        assert caught.value.error_type == "permission_error"
         with pytest.raises(errors.SkippedError, match="HTTP 403 on the model listing"):
             client.list_model_versions("acme", "m")
         with pytest.raises(errors.SkippedError):
@@ -81,8 +82,9 @@ def test_a_403_on_the_listing_blocks_the_org_for_every_operation() -> None:
 def test_a_401_on_a_detail_blocks_the_org() -> None:
     script = [envelope(401, "token expired", "authentication_error")]
     with ScriptedServer(script) as server, RegistryClient(settings(server.url)) as client:
-        with pytest.raises(errors.AuthenticationError):
+        with pytest.raises(errors.OrgBlockedError) as caught:
             client.get_model_version("acme", "m", "1.0.0")
+        assert caught.value.error_type == "authentication_error"
         with pytest.raises(errors.SkippedError):
             client.list_models("acme", 1, 100)
     assert len(server.requests) == 1
@@ -100,8 +102,9 @@ def test_requests_are_counted_per_operation_and_per_status() -> None:
         client.list_model_versions("acme", "m")
         client.list_models("acme", 1, 100)
         client.get_model_version("acme", "m", "1.0.0")
-        with pytest.raises(errors.NotFoundError):
+        with pytest.raises(errors.TargetFailedError) as caught:
             client.get_model_version("acme", "m", "0.9.0")
+        assert caught.value.error_type == "not_found"
         by_operation = dict(client.requests_by_operation)
         by_status = dict(client.requests_by_status)
     assert by_operation == {"listModelVersions": 1, "listModels": 1, "getModelVersion": 3}

@@ -10,9 +10,10 @@ import pytest
 
 from connector.errors import (
     EXIT_CODE_PRECEDENCE,
+    ErrorType,
     ExitCode,
+    RetryableError,
     RunOutcome,
-    TargetError,
     TargetFailure,
     combine_outcomes,
     decide_exit_code,
@@ -86,13 +87,20 @@ def test_readme_states_the_precedence_the_code_applies() -> None:
 
 
 def test_a_failure_record_is_frozen_and_redacted_once_built() -> None:
-    error = TargetError("server said: Bearer s3cr3t", org="acme", model="m", status=500, attempts=3)
+    error = RetryableError(
+        "server said: Bearer s3cr3t",
+        org="acme",
+        model="m",
+        status=500,
+        attempts=3,
+        error_type=ErrorType.SERVER_ERROR,
+    )
     failure = error.failure(["s3cr3t"])
     assert failure == TargetFailure(
         org="acme",
         model="m",
         status=500,
-        error_type="target_error",
+        error_type=ErrorType.SERVER_ERROR,
         detail="server said: Bearer [REDACTED]",
         attempts=3,
         message=failure.message,

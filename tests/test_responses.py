@@ -10,21 +10,17 @@ from typing import Any
 import pytest
 
 from connector.errors import (
-    AuthenticationError,
-    BadRequestError,
-    ConflictError,
+    RETRYABLE_STATUSES,
     ExitCode,
-    IncompatibleAPIError,
-    NotFoundError,
+    OrgBlockedError,
     PayloadError,
-    PermissionDeniedError,
-    RateLimitedError,
-    RegistryAPIError,
-    ServerError,
-    UnprocessableEntityError,
+    RetryableError,
+    RunAbortedError,
+    TargetError,
+    TargetFailedError,
+    status_error_type,
 )
 from connector.http.responses import (
-    RETRYABLE_STATUSES,
     body_snippet,
     error_for_status,
     parse_payload,
@@ -44,39 +40,38 @@ def envelope(status: int, detail: str, type_: str, **more: Any) -> bytes:
 
 def classify(
     status: int, body: bytes, headers: dict[str, str] | None = None, secrets: tuple[str, ...] = ()
-) -> RegistryAPIError:
+) -> TargetError:
     return error_for_status(
         status, JSON if headers is None else headers, body, org=ORG, model=MODEL, secrets=secrets
     )
 
 
-# status, class, the envelope's `type`, the class's own error_type, whether the body is kept
+# status, the class (what the caller must do), the envelope's `type`, the connector's error_type
 DOCUMENTED = [
-    (400, BadRequestError, "invalid_request", "bad_request", True),
-    (401, AuthenticationError, "authentication_error", "authentication_error", False),
-    (403, PermissionDeniedError, "permission_denied", "permission_error", False),
-    (404, NotFoundError, "model_not_found", "not_found", True),
-    (409, ConflictError, "conflict_error", "conflict", True),
-    (422, UnprocessableEntityError, "request_validation_error", "validation_error", True),
-    (426, IncompatibleAPIError, "client_too_old", "upgrade_required", True),
-    (429, RateLimitedError, "rate_limit_error", "rate_limited", False),
-    (500, ServerError, "internal_error", "server_error", False),
-    (502, ServerError, "bad_gateway", "server_error", False),
-    (504, ServerError, "gateway_timeout", "server_error", False),
+    (400, TargetFailedError, "invalid_request", "bad_request"),
+    (401, OrgBlockedError, "authentication_error", "authentication_error"),
+    (403, OrgBlockedError, "permission_denied", "permission_error"),
+    (404, TargetFailedError, "model_not_found", "not_found"),
+    (409, TargetFailedError, "conflict_error", "conflict"),
+    (422, TargetFailedError, "request_validation_error", "validation_error"),
+    (426, RunAbortedError, "client_too_old", "upgrade_required"),
+    (429, RetryableError, "rate_limit_error", "rate_limited"),
+    (500, RetryableError, "internal_error", "server_error"),
+    (502, RetryableError, "bad_gateway", "server_error"),
+    (504, RetryableError, "gateway_timeout", "server_error"),
 ]
 
 
 @pytest.mark.parametrize(
-    ("status", "error_class", "type_", "default_type", "keeps_body"),
+    ("status", "error_class", "type_", "default_type"),
     DOCUMENTED,
     ids=[str(d[0]) for d in DOCUMENTED],
 )
 def test_documented_status_maps_to_its_error(
     status: int,
-    error_class: type[RegistryAPIError],
+    error_class: type[TargetError],
     type_: str,
     default_type: str,
-    keeps_body: bool,
 ) -> None:
     body = envelope(status, f"something about {status}", type_)
     error = classify(status, body)
@@ -87,7 +82,10 @@ def test_documented_status_maps_to_its_error(
     assert error.detail == f"something about {status}"
     assert (error.org, error.model) == (ORG, MODEL)
     assert error.errors == []
-    assert error.raw == (body if keeps_body else None)
+    # An error answer's body is not kept: `_rejected/` holds only 2xx bodies that failed
+    # validation, and the failure record already has status, type and detail.
+    assert not isinstance(error, PayloadError)
+    assert not hasattr(error, "raw")
     assert error.retry_after is None
     server = f" (server: {type_})" if type_ != default_type else ""  # said once when equal
     assert str(error) == (
@@ -100,25 +98,34 @@ def test_documented_status_maps_to_its_error(
     [(d[0], d[1], d[3]) for d in DOCUMENTED],
     ids=[str(d[0]) for d in DOCUMENTED],
 )
-def test_envelope_without_type_keeps_the_class_error_type(
-    status: int, error_class: type[RegistryAPIError], default_type: str
+def test_envelope_without_type_keeps_the_connector_error_type(
+    status: int, error_class: type[TargetError], default_type: str
 ) -> None:
     error = classify(status, json.dumps({"code": status, "detail": "d"}).encode())
     assert type(error) is error_class
     assert error.error_type == default_type
+    assert error.server_error_type is None
     assert error.detail == "d"
 
 
 @pytest.mark.parametrize(
-    ("status", "error_class"),
-    [(418, RegistryAPIError), (503, ServerError), (599, ServerError), (302, RegistryAPIError)],
+    ("status", "error_class", "error_type"),
+    [
+        (418, TargetFailedError, "api_error"),
+        (503, RetryableError, "server_error"),
+        (501, TargetFailedError, "server_error"),
+        (599, TargetFailedError, "server_error"),
+        (302, TargetFailedError, "api_error"),
+    ],
 )
 def test_undocumented_statuses_fall_back_by_range(
-    status: int, error_class: type[RegistryAPIError]
+    status: int, error_class: type[TargetError], error_type: str
 ) -> None:
     error = classify(status, envelope(status, "x", "t"))
     assert type(error) is error_class
     assert error.status == status
+    assert error.error_type == error_type
+    assert error.server_error_type == "t"
 
 
 def test_incompatible_api_aborts_with_its_own_exit_code() -> None:
@@ -128,6 +135,9 @@ def test_incompatible_api_aborts_with_its_own_exit_code() -> None:
 
 def test_retryable_statuses() -> None:
     assert frozenset({429, 500, 502, 503, 504}) == RETRYABLE_STATUSES
+    for status in range(300, 600):
+        retried = isinstance(classify(status, envelope(status, "x", "t")), RetryableError)
+        assert retried == (status in RETRYABLE_STATUSES), status
 
 
 def test_validation_errors_are_kept_with_loc_msg_and_type() -> None:
@@ -246,13 +256,14 @@ def test_body_without_envelope_gives_a_clear_error(
     error = classify(status, body, headers)
     assert error.detail == detail
     assert error.status == status
-    assert error.error_type == type(error).error_type
+    assert error.error_type is status_error_type(status)
 
 
 def test_deeply_nested_error_body_is_not_a_crash() -> None:
     body = b"[" * 100_000
     error = classify(500, body)
-    assert type(error) is ServerError
+    assert type(error) is RetryableError
+    assert error.error_type == "server_error"
     assert error.detail == "non-JSON error body (application/json): " + "[" * 200 + "..."
 
 

@@ -15,8 +15,8 @@ import click
 from connector.cli.options import config_option, logging_options
 from connector.config import load_config
 from connector.errors import (
-    AuthenticationError,
     ExitCode,
+    OrgBlockedError,
     RunOutcome,
     TargetFailure,
     decide_exit_code,
@@ -100,7 +100,7 @@ def _exit_code(plan: TargetPlan) -> ExitCode:
     return decide_exit_code(
         RunOutcome(
             incompatible_api=plan.incompatible is not None,
-            orgs_blocked=any(isinstance(f, AuthenticationError) for f in plan.failures),
+            orgs_blocked=any(isinstance(f, OrgBlockedError) for f in plan.failures),
             targets_failed=bool(plan.failures),
         )
     )

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from connector.dataset.schema import FILE_SCHEMA
-from connector.errors import PayloadError
+from connector.errors import ErrorType, PayloadError
 
 Row = tuple[Any, ...]
 """One dataset row, values in `schema.COLUMNS` order; timestamps as epoch microseconds."""
@@ -47,7 +47,7 @@ class _InvalidError(Exception):
     """Raised deep inside the flattening, where org, model and body are not at hand; the
     public entry points turn it into a `PayloadError` built with the whole context."""
 
-    def __init__(self, detail: str, error_type: str = PayloadError.error_type) -> None:
+    def __init__(self, detail: str, error_type: ErrorType = ErrorType.INVALID_PAYLOAD) -> None:
         super().__init__(detail)
         self.detail = detail
         self.error_type = error_type
@@ -391,7 +391,7 @@ def _read_entries(versions: Sequence[Any], model_name: str) -> list[tuple[str, _
         if version in first_seen:
             raise _InvalidError(
                 f"duplicate version {version!r} at versions[{first_seen[version]}] and {where}",
-                error_type="duplicate_version",
+                error_type=ErrorType.DUPLICATE_VERSION,
             )
         first_seen[version] = index
         entries.append((version, summary))

@@ -18,7 +18,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from connector.config import MODEL_PATTERN, Config, OrgSettings
-from connector.errors import IncompatibleAPIError, PayloadError, TargetError
+from connector.errors import ErrorType, PayloadError, RunAbortedError, TargetError
 from connector.extraction.workers import WorkerPool
 from connector.http.client import RegistryClient
 
@@ -49,7 +49,7 @@ class TargetPlan:
     failures: list[TargetError] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     discovered: dict[str, Discovery] = field(default_factory=dict)
-    incompatible: IncompatibleAPIError | None = None
+    incompatible: RunAbortedError | None = None
 
     @property
     def failed_orgs(self) -> list[str]:
@@ -74,7 +74,7 @@ def plan_targets(config: Config, client: RegistryClient) -> TargetPlan:
         ):
             if isinstance(outcome, TargetError):
                 plan.failures.append(outcome)
-                if isinstance(outcome, IncompatibleAPIError) and plan.incompatible is None:
+                if isinstance(outcome, RunAbortedError) and plan.incompatible is None:
                     plan.incompatible = outcome
                     client.abort()
                 continue
@@ -127,7 +127,7 @@ def _pages() -> Iterator[int]:
     yield from range(1, MAX_PAGES + 1)
     raise PayloadError(
         f"listModels gave a full page {MAX_PAGES} times over without repeating; giving up",
-        error_type="listing_unbounded",
+        error_type=ErrorType.LISTING_UNBOUNDED,
     )
 
 

@@ -18,7 +18,7 @@ from types import TracebackType
 
 from tqdm import tqdm
 
-from connector.errors import AuthenticationError, SkippedError, TargetFailure
+from connector.errors import ErrorType, OrgBlockedError, TargetFailure
 from connector.redaction import redact
 
 log = logging.getLogger("connector.extraction.run")
@@ -61,14 +61,14 @@ class RunProgress:
 class RejectedOrgs:
     """Gathers the failures that a rejected token caused, to report them once per org."""
 
-    def __init__(self, blocked: Callable[[str], AuthenticationError | None]) -> None:
+    def __init__(self, blocked: Callable[[str], OrgBlockedError | None]) -> None:
         self._blocked = blocked
         self._counts: Counter[str] = Counter()
 
     def absorb(self, failure: TargetFailure, blocks_org: bool) -> bool:
         """True when `failure` is a rejected org's 401/403 (`blocks_org`) or a model skipped
         because of it; the caller then logs it at DEBUG only."""
-        if not (blocks_org or failure.error_type == SkippedError.error_type):
+        if not (blocks_org or failure.error_type is ErrorType.SKIPPED):
             return False
         if self._blocked(failure.org) is None:
             return False

@@ -33,11 +33,14 @@ from connector.dataset.storage import (
 )
 from connector.dataset.writer import PublishResult, SnapshotWriter, open_snapshot_writer, recover
 from connector.errors import (
-    AuthenticationError,
-    IncompatibleAPIError,
+    ErrorType,
+    OrgBlockedError,
     OutputError,
+    PayloadError,
+    RunAbortedError,
     SkippedError,
     TargetError,
+    TargetFailedError,
     TargetFailure,
 )
 from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
@@ -79,7 +82,7 @@ class _TargetOutcome:
     rows: list[Row] = field(default_factory=list)
     dropped: list[DroppedVersion] = field(default_factory=list)
     failure: TargetFailure | None = None
-    rejected_body: bytes | None = None  # a body kept under _rejected/
+    rejected_body: bytes | None = None  # a 2xx body that failed validation, for _rejected/
     blocks_org: bool = False  # a 401/403: the org's token was refused
     incompatible: bool = False  # a 426: the run aborts
 
@@ -110,11 +113,11 @@ class _Run:
             return self._failed(org, model, started, exc)
         except Exception as exc:  # a bug: keep the run going, say so loudly
             log.exception("unexpected error on %s/%s", org, model, extra={"event": "bug"})
-            bug = TargetError(
+            bug = TargetFailedError(
                 f"unexpected {type(exc).__name__}: {exc} (a bug; please report it)",
                 org=org,
                 model=model,
-                error_type="internal_error",
+                error_type=ErrorType.INTERNAL_ERROR,
             )
             return self._failed(org, model, started, bug)
         return _TargetOutcome(
@@ -122,7 +125,7 @@ class _Run:
         )
 
     def _failed(self, org: str, model: str, started: float, error: TargetError) -> _TargetOutcome:
-        if isinstance(error, IncompatibleAPIError):
+        if isinstance(error, RunAbortedError):
             self.cancelled.set()  # no new requests, no more retries
         return _failed_outcome(org, model, time.monotonic() - started, error, self.secrets)
 
@@ -136,9 +139,9 @@ def _failed_outcome(
         model,
         elapsed,
         failure=error.failure(secrets),
-        rejected_body=error.raw,
-        blocks_org=isinstance(error, AuthenticationError),
-        incompatible=isinstance(error, IncompatibleAPIError),
+        rejected_body=error.raw if isinstance(error, PayloadError) else None,
+        blocks_org=isinstance(error, OrgBlockedError),
+        incompatible=isinstance(error, RunAbortedError),
     )
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from connector.dataset.flatten import Row, parse_versions
-from connector.errors import NotFoundError, TargetError
+from connector.errors import ErrorType, TargetError
 from connector.http.client import RegistryClient
 
 
@@ -51,7 +51,7 @@ def fetch_target(
     """List the versions, fetch the details `version_detail` asks for, build the rows.
 
     Raises the TargetError of whichever call failed; for a detail, its message names the
-    operation and the version, and `raw` keeps the offending body."""
+    operation and the version (a PayloadError's `raw` keeps the offending body)."""
     result = client.list_model_versions(org, model, token)
     extracted_at = int(time.time() * 1_000_000)
     versions = parse_versions(
@@ -61,11 +61,12 @@ def fetch_target(
     for version in versions.needing_detail(version_detail):
         try:
             detail = client.get_model_version(org, model, version, token)
-        except NotFoundError as exc:
-            versions.drop(version)
-            fetched.dropped.append(DroppedVersion(org, model, version, exc.detail))
-            continue
-        except TargetError as exc:  # a new error naming the call; the raised one stays as it was
+        except TargetError as exc:
+            if exc.error_type is ErrorType.NOT_FOUND:  # deleted since it was listed
+                versions.drop(version)
+                fetched.dropped.append(DroppedVersion(org, model, version, exc.detail))
+                continue
+            # A new error naming the call; the raised one stays as it was.
             raise exc.evolve(detail=f"getModelVersion {version!r}: {exc.detail}") from exc
         versions.add_detail(version, detail.payload, detail.body)
     fetched.rows = versions.rows()

@@ -23,7 +23,7 @@ import urllib3
 from tenacity import (
     RetryCallState,
     Retrying,
-    retry_if_exception,
+    retry_if_exception_type,
     stop_after_attempt,
     stop_before_delay,
     wait_random_exponential,
@@ -32,16 +32,18 @@ from tenacity import (
 from connector._version import __version__
 from connector.config import MODEL_PATTERN, ORG_PATTERN, RegistrySettings
 from connector.errors import (
-    AuthenticationError,
+    ErrorType,
+    OrgBlockedError,
     PayloadError,
-    RegistryAPIError,
+    RetryableError,
     SkippedError,
     TargetError,
-    TransportError,
+    TargetFailedError,
+    target_error,
 )
 from connector.http.deadline import AttemptDeadline, DeadlineAdapter, DeadlineMonitor
 from connector.http.ratelimit import RateLimiter
-from connector.http.responses import RETRYABLE_STATUSES, error_for_status, parse_payload
+from connector.http.responses import error_for_status, parse_payload
 from connector.redaction import redact
 
 log = logging.getLogger(__name__)
@@ -80,13 +82,6 @@ class FetchResult:
     elapsed_seconds: float
 
 
-def is_retryable(error: BaseException) -> bool:
-    """429, 500, 502, 503, 504, connection failures and timeouts; never other 4xx or bad bodies."""
-    if isinstance(error, RegistryAPIError):
-        return error.status in RETRYABLE_STATUSES
-    return isinstance(error, TransportError) and error.retryable
-
-
 class RegistryClient:
     """Reads the registry's `listModelVersions`, `listModels` and `getModelVersion`; thread-safe,
     one connection pool, deadline monitor, retry policy, rate limiter and org block for all."""
@@ -105,7 +100,7 @@ class RegistryClient:
         self._limiter = rate_limiter or RateLimiter(settings.max_requests_per_second)
         self._cancelled = cancelled or threading.Event()
         self._deadlines = DeadlineMonitor()
-        self._blocked: dict[str, AuthenticationError] = {}  # org -> the 401/403 that blocked it
+        self._blocked: dict[str, OrgBlockedError] = {}  # org -> the 401/403 that blocked it
         self._session = requests.Session()
         adapter = DeadlineAdapter(pool_maxsize=settings.concurrency, max_retries=0)
         self._session.mount("http://", adapter)
@@ -136,7 +131,7 @@ class RegistryClient:
         self._session.close()
         self._deadlines.close()
 
-    def blocked(self, org: str) -> AuthenticationError | None:
+    def blocked(self, org: str) -> OrgBlockedError | None:
         """The 401/403 that stopped all calls for `org`, if one did."""
         return self._blocked.get(org)
 
@@ -150,12 +145,12 @@ class RegistryClient:
         """The `/api/v1/org/{org}[/models/{model}]` prefix; slugs are validated and escaped
         before they reach a path."""
         if not re.fullmatch(ORG_PATTERN, org):
-            raise TargetError(f"invalid org slug {org!r}", org=org, model=model, attempts=0)
+            raise _invalid_slug(f"invalid org slug {org!r}", org, model)
         path = f"{self._settings.base_url}/api/v1/org/{quote(org, safe='')}/models"
         if model is None:
             return path
         if not re.fullmatch(MODEL_PATTERN, model):
-            raise TargetError(f"invalid model slug {model!r}", org=org, model=model, attempts=0)
+            raise _invalid_slug(f"invalid model slug {model!r}", org, model)
         return f"{path}/{quote(model, safe='')}"
 
     def versions_url(self, org: str, model: str) -> str:
@@ -219,7 +214,9 @@ class RegistryClient:
                 )
 
         retrying = Retrying(
-            retry=retry_if_exception(is_retryable),
+            # Whether a failure is retried is decided once, where it is classified
+            # (`errors.is_retryable`): it is then a RetryableError.
+            retry=retry_if_exception_type(RetryableError),
             # stop_before_delay: give up when the next sleep would overrun the time budget,
             # rather than sleeping past it and trying once more.
             stop=(
@@ -270,16 +267,15 @@ class RegistryClient:
             )
         if 300 <= status < 400:
             location = redact(headers.get("Location", "(no Location)"), self._secrets)
-            raise TransportError(
+            raise target_error(
+                ErrorType.REDIRECT_REFUSED,
                 f"the registry redirected to {location}; redirects are not followed, so the "
                 "token only goes to registry.base_url (set it to the final location)",
                 **call.context(),
                 status=status,
-                error_type="redirect_refused",
-                retryable=False,
             )
         error = error_for_status(status, headers, body, secrets=self._secrets, **call.context())
-        if isinstance(error, AuthenticationError):
+        if isinstance(error, OrgBlockedError):
             self._blocked.setdefault(call.org, error)
         if status == 429:
             retry_after = error.retry_after
@@ -297,11 +293,9 @@ class RegistryClient:
         if deadline.abandoned:  # cut because the run stopped: not a failure of the server
             self._count("abandoned")
             return SkippedError("abandoned in flight: the run was stopped", **call.context())
-        if isinstance(error, PayloadError):  # over max_response_bytes: the server did answer
-            self._count(str(error.status))
-            return error
-        if isinstance(error, TransportError):  # built with the attempt's context (_read_body)
-            self._count("transport_error")
+        if isinstance(error, TargetError):  # built with the attempt's context (_read_body)
+            # Over max_response_bytes the server did answer; a timeout got no whole answer.
+            self._count(str(error.status) if isinstance(error, PayloadError) else "transport_error")
             return error
         if isinstance(error, requests.RequestException | urllib3.exceptions.HTTPError):
             self._count("transport_error")
@@ -313,11 +307,10 @@ class RegistryClient:
             return self._timed_out(call)
         if isinstance(error, ValueError):  # e.g. requests parsing a malformed Location
             self._count("transport_error")
-            return TransportError(
+            return target_error(
+                ErrorType.REQUEST_ERROR,
                 redact(f"{type(error).__name__}: {error}", self._secrets),
                 **call.context(),
-                error_type="request_error",
-                retryable=False,
             )
         return None
 
@@ -343,13 +336,13 @@ class RegistryClient:
 
     def _timed_out(
         self, call: _Call, size: int | None = None, status: int | None = None
-    ) -> TransportError:
+    ) -> TargetError:
         received = f" ({size} bytes of body received)" if size is not None else ""
-        return TransportError(
+        return target_error(
+            ErrorType.TIMEOUT,
             f"response not complete within timeout_seconds="
             f"{self._settings.timeout_seconds:g}{received}",
             **call.context(),
-            error_type="timeout",
             status=status,
         )
 
@@ -371,7 +364,7 @@ class RegistryClient:
         """Full-jitter exponential backoff, or the server's Retry-After (capped) when given."""
         error = state.outcome.exception() if state.outcome else None
         retry = self._settings.retry
-        if isinstance(error, RegistryAPIError) and error.retry_after is not None:
+        if isinstance(error, TargetError) and error.retry_after is not None:
             return min(error.retry_after, retry.max_retry_after_seconds)
         jitter = wait_random_exponential(
             multiplier=retry.backoff_base_seconds, max=retry.backoff_max_seconds
@@ -417,7 +410,13 @@ def _too_large(size: int, limit: int, call: _Call, status: int) -> PayloadError:
         f"response body of {size} bytes exceeds max_response_bytes={limit}",
         **call.context(),
         status=status,
-        error_type="payload_too_large",
+        error_type=ErrorType.PAYLOAD_TOO_LARGE,
+    )
+
+
+def _invalid_slug(detail: str, org: str, model: str | None) -> TargetFailedError:
+    return TargetFailedError(
+        detail, org=org, model=model, attempts=0, error_type=ErrorType.INVALID_SLUG
     )
 
 
@@ -425,24 +424,24 @@ def _transport_error(
     error: requests.RequestException | urllib3.exceptions.HTTPError,
     call: _Call,
     secrets: list[str],
-) -> TransportError:
-    """Map requests' and urllib3's exceptions (the body is read through urllib3 directly)."""
+) -> TargetError:
+    """Name requests' and urllib3's exceptions (the body is read through urllib3 directly);
+    whether each kind is retried is `errors.is_retryable`'s decision, not this function's."""
     exceptions = requests.exceptions
     if isinstance(error, exceptions.InvalidHeader):
         # Its message quotes the header value, which is the token: never pass it on.
-        return TransportError(
+        return target_error(
+            ErrorType.INVALID_TOKEN,
             "the Authorization header is invalid: check the token for stray whitespace or "
             "control characters",
             **call.context(),
-            error_type="invalid_token",
-            retryable=False,
         )
     if isinstance(error, exceptions.SSLError | urllib3.exceptions.SSLError):
-        kind, retryable = "tls_error", False
+        kind = ErrorType.TLS_ERROR
     elif isinstance(error, exceptions.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError):
-        kind, retryable = "connect_timeout", True
+        kind = ErrorType.CONNECT_TIMEOUT
     elif isinstance(error, exceptions.Timeout | urllib3.exceptions.TimeoutError):
-        kind, retryable = "timeout", True
+        kind = ErrorType.TIMEOUT
     elif isinstance(
         error,
         exceptions.ConnectionError
@@ -450,10 +449,8 @@ def _transport_error(
         | urllib3.exceptions.ProtocolError
         | urllib3.exceptions.NewConnectionError,
     ):
-        kind, retryable = "connection_error", True
-    elif isinstance(error, requests.exceptions.TooManyRedirects):
-        kind, retryable = "too_many_redirects", False
-    else:
-        kind, retryable = "request_error", False
+        kind = ErrorType.CONNECTION_ERROR
+    else:  # e.g. an invalid URL or schema; redirects are never followed, so never too many
+        kind = ErrorType.REQUEST_ERROR
     detail = redact(f"{type(error).__name__}: {error}", secrets)
-    return TransportError(detail, **call.context(), error_type=kind, retryable=retryable)
+    return target_error(kind, detail, **call.context())

@@ -14,10 +14,15 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from connector.errors import PayloadError, RegistryAPIError, error_class_for_status
+from connector.errors import (
+    ErrorType,
+    PayloadError,
+    TargetError,
+    status_error_type,
+    target_error,
+)
 from connector.redaction import redact
 
-RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 _SNIPPET_CHARS = 200
 _REDACT_BYTES = 64 * 1024  # the snippet comes from the start: this is far past any cut
 _TAGS = re.compile(r"<[^>]+>")
@@ -63,8 +68,10 @@ def error_for_status(
     model: str | None,
     attempts: int = 1,
     secrets: Iterable[str] = (),
-) -> RegistryAPIError:
-    """The typed exception for a non-2xx response, from the error envelope where there is one."""
+) -> TargetError:
+    """The exception for a non-2xx response, from the error envelope where there is one; its
+    class (retry, fail the target, block the org, abort) is decided by `errors.error_class`.
+    The body is not kept: `_rejected/` holds only 2xx bodies that failed validation."""
     secrets = list(secrets)
     content_type = headers.get("Content-Type", "")
     envelope: Any = None
@@ -73,7 +80,6 @@ def error_for_status(
         envelope = json.loads(body)
     except (ValueError, RecursionError):  # RecursionError: nested too deeply
         is_json = False
-    error_class = error_class_for_status(status)
     server_type: str | None = None
     errors: list[dict[str, Any]] = []
     if isinstance(envelope, dict) and ("detail" in envelope or "type" in envelope):
@@ -86,7 +92,8 @@ def error_for_status(
         kind = content_type.split(";")[0].strip() or "unknown content type"
         what = "error body without the envelope" if is_json else "non-JSON error body"
         detail = f"{what} ({kind}): {body_snippet(body, content_type, secrets)}"
-    error = error_class(
+    return target_error(
+        status_error_type(status),
         redact(detail, secrets),
         org=org,
         model=model,
@@ -94,10 +101,8 @@ def error_for_status(
         attempts=attempts,
         server_error_type=server_type,
         errors=[json.loads(redact(json.dumps(e), secrets)) for e in errors],
-        raw=body if status < 500 and status not in (401, 403, 429) else None,
+        retry_after=parse_retry_after(headers.get("Retry-After")),
     )
-    error.retry_after = parse_retry_after(headers.get("Retry-After"))
-    return error
 
 
 def _reject_constant(name: str) -> Any:
@@ -160,5 +165,5 @@ def parse_payload(
             model=model,
             status=status,
             attempts=attempts,
-            error_type="invalid_json",
+            error_type=ErrorType.INVALID_JSON,
         ) from exc
