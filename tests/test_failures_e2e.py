@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -20,12 +20,37 @@ from connector import extract
 from connector.cli import main
 from connector.config import parse_config
 from connector.dataset.writer import SnapshotWriter
-from connector.errors import ExitCode, OutputError
+from connector.errors import ErrorType, ExitCode, OutputError
 from connector.extraction import target as target_module
 from connector.simulator.faults import Reply
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
+VOCABULARY = {member.value for member in ErrorType}
+
+
+def error_types_in(document: Any) -> list[Any]:
+    """Every `error_type` value anywhere in a JSON document (failures, rejected files)."""
+    if isinstance(document, dict):
+        found = [document["error_type"]] if "error_type" in document else []
+        return found + [t for value in document.values() for t in error_types_in(value)]
+    if isinstance(document, list):
+        return [t for item in document for t in error_types_in(item)]
+    return []
+
+
+@pytest.fixture(autouse=True)
+def error_types_are_the_connectors_own(tmp_path: Path) -> Iterator[None]:
+    """After each test here, every error_type its runs wrote (manifests, run records,
+    `_rejected/` files, staged shards) is a word of the connector's vocabulary."""
+    yield
+    for path in tmp_path.rglob("*.json"):
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue  # e.g. a file a test planted on purpose
+        unknown = [t for t in error_types_in(document) if t not in VOCABULARY]
+        assert not unknown, f"{path}: error_type {unknown} is not in ErrorType"
 
 
 def run(config: Path, *args: str) -> Result:
@@ -170,6 +195,65 @@ def test_bad_payload_fails_one_model_and_is_kept_for_inspection(
     kept = json.loads(rejected.read_text())
     assert kept["error_type"] == MALFORMED[kind]
     assert kept["body_bytes"] == len(kept["body"].encode()) or kept["body_truncated"]
+
+
+def test_error_answers_are_recorded_but_not_kept_under_rejected(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    """`_rejected/` holds what its name says, 2xx bodies that failed validation; a 400, 404,
+    409 or 422 is a failure record (status, error_type, the server's type and detail) only."""
+    registry = start_simulator(orgs=1, models_per_org=6, versions_shape="objects")
+    statuses = {"model-0001": 400, "model-0002": 404, "model-0003": 409, "model-0004": 422}
+    registry.set_faults(
+        FaultPlan(
+            status_for={f"org-00/{model}": status for model, status in statuses.items()},
+            malformed={"org-00/model-0005": "invalid_json"},
+        )
+    )
+    out = tmp_path / "out"
+    document = config_document(registry, out, output_settings={"min_success_ratio": 0})
+    result = run(write_config(tmp_path / "c.yaml", document))
+    assert result.exit_code == ExitCode.PARTIAL, result.output
+    manifest = json.loads((partition(out) / "_manifest.json").read_text())
+    by_model = {f["model"]: f for f in manifest["failures"]}
+    assert {m: (f["status"], f["error_type"]) for m, f in by_model.items()} == {
+        "model-0001": (400, "bad_request"),
+        "model-0002": (404, "not_found"),
+        "model-0003": (409, "conflict"),
+        "model-0004": (422, "validation_error"),
+        "model-0005": (200, "invalid_json"),
+    }
+    assert [by_model[m]["server_error_type"] for m in statuses] == [
+        "bad_request_error",
+        "not_found_error",
+        "conflict_error",
+        "validation_error",
+    ]
+    assert by_model["model-0002"]["detail"] == "Simulated HTTP 404 for org-00/model-0002"
+    assert by_model["model-0004"]["attempts"] == 1
+    kept = sorted(p.name for p in (out / "_rejected" / DAY1 / "org-00").iterdir())
+    assert kept == ["model-0005.json"]
+    assert manifest_rejected_dir(result) == str(out / "_rejected" / DAY1)
+
+
+def manifest_rejected_dir(result: Result) -> str:
+    """The text summary's `rejected payloads kept in ...` line."""
+    [line] = [line for line in result.stdout.splitlines() if "rejected payloads kept in" in line]
+    return line.split("rejected payloads kept in ", 1)[1].strip()
+
+
+def test_only_error_answers_leave_no_rejected_directory(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=1, models_per_org=3)
+    registry.set_faults(FaultPlan(status_for={"org-00/model-0001": 400}))
+    out = tmp_path / "out"
+    document = config_document(registry, out, output_settings={"min_success_ratio": 0})
+    result = run(write_config(tmp_path / "c.yaml", document))
+    assert result.exit_code == ExitCode.PARTIAL, result.output
+    assert "HTTP 400 bad_request" in result.stdout
+    assert not (out / "_rejected").exists()
+    assert "rejected payloads kept in" not in result.stdout
 
 
 @pytest.mark.slow
