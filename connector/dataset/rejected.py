@@ -1,4 +1,6 @@
-"""Keep the bodies that failed validation, outside the dataset, so a person can see what came.
+"""Keep the 2xx bodies that failed validation, outside the dataset, so a person can see what
+came. An error answer (400, 404, ...) is not kept: its failure record has the status, the
+error type, the server's type and detail.
 
 One JSON file per rejected target: `<output>/_rejected/<date>/<org>/<model>.json`, holding the
 error and the first `MAX_BODY_BYTES` of the body (tokens scrubbed). Readers of the dataset never

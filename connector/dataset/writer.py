@@ -5,7 +5,7 @@ Layout under the output root:
     model_versions/snapshot_date=YYYY-MM-DD/part-<run>-00000.parquet   the dataset
     model_versions/snapshot_date=YYYY-MM-DD/_manifest.json
     _staging/<run_id>/...        work in progress, outside the dataset so readers never see it
-    _rejected/YYYY-MM-DD/...     payloads that failed validation
+    _rejected/YYYY-MM-DD/...     2xx bodies that failed validation (never error answers)
     _connector.lock              one run at a time
 
 A partition is built complete in `_staging/` and then swapped in with one `renameat2
