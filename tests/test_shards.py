@@ -385,19 +385,3 @@ def test_shards_obey_the_snapshot_date_guard(setup: Any) -> None:
         assert extract_shard(config, f"{index}/2").exit_code == 0
     assert publish(config, 2).exit_code == 0
     assert json.loads((partition(out) / "_manifest.json").read_text())["backdated"] is True
-
-
-def test_object_storage_is_refused_for_sharded_runs_before_anything_is_written(
-    setup: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _, _, config = setup
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(ConfigError, match="s3:// is not supported for sharded runs"):
-        staging.local_output("s3://bucket/prefix")
-    assert staging.local_output("file:///srv/data") == Path("/srv/data")
-    for args in (["--shard", "1/2"], ["--processes", "2"]):
-        result = cli("extract", "--config", str(config), "--output", "s3://bucket/x", *args)
-        assert result.exit_code == ExitCode.CONFIG
-    result = publish(config, 2, "--output", "s3://bucket/x")
-    assert result.exit_code == ExitCode.CONFIG
-    assert not (tmp_path / "s3:").exists()  # never taken for a local directory

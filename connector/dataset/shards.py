@@ -4,12 +4,15 @@ Layout under the output root, outside `model_versions/` so no reader ever sees a
 
     _shards/YYYY-MM-DD/K-of-N/_shard.json            the part's record: the commit point
     _shards/YYYY-MM-DD/K-of-N/part-<run>-00000.parquet
-    _shards/YYYY-MM-DD/K-of-N/_work-<run>/...        a run in progress (or killed)
+    _shards/YYYY-MM-DD/K-of-N/_work-<run>/...        a run in progress (or killed; local only)
     _shards/YYYY-MM-DD/K-of-N.lock                   one run of that shard at a time
 
 A part is only what its `_shard.json` lists. A re-run writes its files under new names, then
 replaces the record in one atomic write, then deletes what the old record listed, so a run
-killed at any point leaves either the old part or the new one, complete.
+killed at any point leaves either the old part or the new one, complete. Locally the files are
+written in a work directory and moved in; on object storage (`connector.dataset.objectshards`)
+they are streamed straight into the part under the run's own names, and the lock is a lease.
+Every function takes a local root (a Path) or a Location.
 """
 
 from __future__ import annotations
@@ -23,32 +26,34 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from connector.dataset.lock import RunLock
-from connector.dataset.storage import local_root
-from connector.dataset.writer import write_json_atomic
-from connector.errors import ConfigError, OutputError
+import pyarrow.fs as pafs
+
+from connector.dataset import objectshards
+from connector.dataset.lock import OutputLock, RunLock
+from connector.dataset.objectshards import RECORD_NAME, ObjectPartWriter
+from connector.dataset.storage import (
+    STORAGE_ERRORS,
+    Location,
+    list_entries,
+    local_location,
+    read_bytes,
+)
+from connector.dataset.writer import SnapshotWriter, write_json_atomic
+from connector.errors import OutputError
 
 log = logging.getLogger(__name__)
 
 SHARDS_DIR = "_shards"
-RECORD_NAME = "_shard.json"
 WORK_PREFIX = "_work-"
+__all__ = ["RECORD_NAME", "SHARDS_DIR", "WORK_PREFIX", "StagedPart"]
+
+Root = Path | Location
+_READ_ERRORS: tuple[type[BaseException], ...] = (*STORAGE_ERRORS, UnicodeDecodeError)
 
 
-def local_output(uri: str) -> Path:
-    """The local root of a sharded run's output; ConfigError (exit 2) for object storage, which
-    staged parts do not support yet (nothing is created anywhere)."""
-    scheme = urlsplit(uri).scheme
-    if scheme not in ("", "file") and len(scheme) > 1:  # len 1: a Windows drive letter
-        raise ConfigError(
-            [
-                f"output.uri: {scheme}:// is not supported for sharded runs yet (--shard, "
-                "--processes, publish): use a local path or file://, or run without sharding"
-            ]
-        )
-    return local_root(uri)
+def _location(root: Root) -> Location:
+    return root if isinstance(root, Location) else local_location(root)
 
 
 def date_dir(root: Path, day: date) -> Path:
@@ -71,11 +76,75 @@ def work_dir(root: Path, day: date, index: int, count: int, run_id: str) -> Path
     return part_dir(root, day, index, count) / f"{WORK_PREFIX}{run_id}"
 
 
-def shard_lock(root: Path, day: date, index: int, count: int, run_id: str) -> RunLock:
-    """The lock one shard run (or a publish reading that part) holds."""
+def part_path(root: Root, day: date, index: int, count: int) -> str:
+    """One staged part's directory (local) or prefix (object storage), in the filesystem's
+    own syntax."""
+    if isinstance(root, Path):
+        return str(part_dir(root, day, index, count))
+    return root.join(SHARDS_DIR, day.isoformat(), part_name(index, count))
+
+
+def shard_lock(root: Root, day: date, index: int, count: int, run_id: str) -> OutputLock:
+    """The lock one shard run (or a publish reading that part) holds: an flock on
+    `K-of-N.lock` locally, a lease with its markers under `K-of-N.lock/` on object storage."""
     name = part_name(index, count)
-    directory = date_dir(root, day)
-    return RunLock(directory, run_id, name=f"{name}.lock", what=f"shard {name} of {directory}")
+    location = _location(root)
+    if location.is_local:
+        directory = date_dir(location.local_path, day)
+        return RunLock(directory, run_id, name=f"{name}.lock", what=f"shard {name} of {directory}")
+    from connector.dataset.lease import ObjectStoreLock
+
+    scope = f"{SHARDS_DIR}/{day.isoformat()}/{name}.lock"
+    return ObjectStoreLock(location, run_id, scope=scope)
+
+
+def open_part_writer(
+    location: Location, day: date, index: int, count: int, run_id: str, *, batch_rows: int
+) -> SnapshotWriter:
+    """The writer of one shard run's files: a work directory inside the part locally, the
+    part's own prefix (under this run's names) on object storage."""
+    if location.is_local:
+        root = location.local_path
+        return SnapshotWriter(
+            root,
+            day,
+            run_id,
+            batch_rows=batch_rows,
+            work_dir=work_dir(root, day, index, count, run_id),
+        )
+    directory = part_path(location, day, index, count)
+    return ObjectPartWriter(location, directory, day, run_id, batch_rows=batch_rows)
+
+
+def commit(
+    location: Location,
+    day: date,
+    index: int,
+    count: int,
+    writer: SnapshotWriter,
+    record: dict[str, Any],
+) -> str:
+    """Make the writer's closed files the shard's part (call with the shard lock held); returns
+    where the part is, as a person would type it."""
+    if isinstance(writer, ObjectPartWriter):
+        return objectshards.stage(location, part_path(location, day, index, count), writer, record)
+    files = [writer.staged / name for name in writer.files]
+    return str(stage(location.local_path, day, index, count, files, record))
+
+
+def drop_part(root: Root, day: date, index: int, count: int) -> None:
+    """Unstage a part: its record goes, so `publish` reports the shard missing."""
+    location = _location(root)
+    record = f"{part_path(location, day, index, count)}/{RECORD_NAME}"
+    if location.is_local:
+        (part_dir(location.local_path, day, index, count) / RECORD_NAME).unlink(missing_ok=True)
+        return
+    try:
+        location.filesystem.delete_file(record)
+    except FileNotFoundError:
+        pass
+    except STORAGE_ERRORS as exc:
+        raise OutputError(f"cannot unstage {location.display(record)}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -84,13 +153,35 @@ class StagedPart:
 
     index: int
     count: int
-    directory: Path
+    location: Location
+    directory: str
     record: dict[str, Any]
 
     @property
-    def files(self) -> list[Path]:
-        """The part's Parquet files, in order."""
-        return [self.directory / name for name in self.record.get("files", [])]
+    def shown(self) -> str:
+        """The part's directory as a person would type it (s3://... for objects)."""
+        return self.location.display(self.directory)
+
+    @property
+    def files(self) -> list[str]:
+        """The part's Parquet files, in order (paths in the location's filesystem)."""
+        return [self._child(name) for name in self.record.get("files", [])]
+
+    def missing_files(self) -> list[str]:
+        """The names of the listed files that are not there (a damaged part)."""
+        names = [str(name) for name in self.record.get("files", [])]
+        if self.location.is_local:
+            return [name for name in names if not Path(self._child(name)).is_file()]
+        try:
+            infos = self.location.filesystem.get_file_info([self._child(n) for n in names])
+        except STORAGE_ERRORS as exc:
+            raise OutputError(f"cannot list the staged part {self.shown}: {exc}") from exc
+        return [n for n, info in zip(names, infos, strict=True) if info.type != pafs.FileType.File]
+
+    def _child(self, name: str) -> str:
+        if self.location.is_local:
+            return str(Path(self.directory, name))
+        return f"{self.directory}/{name}"
 
 
 def stage(
@@ -124,42 +215,76 @@ def _remove_except(directory: Path, keep: set[str]) -> None:
             entry.unlink(missing_ok=True)
 
 
-def read_part(root: Path, day: date, index: int, count: int) -> StagedPart | None:
+def read_part(root: Root, day: date, index: int, count: int) -> StagedPart | None:
     """The staged part K-of-N, or None when there is none; OutputError when its record is
     unreadable."""
-    directory = part_dir(root, day, index, count)
-    path = directory / RECORD_NAME
+    location = _location(root)
+    directory = part_path(location, day, index, count)
+    path = str(Path(directory, RECORD_NAME)) if location.is_local else f"{directory}/{RECORD_NAME}"
+    shown = location.display(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        if location.is_local:
+            text = Path(path).read_text(encoding="utf-8")
+        else:
+            raw = read_bytes(location.filesystem, path)
+            if raw is None:
+                return None
+            text = raw.decode("utf-8")
     except FileNotFoundError:
         return None
-    except OSError as exc:
-        raise OutputError(f"cannot read {path}: {exc}") from exc
+    except _READ_ERRORS as exc:
+        raise OutputError(f"cannot read {shown}: {exc}") from exc
     try:
         record = json.loads(text)
     except ValueError as exc:
-        raise OutputError(f"{path} is not valid JSON: {exc}") from exc
+        raise OutputError(f"{shown} is not valid JSON: {exc}") from exc
     if not isinstance(record, dict):
-        raise OutputError(f"{path} does not hold a shard record")
-    return StagedPart(index, count, directory, record)
+        raise OutputError(f"{shown} does not hold a shard record")
+    return StagedPart(index, count, location, directory, record)
 
 
-def staged_counts(root: Path, day: date) -> list[str]:
+def staged_counts(root: Root, day: date) -> list[str]:
     """The part directories staged for a date ('1-of-3', ...), for error messages."""
-    directory = date_dir(root, day)
-    if not directory.is_dir():
-        return []
-    return sorted(p.name for p in directory.iterdir() if p.is_dir() and "-of-" in p.name)
+    location = _location(root)
+    if location.is_local:
+        directory = date_dir(location.local_path, day)
+        if not directory.is_dir():
+            return []
+        return sorted(p.name for p in directory.iterdir() if p.is_dir() and "-of-" in p.name)
+    prefix = location.join(SHARDS_DIR, day.isoformat())
+    try:
+        entries = list_entries(location.filesystem, prefix)
+    except STORAGE_ERRORS as exc:
+        raise OutputError(f"cannot list {location.display(prefix)}: {exc}") from exc
+    return sorted(
+        info.base_name
+        for info in entries
+        if info.type == pafs.FileType.Directory
+        and "-of-" in info.base_name
+        and not info.base_name.endswith(".lock")  # a lease's markers, not a part
+    )
 
 
-def remove_parts(root: Path, day: date, count: int) -> None:
+def remove_parts(root: Root, day: date, count: int) -> None:
     """After a publish, with every shard lock of this count held: delete the date's parts and
     their lock files. Never fails: the snapshot is already published, leftovers are only disk
     space. (A shard run that opened a lock file before it went gets "lock held", not a lock
-    on a file nobody else can see.)"""
+    on a file nobody else can see.) On object storage each part's record goes first, so a
+    part is whole or missing; the lease markers go when the locks are released."""
+    location = _location(root)
+    if not location.is_local:
+        for index in range(1, count + 1):
+            try:
+                objectshards.remove_part(location, part_path(location, day, index, count))
+            except STORAGE_ERRORS as exc:
+                log.warning(
+                    "published, but could not remove shard part %d/%d: %s", index, count, exc
+                )
+        return
+    local = location.local_path
     for index in range(1, count + 1):
-        shutil.rmtree(part_dir(root, day, index, count), ignore_errors=True)
-        (date_dir(root, day) / f"{part_name(index, count)}.lock").unlink(missing_ok=True)
-    for directory in (date_dir(root, day), root / SHARDS_DIR):
+        shutil.rmtree(part_dir(local, day, index, count), ignore_errors=True)
+        (date_dir(local, day) / f"{part_name(index, count)}.lock").unlink(missing_ok=True)
+    for directory in (date_dir(local, day), local / SHARDS_DIR):
         with contextlib.suppress(OSError):  # not empty: other counts or dates are staged
             directory.rmdir()

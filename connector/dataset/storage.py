@@ -109,6 +109,12 @@ def locate(
     raise ConfigError([f"output.uri: {scheme}:// is not supported (local paths, file://, s3://)"])
 
 
+def locate_output(uri: str, storage_options: Mapping[str, Any]) -> Location:
+    """The Location of a run's output: the config's `storage_options` apply to an s3:// URI
+    (also one given by `--output`) and are ignored for a local one."""
+    return locate(uri, storage_options if is_object_uri(uri) else None)
+
+
 def s3_filesystem(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Any:
     """An S3FileSystem from the non-secret options; credentials come from the AWS chain."""
     environ = os.environ if env is None else env

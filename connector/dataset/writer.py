@@ -202,10 +202,14 @@ class SnapshotWriter:
 
     def finish(self) -> list[Path]:
         """Write what is buffered and close the files (durably); returns their paths."""
+        self.close_files()
+        return [self.staged / name for name in self.files]
+
+    def close_files(self) -> None:
+        """Write what is buffered and close the files (durably); their names are `files`."""
         if self._pending or self._chunks or not self.files:
             self._flush()  # an empty snapshot still gets one file, so readers see the schema
         self._close_file()
-        return [self.staged / name for name in self.files]
 
     def publish(self, manifest: dict[str, Any]) -> PublishResult:
         """Finish the files, write the manifest, and swap the partition in atomically."""

@@ -1,7 +1,8 @@
 """One shard of a snapshot: fetch the targets of shard K of N and stage them for `publish`.
 
 A shard run takes only its own shard's lock, so the N shards of a date can run at once on
-any machines that share the output; `publish` then takes the output lock and every shard lock.
+any machines that share the output (a local path or object storage); `publish` then takes the
+output lock and every shard lock.
 """
 
 from __future__ import annotations
@@ -11,16 +12,13 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
 
 from connector._version import __version__
 from connector.config import Config, validate_output
 from connector.dataset import shards as staging
 from connector.dataset.schema import SCHEMA_VERSION
-from connector.dataset.writer import SnapshotWriter
+from connector.dataset.storage import STORAGE_ERRORS, locate_output
 from connector.errors import ConfigError, OutputError
 from connector.extraction.interrupt import Interrupt
 from connector.extraction.outcome import (
@@ -104,7 +102,7 @@ def extract_shard(
 
     started = time.monotonic()
     index, count = shard
-    root = staging.local_output(uri)
+    location = locate_output(uri, config.output.storage_mapping())
     info = RunInfo(
         run_id=uuid.uuid4().hex,
         day=day,
@@ -121,13 +119,9 @@ def extract_shard(
     staged: str | None = None
     stopped: Stop | None = None
     rows, names = 0, []
-    with staging.shard_lock(root, day, index, count, info.run_id):
-        writer = SnapshotWriter(
-            root,
-            day,
-            info.run_id,
-            batch_rows=config.output.batch_rows,
-            work_dir=staging.work_dir(root, day, index, count, info.run_id),
+    with staging.shard_lock(location, day, index, count, info.run_id) as lock:
+        writer = staging.open_part_writer(
+            location, day, index, count, info.run_id, batch_rows=config.output.batch_rows
         )
         try:
             targets = fetch_all(
@@ -135,7 +129,7 @@ def extract_shard(
                 info,
                 tally,
                 writer,
-                root,
+                location,
                 progress,
                 shard=shard,
                 tick=tick,
@@ -146,24 +140,25 @@ def extract_shard(
             elif tally.incompatible is not None:
                 # Nothing of this connector version may be published: drop the older part too,
                 # so `publish` reports the shard missing until an upgraded run stages it.
-                _drop_part(root, day, shard)
+                staging.drop_part(location, day, index, count)
             else:
                 try:
-                    files = writer.finish()
-                except (OSError, pa.ArrowException) as exc:
+                    writer.close_files()
+                except STORAGE_ERRORS as exc:
                     raise OutputError(f"cannot write Parquet in {writer.staged}: {exc}") from exc
                 finished_at = now()
-                rows, names = writer.rows, [path.name for path in files]
+                rows, names = writer.rows, list(writer.files)
                 draft = summarize(
                     info, tally, Ending(finished_at=finished_at, rows=rows, files=names)
                 )
                 record = _record(draft, targets, fingerprint(fingerprint_of or config, uri))
-                staged = str(staging.stage(root, day, index, count, files, record))
+                lock.check()  # a lost lease: another run of this shard may be staging now
+                staged = staging.commit(location, day, index, count, writer, record)
         except OutputError as exc:
             output_error = exc
             log.error("output failure: %s", exc, extra={"event": "output_failed"})
         finally:
-            writer.discard()  # the work dir; staged files were moved out of it
+            writer.discard()  # what was not staged: the work dir, or this run's objects
     ending = Ending(
         finished_at=finished_at or now(),
         elapsed=time.monotonic() - started,
@@ -183,11 +178,6 @@ def extract_shard(
             extra={"event": "shard_staged", "run_id": info.run_id},
         )
     return summary
-
-
-def _drop_part(root: Path, day: date, shard: Shard) -> None:
-    directory = staging.part_dir(root, day, *shard)
-    (directory / staging.RECORD_NAME).unlink(missing_ok=True)
 
 
 def _record(summary: RunSummary, targets: list[tuple[str, str]], digest: str) -> dict[str, Any]:

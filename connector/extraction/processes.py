@@ -27,9 +27,9 @@ from datetime import date
 from typing import Any
 
 from connector.config import Config
-from connector.dataset import shards as staging
-from connector.dataset.lock import RunLock
-from connector.dataset.writer import recover_staging
+from connector.dataset.lock import open_run_lock
+from connector.dataset.storage import locate_output
+from connector.dataset.writer import recover
 from connector.errors import RunOutcome, combine_outcomes
 from connector.extraction.fanout import extract_shard
 from connector.extraction.interrupt import Interrupt
@@ -85,16 +85,18 @@ def extract_processes(
     """
     started = time.monotonic()
     processes = max(1, min(processes, config.registry.concurrency))
-    root = staging.local_output(uri)
+    location = locate_output(uri, config.output.storage_mapping())
     run_id = uuid.uuid4().hex
     show = sys.stderr.isatty() if progress is None else progress
-    with RunLock(root, run_id):
-        for action in recover_staging(root):
+    with open_run_lock(location, run_id) as lock:
+        for action in recover(location):
             log.warning("%s", action, extra={"event": "staging_recovered"})
         own_interrupt = interrupt is None
         interrupt = interrupt or Interrupt()
         try:
-            children = _run_children(config, day, uri, processes, show, backdated, interrupt)
+            children = _run_children(
+                config, day, uri, processes, show, backdated, interrupt, fork=location.is_local
+            )
         finally:
             if own_interrupt:
                 interrupt.close()
@@ -103,7 +105,15 @@ def extract_processes(
             stop = stopped_by_signal(interrupt) if interrupt.requested else None
             return _aborted(children, failed, run_id, day, uri, started, stop)
         return publish_locked(
-            config, day, processes, uri, run_id, min_success_ratio, started, replace=replace
+            config,
+            day,
+            processes,
+            location,
+            run_id,
+            min_success_ratio,
+            started,
+            replace=replace,
+            check_lock=lock.check,
         )
 
 
@@ -115,8 +125,10 @@ def _run_children(
     show: bool,
     backdated: bool,
     interrupt: Interrupt,
+    *,
+    fork: bool = True,
 ) -> list[RunSummary]:
-    context = _start_method()
+    context = _start_method(fork)
     log.debug(
         "running %d shard processes, start method %s",
         processes,
@@ -128,7 +140,10 @@ def _run_children(
     level = logging.getLogger("connector").getEffectiveLevel()
     total = None if config.discovers() else len(config.targets())  # discovery: known later
     with ProcessPoolExecutor(
-        processes, mp_context=context, initializer=_init_child, initargs=(queue, stop, level)
+        processes,
+        mp_context=context,
+        initializer=_init_child,
+        initargs=(queue, stop, level, _storage_environment()),
     ) as pool:
         # Submitting forks the children (with "fork"): before this process starts any thread.
         futures = [
@@ -149,13 +164,15 @@ def _run_children(
     return [_numbered(result, i, processes, day, uri) for i, result in enumerate(results, 1)]
 
 
-def _start_method() -> multiprocessing.context.BaseContext:
+def _start_method(fork: bool = True) -> multiprocessing.context.BaseContext:
     """ "fork" when this process runs no other thread: the children start at once, with the
     connector already imported (a fresh interpreter takes seconds to import pandas and
     pyarrow, as long as the whole run on a small registry). With other threads running (an
     orchestrator's worker), forking could copy a lock some thread holds, so "forkserver":
-    one clean process imports the connector once and forks the children from there."""
-    if sys.platform == "linux" and threading.active_count() == 1:
+    one clean process imports the connector once and forks the children from there. The same
+    when `fork` is False: an output on object storage has started the AWS SDK, whose own
+    threads Python cannot see."""
+    if fork and sys.platform == "linux" and threading.active_count() == 1:
         return multiprocessing.get_context("fork")
     context = multiprocessing.get_context("forkserver")
     context.set_forkserver_preload([__name__])
@@ -187,10 +204,22 @@ def _numbered(
     )
 
 
-def _init_child(queue: Any, stop: Any, level: int) -> None:
+def _storage_environment() -> dict[str, str]:
+    """The AWS SDK's variables as this run sees them (endpoint, region, credential chain)."""
+    return {name: value for name, value in os.environ.items() if name.startswith("AWS_")}
+
+
+def _init_child(queue: Any, stop: Any, level: int, storage_env: dict[str, str]) -> None:
     """In each child: send the connector's log records to the parent, which prints them, and
     stop the shard's run when the parent says so (`stop`) or on SIGTERM. Ctrl-C reaches the
-    whole process group: the children leave it to the parent, which stops them all once."""
+    whole process group: the children leave it to the parent, which stops them all once.
+
+    A forkserver outlives a run and keeps the environment it started with, so the children
+    take the AWS variables of this run from the parent (over the pool's own pipe, never a log):
+    they reach the same object store with the same credentials."""
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        del os.environ[name]
+    os.environ.update(storage_env)
     interrupt = Interrupt()
     _CHILD["queue"], _CHILD["interrupt"] = queue, interrupt
     signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -4,7 +4,8 @@ The staged parts must make exactly one snapshot: every shard 1..N present, each 
 this date and this configuration (its fingerprint), no run staged twice, and every target in
 the one shard its hash names. Then the publish guard applies to all shards together, their
 failures go into one manifest, and the partition is published the same way a one-process run
-publishes it (dataset/writer.py), so readers see the old snapshot or the new one, never a mix.
+publishes it (dataset/writer.py locally, dataset/objectstore.py on object storage), so readers
+see the old snapshot or the new one, never a mix.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import dataclasses
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -23,9 +24,10 @@ import pyarrow.parquet as pq
 
 from connector.config import Config, validate_output
 from connector.dataset import shards as staging
-from connector.dataset.lock import RunLock
+from connector.dataset.lock import open_run_lock
 from connector.dataset.published import published_targets
-from connector.dataset.writer import PublishResult, SnapshotWriter, recover_staging
+from connector.dataset.storage import STORAGE_ERRORS, Location, locate_output
+from connector.dataset.writer import PublishResult, SnapshotWriter, open_snapshot_writer, recover
 from connector.errors import ConfigError, OutputError, ShardsError, TargetFailure
 from connector.extraction.guards import describe_missing, missing_targets
 from connector.extraction.outcome import (
@@ -67,44 +69,63 @@ def publish(
     if not 1 <= shards <= MAX_SHARDS:
         raise ConfigError([f"--shards must be 1 to {MAX_SHARDS}, got {shards}"])
     uri = validate_output({"uri": output}).uri if output else config.output.uri
-    root = staging.local_output(uri)
+    location = locate_output(uri, config.output.storage_mapping())
     run_id = uuid.uuid4().hex
-    with RunLock(root, run_id):
-        for action in recover_staging(root):
+    with open_run_lock(location, run_id) as lock:
+        for action in recover(location):
             log.warning("%s", action, extra={"event": "staging_recovered"})
-        return publish_locked(config, date, shards, uri, run_id, min_success_ratio, replace=replace)
+        return publish_locked(
+            config,
+            date,
+            shards,
+            location,
+            run_id,
+            min_success_ratio,
+            replace=replace,
+            check_lock=lock.check,
+        )
 
 
 def publish_locked(
     config: Config,
     day: date,
     count: int,
-    uri: str,
+    location: Location,
     run_id: str,
     min_success_ratio: float | None,
     started: float | None = None,
     *,
     replace: bool = False,
+    check_lock: Callable[[], None] = lambda: None,
 ) -> RunSummary:
-    """`publish` for a caller that already holds the output lock (`--processes`)."""
+    """`publish` for a caller that already holds the output lock (`--processes`); `check_lock`
+    raises OutputError if that lock was lost (a lease on object storage)."""
     started = time.monotonic() if started is None else started
-    root = staging.local_output(uri)
+    uri = location.uri
     ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
     finished_at: str | None = None
     published: PublishResult | None = None
     output_error: OutputError | None = None
     missing: list[tuple[str, str]] = []
     with contextlib.ExitStack() as locks:
-        for index in range(1, count + 1):
-            locks.enter_context(staging.shard_lock(root, day, index, count, run_id))
-        parts = check_parts(root, day, count, fingerprint(config, uri))
+        held = [
+            locks.enter_context(staging.shard_lock(location, day, index, count, run_id))
+            for index in range(1, count + 1)
+        ]
+
+        def check_locks() -> None:  # before the publish: every lease must still be held
+            check_lock()
+            for shard_lock in held:
+                shard_lock.check()
+
+        parts = check_parts(location, day, count, fingerprint(config, uri))
         info, tally = merge(parts, run_id, uri, day, now(), ratio, list(config.warnings))
         try:
             if not replace:  # the half-config guard over all parts
                 targets = [
                     (org, model) for part in parts for org, model in part.record.get("targets", [])
                 ]
-                missing = missing_targets(published_targets(root, day), targets, config.covers)
+                missing = missing_targets(published_targets(location, day), targets, config.covers)
             if missing:
                 log.error(
                     "%s",
@@ -112,12 +133,14 @@ def publish_locked(
                     extra={"event": "not_published", "run_id": run_id},
                 )
             else:
-                finished_at, published = _merge_and_publish(config, info, tally, parts, root)
+                finished_at, published = _merge_and_publish(
+                    config, info, tally, parts, location, check_locks
+                )
         except OutputError as exc:
             output_error = exc
             log.error("output failure: %s", exc, extra={"event": "output_failed"})
         if published is not None:
-            staging.remove_parts(root, day, count)
+            staging.remove_parts(location, day, count)
     ending = Ending(
         finished_at=finished_at or now(),
         elapsed=time.monotonic() - started,
@@ -135,19 +158,27 @@ def publish_locked(
         replace=replace,
     )
     record = write_run_record(
-        root, summary, settings, keep=config.output.keep_run_records, secrets=config.secrets()
+        location, summary, settings, keep=config.output.keep_run_records, secrets=config.secrets()
     )
     return dataclasses.replace(summary, record=str(record)) if record is not None else summary
 
 
 def _merge_and_publish(
-    config: Config, info: RunInfo, tally: Tally, parts: list[staging.StagedPart], root: Path
+    config: Config,
+    info: RunInfo,
+    tally: Tally,
+    parts: list[staging.StagedPart],
+    location: Location,
+    check_locks: Callable[[], None],
 ) -> tuple[str | None, PublishResult | None]:
-    writer = SnapshotWriter(root, info.day, info.run_id, batch_rows=config.output.batch_rows)
+    writer = open_snapshot_writer(
+        location, info.day, info.run_id, batch_rows=config.output.batch_rows
+    )
     published: PublishResult | None = None
     try:
         for part in parts:
             _copy_rows(part, writer, config.output.batch_rows)
+        check_locks()  # on object storage a lease can be lost: never publish over a newer holder
         finished_at, published = publish_if_allowed(config, info, tally, writer)
         return finished_at, published
     finally:
@@ -157,16 +188,18 @@ def _merge_and_publish(
 
 def _copy_rows(part: staging.StagedPart, writer: SnapshotWriter, batch_rows: int) -> None:
     """Stream a part's rows into the snapshot in row-group-sized batches (flat memory)."""
+    filesystem = part.location.filesystem
     for path in part.files:
         try:
-            with open(path, "rb") as handle:
+            with filesystem.open_input_file(path) as handle:
                 for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows):
                     writer.add_table(pa.Table.from_batches([batch]))
-        except (OSError, pa.ArrowException) as exc:
-            raise OutputError(f"cannot read staged shard file {path}: {exc}") from exc
+        except STORAGE_ERRORS as exc:
+            shown = part.location.display(path)
+            raise OutputError(f"cannot read staged shard file {shown}: {exc}") from exc
 
 
-def check_parts(root: Path, day: date, count: int, digest: str) -> list[staging.StagedPart]:
+def check_parts(root: Location, day: date, count: int, digest: str) -> list[staging.StagedPart]:
     """Every part 1..count of `day`, checked; ShardsError listing every problem found."""
     problems: list[str] = []
     parts: list[staging.StagedPart] = []
@@ -175,7 +208,7 @@ def check_parts(root: Path, day: date, count: int, digest: str) -> list[staging.
         if part is None:
             problems.append(
                 f"shard {index}/{count} is missing: nothing is staged in "
-                f"{staging.part_dir(root, day, index, count)}"
+                f"{root.display(staging.part_path(root, day, index, count))}"
             )
             continue
         problems += _stale(part, day, digest)
@@ -207,9 +240,9 @@ def _stale(part: staging.StagedPart, day: date, digest: str) -> list[str]:
             f"{name} is stale: staged with another configuration (fingerprint "
             f"{record.get('fingerprint')}, this one {digest}); re-run it with this config"
         )
-    missing = [path.name for path in part.files if not path.is_file()]
+    missing = part.missing_files()
     if missing or not part.files:
-        problems.append(f"{name} is damaged: files missing in {part.directory}: {missing}")
+        problems.append(f"{name} is damaged: files missing in {part.shown}: {missing}")
     return problems
 
 
