@@ -133,6 +133,12 @@ class RegistrySettings(_Settings):
     max_response_bytes: int = Field(
         16 * 1024 * 1024, ge=1024, description="a larger response body fails the model"
     )
+    memory_budget_bytes: int = Field(
+        64 * 1024 * 1024,
+        ge=1024 * 1024,
+        description="estimated memory the version lists being read, parsed and written may "
+        "take at once, each counted at 10x its body; a larger one is handled alone",
+    )
     ca_bundle: Path | None = Field(None, description="PEM bundle for a private CA")
     proxy: str | None = Field(
         None, description="HTTP(S) proxy URL, e.g. ${HTTPS_PROXY}; environment proxies are ignored"

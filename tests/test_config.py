@@ -490,6 +490,11 @@ def test_unset_variable_deep_in_a_list_is_reported_with_its_key_path() -> None:
             id="response-cap-too-small",
         ),
         pytest.param(
+            with_change(("registry", "memory_budget_bytes"), 1024),
+            "registry.memory_budget_bytes: Input should be greater than or equal to 1048576",
+            id="memory-budget-too-small",
+        ),
+        pytest.param(
             with_change(("registry", "retry"), {"max_attempts": 0}),
             "registry.retry.max_attempts: Input should be greater than or equal to 1",
             id="retry-attempts-zero",

@@ -63,6 +63,7 @@ from connector.extraction.sharding import Shard, select
 from connector.extraction.summary import RunSummary
 from connector.extraction.target import DroppedVersion, fetch_target
 from connector.extraction.workers import WorkerPool
+from connector.http.budget import Share
 from connector.http.client import RegistryClient
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class _TargetOutcome:
     rejected_body: bytes | None = None  # a 2xx body that failed validation, for _rejected/
     blocks_org: bool = False  # a 401/403: the org's token was refused
     incompatible: bool = False  # a 426: the run aborts
+    share: Share | None = None  # the memory budget its rows hold until they are written
 
 
 class _Run:
@@ -121,7 +123,12 @@ class _Run:
             )
             return self._failed(org, model, started, bug)
         return _TargetOutcome(
-            org, model, time.monotonic() - started, rows=fetched.rows, dropped=fetched.dropped
+            org,
+            model,
+            time.monotonic() - started,
+            rows=fetched.rows,
+            dropped=fetched.dropped,
+            share=fetched.share,
         )
 
     def _failed(self, org: str, model: str, started: float, error: TargetError) -> _TargetOutcome:
@@ -428,7 +435,13 @@ def _fetch_pool(
     for outcome in workers:
         failure = outcome.failure
         quiet = failure is not None and rejected.absorb(failure, outcome.blocks_org)
-        _record(tally, writer, outcome, root, day, secrets, quiet=quiet)
+        try:
+            _record(tally, writer, outcome, root, day, secrets, quiet=quiet)
+        finally:
+            # The rows are in the writer (as Arrow): free the Python rows, then their budget.
+            outcome.rows.clear()
+            if outcome.share is not None:
+                outcome.share.release()
         advance(failure is None)
         if run.cancelled.is_set() or interrupt.requested:
             workers.stop()

@@ -92,6 +92,7 @@ class WorkerPool(Generic[Item, Result]):
                     continue
                 if crash is None:
                     yield result
+                del result  # not kept alive while waiting for the next (its rows can be large)
         finally:
             self._stopped.set()
             if running and self._abandoned is not None:

@@ -41,6 +41,7 @@ from connector.errors import (
     TargetFailedError,
     target_error,
 )
+from connector.http.budget import MEMORY_PER_BODY_BYTE, BudgetAbortedError, MemoryBudget, Share
 from connector.http.deadline import AttemptDeadline, DeadlineAdapter, DeadlineMonitor
 from connector.http.ratelimit import RateLimiter
 from connector.http.responses import error_for_status, parse_payload
@@ -72,7 +73,8 @@ class _Call:
 
 @dataclass(frozen=True)
 class FetchResult:
-    """A successful call of one API operation."""
+    """A successful call of one API operation. `share`: for a version list, the part of the
+    memory budget its body holds; the caller releases it once the rows are in the writer."""
 
     payload: Any
     body: bytes
@@ -80,6 +82,7 @@ class FetchResult:
     attempts: int
     body_bytes: int
     elapsed_seconds: float
+    share: Share | None = None
 
 
 class RegistryClient:
@@ -93,8 +96,10 @@ class RegistryClient:
         secrets: list[str] | None = None,
         rate_limiter: RateLimiter | None = None,
         cancelled: threading.Event | None = None,
+        memory: MemoryBudget | None = None,
     ) -> None:
         self._settings = settings
+        self.memory = memory or MemoryBudget(settings.memory_budget_bytes)
         self._default_token = settings.token.get_secret_value()
         self._secrets = [self._default_token, *(secrets or [])]
         self._limiter = rate_limiter or RateLimiter(settings.max_requests_per_second)
@@ -125,6 +130,7 @@ class RegistryClient:
         """The run stopped: start no request or retry, and cut the ones in flight now."""
         self._cancelled.set()
         self._deadlines.abandon_all()
+        self.memory.abort()
 
     def close(self) -> None:
         """Close pooled connections and stop the deadline monitor."""
@@ -170,8 +176,10 @@ class RegistryClient:
         return f"{self._path(org, model)}/{quote(version, safe='')}"
 
     def list_model_versions(self, org: str, model: str, token: str | None = None) -> FetchResult:
-        """GET one model's version list, retrying transient failures; raises a TargetError."""
-        return self._call(LIST_MODEL_VERSIONS, self.versions_url(org, model), org, model, token)
+        """GET one model's version list, retrying transient failures; raises a TargetError.
+        Its body holds a share of the memory budget (`FetchResult.share`) until released."""
+        url = self.versions_url(org, model)
+        return self._call(LIST_MODEL_VERSIONS, url, org, model, token, budgeted=True)
 
     def list_models(self, org: str, page: int, limit: int, token: str | None = None) -> FetchResult:
         """GET one page of an org's models (discovery); raises a TargetError (model None)."""
@@ -192,20 +200,24 @@ class RegistryClient:
         model: str | None,
         token: str | None,
         label: str | None = None,
+        *,
+        budgeted: bool = False,
     ) -> FetchResult:
         """One API operation under the run's shared policy: org blocking, rate limit, deadline,
-        retries, abort, size cap; every attempt is counted by status and by operation."""
+        retries, abort, size cap, memory budget (`budgeted`: version lists, the only large
+        bodies; details are fetched while their list holds its share, so they never wait on
+        the budget); every attempt is counted by status and by operation."""
         token = token or self._default_token
         started = time.monotonic()
         attempts = 0
         retry = self._settings.retry
 
-        def attempt() -> tuple[int, bytes, Any]:
+        def attempt() -> tuple[int, bytes, Any, Share | None]:
             nonlocal attempts
             self._before_attempt(_Call(org, model, attempts))  # a skip is not an attempt
             attempts += 1
             self._count_operation(operation)
-            return self._attempt(url, token, _Call(org, model, attempts))
+            return self._attempt(url, token, _Call(org, model, attempts), budgeted)
 
         def sleep(seconds: float) -> None:
             if self._cancelled.wait(seconds):
@@ -228,11 +240,29 @@ class RegistryClient:
             before_sleep=self._before_sleep(operation, org, model, label or model or "*"),
             reraise=True,
         )
-        status, body, payload = retrying(attempt)
+        status, body, payload, share = retrying(attempt)
         self._limiter.record_success()
-        return FetchResult(payload, body, status, attempts, len(body), time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        return FetchResult(payload, body, status, attempts, len(body), elapsed, share)
 
-    def _attempt(self, url: str, token: str, call: _Call) -> tuple[int, bytes, Any]:
+    def _attempt(
+        self, url: str, token: str, call: _Call, budgeted: bool
+    ) -> tuple[int, bytes, Any, Share | None]:
+        """One attempt; a budgeted body's share is released here unless it is returned."""
+        share: list[Share] = []  # filled by _read_body, which may take it before the body
+        try:
+            status, body, payload = self._attempt_with(
+                url, token, call, share if budgeted else None
+            )
+        except BaseException:
+            for held in share:
+                held.release()
+            raise
+        return status, body, payload, share[0] if share else None
+
+    def _attempt_with(
+        self, url: str, token: str, call: _Call, share: list[Share] | None
+    ) -> tuple[int, bytes, Any]:
         settings = self._settings
         deadline = self._deadlines.watch(settings.timeout_seconds)
         try:
@@ -249,13 +279,15 @@ class RegistryClient:
                 ) as response,
             ):
                 status, headers = response.status_code, response.headers
-                body = self._read_body(response, deadline.deadline, call)
+                body = self._read_body(response, deadline, call, share)
                 deadline.finish()
         except Exception as exc:
             failure = self._failure(exc, deadline, call)
             if failure is None or failure is exc:
                 raise
             raise failure from exc
+        if share is not None and not share:  # no Content-Length: its share is taken now
+            share.append(self._take_share(len(body), call))
         self._count(str(status))
         if 200 <= status < 300:
             return (
@@ -290,7 +322,7 @@ class RegistryClient:
     ) -> TargetError | None:
         """The TargetError an attempt's exception stands for (None: a bug, re-raised as is),
         counted under the status it got or `transport_error`."""
-        if deadline.abandoned:  # cut because the run stopped: not a failure of the server
+        if deadline.abandoned or isinstance(error, BudgetAbortedError):  # cut: the run stopped
             self._count("abandoned")
             return SkippedError("abandoned in flight: the run was stopped", **call.context())
         if isinstance(error, TargetError):  # built with the attempt's context (_read_body)
@@ -314,25 +346,60 @@ class RegistryClient:
             )
         return None
 
-    def _read_body(self, response: requests.Response, deadline: float, call: _Call) -> bytes:
+    def _read_body(
+        self,
+        response: requests.Response,
+        deadline: AttemptDeadline,
+        call: _Call,
+        share: list[Share] | None,
+    ) -> bytes:
         """Read the body under a total deadline and a size cap, one socket read at a time, so a
-        server that drips bytes cannot hold a worker past `timeout_seconds`."""
+        server that drips bytes cannot hold a worker past `timeout_seconds`.
+
+        A body of known length takes its `share` of the memory budget first (the attempt's
+        clock paused while it waits) and is read into one buffer of that size: no list of
+        chunks and no join, which would need the body twice."""
         limit = self._settings.max_response_bytes
-        declared = response.headers.get("Content-Length", "")
+        headers = response.headers
+        declared = headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             raise _too_large(int(declared), limit, call, response.status_code)
-        chunks: list[bytes] = []
+        # Compressed, the Content-Length is not the size of the body as read (decoded).
+        plain = headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
+        expected = int(declared) if declared.isdigit() and plain else 0
+        if share is not None and expected:
+            with self._deadlines.paused(deadline):
+                share.append(self._take_share(expected, call))
+        buffer = bytearray(expected)
         size = 0
         while True:
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline.deadline:
                 raise self._timed_out(call, size, response.status_code)
             chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
             if not chunk:
-                return b"".join(chunks)
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(size, limit, call, response.status_code)
-            chunks.append(chunk)
+                break
+            end = size + len(chunk)
+            if end > limit:
+                raise _too_large(end, limit, call, response.status_code)
+            buffer[size:end] = chunk  # in place up to the declared length, then it grows
+            size = end
+        del buffer[size:]
+        return bytes(buffer)  # one copy of a buffer freed at once (it is mmap-sized)
+
+    def _take_share(self, body_bytes: int, call: _Call) -> Share:
+        """Wait for the memory a body of `body_bytes` needs while it is parsed and flattened."""
+        wanted = body_bytes * MEMORY_PER_BODY_BYTE
+        if self.memory.held + wanted > self.memory.limit:
+            log.debug(
+                "%s/%s: waiting for %d bytes of the memory budget (%d of %d held)",
+                call.org,
+                call.model,
+                wanted,
+                self.memory.held,
+                self.memory.limit,
+                extra={"event": "memory_wait", "org": call.org, "model": call.model},
+            )
+        return self.memory.acquire(wanted)
 
     def _timed_out(
         self, call: _Call, size: int | None = None, status: int | None = None

@@ -22,6 +22,7 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -37,12 +38,22 @@ _POOL_CLASSES: dict[str, type[HTTPConnectionPool]] = {}  # filled below, after t
 class AttemptDeadline:
     """One attempt's deadline; `expired` tells the caller why its read failed."""
 
-    __slots__ = ("_connection", "_finished", "_lock", "_socket", "abandoned", "deadline", "expired")
+    __slots__ = (
+        "_connection",
+        "_finished",
+        "_lock",
+        "_socket",
+        "abandoned",
+        "deadline",
+        "expired",
+        "paused",
+    )
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.expired = False
         self.abandoned = False  # cut because the run stopped, not because time ran out
+        self.paused = False  # waiting on the client itself (DeadlineMonitor.paused)
         self._finished = False
         self._connection: HTTPConnection | None = None
         self._socket: socket.socket | None = None
@@ -83,7 +94,7 @@ class AttemptDeadline:
     def expire(self, abandoned: bool = False) -> None:
         """Cut the attempt's socket now (`abandoned`: the run stopped; else the time is up)."""
         with self._lock:
-            if self._finished:
+            if self._finished or (self.paused and not abandoned):
                 return
             self.expired = True
             self.abandoned = self.abandoned or abandoned
@@ -137,6 +148,24 @@ class DeadlineMonitor:
                 self._condition.notify()  # only wake the monitor when it must wake sooner
         return attempt
 
+    @contextlib.contextmanager
+    def paused(self, attempt: AttemptDeadline) -> Iterator[None]:
+        """Stop `attempt`'s clock while the client waits on itself (for its memory budget,
+        between a response's headers and its body): the server is not slow meanwhile. The
+        deadline moves on by the time paused; an abandon still cuts the attempt at once."""
+        with attempt._lock:
+            attempt.paused = True
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._condition:
+                with attempt._lock:
+                    attempt.paused = False
+                    attempt.deadline += time.monotonic() - started
+                heapq.heappush(self._heap, (attempt.deadline, next(self._order), attempt))
+                self._condition.notify()
+
     def _run(self) -> None:
         with self._condition:
             while not self._closed:
@@ -145,7 +174,7 @@ class DeadlineMonitor:
                     continue
                 deadline, _, attempt = self._heap[0]
                 wait = deadline - time.monotonic()
-                if attempt.finished:
+                if attempt.finished or deadline != attempt.deadline:  # or moved by a pause
                     heapq.heappop(self._heap)
                 elif wait > 0:
                     self._condition.wait(wait)
