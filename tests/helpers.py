@@ -23,6 +23,7 @@ import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from connector.dataset.schema import COLUMN_NAMES
 from connector.simulator.faults import Reply
 from connector.simulator.server import SimulatedRegistry
 
@@ -99,6 +100,20 @@ def run_readme_polars() -> pd.DataFrame:
     assert type(result).__name__ == "DataFrame" and type(result).__module__.startswith("polars")
     frame: pd.DataFrame = result.to_pandas()
     return frame
+
+
+def schema_row(**values: Any) -> dict[str, Any]:
+    """An expected dataset row by column name, every column of `schema.COLUMNS` present (null
+    where not given): a new nullable column changes no test that does not look at it."""
+    unknown = set(values) - set(COLUMN_NAMES)
+    assert not unknown, f"not columns of schema.COLUMNS: {sorted(unknown)}"
+    return {name: values.get(name) for name in COLUMN_NAMES}
+
+
+def table_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows as `flatten` returns them (by name, a null column may be left out) as the table
+    holds them: every column present, in schema order; a key that is no column fails."""
+    return [schema_row(**row) for row in rows]
 
 
 PromKey = tuple[str, frozenset[tuple[str, str]]]

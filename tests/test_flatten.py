@@ -12,40 +12,30 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from helpers import schema_row, table_rows
 
-from connector.dataset.flatten import flatten, parse_timestamp, rows_to_table
+from connector.dataset.flatten import flatten, parse_timestamp, parse_versions, rows_to_table
 from connector.dataset.schema import COLUMN_NAMES, FILE_SCHEMA, to_dataframe
 from connector.errors import PayloadError, TargetError
 
 EXTRACTED_AT = 1_792_000_000_123_456
 ORG, MODEL, NAME = "acme", "sentiment-small", "acme/sentiment-small"
-PREFIX = (EXTRACTED_AT, ORG, MODEL, NAME)
 UUID = "3f1c2a8e-2b7d-4f59-9c61-0d6f1f6b9a01"
 NOON = 1_709_208_000_000_000  # 2024-02-29T12:00:00Z in epoch microseconds
 CONTRACT_CREATED = 1_790_928_900_000_000  # 2026-10-02T08:15:00Z
-NO_SUMMARY = (None, None, None, None, None, None, None)
-NO_DETAIL = (None, None, None, None)  # file_size_bytes, license, task, tags
 
 
-def run(payload: Any) -> list[tuple[Any, ...]]:
-    return flatten(payload, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)
+def run(payload: Any) -> list[dict[str, Any]]:
+    """Flatten as the extractor does; each row as the table holds it (`table_rows`)."""
+    return table_rows(flatten(payload, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT))
 
 
-V1_COLUMNS = COLUMN_NAMES.index("extra") + 1  # the detail columns of v2 follow
-
-
-def run_v1(payload: Any) -> list[tuple[Any, ...]]:
-    """The v1 part of each row, for the tests written against it; a list body whose entries
-    carry no detail fields leaves the detail columns null."""
-    rows = run(payload)
-    assert all(row[V1_COLUMNS:] == (None, None, None, None) for row in rows)
-    return [row[:V1_COLUMNS] for row in rows]
-
-
-def as_dicts(rows: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
-    """Rows as dicts, full rows or the v1 part `run_v1` returns."""
-    names = COLUMN_NAMES[: len(rows[0])] if rows else COLUMN_NAMES
-    return [dict(zip(names, row, strict=True)) for row in rows]
+def expected_row(version: str, rank: int | None, is_latest: bool, **values: Any) -> dict[str, Any]:
+    """An expected row of ORG/MODEL, by column name; a column not given is null."""
+    base = {"extracted_at": EXTRACTED_AT, "org": ORG, "model": MODEL, "model_name": NAME}
+    return schema_row(
+        **{**base, "version": version, "version_rank": rank, "is_latest": is_latest, **values}
+    )
 
 
 def summary(version: str, **fields: Any) -> dict[str, Any]:
@@ -72,32 +62,55 @@ CONTRACT_EXAMPLE = {
 
 
 def test_contract_example_with_plain_version_strings() -> None:
-    assert run_v1(CONTRACT_EXAMPLE) == [
-        (
-            *PREFIX,
+    assert run(CONTRACT_EXAMPLE) == [
+        expected_row(
             "2.1.0",
             1,
             True,
-            UUID,
-            CONTRACT_CREATED,
-            1532,
-            "safetensors",
-            False,
-            '{"source":"upload","uploaded_by":"ci"}',
-            None,
+            artifact_id=UUID,
+            created_at=CONTRACT_CREATED,
+            download_count=1532,
+            framework="safetensors",
+            is_public=False,
+            origin='{"source":"upload","uploaded_by":"ci"}',
         ),
-        (*PREFIX, "2.0.1", 2, False, *NO_SUMMARY),
-        (*PREFIX, "2.0.0", 3, False, *NO_SUMMARY),
-        (*PREFIX, "1.0.0", 4, False, *NO_SUMMARY),
+        expected_row("2.0.1", 2, False),
+        expected_row("2.0.0", 3, False),
+        expected_row("1.0.0", 4, False),
     ]
 
 
-def test_rows_follow_schema_column_order() -> None:
-    row = as_dicts(run(CONTRACT_EXAMPLE))[0]
-    assert list(row) == list(COLUMN_NAMES)
-    assert row["extracted_at"] == EXTRACTED_AT
-    assert row["model_name"] == NAME
-    assert row["artifact_id"] == UUID
+def test_rows_name_only_columns_and_the_table_follows_schema_order() -> None:
+    detailed = parse_versions(CONTRACT_EXAMPLE, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)
+    detail = {**CONTRACT_EXAMPLE["latest"], "license": "mit", "task": "t", "tags": ["a"]}
+    detail |= {"file_size_bytes": 1, "sha256": "ab"}  # sha256: unknown, kept in `extra`
+    detailed.add_detail("2.1.0", detail)
+    rows = [*flatten(CONTRACT_EXAMPLE, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)]
+    rows += detailed.rows()
+    assert all(set(row) <= set(COLUMN_NAMES) for row in rows)
+    assert set().union(*rows) == set(COLUMN_NAMES)  # and can fill every one
+    table = rows_to_table(rows)
+    assert table.column_names == list(COLUMN_NAMES)
+    first = table.slice(0, 1).to_pylist()[0]
+    assert (first["model_name"], first["artifact_id"]) == (NAME, UUID)
+
+
+def test_a_new_column_in_the_schema_reaches_the_table_without_editing_flatten() -> None:
+    """The table's columns, their order and types come from the schema alone: a column added
+    (here in the middle, and the order reversed) is there, null until something fills it, and
+    the value of a row that names it lands in it; every other column keeps its values."""
+    rows = flatten(CONTRACT_EXAMPLE, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)
+    fields = list(FILE_SCHEMA)
+    fields.insert(5, pa.field("sha256", pa.string(), nullable=True))
+    derived = pa.schema(reversed(fields), metadata=FILE_SCHEMA.metadata)
+    table = rows_to_table(rows, derived)
+    assert table.schema.equals(derived, check_metadata=True)
+    assert table.column("sha256").to_pylist() == [None] * len(rows)
+    plain = rows_to_table(rows)
+    for name in COLUMN_NAMES:
+        assert table.column(name).equals(plain.column(name)), name
+    filled = rows_to_table([{**row, "sha256": row["version"]} for row in rows], derived)
+    assert filled.column("sha256").to_pylist() == ["2.1.0", "2.0.1", "2.0.0", "1.0.0"]
 
 
 def test_versions_as_summary_objects() -> None:
@@ -118,21 +131,21 @@ def test_versions_as_summary_objects() -> None:
             summary("1.0.0", id="id-1", created_at="2024-02-29T12:00:00.5Z", download_count=0),
         ],
     }
-    assert run_v1(payload) == [
-        (
-            *PREFIX,
+    assert run(payload) == [
+        expected_row(
             "2.0.0",
             1,
             False,
-            "id-2",
-            NOON,
-            10,
-            "pytorch",
-            True,
-            '{"a":null,"b":[1,2]}',
-            None,
+            artifact_id="id-2",
+            created_at=NOON,
+            download_count=10,
+            framework="pytorch",
+            is_public=True,
+            origin='{"a":null,"b":[1,2]}',
         ),
-        (*PREFIX, "1.0.0", 2, False, "id-1", NOON + 500_000, 0, None, None, None, None),
+        expected_row(
+            "1.0.0", 2, False, artifact_id="id-1", created_at=NOON + 500_000, download_count=0
+        ),
     ]
 
 
@@ -142,10 +155,10 @@ def test_versions_mixing_strings_and_objects() -> None:
         "latest": None,
         "versions": ["3.0.0", summary("2.0.0", download_count=5), "1.0.0"],
     }
-    assert run_v1(payload) == [
-        (*PREFIX, "3.0.0", 1, False, *NO_SUMMARY),
-        (*PREFIX, "2.0.0", 2, False, None, None, 5, None, None, None, None),
-        (*PREFIX, "1.0.0", 3, False, *NO_SUMMARY),
+    assert run(payload) == [
+        expected_row("3.0.0", 1, False),
+        expected_row("2.0.0", 2, False, download_count=5),
+        expected_row("1.0.0", 3, False),
     ]
 
 
@@ -155,10 +168,10 @@ def test_latest_merges_onto_its_row_in_the_middle_of_the_list() -> None:
         "latest": summary("2.0.0", download_count=7, framework="onnx"),
         "versions": ["3.0.0-rc.1", "2.0.0", "1.0.0"],
     }
-    assert run_v1(payload) == [
-        (*PREFIX, "3.0.0-rc.1", 1, False, *NO_SUMMARY),
-        (*PREFIX, "2.0.0", 2, True, None, None, 7, "onnx", None, None, None),
-        (*PREFIX, "1.0.0", 3, False, *NO_SUMMARY),
+    assert run(payload) == [
+        expected_row("3.0.0-rc.1", 1, False),
+        expected_row("2.0.0", 2, True, download_count=7, framework="onnx"),
+        expected_row("1.0.0", 3, False),
     ]
 
 
@@ -168,18 +181,16 @@ def test_latest_missing_from_versions_gets_its_own_row_without_rank() -> None:
         "latest": summary("2.0.0", download_count=3),
         "versions": ["1.1.0", "1.0.0"],
     }
-    assert run_v1(payload) == [
-        (*PREFIX, "1.1.0", 1, False, *NO_SUMMARY),
-        (*PREFIX, "1.0.0", 2, False, *NO_SUMMARY),
-        (*PREFIX, "2.0.0", None, True, None, None, 3, None, None, None, None),
+    assert run(payload) == [
+        expected_row("1.1.0", 1, False),
+        expected_row("1.0.0", 2, False),
+        expected_row("2.0.0", None, True, download_count=3),
     ]
 
 
 def test_latest_with_an_empty_version_list_is_not_lost() -> None:
     payload = {"name": NAME, "latest": summary("0.1.0", id="x"), "versions": []}
-    assert run_v1(payload) == [
-        (*PREFIX, "0.1.0", None, True, "x", None, None, None, None, None, None)
-    ]
+    assert run(payload) == [expected_row("0.1.0", None, True, artifact_id="x")]
 
 
 @pytest.mark.parametrize(
@@ -191,12 +202,12 @@ def test_latest_with_an_empty_version_list_is_not_lost() -> None:
     ids=["latest-null", "latest-absent"],
 )
 def test_model_without_versions_yields_no_rows(payload: dict[str, Any]) -> None:
-    assert run_v1(payload) == []
+    assert run(payload) == []
 
 
 def test_latest_null_with_versions_marks_none_latest() -> None:
     payload = {"name": NAME, "latest": None, "versions": ["2.0.0", "1.0.0"]}
-    assert [(r["version"], r["version_rank"], r["is_latest"]) for r in as_dicts(run(payload))] == [
+    assert [(r["version"], r["version_rank"], r["is_latest"]) for r in run(payload)] == [
         ("2.0.0", 1, False),
         ("1.0.0", 2, False),
     ]
@@ -221,23 +232,25 @@ def test_entry_wins_over_latest_which_fills_only_what_the_entry_lacks() -> None:
             "1.0.0",
         ],
     }
-    first = as_dicts(run_v1(payload))[0]
-    assert first == {
-        "extracted_at": EXTRACTED_AT,
-        "org": ORG,
-        "model": MODEL,
-        "model_name": NAME,
-        "version": "2.0.0",
-        "version_rank": 1,
-        "is_latest": True,
-        "artifact_id": "from-entry",
-        "created_at": NOON,
-        "download_count": 5,
-        "framework": "from-latest",
-        "is_public": False,
-        "origin": '{"from":"latest"}',
-        "extra": '{"license":"mit","task":"entry"}',
-    }
+    first = run(payload)[0]
+    assert first == schema_row(
+        **{
+            "extracted_at": EXTRACTED_AT,
+            "org": ORG,
+            "model": MODEL,
+            "model_name": NAME,
+            "version": "2.0.0",
+            "version_rank": 1,
+            "is_latest": True,
+            "artifact_id": "from-entry",
+            "created_at": NOON,
+            "download_count": 5,
+            "framework": "from-latest",
+            "is_public": False,
+            "origin": '{"from":"latest"}',
+            "extra": '{"license":"mit","task":"entry"}',
+        }
+    )
 
 
 def test_entry_with_zero_count_and_false_flag_is_not_overridden_by_latest() -> None:
@@ -246,13 +259,13 @@ def test_entry_with_zero_count_and_false_flag_is_not_overridden_by_latest() -> N
         "latest": summary("1.0.0", download_count=50, is_public=True),
         "versions": [summary("1.0.0", download_count=0, is_public=False)],
     }
-    row = as_dicts(run(payload))[0]
+    row = run(payload)[0]
     assert (row["download_count"], row["is_public"]) == (0, False)
 
 
 def test_omitted_fields_are_null_never_defaults() -> None:
     payload = {"name": NAME, "latest": summary("1.0.0"), "versions": [summary("1.0.0")]}
-    assert run_v1(payload) == [(*PREFIX, "1.0.0", 1, True, *NO_SUMMARY)]
+    assert run(payload) == [expected_row("1.0.0", 1, True)]
 
 
 def test_explicit_nulls_are_null() -> None:
@@ -260,7 +273,7 @@ def test_explicit_nulls_are_null() -> None:
         ("id", "created_at", "download_count", "framework", "is_public", "origin")
     )
     payload = {"name": NAME, "versions": [{"version": "1.0.0", **entry}]}
-    assert run_v1(payload) == [(*PREFIX, "1.0.0", 1, False, *NO_SUMMARY)]
+    assert run(payload) == [expected_row("1.0.0", 1, False)]
 
 
 # --- unknown fields -----------------------------------------------------------------------
@@ -277,7 +290,7 @@ def test_unknown_fields_land_in_extra_as_json() -> None:
             "1.0.0",
         ],
     }
-    extras = [r["extra"] for r in as_dicts(run(payload))]
+    extras = [r["extra"] for r in run(payload)]
     assert json.loads(extras[0]) == {
         "_response": {"links": {"next": None}, "total": 2},
         "file_size_bytes": 2**70,
@@ -290,7 +303,7 @@ def test_unknown_fields_land_in_extra_as_json() -> None:
 
 def test_unknown_response_fields_are_kept_once_on_the_first_row() -> None:
     payload = {"name": NAME, "total": 2, "links": {"next": None}, "versions": ["2", "1"]}
-    assert [r["extra"] for r in as_dicts(run(payload))] == [
+    assert [r["extra"] for r in run(payload)] == [
         '{"_response":{"links":{"next":null},"total":2}}',
         None,
     ]
@@ -298,12 +311,12 @@ def test_unknown_response_fields_are_kept_once_on_the_first_row() -> None:
 
 def test_unknown_response_fields_of_a_model_with_only_latest_are_kept() -> None:
     payload = {"name": NAME, "page": 1, "latest": summary("1"), "versions": []}
-    assert [r["extra"] for r in as_dicts(run(payload))] == ['{"_response":{"page":1}}']
+    assert [r["extra"] for r in run(payload)] == ['{"_response":{"page":1}}']
 
 
 def test_extra_keeps_non_ascii_text_readable() -> None:
     payload = {"name": NAME, "versions": [summary("1.0.0", note="modèle ✓")]}
-    assert as_dicts(run(payload))[0]["extra"] == '{"note":"modèle ✓"}'
+    assert run(payload)[0]["extra"] == '{"note":"modèle ✓"}'
 
 
 @pytest.mark.parametrize(
@@ -312,12 +325,12 @@ def test_extra_keeps_non_ascii_text_readable() -> None:
 )
 def test_entry_name_is_kept_only_when_it_differs(entry_name: str | None, extra: Any) -> None:
     payload = {"name": NAME, "versions": [summary("1.0.0", name=entry_name)]}
-    assert as_dicts(run(payload))[0]["extra"] == extra
+    assert run(payload)[0]["extra"] == extra
 
 
 def test_a_key_spelled_like_a_known_one_is_not_confused() -> None:
     payload = {"name": NAME, "versions": [summary("1.0.0", Download_Count=5, downloads=6)]}
-    row = as_dicts(run(payload))[0]
+    row = run(payload)[0]
     assert row["download_count"] is None
     assert json.loads(row["extra"]) == {"Download_Count": 5, "downloads": 6}
 
@@ -349,11 +362,10 @@ def test_any_string_is_kept_exactly(text: str) -> None:
         "latest": summary(text, id=text, framework=text),
         "versions": [text, summary(text + "-obj", id=text, framework=text)],
     }
-    rows = flatten(payload, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)
-    prefix = (EXTRACTED_AT, ORG, MODEL, text)
+    rows = run(payload)
     assert rows == [
-        (*prefix, text, 1, True, text, None, None, text, None, None, None, *NO_DETAIL),
-        (*prefix, text + "-obj", 2, False, text, None, None, text, None, None, None, *NO_DETAIL),
+        expected_row(text, 1, True, artifact_id=text, framework=text, model_name=text),
+        expected_row(text + "-obj", 2, False, artifact_id=text, framework=text, model_name=text),
     ]
     table = rows_to_table(rows)
     assert table.column("version").to_pylist() == [text, text + "-obj"]
@@ -362,13 +374,13 @@ def test_any_string_is_kept_exactly(text: str) -> None:
 
 def test_top_level_name_need_not_be_org_slash_model() -> None:
     payload = {"name": "Sentiment (small)", "versions": ["1"]}
-    assert as_dicts(run(payload))[0]["model_name"] == "Sentiment (small)"
+    assert run(payload)[0]["model_name"] == "Sentiment (small)"
 
 
 def test_lone_surrogate_in_extra_is_kept_as_a_json_escape() -> None:
     payload = json.loads('{"name": "n", "versions": [{"version": "1", "note": "a\\ud800b"}]}')
     rows = run(payload)
-    extra = as_dicts(rows)[0]["extra"]
+    extra = table_rows(rows)[0]["extra"]
     assert extra == '{"note":"a\\ud800b"}'
     assert json.loads(extra) == {"note": "a\ud800b"}
     assert rows_to_table(rows).column("extra").to_pylist() == [extra]
@@ -413,7 +425,7 @@ def test_too_deeply_nested_unknown_field_fails_the_model() -> None:
 
 @pytest.mark.parametrize("count", [0, 1, 2**53 - 1, 2**53, 2**53 + 1, 2**62 + 3, 2**63 - 1])
 def test_download_counts_are_exact_ints(count: int) -> None:
-    row = as_dicts(run({"name": NAME, "versions": [summary("1", download_count=count)]}))[0]
+    row = run({"name": NAME, "versions": [summary("1", download_count=count)]})[0]
     assert type(row["download_count"]) is int
     assert row["download_count"] == count
     table = rows_to_table(run({"name": NAME, "versions": [summary("1", download_count=count)]}))
@@ -648,7 +660,7 @@ def test_duplicate_versions_fail_the_model(versions: list[Any], detail: str) -> 
 
 def test_versions_differing_only_in_spelling_are_not_duplicates() -> None:
     rows = run({"name": NAME, "versions": ["1.0.0", "v1.0.0", "1.0.0 ", "1.0"]})
-    assert [r[4] for r in rows] == ["1.0.0", "v1.0.0", "1.0.0 ", "1.0"]
+    assert [r["version"] for r in rows] == ["1.0.0", "v1.0.0", "1.0.0 ", "1.0"]
 
 
 # --- Arrow ---------------------------------------------------------------------------------

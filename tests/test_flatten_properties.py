@@ -7,11 +7,12 @@ import json
 from datetime import timedelta, timezone
 from typing import Any
 
+from helpers import table_rows
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.dataset.flatten import flatten, rows_to_table
-from connector.dataset.schema import COLUMNS, FILE_SCHEMA
+from connector.dataset.schema import FILE_SCHEMA
 from connector.errors import PayloadError
 
 EXTRACTED_AT = 1_792_000_000_000_000
@@ -145,9 +146,8 @@ def _expected_versions(payload: dict[str, Any]) -> list[str]:
     return versions
 
 
-def _check_row(row: tuple[Any, ...]) -> None:
-    assert len(row) == len(COLUMNS)
-    values = dict(zip((c.name for c in COLUMNS), row, strict=True))
+def _check_row(row: dict[str, Any]) -> None:
+    values = table_rows([row])[0]  # fails on a key that is no column
     assert values["extracted_at"] == EXTRACTED_AT
     assert (values["org"], values["model"]) == ("acme", "model")
     assert isinstance(values["model_name"], str)
@@ -165,7 +165,7 @@ def _check_row(row: tuple[Any, ...]) -> None:
         json.loads(values["origin"])
 
 
-def _check_rows(payload: Any, rows: list[tuple[Any, ...]]) -> None:
+def _check_rows(payload: Any, rows: list[dict[str, Any]]) -> None:
     for row in rows:
         _check_row(row)
     table = rows_to_table(rows)
@@ -173,10 +173,10 @@ def _check_rows(payload: Any, rows: list[tuple[Any, ...]]) -> None:
     assert table.num_rows == len(rows)
 
     assert isinstance(payload, dict)
-    assert [row[4] for row in rows] == _expected_versions(payload)
-    ranks = [row[5] for row in rows if row[5] is not None]
+    assert [row["version"] for row in rows] == _expected_versions(payload)
+    ranks = [row["version_rank"] for row in rows if row["version_rank"] is not None]
     assert ranks == list(range(1, len(payload["versions"]) + 1))
-    latest_rows = [row[4] for row in rows if row[6]]
+    latest_rows = [row["version"] for row in rows if row["is_latest"]]
     latest = payload.get("latest")
     assert latest_rows == ([] if latest is None else [latest["version"]])
 
@@ -200,8 +200,8 @@ def test_well_typed_payloads_always_flatten_exactly(payload: dict[str, Any]) -> 
     _check_rows(payload, rows)
     by_version = {e["version"]: e for e in payload["versions"] if isinstance(e, dict)}
     for row in rows:
-        entry = by_version.get(row[4])
+        entry = by_version.get(row["version"])
         if entry is not None and entry.get("download_count") is not None:
-            assert row[9] == entry["download_count"]
+            assert row["download_count"] == entry["download_count"]
         if entry is not None and entry.get("is_public") is not None:
-            assert row[11] is entry["is_public"]
+            assert row["is_public"] is entry["is_public"]

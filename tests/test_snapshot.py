@@ -31,11 +31,18 @@ DAY = date(2026, 3, 1)
 
 
 def rows(count: int, model: str = "m") -> list[Row]:
-    # framework, is_public, origin, extra, then the detail columns file_size_bytes, license,
-    # task, tags
-    unknown = (None,) * 8
+    """`count` versions of acme/`model` by column name; the columns not named are null."""
     return [
-        (0, "acme", model, f"acme/{model}", f"1.0.{i}", i + 1, i == 0, None, None, i, *unknown)
+        {
+            "extracted_at": 0,
+            "org": "acme",
+            "model": model,
+            "model_name": f"acme/{model}",
+            "version": f"1.0.{i}",
+            "version_rank": i + 1,
+            "is_latest": i == 0,
+            "download_count": i,
+        }
         for i in range(count)
     ]
 

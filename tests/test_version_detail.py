@@ -11,12 +11,11 @@ from typing import Any
 
 import pytest
 from ground_truth import dataset_rows, expected, project
-from helpers import config_document
+from helpers import config_document, table_rows
 
 from connector import extract
 from connector.config import parse_config
 from connector.dataset.flatten import parse_versions
-from connector.dataset.schema import COLUMN_NAMES
 from connector.errors import ExitCode, PayloadError
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
@@ -33,8 +32,9 @@ def versions() -> Any:
     return parse_versions(LIST_BODY, org="acme", model="m", extracted_at=0)
 
 
-def as_dict(row: tuple[Any, ...]) -> dict[str, Any]:
-    return dict(zip(COLUMN_NAMES, row, strict=True))
+def as_dict(row: dict[str, Any]) -> dict[str, Any]:
+    """The row as the table holds it: every column, null where the row leaves one out."""
+    return table_rows([row])[0]
 
 
 # --- merging, in flatten ------------------------------------------------------------------

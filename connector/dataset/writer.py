@@ -140,8 +140,8 @@ class SnapshotWriter:
     def add_rows(self, rows: list[Row]) -> None:
         """Queue rows; a full batch is written as a row group straight away.
 
-        Python tuples take ~10x the memory of the same rows in Arrow, so they are converted in
-        small chunks and only the compact chunks wait for a full row group.
+        Python rows (dicts) take ~10x the memory of the same rows in Arrow, so they are converted
+        in small chunks and only the compact chunks wait for a full row group.
         """
         self._pending.extend(rows)
         if len(self._pending) >= min(_CHUNK_ROWS, self._batch_rows):
