@@ -81,6 +81,13 @@ class NoDataError(ConnectorError):
     exit_code = ExitCode.CONFIG
 
 
+class MemoryLimitError(ConnectorError):
+    """A report needs more memory than its limit allows, even spilling to disk: raise the limit
+    (`connector report --memory-limit`) or narrow the window."""
+
+    exit_code = ExitCode.CONFIG
+
+
 class ErrorType(StrEnum):
     """The connector's own word for why a target failed: the closed vocabulary of every failure
     record's `error_type` (the README's "Error types" table lists each; a test compares them).

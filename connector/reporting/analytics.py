@@ -31,17 +31,27 @@ Decisions (the README's "Reports" section repeats them):
 
 from __future__ import annotations
 
+import functools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import pandas as pd
 
-from connector.dataset.reader import Source, load_snapshots, read_manifest, snapshot_dates
-from connector.dataset.storage import Location
+from connector.dataset.reader import Source, read_manifest, snapshot_dates
+from connector.dataset.storage import Location, locate
 from connector.errors import ConfigError, NoDataError, OutputError
+from connector.reporting.engine import (
+    Engine,
+    FrameRows,
+    LocalFiles,
+    Rows,
+    StreamedFiles,
+    parse_memory_limit,
+    window_files,
+)
 from connector.reporting.window import Window, resolve_window
 
 __all__ = [
@@ -87,48 +97,10 @@ REPORT_COLUMNS["version"] = [
 ]
 
 
-def _in_window(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
-    """The rows of the window's snapshots, once each (a row repeated across part files counts
-    once), so a frame holding more days cannot leak earlier observations into a baseline."""
-    day = frame["snapshot_date"]
-    inside = frame[(day >= pd.Timestamp(window.start)) & (day <= pd.Timestamp(window.end))]
-    return inside.drop_duplicates([*_VERSION_KEYS, "snapshot_date"], keep="last")
-
-
-def _observations(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
-    """Per version in the start or end snapshot: its counts there, its first known count in the
-    window, whether a count ever went down, its created_at and its last known framework."""
-    keys = _VERSION_KEYS
-    day = frame["snapshot_date"]
-    at_start = frame[day == pd.Timestamp(window.start)].set_index(keys)["download_count"]
-    at_end = frame[day == pd.Timestamp(window.end)].set_index(keys)["download_count"]
-    known = frame[frame["download_count"].notna()].sort_values([*keys, "snapshot_date"])
-    per_version = known.groupby(keys, sort=False)
-    down = known["download_count"] < per_version["download_count"].shift()
-    went_down = down.fillna(False).groupby([known[k] for k in keys]).any()
-    first = per_version[["snapshot_date", "download_count"]].first()
-    meta = frame.groupby(keys, sort=False)
-    index = at_start.index.union(at_end.index)
-    return pd.DataFrame(
-        {
-            "in_start": index.isin(at_start.index),
-            "start_count": at_start.reindex(index),
-            "in_end": index.isin(at_end.index),
-            "end_count": at_end.reindex(index),
-            "first_date": first["snapshot_date"].reindex(index),
-            "first_count": first["download_count"].reindex(index),
-            "went_down": went_down.reindex(index, fill_value=False).astype(bool),
-            "created_at": meta["created_at"].first().reindex(index),
-            "framework": meta["framework"].last().reindex(index),
-        },
-        index=index,
-    )
-
-
-def classify_versions(frame: pd.DataFrame, window: Window) -> tuple[pd.DataFrame, dict[str, int]]:
+def classify_versions(seen: pd.DataFrame, window: Window) -> tuple[pd.DataFrame, dict[str, int]]:
     """One row per version counted at the end snapshot or gone from it: its baseline, gain and
-    flags (see the module docstring), plus the counts of unknown rows and flagged versions."""
-    seen = _observations(_in_window(frame, window), window)
+    flags (see the module docstring), plus the counts of unknown rows and flagged versions.
+    `seen` holds the engine's facts per version (`Engine.observations`)."""
     end_count = seen["end_count"]
     counted = seen["in_end"] & end_count.notna()
     is_new = (
@@ -216,19 +188,12 @@ def group_table(versions: pd.DataFrame, by: str, days: int) -> pd.DataFrame:
 
 
 def _daily(
-    frame: pd.DataFrame, versions: pd.DataFrame, window: Window, by: str, groups: pd.DataFrame
+    engine: Engine, versions: pd.DataFrame, window: Window, by: str, groups: pd.DataFrame
 ) -> pd.DataFrame:
     keys = GROUP_KEYS[by]
     counted = versions.loc[versions["counted"], [*_VERSION_KEYS, "framework", "is_new"]]
-    rows = frame.loc[frame["download_count"].notna(), [*_VERSION_KEYS, "snapshot_date"]]
-    rows = rows.assign(download_count=frame["download_count"]).merge(counted, on=_VERSION_KEYS)
-    seeds = rows.drop_duplicates(_VERSION_KEYS).loc[lambda r: r["is_new"]]
-    seeds = seeds.assign(snapshot_date=pd.Timestamp(window.start), download_count=0)
-    rows = pd.concat([seeds, rows], ignore_index=True)
-    rows = rows.sort_values([*_VERSION_KEYS, "snapshot_date"], kind="stable", ignore_index=True)
-    high = rows.groupby(_VERSION_KEYS)["download_count"].cummax()
-    rows["gained"] = (high - high.groupby([rows[k] for k in _VERSION_KEYS]).shift()).fillna(0)
-    sums = rows.groupby([*keys, "snapshot_date"], dropna=False)["gained"].sum().reset_index()
+    chosen = counted.merge(groups[keys].drop_duplicates(), on=keys)
+    sums = engine.daily_sums(window.start, window.end, chosen, keys)
     snapshots = [pd.Timestamp(day) for day in window.snapshots]
     pairs = pd.DataFrame({"previous_snapshot": snapshots[:-1], "snapshot_date": snapshots[1:]})
     daily = groups[keys].drop_duplicates().merge(pairs, how="cross")
@@ -250,19 +215,22 @@ def daily_gains(
     counts contribute, and in the usual case (counts that only grow) the series of a group sums
     to its `downloads_gained`. `groups` (rows with the group keys) picks and orders the groups.
     """
-    frame = _in_window(frame, window)
-    versions, _ = classify_versions(frame, window)
-    if groups is None:
-        groups = group_table(versions, by, max(window.days, 1))
-    return _daily(frame, versions, window, by, groups)
+    with Engine(FrameRows(frame)) as engine:
+        versions, _ = classify_versions(engine.observations(window.start, window.end), window)
+        if groups is None:
+            groups = group_table(versions, by, max(window.days, 1))
+        return _daily(engine, versions, window, by, groups)
 
 
 @dataclass(frozen=True)
 class Report:
-    """A computed report: the table, the daily series for the chart, and how they came about."""
+    """A computed report: the table, the daily series for the chart, and how they came about.
+
+    `daily` is computed on first use (only the chart needs it), from the engine's rows of the
+    groups in the table."""
 
     table: pd.DataFrame
-    daily: pd.DataFrame
+    daily_source: Callable[[], pd.DataFrame] = field(repr=False, compare=False)
     by: str
     window: Window
     total_gained: int
@@ -270,6 +238,11 @@ class Report:
     top: int | None
     flags: dict[str, int] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+
+    @functools.cached_property
+    def daily(self) -> pd.DataFrame:
+        """Downloads gained between consecutive snapshots per group shown (see `daily_gains`)."""
+        return self.daily_source()
 
     @property
     def excluded_unknown_rows(self) -> int:
@@ -323,10 +296,33 @@ def summarize(
     top: int | None = 20,
     notes: Sequence[str] = (),
 ) -> Report:
-    """The report over rows already loaded for `window` (pure: no I/O); `notes` are added."""
+    """The report over rows already loaded for `window` (as `load_snapshots` returns them; no
+    I/O); `notes` are added."""
     _check_grouping(by, top)
-    frame = _in_window(frame, window)
-    versions, flags = classify_versions(frame, window)
+    return _summarize(FrameRows(frame), window, by=by, top=top, notes=notes)
+
+
+def _summarize(
+    rows: Rows,
+    window: Window,
+    *,
+    by: str,
+    top: int | None,
+    notes: Sequence[str] = (),
+    memory_limit: int | None = None,
+    orgs: list[str] | None = None,
+    models: list[str] | None = None,
+    shown: str = "the rows given",
+    empty: Callable[[], NoDataError] | None = None,
+) -> Report:
+    def engine() -> Engine:
+        return Engine(rows, memory_limit=memory_limit, orgs=orgs, models=models, shown=shown)
+
+    with engine() as facts:
+        seen = facts.observations(window.start, window.end)
+        if seen.empty and empty is not None and not facts.has_rows(window.start, window.end):
+            raise empty()
+    versions, flags = classify_versions(seen, window)
     table = group_table(versions, by, window.days)
     total = int(table["downloads_gained"].sum())
     if total:
@@ -334,12 +330,16 @@ def summarize(
     table["start_snapshot"] = pd.Timestamp(window.start)
     table["end_snapshot"] = pd.Timestamp(window.end)
     table = table[REPORT_COLUMNS[by]]
-    shown = table.head(top) if top else table
-    shown = shown.reset_index(drop=True)
-    daily = _daily(frame, versions, window, by, shown)
+    shown_rows = table.head(top) if top else table
+    shown_rows = shown_rows.reset_index(drop=True)
+
+    def daily() -> pd.DataFrame:  # a second pass, only over the versions of the groups shown
+        with engine() as series:
+            return _daily(series, versions, window, by, shown_rows)
+
     result = Report(
-        table=shown,
-        daily=daily,
+        table=shown_rows,
+        daily_source=daily,
         by=by,
         window=window,
         total_gained=total,
@@ -348,7 +348,7 @@ def summarize(
         flags=flags,
         notes=(*window.notes, *notes, *_flag_notes(flags)),
     )
-    shown.attrs.update(result.metadata())
+    shown_rows.attrs.update(result.metadata())
     return result
 
 
@@ -397,27 +397,47 @@ def compute_report(
     top: int | None = 20,
     org: Sequence[str] | str | None = None,
     model: Sequence[str] | str | None = None,
+    memory_limit: int | str | None = None,
 ) -> Report:
-    """Load the window's partitions (only the needed columns) and summarize them."""
+    """The report over the window's partitions (only the needed columns), computed by the
+    engine within `memory_limit` (bytes, or a size such as "2GiB"; default: half the memory,
+    at most 8 GiB)."""
     _check_grouping(by, top)
-    available = snapshot_dates(data)
+    limit = parse_memory_limit(memory_limit)
+    location = locate(data)
+    available = snapshot_dates(location)
     if not available:
         raise NoDataError(f"no snapshots under {_shown(data)}: run the extractor first")
     window = resolve_window(available, days=days, start=start, end=end)
     orgs, models = _as_list(org), _as_list(model)
-    columns = ["snapshot_date", "org", "model", "version", "created_at", "download_count"]
-    frame = load_snapshots(data, window.start, window.end, [*columns, "framework"], orgs, models)
-    if frame.empty:
+    files = window_files(location, window.snapshots)
+    rows: Rows = LocalFiles(files) if location.is_local else StreamedFiles(location, files)
+
+    def empty() -> NoDataError:
         wanted = " and ".join(
             f"{name} {', '.join(values)}"
             for name, values in (("org", orgs), ("model", models))
             if values
         )
-        raise NoDataError(
+        return NoDataError(
             f"no rows for {wanted or 'any model'} between {window.start} and {window.end}"
         )
+
+    if not files:
+        raise empty()
     notes = _failure_notes(data, window, orgs, models)
-    return summarize(frame, window, by=by, top=top, notes=notes)
+    return _summarize(
+        rows,
+        window,
+        by=by,
+        top=top,
+        notes=notes,
+        memory_limit=limit,
+        orgs=orgs,
+        models=models,
+        shown=f"the dataset under {_shown(data)}",
+        empty=empty,
+    )
 
 
 def report(
@@ -430,8 +450,17 @@ def report(
     top: int | None = 20,
     org: Sequence[str] | str | None = None,
     model: Sequence[str] | str | None = None,
+    memory_limit: int | str | None = None,
 ) -> pd.DataFrame:
     """The report table; window and flags ride along in `DataFrame.attrs`."""
     return compute_report(
-        data, days=days, start=start, end=end, by=by, top=top, org=org, model=model
+        data,
+        days=days,
+        start=start,
+        end=end,
+        by=by,
+        top=top,
+        org=org,
+        model=model,
+        memory_limit=memory_limit,
     ).table

@@ -1,0 +1,438 @@
+"""The report's heavy lifting on DuckDB (embedded): the window's rows never reach pandas.
+
+One grouped pass over the in-window rows gives one row of facts per version in the start or end
+snapshot (its counts there, its first known count, whether a count ever went down, created_at,
+framework), and a second pass, restricted to the versions of the groups shown, gives the chart's
+daily series. pandas only sees those results, so memory follows the answer, not rows x days.
+
+Rows come from the in-window partitions only and only the needed columns: local Parquet files
+are handed to DuckDB as an explicit list (its own parallel reader); object storage goes through
+the dataset's pyarrow filesystem (`connector.dataset.storage`), streamed into DuckDB file by
+file, so no DuckDB extension (httpfs) is ever needed: extensions are neither installed nor
+loaded at run time. On object storage each object's size and modification time are compared
+before and after a query, and the query runs again when a publish replaced one meanwhile (the
+reader's torn-read rule). DuckDB is held to `memory_limit` and spills to a temporary directory
+that is removed afterwards; a limit too small for the window is a `MemoryLimitError`.
+
+A row repeated for the same version and day (across part files) counts once, the last in file
+order, as `load_snapshots` + pandas did.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+from types import TracebackType
+from typing import Any
+
+import duckdb
+import pandas as pd
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.fs as pafs
+
+from connector.dataset.layout import DATASET_DIR
+from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
+from connector.dataset.storage import STORAGE_ERRORS, Location, list_entries
+from connector.errors import ConfigError, MemoryLimitError, OutputError
+
+MEMORY_SHARE = 0.5  # the default limit: this share of physical memory ...
+MEMORY_CAP = 8 * 2**30  # ... but never more than this
+MEMORY_FLOOR = 16 * 2**20  # below this DuckDB cannot even plan a query
+_READ_ATTEMPTS = 3
+_KEYS = ["org", "model", "version"]
+_COLUMNS = ["org", "model", "version", "created_at", "download_count", "framework"]
+_DAY_IN_PATH = rf"{PARTITION_COLUMN.name}=([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})/[^/]*$"
+_PARTITION_DIR = re.compile(rf"^{PARTITION_COLUMN.name}=(\d{{4}}-\d{{2}}-\d{{2}})$")
+_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_UNITS |= {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%|[kmgt]?i?)b?\s*$", re.IGNORECASE)
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine."""
+    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+
+
+def default_memory_limit() -> int:
+    """Half the machine's memory, capped at 8 GiB: enough for a year of a large registry while
+    leaving room for everything else on the host."""
+    return min(int(physical_memory() * MEMORY_SHARE), MEMORY_CAP)
+
+
+def parse_memory_limit(text: str | int | None) -> int:
+    """`2GiB`, `512MB`, `1.5G`, `25%` (of physical memory) or a number of bytes."""
+    if text is None:
+        return default_memory_limit()
+    if isinstance(text, int):
+        size = text
+    else:
+        match = _SIZE.match(text)
+        if match is None:
+            raise ConfigError(
+                [f"memory limit {text!r}: expected a size like 512MB, 2GiB or 25% of memory"]
+            )
+        number, unit = float(match.group(1)), match.group(2).lower()
+        size = int(physical_memory() * number / 100 if unit == "%" else number * _UNITS[unit])
+    if size < MEMORY_FLOOR:
+        raise ConfigError([f"memory limit {text!r}: at least 16MiB is needed"])
+    return size
+
+
+def human_size(size: int) -> str:
+    """A byte count as a person reads it (MiB or GiB)."""
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One in-window data file: where it is, its snapshot day, and what it looked like."""
+
+    path: str
+    day: date
+    size: int | None
+    mtime: Any
+
+
+def _partition_day(name: str) -> date | None:
+    match = _PARTITION_DIR.match(name)
+    if match is None:
+        return None
+    try:
+        return date.fromisoformat(match.group(1))
+    except ValueError:
+        return None
+
+
+def window_files(location: Location, days: Sequence[date]) -> list[DataFile]:
+    """The `*.parquet` files of the given partitions, sorted by path (the order the loader
+    reads them in, which decides which of two copies of a row wins)."""
+    found = []
+    for day in days:
+        partition = location.join(DATASET_DIR, f"{PARTITION_COLUMN.name}={day.isoformat()}")
+        try:
+            entries = list_entries(location.filesystem, partition)
+        except STORAGE_ERRORS as exc:
+            raise OutputError(f"cannot list {location.display(partition)}: {exc}") from exc
+        found += [
+            DataFile(info.path, day, info.size, info.mtime)
+            for info in entries
+            if info.type == pafs.FileType.File
+            and info.base_name.endswith(".parquet")
+            and not info.base_name.startswith(("_", "."))
+        ]
+    return sorted(found, key=lambda file: file.path)
+
+
+def _glob_literal(path: str) -> str:
+    """A path as a DuckDB file pattern that matches only itself (its glob characters quoted)."""
+    return re.sub(r"([*?\[])", r"[\1]", path)
+
+
+def _sql_text(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class Rows:
+    """Where the window's rows come from; `relation` names a SQL relation with the columns
+    d, fname, rn (file order), org, model, version, created_at, c, framework."""
+
+    def prepare(self, con: duckdb.DuckDBPyConnection, orgs: list[str], models: list[str]) -> str:
+        raise NotImplementedError
+
+    def fingerprint(self) -> Any:
+        """Something that changes when the data changed under a running query (None: never)."""
+        return None
+
+
+def _filters(orgs: list[str], models: list[str]) -> str:
+    conditions = [
+        f"{column} IN ({', '.join(_sql_text(v) for v in values)})"
+        for column, values in (("org", orgs), ("model", models))
+        if values
+    ]
+    return ("WHERE " + " AND ".join(conditions)) if conditions else ""
+
+
+class LocalFiles(Rows):
+    """Local Parquet files, read by DuckDB itself (in parallel, with projection pushdown)."""
+
+    def __init__(self, files: Sequence[DataFile]) -> None:
+        self.files = list(files)
+
+    def prepare(self, con: duckdb.DuckDBPyConnection, orgs: list[str], models: list[str]) -> str:
+        paths = ", ".join(_sql_text(_glob_literal(file.path)) for file in self.files)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW window_rows AS
+            SELECT regexp_extract(filename, '{_DAY_IN_PATH}', 1)::DATE AS d,
+              filename AS fname, file_row_number AS rn, org, model, version,
+              created_at, download_count AS c, framework
+            FROM read_parquet([{paths}], filename = true, file_row_number = true,
+                              union_by_name = true, hive_partitioning = false)
+            {_filters(orgs, models)}"""
+        )
+        return "window_rows"
+
+
+_STREAM_SCHEMA = pa.schema(
+    [
+        pa.field("d", pa.date32()),
+        pa.field("fname", pa.string()),
+        pa.field("rn", pa.int64()),
+        *(DATASET_SCHEMA.field(name) for name in _COLUMNS),
+    ]
+)
+
+
+class StreamedFiles(Rows):
+    """Files on object storage, read through the dataset's pyarrow filesystem one file at a
+    time and streamed into DuckDB (no DuckDB extension involved)."""
+
+    def __init__(self, location: Location, files: Sequence[DataFile]) -> None:
+        self.location = location
+        self.files = list(files)
+
+    def _batches(self, orgs: list[str], models: list[str]) -> Iterator[pa.RecordBatch]:
+        row_filter = None
+        for column, values in (("org", orgs), ("model", models)):
+            if values:
+                condition = ds.field(column).isin(values)
+                row_filter = condition if row_filter is None else row_filter & condition
+        schema = pa.schema([DATASET_SCHEMA.field(name) for name in _COLUMNS])
+        for file in self.files:
+            try:
+                table = ds.dataset(
+                    file.path, schema=schema, format="parquet", filesystem=self.location.filesystem
+                ).to_table(columns=_COLUMNS, filter=row_filter)
+            except (pa.ArrowException, OSError) as exc:
+                raise OutputError(
+                    f"cannot read {self.location.display(file.path)}: {exc}"
+                ) from exc
+            rows = table.num_rows
+            extra = [
+                pa.array([file.day] * rows, pa.date32()),
+                pa.array([file.path] * rows, pa.string()),
+                pa.array(range(rows), pa.int64()),
+            ]
+            yield from pa.Table.from_arrays(
+                extra + table.columns, schema=_STREAM_SCHEMA
+            ).to_batches()
+
+    def prepare(self, con: duckdb.DuckDBPyConnection, orgs: list[str], models: list[str]) -> str:
+        reader = pa.RecordBatchReader.from_batches(_STREAM_SCHEMA, self._batches(orgs, models))
+        con.register("streamed_rows", reader)
+        con.execute(
+            """CREATE OR REPLACE TEMP VIEW window_rows AS
+            SELECT d, fname, rn, org, model, version, created_at, download_count AS c, framework
+            FROM streamed_rows"""
+        )
+        return "window_rows"
+
+    def fingerprint(self) -> Any:
+        days = sorted({file.day for file in self.files})
+        return [(f.path, f.size, f.mtime) for f in window_files(self.location, days)]
+
+
+class FrameRows(Rows):
+    """Rows already in memory (a frame as `load_snapshots` returns it, in its own order)."""
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        columns = {
+            "d": pa.array(frame[PARTITION_COLUMN.name].dt.date, pa.date32()),
+            "fname": pa.nulls(len(frame), pa.string()).fill_null(""),
+            "rn": pa.array(range(len(frame)), pa.int64()),
+        }
+        for name in _COLUMNS:
+            columns[name] = pa.array(frame[name], DATASET_SCHEMA.field(name).type, from_pandas=True)
+        self.table = pa.table(columns, schema=_STREAM_SCHEMA)
+
+    def prepare(self, con: duckdb.DuckDBPyConnection, orgs: list[str], models: list[str]) -> str:
+        con.register("frame_rows", self.table)
+        con.execute(
+            f"""CREATE OR REPLACE TEMP VIEW window_rows AS
+            SELECT d, fname, rn, org, model, version, created_at, download_count AS c, framework
+            FROM frame_rows {_filters(orgs, models)}"""
+        )
+        return "window_rows"
+
+
+# One row per version and day (the last copy in file order), only the window's days.
+_DEDUP = """
+  kept AS (
+    SELECT * FROM (
+      SELECT *, lead(d) OVER (PARTITION BY org, model, version ORDER BY d, fname, rn)
+                IS DISTINCT FROM d AS last_copy
+      FROM {rows} WHERE d BETWEEN $start AND $end
+    ) WHERE last_copy
+  )"""
+
+_FACTS = (
+    "WITH"
+    + _DEDUP
+    + """,
+  ordered AS (
+    SELECT *, c < lag(c IGNORE NULLS) OVER (PARTITION BY org, model, version ORDER BY d) AS down
+    FROM kept
+  )
+SELECT org, model, version,
+  bool_or(d = $start) AS in_start,
+  max(c) FILTER (WHERE d = $start) AS start_count,
+  bool_or(d = $end) AS in_end,
+  max(c) FILTER (WHERE d = $end) AS end_count,
+  min(d) FILTER (WHERE c IS NOT NULL) AS first_date,
+  arg_min(c, d) AS first_count,
+  coalesce(bool_or(down), false) AS went_down,
+  arg_min(created_at, d) AS created_at,
+  arg_max(framework, d) AS framework
+FROM ordered
+GROUP BY org, model, version
+HAVING bool_or(d = $start) OR bool_or(d = $end)
+"""
+)
+
+_DAILY = (
+    "WITH"
+    + _DEDUP
+    + """,
+  known AS (
+    SELECT k.d, k.org, k.model, k.version, k.c
+    FROM kept AS k SEMI JOIN chosen AS v USING (org, model, version)
+    WHERE k.c IS NOT NULL
+  ),
+  seeded AS (
+    SELECT * FROM known
+    UNION ALL
+    SELECT $start AS d, org, model, version, 0 AS c FROM chosen WHERE is_new
+  ),
+  highs AS (
+    SELECT *, max(c) OVER (PARTITION BY org, model, version ORDER BY d) AS high FROM seeded
+  ),
+  gains AS (
+    SELECT *, coalesce(high - lag(high) OVER (PARTITION BY org, model, version ORDER BY d), 0)
+      AS gained
+    FROM highs
+  )
+SELECT {keys}, g.d AS snapshot_date, sum(g.gained)::BIGINT AS gained
+FROM gains AS g JOIN chosen AS v USING (org, model, version)
+GROUP BY ALL
+"""
+)
+
+
+class Engine:
+    """One DuckDB connection for one report: memory-limited, spilling to its own temporary
+    directory, no extensions fetched or loaded; use as a context manager."""
+
+    def __init__(
+        self,
+        rows: Rows,
+        *,
+        memory_limit: int | None = None,
+        orgs: Sequence[str] | None = None,
+        models: Sequence[str] | None = None,
+        shown: str = "the dataset",
+    ) -> None:
+        self.rows = rows
+        self.memory_limit = memory_limit or default_memory_limit()
+        self.orgs, self.models = list(orgs or []), list(models or [])
+        self.shown = shown
+        self._spill = tempfile.TemporaryDirectory(prefix="connector-report-")
+        self._con = duckdb.connect(
+            config={
+                "memory_limit": f"{self.memory_limit}B",
+                "temp_directory": self._spill.name,
+                "threads": os.cpu_count() or 1,
+                "autoinstall_known_extensions": False,
+                "autoload_known_extensions": False,
+                "preserve_insertion_order": False,
+            }
+        )
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection and remove the spill directory."""
+        self._con.close()
+        self._spill.cleanup()
+
+    def _query(self, sql: str, params: dict[str, Any]) -> pa.Table:
+        for _ in range(_READ_ATTEMPTS):
+            before = self.rows.fingerprint()
+            relation = self.rows.prepare(self._con, self.orgs, self.models)
+            try:
+                result = self._con.sql(sql.format(rows=relation), params=params)
+                table = result.to_arrow_table()
+            except duckdb.OutOfMemoryException as exc:
+                raise MemoryLimitError(
+                    f"the report over {self.shown} needs more than the memory limit of "
+                    f"{human_size(self.memory_limit)} even when spilling to disk: raise "
+                    f"--memory-limit (or memory_limit=) or narrow the window ({_first_line(exc)})"
+                ) from exc
+            except duckdb.Error as exc:
+                raise OutputError(f"cannot read {self.shown}: {_first_line(exc)}") from exc
+            if before is None or self.rows.fingerprint() == before:
+                return table
+        raise OutputError(f"{self.shown} kept changing during {_READ_ATTEMPTS} reads; try again")
+
+    def observations(self, start: date, end: date) -> pd.DataFrame:
+        """Per version in the start or end snapshot: in_start, start_count, in_end, end_count,
+        first_date and first_count (its first known count), went_down, created_at, framework."""
+        table = self._query(_FACTS, {"start": start, "end": end})
+        frame = _typed(table)
+        frame["first_date"] = frame["first_date"].astype("datetime64[s]")
+        for flag in ("in_start", "in_end", "went_down"):
+            frame[flag] = frame[flag].astype(bool)
+        return frame.set_index(_KEYS).sort_index()
+
+    def has_rows(self, start: date, end: date) -> bool:
+        """Whether any row (after the filters) is dated inside the window."""
+        sql = "SELECT count(*) AS n FROM {rows} WHERE d BETWEEN $start AND $end"
+        table = self._query(sql, {"start": start, "end": end})
+        return bool(table.column("n")[0].as_py())
+
+    def daily_sums(
+        self, start: date, end: date, chosen: pd.DataFrame, keys: Sequence[str]
+    ) -> pd.DataFrame:
+        """Per group (`keys`) and snapshot: downloads gained since the previous snapshot by the
+        `chosen` versions (org, model, version, framework, is_new), each version's gain being
+        how far its count rose above the highest seen before (from its baseline)."""
+        columns = [*_KEYS, "framework", "is_new"]
+        small = pa.Table.from_pandas(chosen[columns], preserve_index=False)
+        self._con.register("chosen", small)
+        selected = ", ".join(f"v.{key}" for key in keys)
+        table = self._query(
+            _DAILY.replace("{keys}", selected), {"start": start, "end": end}
+        )
+        frame = _typed(table)
+        frame["snapshot_date"] = frame["snapshot_date"].astype("datetime64[s]")
+        frame["gained"] = frame["gained"].astype("Int64")
+        return frame
+
+
+def _typed(table: pa.Table) -> pd.DataFrame:
+    """DuckDB's answer with the dataset's own types and nullable pandas dtypes."""
+    fields = []
+    for field in table.schema:
+        if field.name in DATASET_SCHEMA.names and field.name != PARTITION_COLUMN.name:
+            fields.append(pa.field(field.name, DATASET_SCHEMA.field(field.name).type))
+        elif pa.types.is_integer(field.type):
+            fields.append(pa.field(field.name, pa.int64()))
+        else:
+            fields.append(field)
+    renamed = {"start_count": "int64", "end_count": "int64", "first_count": "int64"}
+    fields = [pa.field(f.name, pa.int64()) if f.name in renamed else f for f in fields]
+    return to_dataframe(table.cast(pa.schema(fields)))
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
