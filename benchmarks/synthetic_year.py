@@ -92,7 +92,8 @@ def _day_table(shape: Shape, slots: dict[str, np.ndarray], index: int, day: date
     created = np.where(
         slots["appears"][present] == 0,
         np.datetime64(first.replace(tzinfo=None) - timedelta(days=400), "us"),
-        np.datetime64(first.replace(tzinfo=None), "us") + slots["appears"][present] * np.timedelta64(86_400, "s"),
+        np.datetime64(first.replace(tzinfo=None), "us")
+        + slots["appears"][present] * np.timedelta64(86_400, "s"),
     )
     rows = len(model)
     fetched = datetime(day.year, day.month, day.day, 3, 15, tzinfo=UTC)

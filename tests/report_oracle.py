@@ -1,6 +1,9 @@
-"""Download analytics over the snapshots: how many downloads each group gained over a window.
+"""The test oracle: the report as the pandas implementation computed it before the engine.
 
-Decisions (the README's "Reports" section repeats them):
+A frozen copy of `connector/reporting/analytics.py` from before `connector/reporting/engine.py`
+(loading every in-window row into pandas via `load_snapshots`); tests/test_report_engine.py
+asserts that the engine gives exactly its answers. Do not "fix" this file to match the engine:
+a rule change goes into both, on purpose. Its rules, as the module docstring had them:
 
 * Window. `days=N` compares the latest snapshot with the latest snapshot at least N days older;
   when no snapshot is that old, the earliest one is used and a note says the window is shorter.

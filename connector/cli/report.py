@@ -14,6 +14,7 @@ import click
 
 from connector.cli.options import DAY
 from connector.dataset.storage import Location, is_object_uri, locate
+from connector.errors import ConfigError
 from connector.reporting.analytics import GROUPINGS, compute_report
 from connector.reporting.render import FORMATS, render, write_output
 
@@ -64,6 +65,15 @@ def _split_model_filters(
     return pair_orgs, pair_models
 
 
+def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int:
+    from connector.reporting.engine import parse_memory_limit
+
+    try:
+        return parse_memory_limit(value)
+    except ConfigError as exc:
+        raise click.BadParameter("; ".join(exc.problems)) from exc
+
+
 @click.command("report")
 @click.option("--data", metavar="URI", help="Dataset root (the extractor's output.uri).")
 @click.option(
@@ -111,6 +121,13 @@ def _split_model_filters(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to FILE (atomically) instead of stdout.",
 )
+@click.option(
+    "--memory-limit",
+    metavar="SIZE",
+    callback=_memory_limit,
+    help="Memory the query engine may use before spilling to disk, e.g. 2GiB, 512MB or 25% "
+    "(of RAM).  [default: 50% of RAM, at most 8GiB]",
+)
 def report(
     data: str | None,
     config_path: Path | None,
@@ -123,6 +140,7 @@ def report(
     models: tuple[str, ...],
     fmt: str,
     output: Path | None,
+    memory_limit: int,
 ) -> None:
     """Downloads gained per version, model, org or framework between two snapshots."""
     if days is not None and (start is not None or end is not None):
@@ -139,6 +157,7 @@ def report(
         top=top or None,
         org=orgs,
         model=models,
+        memory_limit=memory_limit,
     )
     text = render(result, fmt)
     if fmt in ("csv", "json"):  # the table and the page show their notes themselves

@@ -209,9 +209,7 @@ class StreamedFiles(Rows):
                     file.path, schema=schema, format="parquet", filesystem=self.location.filesystem
                 ).to_table(columns=_COLUMNS, filter=row_filter)
             except (pa.ArrowException, OSError) as exc:
-                raise OutputError(
-                    f"cannot read {self.location.display(file.path)}: {exc}"
-                ) from exc
+                raise OutputError(f"cannot read {self.location.display(file.path)}: {exc}") from exc
             rows = table.num_rows
             extra = [
                 pa.array([file.day] * rows, pa.date32()),
@@ -368,8 +366,8 @@ class Engine:
     def _query(self, sql: str, params: dict[str, Any]) -> pa.Table:
         for _ in range(_READ_ATTEMPTS):
             before = self.rows.fingerprint()
-            relation = self.rows.prepare(self._con, self.orgs, self.models)
             try:
+                relation = self.rows.prepare(self._con, self.orgs, self.models)
                 result = self._con.sql(sql.format(rows=relation), params=params)
                 table = result.to_arrow_table()
             except duckdb.OutOfMemoryException as exc:
@@ -410,9 +408,7 @@ class Engine:
         small = pa.Table.from_pandas(chosen[columns], preserve_index=False)
         self._con.register("chosen", small)
         selected = ", ".join(f"v.{key}" for key in keys)
-        table = self._query(
-            _DAILY.replace("{keys}", selected), {"start": start, "end": end}
-        )
+        table = self._query(_DAILY.replace("{keys}", selected), {"start": start, "end": end})
         frame = _typed(table)
         frame["snapshot_date"] = frame["snapshot_date"].astype("datetime64[s]")
         frame["gained"] = frame["gained"].astype("Int64")
