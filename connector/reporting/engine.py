@@ -30,6 +30,7 @@ from types import TracebackType
 from typing import Any
 
 import duckdb
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
@@ -42,7 +43,7 @@ from connector.errors import ConfigError, MemoryLimitError, OutputError
 
 MEMORY_SHARE = 0.5  # the default limit: this share of physical memory ...
 MEMORY_CAP = 8 * 2**30  # ... but never more than this
-MEMORY_FLOOR = 16 * 2**20  # below this DuckDB cannot even plan a query
+MEMORY_FLOOR = 2**20  # below this DuckDB cannot even plan a query
 _READ_ATTEMPTS = 3
 _KEYS = ["org", "model", "version"]
 _COLUMNS = ["org", "model", "version", "created_at", "download_count", "framework"]
@@ -79,7 +80,7 @@ def parse_memory_limit(text: str | int | None) -> int:
         number, unit = float(match.group(1)), match.group(2).lower()
         size = int(physical_memory() * number / 100 if unit == "%" else number * _UNITS[unit])
     if size < MEMORY_FLOOR:
-        raise ConfigError([f"memory limit {text!r}: at least 16MiB is needed"])
+        raise ConfigError([f"memory limit {text!r}: at least 1MiB is needed"])
     return size
 
 
@@ -292,15 +293,40 @@ HAVING bool_or(d = $start) OR bool_or(d = $end)
 """
 )
 
+# The fast path: plain aggregates, valid when no version has two rows on one day (the fold
+# below checks that, and whether the series ever went down, in file order).
+_QUICK_FACTS = """
+SELECT org, model, version,
+  bool_or(d = $start) AS in_start,
+  max(c) FILTER (WHERE d = $start) AS start_count,
+  bool_or(d = $end) AS in_end,
+  max(c) FILTER (WHERE d = $end) AS end_count,
+  min(d) FILTER (WHERE c IS NOT NULL) AS first_date,
+  arg_min(c, d) AS first_count,
+  false AS went_down,
+  arg_min(created_at, d) AS created_at,
+  arg_max(framework, d) AS framework,
+  hash(org, model, version) AS h1,
+  hash(version, model, org, 'connector') AS h2
+FROM {rows}
+WHERE d BETWEEN $start AND $end
+GROUP BY org, model, version
+HAVING bool_or(d = $start) OR bool_or(d = $end)
+"""
+
+# Every in-window row in file order, as two independent 64-bit hashes of its version.
+_FOLD_ROWS = """
+SELECT d, hash(org, model, version) AS h1, hash(version, model, org, 'connector') AS h2, c
+FROM {rows} WHERE d BETWEEN $start AND $end {order}
+"""
+
 _DAILY = (
     "WITH"
-    + _DEDUP
+    + _DEDUP.replace(
+        "{rows}", "(SELECT * FROM {rows} SEMI JOIN chosen USING (org, model, version))"
+    )
     + """,
-  known AS (
-    SELECT k.d, k.org, k.model, k.version, k.c
-    FROM kept AS k SEMI JOIN chosen AS v USING (org, model, version)
-    WHERE k.c IS NOT NULL
-  ),
+  known AS (SELECT d, org, model, version, c FROM kept WHERE c IS NOT NULL),
   seeded AS (
     SELECT * FROM known
     UNION ALL
@@ -371,11 +397,7 @@ class Engine:
                 result = self._con.sql(sql.format(rows=relation), params=params)
                 table = result.to_arrow_table()
             except duckdb.OutOfMemoryException as exc:
-                raise MemoryLimitError(
-                    f"the report over {self.shown} needs more than the memory limit of "
-                    f"{human_size(self.memory_limit)} even when spilling to disk: raise "
-                    f"--memory-limit (or memory_limit=) or narrow the window ({_first_line(exc)})"
-                ) from exc
+                raise self._memory_error(exc) from exc
             except duckdb.Error as exc:
                 raise OutputError(f"cannot read {self.shown}: {_first_line(exc)}") from exc
             if before is None or self.rows.fingerprint() == before:
@@ -384,13 +406,132 @@ class Engine:
 
     def observations(self, start: date, end: date) -> pd.DataFrame:
         """Per version in the start or end snapshot: in_start, start_count, in_end, end_count,
-        first_date and first_count (its first known count), went_down, created_at, framework."""
-        table = self._query(_FACTS, {"start": start, "end": end})
+        first_date and first_count (its first known count), went_down, created_at, framework.
+
+        Fast path: one grouped pass (no sort), then one streamed pass in file order that finds
+        the versions whose count went down, by two 64-bit hashes of each version. Should a
+        version have two rows on one day, or two versions share both hashes, the exact path
+        (sorted windows) answers instead."""
+        params = {"start": start, "end": end}
+        for _ in range(_READ_ATTEMPTS):
+            before = self.rows.fingerprint()
+            table = self._query(_QUICK_FACTS, params)
+            went_down = self._fold(table, params)
+            if before is None or self.rows.fingerprint() == before:
+                break
+        else:
+            raise OutputError(
+                f"{self.shown} kept changing during {_READ_ATTEMPTS} reads; try again"
+            )
+        if went_down is None:
+            table = self._query(_FACTS, params)
+        else:
+            table = table.drop_columns(["h1", "h2"]).set_column(
+                table.schema.get_field_index("went_down"), "went_down", pa.array(went_down)
+            )
         frame = _typed(table)
         frame["first_date"] = frame["first_date"].astype("datetime64[s]")
         for flag in ("in_start", "in_end", "went_down"):
             frame[flag] = frame[flag].astype(bool)
         return frame.set_index(_KEYS).sort_index()
+
+    def _fold(self, facts: pa.Table, params: dict[str, Any]) -> np.ndarray | None:
+        """went_down per row of `facts`, from every in-window row in file order; None when a
+        version has two rows on one day or the hashes cannot tell two versions apart."""
+        h1 = facts.column("h1").to_numpy().astype(np.uint64)
+        h2 = facts.column("h2").to_numpy().astype(np.uint64)
+        order = np.argsort(h1, kind="stable")
+        keys, seconds = h1[order], h2[order]
+        if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
+            return None
+        count = len(keys)
+        last = np.zeros(count, np.int64)
+        known = np.zeros(count, bool)
+        last_day = np.full(count, np.iinfo(np.int64).min, np.int64)
+        down = np.zeros(count, bool)
+        sort = "ORDER BY d, fname, rn" if isinstance(self.rows, FrameRows) else ""
+        for _ in range(_READ_ATTEMPTS):
+            before = self.rows.fingerprint()
+            reader = None
+            try:
+                relation = self.rows.prepare(self._con, self.orgs, self.models)
+                self._con.execute("SET preserve_insertion_order = true")
+                reader = self._con.sql(
+                    _FOLD_ROWS.format(rows=relation, order=sort), params=params
+                ).to_arrow_reader(1 << 20)
+                previous_day = np.iinfo(np.int64).min
+                for batch in reader:
+                    days = batch.column(0).cast(pa.int32()).to_numpy().astype(np.int64)
+                    if len(days) and (days[0] < previous_day or bool((np.diff(days) < 0).any())):
+                        return None  # not in date order: let the exact path decide
+                    if len(days):
+                        previous_day = int(days[-1])
+                    if not self._fold_batch(
+                        batch, days, keys, seconds, last, known, last_day, down
+                    ):
+                        return None
+            except duckdb.OutOfMemoryException as exc:
+                raise self._memory_error(exc) from exc
+            except duckdb.Error as exc:
+                raise OutputError(f"cannot read {self.shown}: {_first_line(exc)}") from exc
+            finally:
+                if reader is not None:
+                    reader.close()  # a query still streaming holds the connection
+                self._con.execute("SET preserve_insertion_order = false")
+            if before is None or self.rows.fingerprint() == before:
+                result = np.zeros(count, bool)
+                result[order] = down
+                return result
+            last[:], known[:], down[:] = 0, False, False
+            last_day[:] = np.iinfo(np.int64).min
+        raise OutputError(f"{self.shown} kept changing during {_READ_ATTEMPTS} reads; try again")
+
+    @staticmethod
+    def _fold_batch(
+        batch: pa.RecordBatch,
+        days: np.ndarray,
+        keys: np.ndarray,
+        seconds: np.ndarray,
+        last: np.ndarray,
+        known: np.ndarray,
+        last_day: np.ndarray,
+        down: np.ndarray,
+    ) -> bool:
+        """Fold one batch (rows in date order) into the per-version state; False on a repeated
+        row or a hash collision."""
+        if not len(keys):
+            return True
+        h1 = batch.column(1).to_numpy().astype(np.uint64)
+        h2 = batch.column(2).to_numpy().astype(np.uint64)
+        counts = batch.column(3)
+        has = counts.is_valid().to_numpy(zero_copy_only=False)
+        values = counts.fill_null(0).to_numpy().astype(np.int64)
+        slot = np.minimum(np.searchsorted(keys, h1), len(keys) - 1)
+        hit = keys[slot] == h1
+        if bool((hit & (seconds[slot] != h2)).any()):
+            return False
+        slot, days, has, values = slot[hit], days[hit], has[hit], values[hit]
+        cuts = np.flatnonzero(np.diff(days)) + 1
+        for part in np.split(np.arange(len(slot)), cuts):
+            if not len(part):
+                continue
+            where, day = slot[part], days[part[0]]
+            if bool((last_day[where] == day).any()) or len(np.unique(where)) < len(where):
+                return False  # a version twice on one day
+            last_day[where] = day
+            seen, count = has[part], values[part]
+            fell = seen & known[where] & (count < last[where])
+            down[where[fell]] = True
+            last[where[seen]] = count[seen]
+            known[where[seen]] = True
+        return True
+
+    def _memory_error(self, exc: BaseException) -> MemoryLimitError:
+        return MemoryLimitError(
+            f"the report over {self.shown} needs more than the memory limit of "
+            f"{human_size(self.memory_limit)} even when spilling to disk: raise "
+            f"--memory-limit (or memory_limit=) or narrow the window ({_first_line(exc)})"
+        )
 
     def has_rows(self, start: date, end: date) -> bool:
         """Whether any row (after the filters) is dated inside the window."""
