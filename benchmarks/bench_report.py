@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import synthetic_year  # noqa: E402
+import synthetic_year
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "bench-data" / "report-year"
