@@ -27,7 +27,7 @@ import synthetic_year
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "bench-data" / "report-year"
-RUNS = 3
+RUNS = int(os.environ.get("BENCH_RUNS", "3"))  # medians of 3; fewer only to look quickly
 README_QUERY = re.compile(r"<!-- query: duckdb\b.*?-->\n```sql\n(.*?)\n```\n", re.DOTALL)
 QUERY_CHILD = "import duckdb, sys; duckdb.sql(open(sys.argv[1]).read()).df()"
 

@@ -22,6 +22,7 @@ import contextlib
 import os
 import secrets
 import stat
+import tempfile
 from pathlib import Path
 
 # Room for the random part and suffix within the usual 255-byte NAME_MAX.
@@ -62,3 +63,10 @@ def write_atomic(path: str | os.PathLike[str], data: bytes | str, *, mode: int =
             os.unlink(temp)
         raise
     fsync_dir(target.parent)
+
+
+def scratch_directory(prefix: str) -> tempfile.TemporaryDirectory[str]:
+    """A private temporary directory (mode 0700) for work files that are never published, such
+    as the report engine's spill files; `.cleanup()` removes it. Temporary files live here so
+    that this module stays the one place that makes them."""
+    return tempfile.TemporaryDirectory(prefix=prefix)

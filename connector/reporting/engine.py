@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -36,6 +35,7 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 
+from connector.atomic import scratch_directory
 from connector.dataset.layout import DATASET_DIR
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
 from connector.dataset.storage import STORAGE_ERRORS, Location, list_entries
@@ -364,7 +364,7 @@ class Engine:
         self.memory_limit = memory_limit or default_memory_limit()
         self.orgs, self.models = list(orgs or []), list(models or [])
         self.shown = shown
-        self._spill = tempfile.TemporaryDirectory(prefix="connector-report-")
+        self._spill = scratch_directory("connector-report-")
         self._con = duckdb.connect(
             config={
                 "memory_limit": f"{self.memory_limit}B",
