@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -357,6 +358,7 @@ def test_an_object_replaced_during_the_read_is_read_again(
     second = Snapshot(FIRST + timedelta(days=1), ((V("a", "x", "1", 50),),), False, ())
     write(tmp_path / "old", [first, second])
     uri = upload(tmp_path / "old", s3_bucket, "lake")
+    uploaded = time.time()
     write(tmp_path / "new", [Snapshot(FIRST, ((V("a", "x", "1", 40),),), False, ())])
     day2 = f"snapshot_date={second.day}/part-00000.parquet"
     gate = s3_server.hold(lambda env: env["REQUEST_METHOD"] == "GET" and day2 in env["PATH_INFO"])
@@ -371,6 +373,10 @@ def test_an_object_replaced_during_the_read_is_read_again(
     reader = threading.Thread(target=read)
     reader.start()
     assert gate.arrived.wait(60)
+    # S3's LastModified has whole seconds, and the new object has the old one's size: the
+    # replacement must land in a later second to be told apart (the README names this gap).
+    while int(time.time()) <= int(uploaded):
+        time.sleep(0.05)
     upload(tmp_path / "new", s3_bucket, "lake")  # the first day's object, replaced
     gate.release()
     reader.join(60)
