@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from connector.dataset.schema import DATASET_SCHEMA, FILE_SCHEMA, SCHEMA_VERSION
     from connector.errors import ConnectorError, ExitCode
     from connector.extraction.guards import SnapshotDateError
+    from connector.extraction.interrupt import Interrupt
     from connector.extraction.publish import publish
     from connector.extraction.run import extract
     from connector.extraction.summary import RunSummary
@@ -30,6 +31,7 @@ _EXPORTS: dict[str, str] = {
     "Config": "connector.config",
     "ConnectorError": "connector.errors",
     "ExitCode": "connector.errors",
+    "Interrupt": "connector.extraction.interrupt",
     "Report": "connector.reporting.analytics",
     "RunSummary": "connector.extraction.summary",
     "SnapshotDateError": "connector.extraction.guards",
@@ -48,6 +50,7 @@ __all__ = [
     "Config",
     "ConnectorError",
     "ExitCode",
+    "Interrupt",
     "Report",
     "RunSummary",
     "SnapshotDateError",

@@ -12,6 +12,13 @@ installed (`pip install model-versions-connector`). Tasks:
    (UTC), such as an old run cleared or retried, is skipped with the reason: it would file
    today's counts under that old date and overwrite its history (the connector refuses such a
    date unless `allow_backdate=True`).
+   On its `execution_timeout` (2 hours) the run is stopped the connector's way: Airflow 3
+   delivers the timeout as SIGALRM to the task's process, and while the extract runs the task
+   turns that signal into a stop request (`interrupt=`) instead of letting Airflow raise its
+   timeout exception wherever the run happens to be. Requests in flight are cut, nothing is
+   published (the day's earlier partition, if any, stays as it was), the staging is cleaned,
+   the lock released and the run record says `interrupted`; the task pushes the summary as
+   XCom `summary` and fails with `AirflowTaskTimeout`, so Airflow retries it like any timeout.
 2. `weekly_report` compares that snapshot with the one 7 days earlier and writes one HTML page,
    `<report dir>/downloads-7d-<date>.html`. A dataset holding a single snapshot (the first day)
    skips the task instead of failing it.
@@ -33,13 +40,22 @@ every few minutes) stays fast and needs nothing beyond Airflow.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import CronTriggerTimetable, Variable, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +95,57 @@ def run_date(context: Any) -> date:
     return date(day.year, day.month, day.day)
 
 
+def task_result(summary: Any, context: Any) -> dict[str, Any]:
+    """The extract task's XCom for a published snapshot (exit 0, or 3 with a warning); every
+    other outcome fails the task, with the summary pushed as XCom `summary`."""
+    import connector
+
+    result: dict[str, Any] = summary.to_dict()
+    if summary.exit_code == connector.ExitCode.INTERRUPTED:  # the timeout stopped it
+        context["ti"].xcom_push(key="summary", value=result)
+        raise AirflowTaskTimeout(
+            f"extract_snapshot reached its execution_timeout: {summary.message}"
+        )
+    if summary.exit_code == connector.ExitCode.OK:
+        log.info("snapshot %s published: %s rows", summary.snapshot_date, summary.rows)
+        return result
+    if summary.exit_code == connector.ExitCode.PARTIAL:
+        log.warning(
+            "snapshot %s published, but %d of %d models failed: %s",
+            summary.snapshot_date,
+            summary.targets_failed,
+            summary.targets_attempted,
+            [f"{f['org']}/{f['model']}: {f['error_type']}" for f in summary.failures],
+        )
+        return result
+    context["ti"].xcom_push(key="summary", value=result)
+    outcome = f"{result['outcome']} (exit {result['exit_code']})"
+    message = f"extract {outcome}: {summary.message or 'see the summary XCom'}"
+    if result["outcome"] in PERMANENT_FAILURES:
+        raise AirflowFailException(message)
+    raise AirflowException(message)
+
+
+@contextlib.contextmanager
+def timeout_stops(interrupt: Any) -> Iterator[None]:
+    """While the block runs, Airflow's `execution_timeout` asks the connector to stop.
+
+    Airflow 3 times a task out with SIGALRM in the task process's main thread, whose handler
+    raises AirflowTaskTimeout at whatever line is running: in the middle of a publish, a lock's
+    release or the run record. Here the signal only requests the stop (`Interrupt.request` is
+    safe in a signal handler); the run then ends the connector's way and the task raises the
+    timeout itself once `extract` has returned.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only (and Airflow times out nothing else)
+        return
+    previous = signal.signal(signal.SIGALRM, lambda signum, _: interrupt.request(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 @dag(
     dag_id=DAG_ID,
     schedule=CronTriggerTimetable("15 3 * * *", timezone="UTC"),
@@ -105,36 +172,22 @@ def model_versions() -> None:
         import connector
 
         context = get_current_context()
+        interrupt = connector.Interrupt()
         try:
             config = connector.load_config(setting(*CONFIG_SETTING))
             for secret in config.secrets():
                 mask_secret(secret)
-            summary = connector.extract(config, date=run_date(context))
+            with timeout_stops(interrupt):
+                summary = connector.extract(config, date=run_date(context), interrupt=interrupt)
         except connector.SnapshotDateError as exc:  # an old run cleared or retried
             raise AirflowSkipException(f"not extracting: {exc}") from exc
         except connector.ConnectorError as exc:  # config (2), lock held (6), output (7)
             if exc.exit_code.name.lower() in PERMANENT_FAILURES:
                 raise AirflowFailException(str(exc)) from exc
             raise
-        result = summary.to_dict()
-        if summary.exit_code == connector.ExitCode.OK:
-            log.info("snapshot %s published: %s rows", summary.snapshot_date, summary.rows)
-            return result
-        if summary.exit_code == connector.ExitCode.PARTIAL:
-            log.warning(
-                "snapshot %s published, but %d of %d models failed: %s",
-                summary.snapshot_date,
-                summary.targets_failed,
-                summary.targets_attempted,
-                [f"{f['org']}/{f['model']}: {f['error_type']}" for f in summary.failures],
-            )
-            return result
-        context["ti"].xcom_push(key="summary", value=result)
-        outcome = f"{result['outcome']} (exit {result['exit_code']})"
-        message = f"extract {outcome}: {summary.message or 'see the summary XCom'}"
-        if result["outcome"] in PERMANENT_FAILURES:
-            raise AirflowFailException(message)
-        raise AirflowException(message)
+        finally:
+            interrupt.close()
+        return task_result(summary, context)
 
     @task(execution_timeout=timedelta(minutes=30))
     def weekly_report(summary: dict[str, Any]) -> str:

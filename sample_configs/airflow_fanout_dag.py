@@ -12,6 +12,9 @@ its workers (any number of machines that share the dataset's output). Tasks:
    attempt (and is retried) when it could not stage (exit 6, 7, 1), or when so many of its own
    models failed that its part alone would fail the publish guard (a registry blip is likely
    over by the retry). 2 (config) and 5 (incompatible API) fail at once: retrying cannot help.
+   On its `execution_timeout` (SIGALRM from Airflow 3) the shard run is stopped the connector's
+   way, as in `airflow_dag.py`: requests cut, the part an earlier attempt staged left as it
+   was, lock released, run record `interrupted`; the task fails with `AirflowTaskTimeout`.
 3. `publish_snapshot` runs once every shard task succeeded: `connector.publish(config, date,
    shards=N)` checks that the N parts make one snapshot (a missing, stale or duplicated shard
    is exit 9), applies the publish guard over all shards together, writes one manifest and
@@ -33,13 +36,22 @@ environment) and is masked in the task logs. Parsing this file imports nothing b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, NoReturn
 
 from airflow.sdk import CronTriggerTimetable, Variable, dag, get_current_context, task
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+)
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +102,21 @@ def load_config() -> Any:
     return config
 
 
+@contextlib.contextmanager
+def timeout_stops(interrupt: Any) -> Iterator[None]:
+    """While the block runs, Airflow's `execution_timeout` (SIGALRM in the task process's main
+    thread) asks the connector to stop instead of raising wherever the run is; see
+    `airflow_dag.py`."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach the main thread only (and Airflow times out nothing else)
+        return
+    previous = signal.signal(signal.SIGALRM, lambda signum, _: interrupt.request(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 def fail(outcome: str, message: str, permanent: frozenset[str]) -> NoReturn:
     """Fail the attempt: for good when retrying cannot help, else so Airflow retries it."""
     if outcome in permanent:
@@ -113,14 +140,25 @@ def extract_shard(shard: dict[str, int]) -> dict[str, Any]:
 
     index, count = shard["index"], shard["count"]
     context = get_current_context()
+    interrupt = connector.Interrupt()
     try:
         config = load_config()
-        summary = connector.extract(config, date=run_date(context), shard=(index, count))
+        with timeout_stops(interrupt):
+            summary = connector.extract(
+                config, date=run_date(context), shard=(index, count), interrupt=interrupt
+            )
     except connector.SnapshotDateError as exc:  # an old run cleared or retried: skip it
         raise AirflowSkipException(str(exc)) from exc
     except connector.ConnectorError as exc:  # config (2), lock held (6), output (7)
         fail(exc.exit_code.name.lower(), str(exc), PERMANENT_SHARD_FAILURES)
+    finally:
+        interrupt.close()
     result = summary.to_dict()
+    if summary.exit_code == connector.ExitCode.INTERRUPTED:  # the timeout stopped it
+        context["ti"].xcom_push(key="summary", value=result)
+        raise AirflowTaskTimeout(
+            f"shard {index}/{count} reached its execution_timeout: {summary.message}"
+        )
     if summary.staged is None:
         context["ti"].xcom_push(key="summary", value=result)
         message = f"shard {index}/{count}: {summary.message}"

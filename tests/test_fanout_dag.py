@@ -44,7 +44,7 @@ def calls(tree: ast.Module) -> dict[str, list[ast.Call]]:
 def test_shards_go_through_the_library_and_are_mapped_with_expand(tree: ast.Module) -> None:
     found = calls(tree)
     [extract] = found["connector.extract"]
-    assert [k.arg for k in extract.keywords] == ["date", "shard"]
+    assert [k.arg for k in extract.keywords] == ["date", "shard", "interrupt"]
     [publish] = found["connector.publish"]
     assert [k.arg for k in publish.keywords] == ["shards"]
     [expand] = found["extract_shard.expand"]

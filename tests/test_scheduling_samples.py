@@ -11,6 +11,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -436,7 +437,7 @@ def test_dag_file_calls_the_library_extract_and_report(dag_tree: ast.Module) -> 
     calls = {dotted(node.func): node for node in ast.walk(dag_tree) if isinstance(node, ast.Call)}
     assert "connector.load_config" in calls
     extract = calls["connector.extract"]
-    assert [k.arg for k in extract.keywords] == ["date"]  # the run's logical date, not "today"
+    assert [k.arg for k in extract.keywords] == ["date", "interrupt"]  # logical date, not today
     assert "compute_report" in calls
     render = calls["render"]
     assert isinstance(render.args[1], ast.Constant) and render.args[1].value == "html"
@@ -646,3 +647,104 @@ def test_dag_file_skips_a_refused_snapshot_date(dag_tree: ast.Module) -> None:
     [raised] = [n for n in ast.walk(handlers[0]) if isinstance(n, ast.Raise)]
     assert isinstance(raised.exc, ast.Call)
     assert dotted(raised.exc.func) == "AirflowSkipException"
+
+
+# The extract task's timeout is cut to seconds, its retries to none; the callback records how
+# the task failed and the summary it pushed. The connector is imported before the run so the
+# few seconds go to the run, not to importing pandas.
+DAG_TIMEOUT_TEST = """
+    import json
+    from datetime import datetime, timedelta
+    import importlib.util
+    import connector.extraction.run
+    spec = importlib.util.spec_from_file_location("airflow_dag", {path!r})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    failures = []
+    def failed(context):
+        failures.append({{
+            "exception": type(context["exception"]).__name__,
+            "message": str(context["exception"]),
+            "summary": context["ti"].xcom_pull(task_ids="extract_snapshot", key="summary"),
+        }})
+    task = module.model_versions_dag.get_task("extract_snapshot")
+    task.execution_timeout = timedelta(seconds={seconds})
+    task.retries = 0
+    task.on_failure_callback = [failed]
+    run = module.model_versions_dag.test(logical_date=datetime.fromisoformat({when!r}))
+    states = {{ti.task_id: str(ti.state) for ti in run.get_task_instances()}}
+    print(json.dumps({{"run": str(run.state), "tasks": states, "failures": failures}}))
+"""
+
+
+def _partition_bytes(partition: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(partition)): path.read_bytes()
+        for path in sorted(partition.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_dag_extract_timeout_stops_the_run_the_connectors_way(
+    tmp_path: Path,
+    start_simulator: Callable[..., SimulatedRegistry],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Airflow's execution_timeout (SIGALRM in the task process) during requests that hang:
+    the task fails by timeout, the run ends `interrupted`, the day's partition is untouched,
+    the lock is free, and the summary is in XCom."""
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", TOKEN)
+    fast = start_simulator(orgs=1, models_per_org=8)
+    slow = start_simulator(orgs=1, models_per_org=8, latency_seconds=60)  # same catalog
+    data = tmp_path / "data"
+    day = datetime.now(UTC).date()
+    fast_config = write_config(tmp_path / "fast.yaml", config_document(fast, data))
+    first = connector.extract(connector.load_config(fast_config), date=day)
+    assert first.exit_code == ExitCode.OK
+    partition = data / "model_versions" / f"snapshot_date={day.isoformat()}"
+    before = _partition_bytes(partition)
+    slow_document = config_document(slow, data, registry_settings={"timeout_seconds": 90})
+    config = write_config(tmp_path / "connector.yaml", slow_document)
+
+    home = tmp_path / "airflow"
+    (home / "dags").mkdir(parents=True)
+    dag_path = home / "dags" / DAG_FILE.name
+    dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    env = {
+        **airflow_env(home),
+        "MODEL_VERSIONS_CONFIG": str(config),
+        "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+    }
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    code = DAG_TIMEOUT_TEST.format(
+        path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00", seconds=10
+    )
+    answer = run_python(code, env, timeout=300)
+
+    assert answer["tasks"] == {"extract_snapshot": "failed", "weekly_report": "upstream_failed"}
+    [failure] = answer["failures"]
+    assert failure["exception"] == "AirflowTaskTimeout"
+    assert "execution_timeout" in failure["message"]
+    summary = failure["summary"]  # the task pushed the connector's summary before failing
+    assert summary["outcome"] == "interrupted", summary
+    assert summary["exit_code"] == int(ExitCode.INTERRUPTED)
+    assert summary["published"] is False
+    assert summary["requests"].get("abandoned", 0) >= 1  # the timeout came mid-request
+    record = json.loads(Path(summary["record"]).read_text(encoding="utf-8"))
+    assert (record["run_id"], record["outcome"]) == (summary["run_id"], "interrupted")
+    assert record["published"] is False
+    assert _partition_bytes(partition) == before  # nothing was published for that date
+    assert list((data / "_staging").iterdir()) == []
+    second = connector.extract(connector.load_config(fast_config), date=day)
+    assert second.exit_code == ExitCode.OK  # the lock was released: the next run takes it
