@@ -14,7 +14,8 @@ its workers (any number of machines that share the dataset's output). Tasks:
    over by the retry). 2 (config) and 5 (incompatible API) fail at once: retrying cannot help.
    On its `execution_timeout` (SIGALRM from Airflow 3) the shard run is stopped the connector's
    way, as in `airflow_dag.py`: requests cut, the part an earlier attempt staged left as it
-   was, lock released, run record `interrupted`; the task fails with `AirflowTaskTimeout`.
+   was, its lock released, its summary `interrupted` (pushed as XCom `summary`); the task
+   fails with `AirflowTaskTimeout`, so Airflow retries it like any timeout.
 3. `publish_snapshot` runs once every shard task succeeded: `connector.publish(config, date,
    shards=N)` checks that the N parts make one snapshot (a missing, stale or duplicated shard
    is exit 9), applies the publish guard over all shards together, writes one manifest and

@@ -201,3 +201,113 @@ def test_three_shards_a_retried_shard_one_publish_and_the_report(
     assert not (data / "_shards").exists()
     page = tmp_path / "reports" / f"downloads-7d-{day.isoformat()}.html"
     assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+
+
+# Every shard task's timeout cut to seconds, its retries to none; the callback records how each
+# failed and the summary it pushed. The connector is imported first, so the seconds go to the
+# run, not to importing pandas.
+DAG_TIMEOUT_TEST = """
+    import json
+    from datetime import datetime, timedelta
+    import importlib.util
+    import connector.extraction.run
+    spec = importlib.util.spec_from_file_location("airflow_fanout_dag", {path!r})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    failures = []
+    def failed(context):
+        ti = context["ti"]
+        failures.append({{
+            "exception": type(context["exception"]).__name__,
+            "message": str(context["exception"]),
+            "summary": ti.xcom_pull(
+                task_ids="extract_shard", key="summary", map_indexes=ti.map_index
+            ),
+        }})
+    dag = module.model_versions_fanout_dag
+    task = dag.get_task("extract_shard")
+    task.execution_timeout = timedelta(seconds={seconds})
+    task.retries = 0
+    task.on_failure_callback = [failed]
+    run = dag.test(logical_date=datetime.fromisoformat({when!r}))
+    tis = run.get_task_instances()
+    print(json.dumps({{
+        "tasks": sorted([t.task_id, t.map_index, str(t.state)] for t in tis),
+        "failures": failures,
+    }}))
+"""
+
+
+def _tree_bytes(directory: Path) -> dict[str, bytes]:
+    return {
+        str(path.relative_to(directory)): path.read_bytes()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_a_shard_task_timeout_stops_the_shard_and_keeps_the_staged_part(
+    tmp_path: Path,
+    start_simulator: Callable[..., SimulatedRegistry],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Airflow's execution_timeout (SIGALRM) while a shard's requests hang: each shard task
+    fails by timeout with its interrupted summary in XCom, the parts an earlier run staged stay
+    byte for byte, and the shard locks are free (a publish takes them all)."""
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", TOKEN)
+    fast = start_simulator(orgs=1, models_per_org=6)
+    slow = start_simulator(orgs=1, models_per_org=6, latency_seconds=60)  # same catalog
+    data = tmp_path / "data"
+    day = datetime.now(UTC).date()
+    fast_config = connector.load_config(
+        write_config(tmp_path / "fast.yaml", config_document(fast, data))
+    )
+    for index in (1, 2):
+        staged = connector.extract(fast_config, date=day, shard=(index, 2))
+        assert staged.exit_code == ExitCode.OK and staged.staged
+    parts = {
+        name: _tree_bytes(data / "_shards" / day.isoformat() / name)
+        for name in ("1-of-2", "2-of-2")
+    }
+    slow_document = config_document(slow, data, registry_settings={"timeout_seconds": 90})
+    config = write_config(tmp_path / "connector.yaml", slow_document)
+
+    home = tmp_path / "airflow"
+    (home / "dags").mkdir(parents=True)
+    dag_path = home / "dags" / DAG_FILE.name
+    dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
+    env = {
+        **airflow_env(home),
+        "MODEL_VERSIONS_CONFIG": str(config),
+        "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+        "MODEL_VERSIONS_SHARDS": "2",
+    }
+    _migrate(env)
+    code = DAG_TIMEOUT_TEST.format(
+        path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00", seconds=10
+    )
+    answer = run_python(code, env, timeout=300)
+
+    assert answer["tasks"] == [
+        ["extract_shard", 0, "failed"],
+        ["extract_shard", 1, "failed"],
+        ["plan_shards", -1, "success"],
+        ["publish_snapshot", -1, "upstream_failed"],
+        ["weekly_report", -1, "upstream_failed"],
+    ]
+    assert len(answer["failures"]) == 2
+    for failure in answer["failures"]:
+        assert failure["exception"] == "AirflowTaskTimeout"
+        assert "execution_timeout" in failure["message"]
+        summary = failure["summary"]  # pushed by the task before it failed
+        assert summary["outcome"] == "interrupted", summary
+        assert summary["staged"] is None
+        assert summary["requests"].get("abandoned", 0) >= 1  # the timeout came mid-request
+    for name, before in parts.items():  # the earlier parts, untouched, no work dir left
+        assert _tree_bytes(data / "_shards" / day.isoformat() / name) == before
+    assert not (data / "model_versions").exists()
+    published = connector.publish(fast_config, day, shards=2)
+    assert published.exit_code == ExitCode.OK  # every shard lock was released
