@@ -49,3 +49,25 @@ def run_python(code: str, env: dict[str, str], timeout: int) -> dict[str, Any]:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     answer: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     return answer
+
+
+def airflow_home(
+    tmp_path: Path, dag_file: Path, settings: dict[str, str]
+) -> tuple[Path, dict[str, str]]:
+    """An Airflow home under tmp_path with a copy of dag_file in its DAG folder and a migrated
+    metadata database: the copied DAG's path and the environment (with settings) to run it in."""
+    home = tmp_path / "airflow"
+    (home / "dags").mkdir(parents=True)
+    dag_path = home / "dags" / dag_file.name
+    dag_path.write_text(dag_file.read_text(encoding="utf-8"), encoding="utf-8")
+    env = {**airflow_env(home), **settings}
+    migrate = subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert migrate.returncode == 0, migrate.stderr[-3000:]
+    return dag_path, env

@@ -7,14 +7,12 @@ from __future__ import annotations
 import ast
 import importlib
 import json
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from airflow_runs import airflow_env, dotted, run_python
+from airflow_runs import airflow_env, airflow_home, dotted, run_python
 from helpers import TOKEN, config_document, write_config
 
 import connector
@@ -117,18 +115,6 @@ DAG_TEST = """
 """
 
 
-def _migrate(env: dict[str, str]) -> None:
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
-
-
 @pytest.mark.airflow
 def test_the_fanout_dag_imports_cleanly(tmp_path: Path) -> None:
     (tmp_path / "dags").mkdir()
@@ -171,17 +157,15 @@ def test_three_shards_a_retried_shard_one_publish_and_the_report(
     retried = shard_of(*flaky, 3)
     registry.set_faults(FaultPlan(fail_first={"/".join(flaky): 2}))
 
-    home = tmp_path / "airflow"
-    (home / "dags").mkdir(parents=True)
-    dag_path = home / "dags" / DAG_FILE.name
-    dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
-    env = {
-        **airflow_env(home),
-        "MODEL_VERSIONS_CONFIG": str(config),
-        "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
-        "MODEL_VERSIONS_SHARDS": "3",
-    }
-    _migrate(env)
+    dag_path, env = airflow_home(
+        tmp_path,
+        DAG_FILE,
+        {
+            "MODEL_VERSIONS_CONFIG": str(config),
+            "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+            "MODEL_VERSIONS_SHARDS": "3",
+        },
+    )
     code = DAG_TEST.format(path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00")
     answer = run_python(code, env, timeout=600)
     assert answer["run"] == "success"
@@ -275,17 +259,15 @@ def test_a_shard_task_timeout_stops_the_shard_and_keeps_the_staged_part(
     slow_document = config_document(slow, data, registry_settings={"timeout_seconds": 90})
     config = write_config(tmp_path / "connector.yaml", slow_document)
 
-    home = tmp_path / "airflow"
-    (home / "dags").mkdir(parents=True)
-    dag_path = home / "dags" / DAG_FILE.name
-    dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
-    env = {
-        **airflow_env(home),
-        "MODEL_VERSIONS_CONFIG": str(config),
-        "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
-        "MODEL_VERSIONS_SHARDS": "2",
-    }
-    _migrate(env)
+    dag_path, env = airflow_home(
+        tmp_path,
+        DAG_FILE,
+        {
+            "MODEL_VERSIONS_CONFIG": str(config),
+            "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+            "MODEL_VERSIONS_SHARDS": "2",
+        },
+    )
     code = DAG_TIMEOUT_TEST.format(
         path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00", seconds=10
     )

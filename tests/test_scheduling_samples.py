@@ -18,7 +18,6 @@ import shlex
 import socket
 import stat
 import subprocess
-import sys
 import textwrap
 import tomllib
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from typing import Any
 
 import click
 import pytest
-from airflow_runs import airflow_env, dotted, run_python
+from airflow_runs import airflow_env, airflow_home, dotted, run_python
 from click.testing import CliRunner
 from helpers import TOKEN, config_document, write_config
 
@@ -566,24 +565,14 @@ def test_dag_runs_extract_then_report_with_dag_test(
     )
     assert earlier.exit_code == ExitCode.OK  # the report compares with this one
 
-    home = tmp_path / "airflow"
-    (home / "dags").mkdir(parents=True)
-    dag_path = home / "dags" / DAG_FILE.name
-    dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
-    env = {
-        **airflow_env(home),
-        "MODEL_VERSIONS_CONFIG": str(config),
-        "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
-    }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    dag_path, env = airflow_home(
+        tmp_path,
+        DAG_FILE,
+        {
+            "MODEL_VERSIONS_CONFIG": str(config),
+            "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+        },
     )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
     code = DAG_TEST.format(path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00")
     answer = run_python(code, env, timeout=300)
     assert answer == {
@@ -608,24 +597,14 @@ def test_dag_skips_a_run_whose_logical_date_is_too_old(
     registry = start_simulator(orgs=1, models_per_org=2)
     data = tmp_path / "data"
     config = write_config(tmp_path / "connector.yaml", config_document(registry, data))
-    home = tmp_path / "airflow"
-    (home / "dags").mkdir(parents=True)
-    dag_path = home / "dags" / DAG_FILE.name
-    dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
-    env = {
-        **airflow_env(home),
-        "MODEL_VERSIONS_CONFIG": str(config),
-        "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
-    }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    dag_path, env = airflow_home(
+        tmp_path,
+        DAG_FILE,
+        {
+            "MODEL_VERSIONS_CONFIG": str(config),
+            "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+        },
     )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
     old = datetime.now(UTC).date() - timedelta(days=30)
     code = DAG_TEST.format(path=str(dag_path), when=f"{old.isoformat()}T03:15:00+00:00")
     answer = run_python(code, env, timeout=300)
@@ -709,24 +688,14 @@ def test_dag_extract_timeout_stops_the_run_the_connectors_way(
     slow_document = config_document(slow, data, registry_settings={"timeout_seconds": 90})
     config = write_config(tmp_path / "connector.yaml", slow_document)
 
-    home = tmp_path / "airflow"
-    (home / "dags").mkdir(parents=True)
-    dag_path = home / "dags" / DAG_FILE.name
-    dag_path.write_text(DAG_FILE.read_text(encoding="utf-8"), encoding="utf-8")
-    env = {
-        **airflow_env(home),
-        "MODEL_VERSIONS_CONFIG": str(config),
-        "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
-    }
-    migrate = subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    dag_path, env = airflow_home(
+        tmp_path,
+        DAG_FILE,
+        {
+            "MODEL_VERSIONS_CONFIG": str(config),
+            "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+        },
     )
-    assert migrate.returncode == 0, migrate.stderr[-3000:]
     code = DAG_TIMEOUT_TEST.format(
         path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00", seconds=10
     )
