@@ -17,13 +17,12 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from click.testing import CliRunner, Result
 from helpers import TOKEN, write_config
 from s3_objects import DAY1, ENV, duckdb_rows, keys, object_bytes, s3_document, triples
 from s3_server import S3Server, is_copy_to, is_upload_to
+from shard_runs import cli, extract_shard, publish
 
 from connector import extract, load_snapshots
-from connector.cli import main
 from connector.config import parse_config
 from connector.dataset import shards as staging
 from connector.dataset.lease import LOCKS_DIR
@@ -38,28 +37,6 @@ StartSimulator = Callable[..., SimulatedRegistry]
 DAY = "2026-01-01"
 PARTITION = f"model_versions/snapshot_date={DAY}"
 REPO = Path(__file__).parents[1]
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
-def extract_shard(config: Path, shard: str, *args: str, day: str = DAY) -> Result:
-    return cli(
-        "extract",
-        "--config",
-        str(config),
-        "--date",
-        day,
-        "--allow-backdate",
-        "--shard",
-        shard,
-        *args,
-    )
-
-
-def publish(config: Path, shards: int, *args: str, day: str = DAY) -> Result:
-    return cli("publish", "--config", str(config), "--date", day, "--shards", str(shards), *args)
 
 
 def rows_without_run_columns(bucket: str, prefix: str) -> list[dict[str, Any]]:

@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner, Result
 from ground_truth import dataset_rows, expected, project
 from helpers import TOKEN, config_document, file_hashes, write_config
+from shard_runs import cli, extract_shard, publish
 
-from connector.cli import main
 from connector.config import load_config
 from connector.dataset import shards as staging
 from connector.errors import ConfigError, ExitCode
@@ -31,28 +30,6 @@ from connector.simulator.server import FaultPlan, SimulatedRegistry
 StartSimulator = Callable[..., SimulatedRegistry]
 DAY1 = "2026-01-01"
 DAY = date(2026, 1, 1)
-
-
-def cli(*args: str) -> Result:
-    return CliRunner().invoke(main, list(args))
-
-
-def extract_shard(config: Path, shard: str, *args: str, day: str = DAY1) -> Result:
-    return cli(
-        "extract",
-        "--config",
-        str(config),
-        "--date",
-        day,
-        "--allow-backdate",
-        "--shard",
-        shard,
-        *args,
-    )
-
-
-def publish(config: Path, shards: int, *args: str, day: str = DAY1) -> Result:
-    return cli("publish", "--config", str(config), "--date", day, "--shards", str(shards), *args)
 
 
 @pytest.fixture
