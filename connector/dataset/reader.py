@@ -79,7 +79,7 @@ def snapshot_dates(uri: Source, storage_options: Mapping[str, Any] | None = None
     return sorted(days)
 
 
-def _data_files(location: Location, days: Sequence[date]) -> list[pafs.FileInfo]:
+def data_files(location: Location, days: Sequence[date]) -> list[pafs.FileInfo]:
     """The `*.parquet` files of the given partitions (never manifests, temp or hidden files)."""
     return sorted(
         (
@@ -141,14 +141,14 @@ def load_snapshots(
         for day in snapshot_dates(location)
         if (start is None or day >= start) and (end is None or day <= end)
     ]
-    files = _data_files(location, days)
+    files = data_files(location, days)
     for _ in range(_READ_ATTEMPTS):
         if not files:
             return to_dataframe(DATASET_SCHEMA.empty_table().select(selected))
         table = _read(location, files, selected, _row_filter(orgs, models))
         if location.is_local:  # a swapped-in directory never changes an open file
             return to_dataframe(table)
-        again = _data_files(location, days)
+        again = data_files(location, days)
         if _fingerprint(again) == _fingerprint(files):
             return to_dataframe(table)
         files = again  # a publish replaced an object during the read: read the new one

@@ -33,12 +33,11 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 
 from connector.atomic import scratch_directory
-from connector.dataset.layout import DATASET_DIR
+from connector.dataset.reader import data_files
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
-from connector.dataset.storage import STORAGE_ERRORS, Location, list_entries
+from connector.dataset.storage import Location
 from connector.errors import ConfigError, MemoryLimitError, OutputError
 
 MEMORY_SHARE = 0.5  # the default limit: this share of physical memory ...
@@ -48,7 +47,6 @@ _READ_ATTEMPTS = 3
 _KEYS = ["org", "model", "version"]
 _COLUMNS = ["org", "model", "version", "created_at", "download_count", "framework"]
 _DAY_IN_PATH = rf"{PARTITION_COLUMN.name}=([0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}})/[^/]*$"
-_PARTITION_DIR = re.compile(rf"^{PARTITION_COLUMN.name}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 _UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _UNITS |= {"ki": 2**10, "mi": 2**20, "gi": 2**30, "ti": 2**40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(%|[kmgt]?i?)b?\s*$", re.IGNORECASE)
@@ -99,33 +97,14 @@ class DataFile:
     mtime: Any
 
 
-def _partition_day(name: str) -> date | None:
-    match = _PARTITION_DIR.match(name)
-    if match is None:
-        return None
-    try:
-        return date.fromisoformat(match.group(1))
-    except ValueError:
-        return None
-
-
 def window_files(location: Location, days: Sequence[date]) -> list[DataFile]:
     """The `*.parquet` files of the given partitions, sorted by path (the order the loader
     reads them in, which decides which of two copies of a row wins)."""
-    found = []
-    for day in days:
-        partition = location.join(DATASET_DIR, f"{PARTITION_COLUMN.name}={day.isoformat()}")
-        try:
-            entries = list_entries(location.filesystem, partition)
-        except STORAGE_ERRORS as exc:
-            raise OutputError(f"cannot list {location.display(partition)}: {exc}") from exc
-        found += [
-            DataFile(info.path, day, info.size, info.mtime)
-            for info in entries
-            if info.type == pafs.FileType.File
-            and info.base_name.endswith(".parquet")
-            and not info.base_name.startswith(("_", "."))
-        ]
+    found = [
+        DataFile(info.path, day, info.size, info.mtime)
+        for day in days
+        for info in data_files(location, [day])
+    ]
     return sorted(found, key=lambda file: file.path)
 
 
