@@ -5,6 +5,11 @@ bucket's objects and dataset read back with the real readers (pyarrow's S3 files
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,7 +18,7 @@ import duckdb
 import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-from helpers import TOKEN, config_document
+from helpers import REPO, TOKEN, config_document
 
 from connector.dataset.storage import locate
 from connector.simulator.server import SimulatedRegistry
@@ -74,3 +79,30 @@ def triples(frame: pd.DataFrame) -> list[tuple[Any, ...]]:
         )
         for row in frame.itertuples()
     )
+
+
+def start_connector(*args: str) -> subprocess.Popen[bytes]:
+    """`connector <args>` in its own process; the AWS settings come from the environment."""
+    env = {**os.environ, "MODEL_REGISTRY_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen(
+        [sys.executable, "-m", "connector", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def kill_when(server: Any, predicate: Callable[[dict[str, Any]], bool], *args: str) -> None:
+    """Start `connector <args>` and SIGKILL it once it sends the request `predicate` matches
+    (dropped: the store never sees it)."""
+    gate = server.hold(predicate, drop=True)
+    process = start_connector(*args)
+    try:
+        assert gate.arrived.wait(60), "the run never reached the held request"
+        process.send_signal(signal.SIGKILL)
+    finally:
+        gate.release()
+        if process.poll() is None:
+            process.kill()
+        process.communicate(timeout=30)
+    assert process.returncode == -signal.SIGKILL

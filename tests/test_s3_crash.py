@@ -7,10 +7,6 @@ kill lands exactly where it is meant to, with no sleeps and no hooks in the conn
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -20,8 +16,18 @@ import duckdb
 import pandas as pd
 import pyarrow.dataset as ds
 import pytest
-from helpers import TOKEN, write_config
-from s3_objects import DAY1, DAY2, ENV, keys, object_bytes, s3_document, triples
+from helpers import write_config
+from s3_objects import (
+    DAY1,
+    DAY2,
+    ENV,
+    keys,
+    kill_when,
+    object_bytes,
+    s3_document,
+    start_connector,
+    triples,
+)
 from s3_server import S3Server, is_copy_to, is_upload_to
 
 from connector import extract, load_snapshots
@@ -38,17 +44,6 @@ StartSimulator = Callable[..., SimulatedRegistry]
 REPO = Path(__file__).parents[1]
 PARTITION = "lake/model_versions/snapshot_date=2026-01-01"
 pytestmark = pytest.mark.slow
-
-
-def start_cli(config: Path, *args: str) -> subprocess.Popen[bytes]:
-    """`connector extract` in its own process; the AWS settings come from the environment."""
-    env = {**os.environ, "MODEL_REGISTRY_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "connector", "extract", "--config", str(config), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
 
 
 def duckdb_count(bucket: str) -> int:
@@ -90,19 +85,17 @@ def test_sigkill_mid_publish_leaves_a_complete_readable_snapshot(
     old_rows = triples(load_snapshots(uri))
 
     registry.set_day(4)  # the killed run would publish different counts
-    gate = s3_server.hold(HOLDS[stage], drop=True)  # dropped: it never reaches the store
-    process = start_cli(
-        write_config(tmp_path / "c.yaml", document), "--date", "2026-01-01", "--allow-backdate"
+    config = write_config(tmp_path / "c.yaml", document)
+    kill_when(  # the held request is dropped: it never reaches the store
+        s3_server,
+        HOLDS[stage],
+        "extract",
+        "--config",
+        str(config),
+        "--date",
+        "2026-01-01",
+        "--allow-backdate",
     )
-    try:
-        assert gate.arrived.wait(60), "the run never reached the held request"
-        process.send_signal(signal.SIGKILL)
-    finally:
-        gate.release()
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
-    assert process.returncode == -signal.SIGKILL
 
     data_objects = [k for k in keys(s3_bucket, PARTITION) if k.endswith(".parquet")]
     assert data_objects == [f"{PARTITION}/{DATA_NAME}"]  # never a second or partial object
@@ -193,10 +186,14 @@ def test_two_runs_at_once_one_is_refused_and_the_partition_stays_whole(
     document = s3_document(registry, uri)
     config = write_config(tmp_path / "c.yaml", document)
     gate = s3_server.hold(HOLDS["upload"])  # the first run is mid-upload, holding the lease
-    first = start_cli(config, "--date", "2026-01-01", "--allow-backdate")
+    first = start_connector(
+        "extract", "--config", str(config), "--date", "2026-01-01", "--allow-backdate"
+    )
     try:
         assert gate.arrived.wait(60)
-        second = start_cli(config, "--date", "2026-01-01", "--allow-backdate")
+        second = start_connector(
+            "extract", "--config", str(config), "--date", "2026-01-01", "--allow-backdate"
+        )
         _, second_err = second.communicate(timeout=60)
     finally:
         gate.release()

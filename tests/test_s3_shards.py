@@ -6,10 +6,6 @@ replaces only its own shard's part. The data is read back with DuckDB and pandas
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from multiprocessing import forkserver
 from pathlib import Path
@@ -17,8 +13,8 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from helpers import TOKEN, write_config
-from s3_objects import DAY1, ENV, duckdb_rows, keys, object_bytes, s3_document, triples
+from helpers import write_config
+from s3_objects import DAY1, ENV, duckdb_rows, keys, kill_when, object_bytes, s3_document, triples
 from s3_server import S3Server, is_copy_to, is_upload_to
 from shard_runs import cli, extract_shard, publish
 
@@ -260,33 +256,6 @@ def test_two_processes_on_s3_publish_what_one_process_publishes(
 # --- killed runs (real processes, SIGKILLed while the S3 server holds a chosen request) -------
 
 
-def start_cli(command: str, config: Path, *args: str) -> subprocess.Popen[bytes]:
-    """`connector <command>` in its own process; the AWS settings come from the environment."""
-    env = {**os.environ, "MODEL_REGISTRY_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
-        [sys.executable, "-m", "connector", command, "--config", str(config), "--date", DAY, *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-
-
-def kill_at(server: S3Server, predicate: Any, process_args: tuple[str, ...], config: Path) -> None:
-    """Start the command, SIGKILL it once it sends the request `predicate` matches (dropped:
-    the store never sees it)."""
-    gate = server.hold(predicate, drop=True)
-    process = start_cli(*process_args[:1], config, *process_args[1:])
-    try:
-        assert gate.arrived.wait(60), "the run never reached the held request"
-        process.send_signal(signal.SIGKILL)
-    finally:
-        gate.release()
-        if process.poll() is None:
-            process.kill()
-        process.communicate(timeout=30)
-    assert process.returncode == -signal.SIGKILL
-
-
 SHARD_HOLDS = {
     # a data object of the part being uploaded (a PUT of the object or of one multipart part)
     "upload": lambda env: is_upload_to("/_shards/")(env) and ".parquet" in env["PATH_INFO"],
@@ -309,8 +278,17 @@ def test_a_shard_run_killed_on_s3_leaves_the_previous_part_and_the_next_run_reco
         for name in before["files"]
     }
     registry.set_day(4)  # the killed run fetched other counts
-    kill_at(
-        s3_server, SHARD_HOLDS[stage], ("extract", "--allow-backdate", "--shard", "1/2"), config
+    kill_when(
+        s3_server,
+        SHARD_HOLDS[stage],
+        "extract",
+        "--config",
+        str(config),
+        "--date",
+        DAY,
+        "--allow-backdate",
+        "--shard",
+        "1/2",
     )
 
     assert part_record(s3_bucket, 1, 2) == before  # the part is still the earlier run's
@@ -337,8 +315,17 @@ def test_a_rerun_after_a_killed_shard_run_on_s3_cleans_what_it_left(
     for index in (1, 2):
         assert extract_shard(config, f"{index}/2").exit_code == 0
     registry.set_day(4)
-    kill_at(
-        s3_server, SHARD_HOLDS["record"], ("extract", "--allow-backdate", "--shard", "1/2"), config
+    kill_when(
+        s3_server,
+        SHARD_HOLDS["record"],
+        "extract",
+        "--config",
+        str(config),
+        "--date",
+        DAY,
+        "--allow-backdate",
+        "--shard",
+        "1/2",
     )
     assert len(part_keys(s3_bucket, 1, 2)) > 1 + len(part_record(s3_bucket, 1, 2)["files"])
     again = extract_shard(config, "1/2")  # takes over the dead run's lease
@@ -361,7 +348,17 @@ def test_a_publish_killed_on_s3_leaves_the_previous_object_and_the_parts(
     for index in (1, 2):
         assert extract_shard(config, f"{index}/2").exit_code == 0
     records = [part_record(s3_bucket, index, 2) for index in (1, 2)]
-    kill_at(s3_server, is_copy_to("/model_versions/"), ("publish", "--shards", "2"), config)
+    kill_when(
+        s3_server,
+        is_copy_to("/model_versions/"),
+        "publish",
+        "--config",
+        str(config),
+        "--date",
+        DAY,
+        "--shards",
+        "2",
+    )
 
     assert object_bytes(s3_bucket, data_key) == before  # the published object, byte for byte
     assert triples(load_snapshots(uri)) == old_rows
