@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
+from unittest.mock import patch
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -26,7 +27,7 @@ from hypothesis import strategies as st
 from connector.cli import main
 from connector.dataset.storage import locate
 from connector.errors import ConnectorError, MemoryLimitError
-from connector.reporting import analytics, engine
+from connector.reporting import analytics, engine, fold
 from connector.reporting.analytics import GROUPINGS, Report, compute_report, summarize
 from connector.reporting.window import resolve_window
 
@@ -169,16 +170,66 @@ def assert_same(actual: Report | Any, expected: Any) -> None:
 
 @pytest.mark.timeout(900)
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(snapshots=datasets(), options=st.lists(questions(), min_size=1, max_size=3))
+@given(
+    snapshots=datasets(),
+    options=st.lists(questions(), min_size=1, max_size=3),
+    span_cells=st.sampled_from([1, 16, 24, fold.SPAN_CELLS]),
+)
 def test_the_engine_answers_exactly_as_the_pandas_oracle(
-    snapshots: list[Snapshot], options: list[dict[str, Any]]
+    snapshots: list[Snapshot], options: list[dict[str, Any]], span_cells: int
 ) -> None:
-    with tempfile.TemporaryDirectory() as folder:
+    """`span_cells` makes the fold take one, two or three days at a time, or all of them."""
+    with tempfile.TemporaryDirectory() as folder, patch.object(fold, "SPAN_CELLS", span_cells):
         root = Path(folder)
         write(root, snapshots)
         for question in options:
             expected = outcome(oracle.compute_report, root, **question)
             assert_same(outcome(compute_report, root, **question), expected)
+
+
+def exact_path_used(root: Path, **question: Any) -> bool:
+    """Whether the report over `root` needed the exact (sorted) path; its answer must equal
+    the oracle's either way."""
+    with patch.object(
+        engine.Engine, "_query", autospec=True, side_effect=engine.Engine._query
+    ) as spy:
+        assert_same(compute_report(root, **question), oracle.compute_report(root, **question))
+    return any(call.args[1] == engine._FACTS for call in spy.call_args_list)
+
+
+def test_the_fold_carries_every_fact_across_spans(tmp_path: Path) -> None:
+    """One day per span: a count that dips below its high across a run of unknown counts, a
+    created_at known only from the third day (and another later), a framework unknown on the last day, a version
+    first counted mid-window and one only at the end; the fold (not the exact path) answers,
+    exactly as the oracle. A version twice on one day sends the report to the exact path."""
+    early, later = "2020-01-01T00:00:00", "2021-06-01T00:00:00"
+    days = [
+        [V("a", "x", "1", 50, None, "jax"), V("a", "x", "2", None, None, None)],
+        [V("a", "x", "1", None, None, "jax"), V("a", "x", "2", None, None, "onnx")],
+        [V("a", "x", "1", None, early, "onnx"), V("a", "x", "2", 7, early, "onnx")],
+        [V("a", "x", "1", 40, later, "onnx"), V("a", "x", "2", 9, None, None)],
+        [V("a", "x", "1", 60, later, None), V("a", "x", "2", 12, early, None)]
+        + [V("a", "y", "9", 5, f"{FIRST + timedelta(days=4)}T00:00:00", "jax")],
+    ]
+    write(
+        tmp_path,
+        [
+            Snapshot(FIRST + timedelta(days=n), (tuple(rows),), False, ())
+            for n, rows in enumerate(days)
+        ],
+    )
+    with patch.object(fold, "SPAN_CELLS", 1):
+        for by in GROUPINGS:
+            assert not exact_path_used(tmp_path, days=4, by=by, top=None)
+        version = compute_report(tmp_path, days=4, by="version", top=None).table
+    assert version["count_decreased"].tolist() == [True, False, False]
+    assert version["counted_from_first_observation"].tolist() == [False, True, False]
+    assert version["is_new"].tolist() == [False, False, True]
+    again = tmp_path / "model_versions" / f"snapshot_date={FIRST + timedelta(days=2)}"
+    pq.write_table(
+        file_table(FIRST + timedelta(days=2), [days[2][0]]), again / "part-00001.parquet"
+    )
+    assert exact_path_used(tmp_path, days=4, by="version", top=None)
 
 
 @pytest.mark.timeout(900)

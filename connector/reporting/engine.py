@@ -1,9 +1,10 @@
 """The report's heavy lifting on DuckDB (embedded): the window's rows never reach pandas.
 
-One grouped pass over the in-window rows gives one row of facts per version in the start or end
-snapshot (its counts there, its first known count, whether a count ever went down, created_at,
-framework), and a second pass, restricted to the versions of the groups shown, gives the chart's
-daily series. pandas only sees those results, so memory follows the answer, not rows x days.
+One pass over the in-window rows, a span of days at a time (`connector.reporting.fold`), gives
+one row of facts per version in the start or end snapshot (its counts there, its first known
+count, whether a count ever went down, created_at, framework), and a second pass, restricted to
+the versions of the groups shown, gives the chart's daily series. pandas only sees those
+results, so memory follows the answer, not rows x days.
 
 Rows come from the in-window partitions only and only the needed columns: local Parquet files
 are handed to DuckDB as an explicit list (its own parallel reader); object storage goes through
@@ -32,6 +33,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from connector.atomic import scratch_directory
@@ -39,6 +41,7 @@ from connector.dataset.reader import data_files
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
 from connector.dataset.storage import Location
 from connector.errors import ConfigError, MemoryLimitError, OutputError
+from connector.reporting.fold import Facts, span_length
 
 MEMORY_SHARE = 0.5  # the default limit: this share of physical memory ...
 MEMORY_CAP = 8 * 2**30  # ... but never more than this
@@ -118,15 +121,37 @@ def _sql_text(text: str) -> str:
 
 
 class Rows:
-    """Where the window's rows come from; `relation` names a SQL relation with the columns
-    d, fname, rn (file order), org, model, version, created_at, c, framework."""
+    """Where the window's rows come from; `prepare` names a SQL relation with the columns
+    d, fname, rn (file order), org, model, version, created_at, c, framework, holding the rows
+    of `days` (None: every day)."""
 
-    def prepare(self, con: duckdb.DuckDBPyConnection, orgs: list[str], models: list[str]) -> str:
+    def prepare(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        orgs: list[str],
+        models: list[str],
+        days: Sequence[date] | None = None,
+    ) -> str:
+        raise NotImplementedError
+
+    def days(self, start: date, end: date) -> list[date]:
+        """The snapshot days with rows between `start` and `end`, in order."""
         raise NotImplementedError
 
     def fingerprint(self) -> Any:
         """Something that changes when the data changed under a running query (None: never)."""
         return None
+
+
+def _file_days(files: Sequence[DataFile], start: date, end: date) -> list[date]:
+    return sorted({file.day for file in files if start <= file.day <= end})
+
+
+def _files_of(files: list[DataFile], days: Sequence[date] | None) -> list[DataFile]:
+    if days is None:
+        return files
+    wanted = set(days)
+    return [file for file in files if file.day in wanted]
 
 
 def _filters(orgs: list[str], models: list[str]) -> str:
@@ -144,8 +169,18 @@ class LocalFiles(Rows):
     def __init__(self, files: Sequence[DataFile]) -> None:
         self.files = list(files)
 
-    def prepare(self, con: duckdb.DuckDBPyConnection, orgs: list[str], models: list[str]) -> str:
-        paths = ", ".join(_sql_text(_glob_literal(file.path)) for file in self.files)
+    def days(self, start: date, end: date) -> list[date]:
+        return _file_days(self.files, start, end)
+
+    def prepare(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        orgs: list[str],
+        models: list[str],
+        days: Sequence[date] | None = None,
+    ) -> str:
+        files = _files_of(self.files, days)
+        paths = ", ".join(_sql_text(_glob_literal(file.path)) for file in files)
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW window_rows AS
             SELECT regexp_extract(filename, '{_DAY_IN_PATH}', 1)::DATE AS d,
@@ -176,14 +211,19 @@ class StreamedFiles(Rows):
         self.location = location
         self.files = list(files)
 
-    def _batches(self, orgs: list[str], models: list[str]) -> Iterator[pa.RecordBatch]:
+    def days(self, start: date, end: date) -> list[date]:
+        return _file_days(self.files, start, end)
+
+    def _batches(
+        self, files: list[DataFile], orgs: list[str], models: list[str]
+    ) -> Iterator[pa.RecordBatch]:
         row_filter = None
         for column, values in (("org", orgs), ("model", models)):
             if values:
                 condition = ds.field(column).isin(values)
                 row_filter = condition if row_filter is None else row_filter & condition
         schema = pa.schema([DATASET_SCHEMA.field(name) for name in _COLUMNS])
-        for file in self.files:
+        for file in files:
             try:
                 table = ds.dataset(
                     file.path, schema=schema, format="parquet", filesystem=self.location.filesystem
@@ -200,8 +240,15 @@ class StreamedFiles(Rows):
                 extra + table.columns, schema=_STREAM_SCHEMA
             ).to_batches()
 
-    def prepare(self, con: duckdb.DuckDBPyConnection, orgs: list[str], models: list[str]) -> str:
-        reader = pa.RecordBatchReader.from_batches(_STREAM_SCHEMA, self._batches(orgs, models))
+    def prepare(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        orgs: list[str],
+        models: list[str],
+        days: Sequence[date] | None = None,
+    ) -> str:
+        batches = self._batches(_files_of(self.files, days), orgs, models)
+        reader = pa.RecordBatchReader.from_batches(_STREAM_SCHEMA, batches)
         con.register("streamed_rows", reader)
         con.execute(
             """CREATE OR REPLACE TEMP VIEW window_rows AS
@@ -228,8 +275,21 @@ class FrameRows(Rows):
             columns[name] = pa.array(frame[name], DATASET_SCHEMA.field(name).type, from_pandas=True)
         self.table = pa.table(columns, schema=_STREAM_SCHEMA)
 
-    def prepare(self, con: duckdb.DuckDBPyConnection, orgs: list[str], models: list[str]) -> str:
-        con.register("frame_rows", self.table)
+    def days(self, start: date, end: date) -> list[date]:
+        found = pc.unique(self.table.column("d")).to_pylist()
+        return sorted(day for day in found if start <= day <= end)
+
+    def prepare(
+        self,
+        con: duckdb.DuckDBPyConnection,
+        orgs: list[str],
+        models: list[str],
+        days: Sequence[date] | None = None,
+    ) -> str:
+        table = self.table
+        if days is not None:
+            table = table.filter(pc.is_in(table.column("d"), pa.array(days, pa.date32())))
+        con.register("frame_rows", table)
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW window_rows AS
             SELECT d, fname, rn, org, model, version, created_at, download_count AS c, framework
@@ -272,31 +332,22 @@ HAVING bool_or(d = $start) OR bool_or(d = $end)
 """
 )
 
-# The fast path: plain aggregates, valid when no version has two rows on one day (the fold
-# below checks that, and whether the series ever went down, in file order).
-_QUICK_FACTS = """
-SELECT org, model, version,
-  bool_or(d = $start) AS in_start,
-  max(c) FILTER (WHERE d = $start) AS start_count,
-  bool_or(d = $end) AS in_end,
-  max(c) FILTER (WHERE d = $end) AS end_count,
-  min(d) FILTER (WHERE c IS NOT NULL) AS first_date,
-  arg_min(c, d) AS first_count,
-  false AS went_down,
-  arg_min(created_at, d) AS created_at,
-  arg_max(framework, d) AS framework,
-  hash(org, model, version) AS h1,
-  hash(version, model, org, 'connector') AS h2
-FROM {rows}
-WHERE d BETWEEN $start AND $end
-GROUP BY org, model, version
-HAVING bool_or(d = $start) OR bool_or(d = $end)
+# The fast path (connector/reporting/fold.py): the versions of the start and end snapshots,
+# then the rows of a span of days joined to them, then two attributes from the days they were
+# last seen on.
+_KEY_ROWS = "SELECT DISTINCT org, model, version FROM {rows}"
+_SPAN_ROWS = """
+SELECT d, i, c, created_at IS NOT NULL AS has_created, framework IS NOT NULL AS has_framework
+FROM {rows} JOIN fact_keys USING (org, model, version)
 """
-
-# Every in-window row in file order, as two independent 64-bit hashes of its version.
-_FOLD_ROWS = """
-SELECT d, hash(org, model, version) AS h1, hash(version, model, org, 'connector') AS h2, c
-FROM {rows} WHERE d BETWEEN $start AND $end {order}
+_NO_KEYS = pa.schema([DATASET_SCHEMA.field(name) for name in _KEYS]).empty_table()
+_NO_ATTRIBUTES = [
+    pa.array([], DATASET_SCHEMA.field(name).type) for name in ("created_at", "framework")
+]
+_ATTRIBUTE_ROWS = """
+SELECT k.i, r.{column} AS value FROM {rows} AS r
+JOIN fact_keys AS k ON r.org = k.org AND r.model = k.model AND r.version = k.version
+JOIN wanted AS w ON w.i = k.i AND w.d = r.d
 """
 
 _DAILY = (
@@ -371,14 +422,7 @@ class Engine:
     def _query(self, sql: str, params: dict[str, Any]) -> pa.Table:
         for _ in range(_READ_ATTEMPTS):
             before = self.rows.fingerprint()
-            try:
-                relation = self.rows.prepare(self._con, self.orgs, self.models)
-                result = self._con.sql(sql.format(rows=relation), params=params)
-                table = result.to_arrow_table()
-            except duckdb.OutOfMemoryException as exc:
-                raise self._memory_error(exc) from exc
-            except duckdb.Error as exc:
-                raise OutputError(f"cannot read {self.shown}: {_first_line(exc)}") from exc
+            table = self._run(sql, params)
             if before is None or self.rows.fingerprint() == before:
                 return table
         raise OutputError(f"{self.shown} kept changing during {_READ_ATTEMPTS} reads; try again")
@@ -387,123 +431,82 @@ class Engine:
         """Per version in the start or end snapshot: in_start, start_count, in_end, end_count,
         first_date and first_count (its first known count), went_down, created_at, framework.
 
-        Fast path: one grouped pass (no sort), then one streamed pass in file order that finds
-        the versions whose count went down, by two 64-bit hashes of each version. Should a
-        version have two rows on one day, or two versions share both hashes, the exact path
-        (sorted windows) answers instead."""
+        Fast path: the rows are folded a span of days at a time (`connector.reporting.fold`),
+        reading every row once and sorting none. Should a version have two rows on one day,
+        the exact path (sorted windows, the last copy in file order) answers instead."""
         params = {"start": start, "end": end}
         for _ in range(_READ_ATTEMPTS):
             before = self.rows.fingerprint()
-            table = self._query(_QUICK_FACTS, params)
-            went_down = self._fold(table, params)
+            table = self._folded(start, end)
             if before is None or self.rows.fingerprint() == before:
                 break
         else:
             raise OutputError(
                 f"{self.shown} kept changing during {_READ_ATTEMPTS} reads; try again"
             )
-        if went_down is None:
+        if table is None:
             table = self._query(_FACTS, params)
-        else:
-            table = table.drop_columns(["h1", "h2"]).set_column(
-                table.schema.get_field_index("went_down"), "went_down", pa.array(went_down)
-            )
         frame = _typed(table)
         frame["first_date"] = frame["first_date"].astype("datetime64[s]")
         for flag in ("in_start", "in_end", "went_down"):
             frame[flag] = frame[flag].astype(bool)
         return frame.set_index(_KEYS).sort_index()
 
-    def _fold(self, facts: pa.Table, params: dict[str, Any]) -> np.ndarray | None:
-        """went_down per row of `facts`, from every in-window row in file order; None when a
-        version has two rows on one day or the hashes cannot tell two versions apart."""
-        h1 = facts.column("h1").to_numpy().astype(np.uint64)
-        h2 = facts.column("h2").to_numpy().astype(np.uint64)
-        order = np.argsort(h1, kind="stable")
-        keys, seconds = h1[order], h2[order]
-        if len(keys) > 1 and bool((keys[1:] == keys[:-1]).any()):
-            return None
-        count = len(keys)
-        last = np.zeros(count, np.int64)
-        known = np.zeros(count, bool)
-        last_day = np.full(count, np.iinfo(np.int64).min, np.int64)
-        down = np.zeros(count, bool)
-        sort = "ORDER BY d, fname, rn" if isinstance(self.rows, FrameRows) else ""
-        for _ in range(_READ_ATTEMPTS):
-            before = self.rows.fingerprint()
-            reader = None
-            try:
-                relation = self.rows.prepare(self._con, self.orgs, self.models)
-                self._con.execute("SET preserve_insertion_order = true")
-                reader = self._con.sql(
-                    _FOLD_ROWS.format(rows=relation, order=sort), params=params
-                ).to_arrow_reader(1 << 20)
-                previous_day = np.iinfo(np.int64).min
-                for batch in reader:
-                    days = batch.column(0).cast(pa.int32()).to_numpy().astype(np.int64)
-                    if len(days) and (days[0] < previous_day or bool((np.diff(days) < 0).any())):
-                        return None  # not in date order: let the exact path decide
-                    if len(days):
-                        previous_day = int(days[-1])
-                    if not self._fold_batch(
-                        batch, days, keys, seconds, last, known, last_day, down
-                    ):
-                        return None
-            except duckdb.OutOfMemoryException as exc:
-                raise self._memory_error(exc) from exc
-            except duckdb.Error as exc:
-                raise OutputError(f"cannot read {self.shown}: {_first_line(exc)}") from exc
-            finally:
-                if reader is not None:
-                    reader.close()  # a query still streaming holds the connection
-                self._con.execute("SET preserve_insertion_order = false")
-            if before is None or self.rows.fingerprint() == before:
-                result = np.zeros(count, bool)
-                result[order] = down
-                return result
-            last[:], known[:], down[:] = 0, False, False
-            last_day[:] = np.iinfo(np.int64).min
-        raise OutputError(f"{self.shown} kept changing during {_READ_ATTEMPTS} reads; try again")
+    def _read(self, sql: str, days: Sequence[date]) -> pa.Table:
+        return self._run(sql, {}, days)
 
-    @staticmethod
-    def _fold_batch(
-        batch: pa.RecordBatch,
-        days: np.ndarray,
-        keys: np.ndarray,
-        seconds: np.ndarray,
-        last: np.ndarray,
-        known: np.ndarray,
-        last_day: np.ndarray,
-        down: np.ndarray,
-    ) -> bool:
-        """Fold one batch (rows in date order) into the per-version state; False on a repeated
-        row or a hash collision."""
-        if not len(keys):
-            return True
-        h1 = batch.column(1).to_numpy().astype(np.uint64)
-        h2 = batch.column(2).to_numpy().astype(np.uint64)
-        counts = batch.column(3)
-        has = counts.is_valid().to_numpy(zero_copy_only=False)
-        values = counts.fill_null(0).to_numpy().astype(np.int64)
-        slot = np.minimum(np.searchsorted(keys, h1), len(keys) - 1)
-        hit = keys[slot] == h1
-        if bool((hit & (seconds[slot] != h2)).any()):
-            return False
-        slot, days, has, values = slot[hit], days[hit], has[hit], values[hit]
-        cuts = np.flatnonzero(np.diff(days)) + 1
-        for part in np.split(np.arange(len(slot)), cuts):
-            if not len(part):
-                continue
-            where, day = slot[part], days[part[0]]
-            if bool((last_day[where] == day).any()) or len(np.unique(where)) < len(where):
-                return False  # a version twice on one day
-            last_day[where] = day
-            seen, count = has[part], values[part]
-            fell = seen & known[where] & (count < last[where])
-            down[where[fell]] = True
-            last[where[seen]] = count[seen]
-            known[where[seen]] = True
-        return True
+    def _folded(self, start: date, end: date) -> pa.Table | None:
+        """The facts on the fast path; None when a version has two rows on one day."""
+        days = self.rows.days(start, end)
+        ends = [day for day in (start, end) if day in days]
+        keys = self._read(_KEY_ROWS, ends) if ends else _NO_KEYS
+        count = keys.num_rows
+        if not count:
+            return Facts(0, start, end).table(_NO_KEYS, *_NO_ATTRIBUTES)
+        keys = keys.append_column("i", pa.array(range(count), pa.int32()))
+        facts = Facts(count, start, end)
+        self._con.register("fact_keys", keys)
+        try:
+            step = span_length(count)
+            for first in range(0, len(days), step):
+                span = days[first : first + step]
+                if not facts.fold(self._read(_SPAN_ROWS, span), span):
+                    return None
+            created_at, framework = (
+                self._attribute(column, wanted, count)
+                for column, wanted in zip(("created_at", "framework"), facts.wanted(), strict=True)
+            )
+        finally:
+            self._con.unregister("fact_keys")
+        return facts.table(keys, created_at, framework)
+
+    def _attribute(self, column: str, wanted: pa.Table, count: int) -> pa.Array:
+        """`column` per version (index i), read from the rows `wanted` (i, d) names."""
+        index = np.full(count, -1, np.int64)
+        if not wanted.num_rows:
+            values = pa.array([], DATASET_SCHEMA.field(column).type)
+        else:
+            self._con.register("wanted", wanted)
+            try:
+                days = sorted(set(wanted.column("d").to_pylist()))
+                found = self._read(_ATTRIBUTE_ROWS.replace("{column}", column), days)
+            finally:
+                self._con.unregister("wanted")
+            index[found.column("i").to_numpy()] = np.arange(found.num_rows)
+            values = found.column("value").combine_chunks()
+        return values.take(pa.array(index, mask=index < 0))
+
+    def _run(
+        self, sql: str, params: dict[str, Any], days: Sequence[date] | None = None
+    ) -> pa.Table:
+        """`sql` over the rows (of `days`, default all) as `{rows}`, errors made readable."""
+        try:
+            relation = self.rows.prepare(self._con, self.orgs, self.models, days)
+            return self._con.sql(sql.format(rows=relation), params=params).to_arrow_table()
+        except duckdb.OutOfMemoryException as exc:
+            raise self._memory_error(exc) from exc
+        except duckdb.Error as exc:
+            raise OutputError(f"cannot read {self.shown}: {_first_line(exc)}") from exc
 
     def _memory_error(self, exc: BaseException) -> MemoryLimitError:
         return MemoryLimitError(
