@@ -333,19 +333,17 @@ HAVING bool_or(d = $start) OR bool_or(d = $end)
 )
 
 # The fast path (connector/reporting/fold.py): the versions of the start and end snapshots,
-# then the rows of a span of days joined to them, then two attributes from the days they were
-# last seen on.
+# then the rows of a span of days joined to them, then each version's framework from the day
+# it was last known on.
 _KEY_ROWS = "SELECT DISTINCT org, model, version FROM {rows}"
 _SPAN_ROWS = """
-SELECT d, i, c, created_at IS NOT NULL AS has_created, framework IS NOT NULL AS has_framework
+SELECT d, i, c, epoch_us(created_at) AS created, framework IS NOT NULL AS has_framework
 FROM {rows} JOIN fact_keys USING (org, model, version)
 """
 _NO_KEYS = pa.schema([DATASET_SCHEMA.field(name) for name in _KEYS]).empty_table()
-_NO_ATTRIBUTES = [
-    pa.array([], DATASET_SCHEMA.field(name).type) for name in ("created_at", "framework")
-]
-_ATTRIBUTE_ROWS = """
-SELECT k.i, r.{column} AS value FROM {rows} AS r
+_NO_FRAMEWORK = pa.array([], DATASET_SCHEMA.field("framework").type)
+_FRAMEWORK_ROWS = """
+SELECT k.i, r.framework FROM {rows} AS r
 JOIN fact_keys AS k ON r.org = k.org AND r.model = k.model AND r.version = k.version
 JOIN wanted AS w ON w.i = k.i AND w.d = r.d
 """
@@ -462,7 +460,7 @@ class Engine:
         keys = self._read(_KEY_ROWS, ends) if ends else _NO_KEYS
         count = keys.num_rows
         if not count:
-            return Facts(0, start, end).table(_NO_KEYS, *_NO_ATTRIBUTES)
+            return Facts(0, start, end).table(_NO_KEYS, _NO_FRAMEWORK)
         keys = keys.append_column("i", pa.array(range(count), pa.int32()))
         facts = Facts(count, start, end)
         self._con.register("fact_keys", keys)
@@ -472,28 +470,25 @@ class Engine:
                 span = days[first : first + step]
                 if not facts.fold(self._read(_SPAN_ROWS, span), span):
                     return None
-            created_at, framework = (
-                self._attribute(column, wanted, count)
-                for column, wanted in zip(("created_at", "framework"), facts.wanted(), strict=True)
-            )
+            framework = self._framework(facts.wanted(), count)
         finally:
             self._con.unregister("fact_keys")
-        return facts.table(keys, created_at, framework)
+        return facts.table(keys, framework)
 
-    def _attribute(self, column: str, wanted: pa.Table, count: int) -> pa.Array:
-        """`column` per version (index i), read from the rows `wanted` (i, d) names."""
+    def _framework(self, wanted: pa.Table, count: int) -> pa.Array:
+        """Each version's (index i) framework, read from the row `wanted` (i, d) names: only
+        the days some version's framework was last known on are read (usually the end's)."""
         index = np.full(count, -1, np.int64)
-        if not wanted.num_rows:
-            values = pa.array([], DATASET_SCHEMA.field(column).type)
-        else:
+        values = _NO_FRAMEWORK
+        if wanted.num_rows:
             self._con.register("wanted", wanted)
             try:
                 days = sorted(set(wanted.column("d").to_pylist()))
-                found = self._read(_ATTRIBUTE_ROWS.replace("{column}", column), days)
+                found = self._read(_FRAMEWORK_ROWS, days)
             finally:
                 self._con.unregister("wanted")
             index[found.column("i").to_numpy()] = np.arange(found.num_rows)
-            values = found.column("value").combine_chunks()
+            values = found.column("framework").combine_chunks()
         return values.take(pa.array(index, mask=index < 0))
 
     def _run(

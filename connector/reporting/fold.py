@@ -7,10 +7,11 @@ time (each span read by DuckDB in parallel and joined to the versions of the sta
 snapshots); a span becomes a days x versions grid in numpy, and the state carried from span to
 span is a few numbers per version. Memory follows the versions, not rows x days.
 
-The facts are those of the exact SQL path (`engine._FACTS`): a row's `created_at` is the first
-known one by day, its `framework` the last known one, its first count the first known one. Both
-of those attributes are fetched afterwards, only from the days where they were last seen, so the
-rows' strings are read once. A version with two rows on one day makes `fold` return False; the
+The facts are those of the exact SQL path (`engine._FACTS`): a version's `created_at` is the
+first known one by day, its `framework` the last known one, its first count the first known one.
+The span's rows carry created_at as a number and only whether a framework is known; the
+framework itself is read afterwards from the days it was last known on (usually just the end
+snapshot), so no string but the keys is read more than once. A version with two rows on one day makes `fold` return False; the
 caller then answers on the exact path, which keeps the last copy in file order.
 """
 
@@ -39,9 +40,26 @@ def _ordinals(days: list[date]) -> np.ndarray:
     return np.array([day.toordinal() for day in days], np.int64)
 
 
-def _first_true(grid: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per column: whether any cell is True, and the row of the first one."""
-    return np.asarray(grid.any(axis=0)), np.asarray(grid.argmax(axis=0))
+def _first_true(grid: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The columns (versions) that are `wanted` and have a True cell, and the row (span day)
+    of the first True cell of each of those."""
+    columns = np.flatnonzero(wanted & grid.any(axis=0))
+    return columns, grid[:, columns].argmax(axis=0)
+
+
+def _scatter(
+    values: pa.ChunkedArray, cell: np.ndarray, shape: tuple[int, int], present: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """An int64 column into a grid at the rows' cells, and where it is known (not null)."""
+    grid = np.full(shape, _LOWEST, np.int64)
+    if not values.null_count:
+        grid.ravel()[cell] = values.to_numpy()
+        return grid, present
+    has = values.is_valid().to_numpy(zero_copy_only=False)
+    grid.ravel()[cell[has]] = values.drop_null().to_numpy()
+    known = np.zeros(shape, bool)
+    known.ravel()[cell[has]] = True
+    return grid, known
 
 
 class Facts:
@@ -60,12 +78,14 @@ class Facts:
         self.first_count = np.zeros(versions, np.int64)
         self.highest = np.full(versions, _LOWEST, np.int64)  # highest known count so far
         self.went_down = np.zeros(versions, bool)
-        self.created_day = np.full(versions, _NEVER, np.int64)  # first day with created_at
+        self.created_at = np.zeros(versions, np.int64)  # the first known, in microseconds
+        self.created_known = np.zeros(versions, bool)
         self.framework_day = np.full(versions, _NEVER, np.int64)  # last day with a framework
 
     def fold(self, rows: pa.Table, span: list[date]) -> bool:
-        """Fold one span's rows (columns d, i, c, has_created, has_framework; any order; days
-        later than every span folded before); False when a version has two rows on one day."""
+        """Fold one span's rows (columns d, i, c, created in microseconds, has_framework; any
+        order; days later than every span folded before); False when a version has two rows on
+        one day."""
         days = _ordinals(span)
         if not rows.num_rows:
             return True
@@ -80,16 +100,7 @@ class Facts:
         present.ravel()[cell] = True
         if int(np.count_nonzero(present)) != len(cell):
             return False  # two rows in one cell: a version twice on one day
-        counts = rows.column("c")
-        grid = np.full(shape, _LOWEST, np.int64)
-        if counts.null_count:
-            has = counts.is_valid().to_numpy(zero_copy_only=False)
-            grid.ravel()[cell[has]] = counts.drop_null().to_numpy()
-            known = np.zeros(shape, bool)
-            known.ravel()[cell[has]] = True
-        else:
-            grid.ravel()[cell] = counts.to_numpy()
-            known = present
+        grid, known = _scatter(rows.column("c"), cell, shape, present)
 
         for day, seen, count, count_known in (
             (self.start, self.in_start, self.start_count, self.start_known),
@@ -108,49 +119,32 @@ class Facts:
         self.went_down |= (known & (grid < before)).any(axis=0)
         np.maximum(self.highest, running[-1], out=self.highest)
 
-        anywhere, first = _first_true(known)
-        fresh = anywhere & (self.first_day == _NEVER)
-        self.first_day[fresh] = days[first[fresh]]
-        self.first_count[fresh] = grid[first[fresh], np.flatnonzero(fresh)]
+        fresh, first = _first_true(known, self.first_day == _NEVER)
+        self.first_day[fresh] = days[first]
+        self.first_count[fresh] = grid[first, fresh]
 
-        for column, target, earliest in (
-            ("has_created", self.created_day, True),
-            ("has_framework", self.framework_day, False),
-        ):
-            flags = rows.column(column)
-            if pc.all(flags).as_py() is not False:
-                marked = present
-            else:
-                marked = np.zeros(shape, bool)
-                marked.ravel()[cell[flags.to_numpy(zero_copy_only=False)]] = True
-            if not earliest:
-                marked = marked[::-1]
-            anywhere, at = _first_true(marked)
-            if not earliest:
-                at = len(span) - 1 - at
-            take = anywhere & (target == _NEVER) if earliest else anywhere
-            target[take] = days[at[take]]
+        created, created_known = _scatter(rows.column("created"), cell, shape, present)
+        fresh, first = _first_true(created_known, ~self.created_known)
+        self.created_at[fresh] = created[first, fresh]
+        self.created_known[fresh] = True
+
+        flags = rows.column("has_framework")
+        if pc.all(flags).as_py() is False:
+            present = np.zeros(shape, bool)
+            present.ravel()[cell[flags.to_numpy(zero_copy_only=False)]] = True
+        found, last = _first_true(present[::-1], np.ones(self.versions, bool))
+        self.framework_day[found] = days[len(span) - 1 - last]
         return True
 
-    def wanted(self) -> tuple[pa.Table, pa.Table]:
-        """(i, d) of the rows to read `created_at` and `framework` from: the day each was
-        first (created_at) or last (framework) known, per version."""
-        tables = []
-        for target in (self.created_day, self.framework_day):
-            where = np.flatnonzero(target != _NEVER)
-            tables.append(
-                pa.table(
-                    {
-                        "i": pa.array(where.astype(np.int32)),
-                        "d": pa.array((target[where] - _EPOCH_ORDINAL).astype(np.int32)).cast(
-                            pa.date32()
-                        ),
-                    }
-                )
-            )
-        return tables[0], tables[1]
+    def wanted(self) -> pa.Table:
+        """(i, d): the day each version's framework was last known on, to read it from."""
+        where = np.flatnonzero(self.framework_day != _NEVER)
+        day = (self.framework_day[where] - _EPOCH_ORDINAL).astype(np.int32)
+        return pa.table(
+            {"i": pa.array(where.astype(np.int32)), "d": pa.array(day).cast(pa.date32())}
+        )
 
-    def table(self, keys: pa.Table, created_at: pa.Array, framework: pa.Array) -> pa.Table:
+    def table(self, keys: pa.Table, framework: pa.Array) -> pa.Table:
         """The facts as the exact path's columns, for the versions in `keys` (org, model,
         version, i): only those seen at the start or end snapshot are kept."""
         epoch = _EPOCH_ORDINAL
@@ -167,7 +161,9 @@ class Facts:
                 "first_date": pa.array(first, pa.date32(), mask=self.first_day == _NEVER),
                 "first_count": pa.array(self.first_count, mask=self.first_day == _NEVER),
                 "went_down": pa.array(self.went_down),
-                "created_at": created_at.cast(DATASET_SCHEMA.field("created_at").type),
+                "created_at": pa.array(self.created_at, mask=~self.created_known).cast(
+                    DATASET_SCHEMA.field("created_at").type
+                ),
                 "framework": framework.cast(DATASET_SCHEMA.field("framework").type),
             }
         )

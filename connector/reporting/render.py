@@ -81,12 +81,28 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _plain_column(column: pd.Series) -> list[Any]:
+    """One column as JSON-able Python values, converted a column at a time (a report by
+    version can have a row per version of the registry)."""
+    if pd.api.types.is_bool_dtype(column.dtype) and not column.hasnans:
+        return list(column.astype(bool).tolist())
+    if pd.api.types.is_integer_dtype(column.dtype) and not column.hasnans:
+        return list(column.astype("int64").tolist())
+    if pd.api.types.is_float_dtype(column.dtype):
+        values = column.astype("float64").tolist()
+        return [None if math.isnan(value) else value for value in values]
+    if pd.api.types.is_string_dtype(column.dtype) and not pd.api.types.is_datetime64_any_dtype(
+        column.dtype
+    ):
+        return [_plain(value) for value in column.astype(object).tolist()]
+    return [_plain(value) for value in column.astype(object)]
+
+
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
     """The table's rows as plain dicts (the JSON output, and the source of every other format)."""
-    return [
-        {str(key): _plain(value) for key, value in row.items()}
-        for row in table.to_dict(orient="records")
-    ]
+    names = [str(name) for name in table.columns]
+    columns = [_plain_column(table[name]) for name in table.columns]
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
 
 
 def render_json(result: Report) -> str:
@@ -129,6 +145,19 @@ def _cell(column: str, value: Any, width: int | None) -> str:
     return text if width is None or len(text) <= width else text[: width - 3] + "..."
 
 
+def _column_cells(column: str, values: list[Any], width: int | None) -> list[str]:
+    """`_cell` over one column; the common kinds (counts, flags) without a call per cell."""
+    kinds = {type(value) for value in values if value is not None}
+    blank = "" if column == "first_observed" else "-"
+    if kinds == {bool}:
+        return [blank if v is None else "yes" if v else "" for v in values]
+    if kinds == {int}:
+        return [blank if v is None else f"{v:,}" for v in values]
+    if kinds == {float} and column != "share_of_gained":
+        return [blank if v is None else f"{v:,.1f}" for v in values]
+    return [_cell(column, value, width) for value in values]
+
+
 def _human_rows(
     result: Report, width: int | None = None
 ) -> tuple[list[str], list[bool], list[list[str]]]:
@@ -136,14 +165,16 @@ def _human_rows(
 
     A column that is blank in every row (no version is new, none decreased, no framework
     known) says nothing and is left out; CSV and JSON keep every column."""
-    columns = [c for c in result.table.columns if c not in _HIDDEN]
-    numeric = [_is_number_column(result.table, c) for c in columns]
-    rows = [[_cell(c, row[c], width) for c in columns] for row in records(result.table)]
-    keep = [i for i in range(len(columns)) if not rows or any(r[i] not in _BLANK for r in rows)]
+    table = result.table
+    columns = [c for c in table.columns if c not in _HIDDEN]
+    cells = [_column_cells(c, _plain_column(table[c]), width) for c in columns]
+    keep = [
+        i for i in range(len(columns)) if not len(table) or any(v not in _BLANK for v in cells[i])
+    ]
     return (
         [columns[i] for i in keep],
-        [numeric[i] for i in keep],
-        [[row[i] for i in keep] for row in rows],
+        [_is_number_column(table, columns[i]) for i in keep],
+        [list(row) for row in zip(*(cells[i] for i in keep), strict=True)],
     )
 
 
