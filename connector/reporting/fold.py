@@ -11,8 +11,9 @@ The facts are those of the exact SQL path (`engine._FACTS`): a version's `create
 first known one by day, its `framework` the last known one, its first count the first known one.
 The span's rows carry created_at as a number and only whether a framework is known; the
 framework itself is read afterwards from the days it was last known on (usually just the end
-snapshot), so no string but the keys is read more than once. A version with two rows on one day makes `fold` return False; the
-caller then answers on the exact path, which keeps the last copy in file order.
+snapshot), so no string but the keys is read more than once. A version with two rows on one
+day makes `fold` return False; the caller then answers on the exact path, which keeps the last
+copy in file order.
 """
 
 from __future__ import annotations
