@@ -200,8 +200,9 @@ def exact_path_used(root: Path, **question: Any) -> bool:
 def test_the_fold_carries_every_fact_across_spans(tmp_path: Path) -> None:
     """One day per span: a count that dips below its high across a run of unknown counts, a
     created_at known only from the third day (and another later), a framework unknown on the
-    last day, a version first counted mid-window and one only at the end; the fold (not the exact path) answers,
-    exactly as the oracle. A version twice on one day sends the report to the exact path."""
+    last day, a version first counted mid-window and one only at the end; the fold (not the
+    exact path) answers, exactly as the oracle. A version twice on one day sends the report to
+    the exact path."""
     early, later = "2020-01-01T00:00:00", "2021-06-01T00:00:00"
     days = [
         [V("a", "x", "1", 50, None, "jax"), V("a", "x", "2", None, None, None)],
