@@ -5,21 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 from collections.abc import Callable, Iterator
+from datetime import date
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
 from helpers import config_document, write_config
+from shard_runs import extract_shard, publish
 
 from connector.cli import main
+from connector.dataset import shards as staging
 from connector.dataset.layout import LOCK_NAME
 from connector.errors import ExitCode
 from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
 DAY = "2026-01-01"
+SHARD_DAY = date(2026, 1, 1)  # shard_runs runs its DAY1, the same day
 
 
 @pytest.fixture
@@ -43,9 +48,9 @@ def run(config: Path) -> Result:
     )
 
 
-def snapshot(directory: Path) -> dict[str, str]:
+def snapshot(directory: Path) -> dict[str, bytes]:
     return {
-        str(p.relative_to(directory)): p.read_text() if p.is_file() else "<dir>"
+        str(p.relative_to(directory)): p.read_bytes() if p.is_file() else b"<dir>"
         for p in sorted(directory.rglob("*"))
     }
 
@@ -173,3 +178,110 @@ def test_modes_follow_the_umask_and_the_lock_and_records_are_not_world_writable(
     assert stat.S_IMODE(partition.stat().st_mode) == 0o700
     [parquet] = partition.glob("*.parquet")
     assert not stat.S_IMODE(parquet.stat().st_mode) & 0o077
+
+
+# --- the shard staging area: _shards/<date>/K-of-N/ ---------------------------------------------
+
+
+def _staged(config: Path, out: Path) -> Path:
+    """Both parts of a 2-shard run staged; returns part 1's directory."""
+    for shard in ("1/2", "2/2"):
+        assert extract_shard(config, shard).exit_code == 0
+    return staging.part_dir(out, SHARD_DAY, 1, 2)
+
+
+def _listed(part: Path) -> list[str]:
+    files: list[str] = json.loads((part / staging.RECORD_NAME).read_text())["files"]
+    return files
+
+
+SHARD_ENTRIES: dict[str, Callable[[Path], Path]] = {
+    "_shards": lambda part: part.parent.parent,
+    "date": lambda part: part.parent,
+    "part": lambda part: part,
+    "lock": lambda part: part.with_name(f"{part.name}.lock"),
+    "record": lambda part: part / staging.RECORD_NAME,
+    "data file": lambda part: part / _listed(part)[0],
+}
+
+
+@pytest.mark.parametrize("entry", SHARD_ENTRIES)
+def test_a_shard_staging_entry_that_is_a_link_is_refused_and_its_target_untouched(
+    entry: str, setup: tuple[Path, Path, Path]
+) -> None:
+    config, out, outside = setup
+    path = SHARD_ENTRIES[entry](_staged(config, out))
+    shutil.move(path, outside / "moved")  # the real entry, now outside, behind a link
+    path.symlink_to(outside / "moved", target_is_directory=(outside / "moved").is_dir())
+    before = snapshot(outside)
+    assert_refused(extract_shard(config, "1/2"), f"{path} is a symbolic link")
+    assert_refused(publish(config, 2), f"{path} is a symbolic link")
+    assert snapshot(outside) == before  # not written, renamed or deleted through the link
+    assert path.is_symlink()
+    assert not (out / "model_versions" / f"snapshot_date={DAY}").exists()
+
+
+@pytest.mark.parametrize("entry", SHARD_ENTRIES)
+def test_a_shard_staging_entry_of_the_wrong_type_is_refused(
+    entry: str, setup: tuple[Path, Path, Path]
+) -> None:
+    config, out, _ = setup
+    path = SHARD_ENTRIES[entry](_staged(config, out))
+    directory = path.is_dir()
+    shutil.rmtree(path) if directory else path.unlink()
+    path.write_text("not a directory") if directory else path.mkdir()
+    wrong = "is not a directory" if directory else "is not a regular file"
+    assert_refused(extract_shard(config, "1/2"), f"{path} {wrong}")
+    assert_refused(publish(config, 2), f"{path} {wrong}")
+
+
+NAMES: dict[str, Callable[[Path, Path], str]] = {
+    "absolute": lambda part, outside: str(outside / "stolen.parquet"),
+    "dot-dot": lambda part, outside: "../../../../elsewhere/stolen.parquet",
+    "subdirectory": lambda part, outside: "sub/stolen.parquet",
+}
+
+
+@pytest.mark.parametrize("form", NAMES)
+def test_a_shard_record_naming_a_file_outside_its_part_is_refused(
+    form: str, setup: tuple[Path, Path, Path]
+) -> None:
+    config, out, outside = setup
+    part = _staged(config, out)
+    listed = _listed(part)
+    shutil.copy(part / listed[0], outside / "stolen.parquet")  # readable rows, outside
+    (part / "sub").mkdir()
+    shutil.copy(part / listed[0], part / "sub" / "stolen.parquet")
+    record = json.loads((part / staging.RECORD_NAME).read_text())
+    record["files"] = [NAMES[form](part, outside)]
+    (part / staging.RECORD_NAME).write_text(json.dumps(record))
+    before = snapshot(outside)
+    assert_refused(publish(config, 2), f"{part / staging.RECORD_NAME} lists files outside")
+    assert snapshot(outside) == before
+    assert not (out / "model_versions" / f"snapshot_date={DAY}").exists()
+
+
+def test_a_link_left_in_a_part_is_unlinked_by_a_rerun_not_followed(
+    setup: tuple[Path, Path, Path],
+) -> None:
+    config, out, outside = setup
+    part = _staged(config, out)
+    (part / f"{staging.WORK_PREFIX}planted").symlink_to(outside, target_is_directory=True)
+    before = snapshot(outside)
+    assert extract_shard(config, "1/2").exit_code == 0
+    assert snapshot(outside) == before
+    assert sorted(p.name for p in part.iterdir()) == sorted([staging.RECORD_NAME, *_listed(part)])
+
+
+@pytest.mark.parametrize("entry", ["date", "part"])
+def test_removing_published_parts_never_follows_a_link(
+    entry: str, setup: tuple[Path, Path, Path]
+) -> None:
+    config, out, outside = setup
+    path = SHARD_ENTRIES[entry](_staged(config, out))
+    shutil.move(path, outside / "moved")
+    path.symlink_to(outside / "moved", target_is_directory=True)
+    before = snapshot(outside)
+    staging.remove_parts(out, SHARD_DAY, 2)  # as after a publish: must not fail either
+    assert snapshot(outside) == before
+    assert path.is_symlink() == (entry == "date")  # a planted date dir is left for a person

@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Protocol
 
-from connector.dataset.layout import LOCK_NAME, check_layout
+from connector.dataset.layout import LOCK_NAME, check_entry, check_layout
 from connector.errors import LockHeldError, OutputError
 
 if TYPE_CHECKING:
@@ -41,6 +41,7 @@ class RunLock:
         except OSError as exc:
             raise OutputError(f"cannot create the lock file {self.path}: {exc}") from exc
         check_layout(self.path.parent)  # before anything is opened, renamed or deleted in it
+        check_entry(self.path, directory=False)  # a shard's lock is not in that layout
         try:
             # O_NOFOLLOW: a link planted here is refused, not written through; 0o644: others
             # may read who holds the lock, never change it.

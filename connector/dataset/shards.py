@@ -13,6 +13,11 @@ killed at any point leaves either the old part or the new one, complete. Locally
 written in a work directory and moved in; on object storage (`connector.dataset.objectshards`)
 they are streamed straight into the part under the run's own names, and the lock is a lease.
 Every function takes a local root (a Path) or a Location.
+
+Locally the staging area is part of the connector's layout (`connector.dataset.layout`): its
+directories are created component by component, and a link or an entry of the wrong type where
+a directory, lock, record or Parquet file of a part belongs is refused, never followed; a record
+may only name files inside its own part.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import json
 import logging
 import os
 import shutil
+import stat
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -30,6 +36,7 @@ from typing import Any
 import pyarrow.fs as pafs
 
 from connector.dataset import objectshards
+from connector.dataset.layout import check_entry, make_dirs
 from connector.dataset.lock import OutputLock, RunLock
 from connector.dataset.objectshards import RECORD_NAME, ObjectPartWriter
 from connector.dataset.storage import (
@@ -90,7 +97,7 @@ def shard_lock(root: Root, day: date, index: int, count: int, run_id: str) -> Ou
     name = part_name(index, count)
     location = _location(root)
     if location.is_local:
-        directory = date_dir(location.local_path, day)
+        directory = make_dirs(_made_root(location.local_path), SHARDS_DIR, day.isoformat())
         return RunLock(directory, run_id, name=f"{name}.lock", what=f"shard {name} of {directory}")
     from connector.dataset.lease import ObjectStoreLock
 
@@ -105,12 +112,14 @@ def open_part_writer(
     part's own prefix (under this run's names) on object storage."""
     if location.is_local:
         root = location.local_path
+        part = make_dirs(_made_root(root), SHARDS_DIR, day.isoformat(), part_name(index, count))
+        _check_files(part)  # the run replaces them: never through a link
         return SnapshotWriter(
             root,
             day,
             run_id,
             batch_rows=batch_rows,
-            work_dir=work_dir(root, day, index, count, run_id),
+            work_dir=make_dirs(part, f"{WORK_PREFIX}{run_id}"),
         )
     directory = part_path(location, day, index, count)
     return ObjectPartWriter(location, directory, day, run_id, batch_rows=batch_rows)
@@ -205,14 +214,61 @@ def stage(
     return directory
 
 
+def _made_root(root: Path) -> Path:
+    """The output root, created if absent (it may be a link: the operator chose it)."""
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory {root}: {exc}") from exc
+    return root
+
+
+def _check_files(directory: Path) -> None:
+    """Refuse a part whose record or a Parquet file is a link or not a regular file."""
+    with os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.name == RECORD_NAME or entry.name.endswith(".parquet"):
+                check_entry(Path(entry.path), directory=False)
+
+
 def _remove_except(directory: Path, keep: set[str]) -> None:
     for entry in directory.iterdir():
-        if entry.name in keep:
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
+        if entry.name not in keep:
+            _remove(entry)
+
+
+def _remove(path: Path) -> None:
+    """Delete an entry without following a link: a link or file is unlinked, only a real
+    directory is removed with what it holds (rmtree does not follow links inside it)."""
+    try:
+        is_dir = stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return
+    if is_dir:
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def _local_part(root: Path, day: date, index: int, count: int) -> Path | None:
+    """The part's directory if it exists, each component checked with `lstat` (OutputError
+    for a link or a file); None when any is absent."""
+    path = root
+    for name in (SHARDS_DIR, day.isoformat(), part_name(index, count)):
+        path = path / name
+        if not check_entry(path, directory=True):
+            return None
+    return path
+
+
+def _plain_name(name: object) -> bool:
+    """A file name inside the part: no directory, no `..`, not absolute."""
+    return (
+        isinstance(name, str)
+        and name not in ("", ".", "..")
+        and not any(char in name for char in "/\\\0")
+    )
 
 
 def read_part(root: Root, day: date, index: int, count: int) -> StagedPart | None:
@@ -222,8 +278,14 @@ def read_part(root: Root, day: date, index: int, count: int) -> StagedPart | Non
     directory = part_path(location, day, index, count)
     path = str(Path(directory, RECORD_NAME)) if location.is_local else f"{directory}/{RECORD_NAME}"
     shown = location.display(path)
+    local = location.is_local
+    if local and (
+        _local_part(location.local_path, day, index, count) is None
+        or not check_entry(Path(path), directory=False)
+    ):
+        return None
     try:
-        if location.is_local:
+        if local:
             text = Path(path).read_text(encoding="utf-8")
         else:
             raw = read_bytes(location.filesystem, path)
@@ -240,7 +302,17 @@ def read_part(root: Root, day: date, index: int, count: int) -> StagedPart | Non
         raise OutputError(f"{shown} is not valid JSON: {exc}") from exc
     if not isinstance(record, dict):
         raise OutputError(f"{shown} does not hold a shard record")
-    return StagedPart(index, count, location, directory, record)
+    files = record.get("files", [])
+    if not isinstance(files, list) or not all(_plain_name(name) for name in files):
+        raise OutputError(
+            f"{shown} lists files outside its part directory {location.display(directory)} "
+            f"(only plain file names are allowed): {files!r:.200}; nothing was read"
+        )
+    part = StagedPart(index, count, location, directory, record)
+    if local:
+        for name in files:  # read at publish: never through a link
+            check_entry(Path(directory, name), directory=False)
+    return part
 
 
 def staged_counts(root: Root, day: date) -> list[str]:
@@ -282,9 +354,18 @@ def remove_parts(root: Root, day: date, count: int) -> None:
                 )
         return
     local = location.local_path
+    try:  # never through a link: a planted `_shards` or date directory is left alone
+        real = all(
+            check_entry(p, directory=True) for p in (local / SHARDS_DIR, date_dir(local, day))
+        )
+    except OutputError as exc:
+        log.warning("published, but did not remove the shard parts: %s", exc)
+        return
+    if not real:
+        return
     for index in range(1, count + 1):
-        shutil.rmtree(part_dir(local, day, index, count), ignore_errors=True)
-        (date_dir(local, day) / f"{part_name(index, count)}.lock").unlink(missing_ok=True)
+        _remove(part_dir(local, day, index, count))
+        _remove(date_dir(local, day) / f"{part_name(index, count)}.lock")
     for directory in (date_dir(local, day), local / SHARDS_DIR):
         with contextlib.suppress(OSError):  # not empty: other counts or dates are staged
             directory.rmdir()
