@@ -1,5 +1,8 @@
 """The connector's own paths under an output root, and the checks that keep it inside them.
 
+The names are the same on every store (`connector.dataset.store`); the checks below are what
+the local store does on every path it touches.
+
 Anyone who can write into the output directory could plant a symbolic link where the connector
 expects one of its own entries (`_staging` pointing at `/home`, `_connector.lock` at a file
 elsewhere) and make a run write, rename or delete outside the dataset. So before a run touches
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+from datetime import date
 from pathlib import Path
 
 from connector.errors import OutputError
@@ -22,11 +26,31 @@ STAGING_DIR = "_staging"
 REJECTED_DIR = "_rejected"
 RUNS_DIR = "_runs"
 SHARDS_DIR = "_shards"
+HELD_DIR = "_held"
 LOCK_NAME = "_connector.lock"
-LAYOUT_DIRS = (DATASET_DIR, STAGING_DIR, REJECTED_DIR, RUNS_DIR, SHARDS_DIR)
+LAYOUT_DIRS = (DATASET_DIR, STAGING_DIR, REJECTED_DIR, RUNS_DIR, SHARDS_DIR, HELD_DIR)
+PARTITION_PREFIX = "snapshot_date="
+DATA_NAME = "part-00000.parquet"  # a partition's one data file, as this version writes it
+MANIFEST_NAME = "_manifest.json"
 
 
-def _refuse(path: Path, what: str) -> OutputError:
+def partition_path(day: date) -> str:
+    """The store path of one snapshot date's partition."""
+    return f"{DATASET_DIR}/{PARTITION_PREFIX}{day.isoformat()}"
+
+
+def staging_path(run_id: str) -> str:
+    """Where one run builds what it publishes, outside the dataset (readers never see it)."""
+    return f"{STAGING_DIR}/{run_id}"
+
+
+def held_path(day: date, run_id: str) -> str:
+    """Where a staged day that a check held waits for a person's decision."""
+    return f"{HELD_DIR}/{day.isoformat()}/{run_id}"
+
+
+def refusal(path: Path | str, what: str) -> OutputError:
+    """The error for an entry of the layout that is not what the connector put there."""
     return OutputError(
         f"{path} {what}; the connector only writes to entries of its own layout and never "
         "follows links inside it: remove or rename it (or point output.uri at the real "
@@ -44,11 +68,11 @@ def check_entry(path: Path, *, directory: bool) -> bool:
     except OSError as exc:
         raise OutputError(f"cannot inspect {path}: {exc.strerror or exc}") from exc
     if stat.S_ISLNK(info.st_mode):
-        raise _refuse(path, "is a symbolic link")
+        raise refusal(path, "is a symbolic link")
     if directory and not stat.S_ISDIR(info.st_mode):
-        raise _refuse(path, "is not a directory")
+        raise refusal(path, "is not a directory")
     if not directory and not stat.S_ISREG(info.st_mode):
-        raise _refuse(path, "is not a regular file")
+        raise refusal(path, "is not a regular file")
     return True
 
 

@@ -1,193 +1,220 @@
-"""Publishing a partition on object storage, where there is no rename: one fixed-name object.
+"""`ObjectStore`: the Store of a dataset under an object-storage prefix (`s3://bucket/prefix`).
 
-    <root>/_staging/<run_id>/snapshot_date=D/part-00000.parquet   streamed here first
-    <root>/model_versions/snapshot_date=D/part-00000.parquet       replaced by one server-side copy
-    <root>/model_versions/snapshot_date=D/_manifest.json           written after the data object
+Everything goes through `pyarrow.fs.S3FileSystem` (built into pyarrow, so object storage costs
+no new dependency). Credentials are never passed here: the AWS SDK inside pyarrow takes them
+from its standard chain (environment, ~/.aws files, instance or container role), so they never
+go through the config, a log line or an error message of ours. `output.storage_options` carries
+the non-secret settings (endpoint, region, addressing style, timeouts).
 
-A partition holds exactly one data object under a fixed name, so a listing shows one data object
-at every moment, and an S3 object is replaced atomically: a reader gets the whole previous object
-or the whole new one. The data is streamed (multipart) to staging, never straight to the final
-name: pyarrow completes an upload when its stream is destroyed, so a run failing mid-write would
-otherwise publish half a file. The staged object's footer is checked (row count, run id) before
-the copy. The manifest is embedded in that footer (`connector.manifest`), so the data object is
-self-describing and its manifest can never disagree with it; `_manifest.json` is a copy written
-after, for tools that look for it. A journal in staging lets the next run repair that copy when a
-run was killed between the two writes.
+Object storage has no rename and needs none: an object appears whole when its PUT or its
+multipart upload completes, and a server-side copy replaces a target object atomically. There
+are no links to follow. A lock is a lease (`connector.dataset.lease`).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
-import logging
-from datetime import date
+import functools
+import os
+from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import pyarrow.fs as pafs
-import pyarrow.parquet as pq
 
-from connector.dataset.layout import DATASET_DIR, STAGING_DIR
-from connector.dataset.schema import DICTIONARY_COLUMNS, FILE_SCHEMA
-from connector.dataset.storage import (
-    STORAGE_ERRORS,
-    Location,
-    delete_tree,
-    list_entries,
-    put_bytes,
-    read_bytes,
+from connector.dataset.layout import LOCK_NAME
+from connector.dataset.lease import LOCKS_DIR, Lease
+from connector.dataset.store import SMALL_OBJECT_BYTES, STORAGE_ERRORS, Entry, Kind
+from connector.errors import ConfigError, OutputError
+
+# The non-secret settings `output.storage_options` may carry (validated in connector.config).
+STORAGE_OPTION_KEYS = (
+    "endpoint_url",
+    "region",
+    "addressing_style",
+    "connect_timeout_seconds",
+    "request_timeout_seconds",
 )
-from connector.dataset.writer import MANIFEST_NAME, PublishResult, SnapshotWriter
-from connector.errors import OutputError
-
-log = logging.getLogger(__name__)
-
-DATA_NAME = "part-00000.parquet"
-MANIFEST_KEY = b"connector.manifest"
-_JOURNAL_NAME = "publish-journal.json"
-_RECOVERY_ERRORS: tuple[type[BaseException], ...] = (*STORAGE_ERRORS, ValueError, KeyError)
+# The standard AWS SDK variables for a custom endpoint, the service-specific one first.
+ENDPOINT_ENV = ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
 
-def partition_path(location: Location, day: date) -> str:
-    """The partition prefix of one snapshot date."""
-    return location.join(DATASET_DIR, f"snapshot_date={day.isoformat()}")
+def s3_filesystem(options: Mapping[str, Any], env: Mapping[str, str] | None = None) -> Any:
+    """An S3FileSystem from the non-secret options; credentials come from the AWS chain."""
+    environ = os.environ if env is None else env
+    endpoint = options.get("endpoint_url") or next(
+        (environ[name] for name in ENDPOINT_ENV if environ.get(name)), None
+    )
+    kwargs: dict[str, Any] = {
+        "region": options.get("region"),
+        "force_virtual_addressing": options.get("addressing_style") == "virtual",
+        "connect_timeout": options.get("connect_timeout_seconds", 10.0),
+        "request_timeout": options.get("request_timeout_seconds", 60.0),
+        "check_directory_existence_before_creation": True,
+    }
+    if endpoint:
+        split = urlsplit(endpoint)
+        if split.scheme not in ("http", "https") or not split.netloc or "@" in split.netloc:
+            raise ConfigError(["S3 endpoint: must be http(s)://host[:port] (no user@ part)"])
+        kwargs["endpoint_override"] = split.netloc
+        kwargs["scheme"] = split.scheme
+    return _s3_client(tuple(sorted((k, v) for k, v in kwargs.items() if v is not None)))
 
 
-def _encode(document: dict[str, Any]) -> bytes:
-    return (json.dumps(document, indent=2, sort_keys=True, default=str) + "\n").encode()
+@functools.lru_cache(maxsize=16)
+def _s3_client(settings: tuple[tuple[str, Any], ...]) -> Any:
+    """One S3FileSystem per distinct settings, reused: building an AWS client resolves the
+    credential chain, and pyarrow makes a new client wait for requests already in flight."""
+    return pafs.S3FileSystem(**dict(settings))
 
 
-class ObjectStoreWriter(SnapshotWriter):
-    """Streams the partition into one staged object, then publishes it by a server-side copy."""
+def _kind(kind: pafs.FileType) -> Kind:
+    if kind == pafs.FileType.Directory:
+        return "dir"
+    return "file" if kind == pafs.FileType.File else "other"
 
-    def __init__(
-        self, location: Location, day: date, run_id: str, *, batch_rows: int = 16_384
-    ) -> None:
-        self.location = location
-        self.fs = location.filesystem
-        self.work_path = location.join(STAGING_DIR, run_id)
-        self.staged_object = f"{self.work_path}/snapshot_date={day.isoformat()}/{DATA_NAME}"
-        self.final = partition_path(location, day)
-        # One object per partition, however many rows: a second object could be seen alone.
-        self._start(day, run_id, batch_rows, file_rows=2**62)
 
-    @property  # the messages of the shared streaming code name this
-    def staged(self) -> str:  # type: ignore[override]
-        return self.location.display(self.staged_object)
+def _entry(info: pafs.FileInfo) -> Entry:
+    mtime = info.mtime_ns if info.type == pafs.FileType.File else None
+    size = info.size if info.type == pafs.FileType.File else None
+    return Entry(info.base_name, _kind(info.type), size, mtime)
 
-    def _open_file(self) -> pq.ParquetWriter:
-        writer = pq.ParquetWriter(
-            self.staged_object,
-            FILE_SCHEMA,
-            compression="zstd",
-            use_dictionary=DICTIONARY_COLUMNS,
-            filesystem=self.fs,
-        )
-        self.files.append(DATA_NAME)
-        return writer
 
-    def _close_file(self) -> None:
-        writer, self._writer = self._writer, None
-        if writer is not None:
-            writer.close()  # completes the (multipart) upload of the staged object
+class _ObjectSink:
+    """A multipart upload: the object appears, whole, when the stream is closed."""
 
-    def publish(self, manifest: dict[str, Any]) -> PublishResult:
-        """Finish the staged object, check it, copy it over the published one, then the
-        manifest copy. Raises OutputError with the previous snapshot untouched until the copy."""
-        shown = self.location.display(self.final)
+    def __init__(self, store: ObjectStore, path: str) -> None:
+        self._store = store
+        self._path = path
+        self._stream = store.filesystem.open_output_stream(store.native(path))
+        self._done = False
+
+    @property
+    def stream(self) -> Any:
+        return self._stream
+
+    def commit(self) -> None:
+        self._done = True
+        self._stream.close()  # completes the upload
+
+    def abort(self) -> None:
+        """pyarrow cannot abort an upload: closing completes a partial object, which is
+        deleted at once (it was never named by anything a reader uses)."""
+        if self._done:
+            return
+        self._done = True
+        with contextlib.suppress(*STORAGE_ERRORS):
+            self._stream.close()
+        with contextlib.suppress(*STORAGE_ERRORS):
+            self._store.delete(self._path)
+
+
+class ObjectStore:
+    """A dataset under `s3://bucket/prefix` (see the module docstring)."""
+
+    is_local = False
+
+    def __init__(self, uri: str, storage_options: Mapping[str, Any]) -> None:
+        parts = urlsplit(uri)
+        if parts.scheme != "s3" or not parts.netloc or "@" in parts.netloc:
+            raise ConfigError(["output.uri: must be s3://bucket[/prefix] (no user@ part)"])
+        self.uri = uri
+        self.options = dict(storage_options)
+        self.root = "/".join(p for p in [parts.netloc, *parts.path.split("/")] if p)
+        self.filesystem: pafs.FileSystem = s3_filesystem(self.options)
+
+    def __repr__(self) -> str:
+        return f"ObjectStore({self.uri!r})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuilt from its URI and options in another process (its own AWS client there)."""
+        return (ObjectStore, (self.uri, self.options))
+
+    def native(self, path: str) -> str:
+        parts = [part for part in path.split("/") if part]
+        if any(part in (".", "..") for part in parts):
+            raise OutputError(f"refusing the path {path!r}: not a plain key")
+        return "/".join([self.root, *parts])
+
+    def display(self, path: str = "") -> str:
+        return f"s3://{self.native(path)}"
+
+    def _failed(self, what: str, path: str, exc: BaseException) -> OutputError:
+        return OutputError(f"cannot {what} {self.display(path)}: {exc}")
+
+    def put(self, path: str, data: bytes, *, mode: int = 0o666) -> None:
         try:
-            if self._pending or self._chunks or not self.files:
-                self._flush()  # an empty snapshot still gets one file, so readers see the schema
-            manifest = {**manifest, "rows": self.rows, "files": [DATA_NAME]}
-            assert self._writer is not None
-            self._writer.add_key_value_metadata({MANIFEST_KEY: _encode(manifest)})
-            self._close_file()
-            self._check_staged()
-            journal = {"partition": self.final, "run_id": self.run_id}
-            put_bytes(self.fs, f"{self.work_path}/{_JOURNAL_NAME}", _encode(journal))
-            self.fs.copy_file(self.staged_object, f"{self.final}/{DATA_NAME}")
+            with self.filesystem.open_output_stream(self.native(path)) as stream:
+                stream.write(data)
         except STORAGE_ERRORS as exc:
-            raise OutputError(f"cannot publish {shown}: {exc}") from exc
-        # Published: from here on nothing may report failure, or the summary would lie.
-        try:
-            put_bytes(self.fs, f"{self.final}/{MANIFEST_NAME}", _encode(manifest))
-            delete_tree(self.fs, self.work_path)
-        except STORAGE_ERRORS as exc:
-            log.warning("published %s, but %s; the next run repairs it", shown, exc)
-        return PublishResult(shown, [DATA_NAME], self.rows)
+            raise self._failed("write", path, exc) from exc
 
-    def _check_staged(self) -> None:
-        """The staged object must be what was written: a short or foreign object never goes out."""
-        metadata = pq.read_metadata(self.staged_object, filesystem=self.fs)
-        embedded = json.loads((metadata.metadata or {}).get(MANIFEST_KEY, b"{}"))
-        if metadata.num_rows != self.rows or embedded.get("run_id") != self.run_id:
+    def get(self, path: str, *, limit: int = SMALL_OBJECT_BYTES) -> bytes | None:
+        try:
+            with self.filesystem.open_input_stream(self.native(path)) as stream:
+                data = bytes(stream.read(limit + 1))
+        except FileNotFoundError:
+            return None
+        except STORAGE_ERRORS as exc:
+            raise self._failed("read", path, exc) from exc
+        if len(data) > limit:
             raise OutputError(
-                f"staged object {self.staged} holds {metadata.num_rows} rows of run "
-                f"{embedded.get('run_id')}, expected {self.rows} of {self.run_id}"
+                f"{self.display(path)} is larger than {limit} bytes: not an object of the connector"
             )
+        return data
 
-    def discard(self) -> None:
-        """Drop everything staged; the published partition is untouched."""
-        if self._writer is not None:
-            with contextlib.suppress(*STORAGE_ERRORS):
-                self._writer.close()  # completes a partial object, but only in staging
-            self._writer = None
+    def open_sink(self, path: str) -> _ObjectSink:
+        if self.info(path) is not None:
+            raise OutputError(f"cannot write {self.display(path)}: it exists already")
         try:
-            delete_tree(self.fs, self.work_path)
+            return _ObjectSink(self, path)
         except STORAGE_ERRORS as exc:
-            log.warning("could not remove staging %s: %s", self.staged, exc)
+            raise self._failed("write", path, exc) from exc
 
+    def list(self, path: str) -> list[Entry]:
+        selector = pafs.FileSelector(self.native(path), allow_not_found=True, recursive=False)
+        try:
+            infos = self.filesystem.get_file_info(selector)
+        except STORAGE_ERRORS as exc:
+            raise self._failed("list", path, exc) from exc
+        return sorted((_entry(info) for info in infos), key=lambda entry: entry.name)
 
-def read_footer_manifest(filesystem: pafs.FileSystem, path: str) -> dict[str, Any] | None:
-    """The manifest embedded in a data object's footer; None when it has none or is missing."""
-    try:
-        metadata = pq.read_metadata(path, filesystem=filesystem)
-    except FileNotFoundError:
-        return None
-    raw = (metadata.metadata or {}).get(MANIFEST_KEY)
-    if raw is None:
-        return None
-    try:
-        manifest = json.loads(raw)
-    except ValueError as exc:
-        raise OutputError(f"the manifest in the footer of {path} is not JSON: {exc}") from exc
-    return manifest if isinstance(manifest, dict) else None
+    def info(self, path: str) -> Entry | None:
+        try:
+            info = self.filesystem.get_file_info(self.native(path))
+        except STORAGE_ERRORS as exc:
+            raise self._failed("inspect", path, exc) from exc
+        return None if info.type == pafs.FileType.NotFound else _entry(info)
 
+    def copy(self, source: str, target: str) -> None:
+        try:
+            self.filesystem.copy_file(self.native(source), self.native(target))
+        except STORAGE_ERRORS as exc:
+            raise self._failed("copy to", target, exc) from exc
 
-def _repair_manifest(location: Location, partition: str) -> str | None:
-    """Rewrite `_manifest.json` from the data object's footer when a kill left it behind."""
-    footer = read_footer_manifest(location.filesystem, f"{partition}/{DATA_NAME}")
-    if footer is None:
-        return None
-    raw = read_bytes(location.filesystem, f"{partition}/{MANIFEST_NAME}")
-    try:
-        current = json.loads(raw) if raw is not None else None
-    except ValueError:
-        current = None
-    if isinstance(current, dict) and current.get("run_id") == footer.get("run_id"):
-        return None
-    put_bytes(location.filesystem, f"{partition}/{MANIFEST_NAME}", _encode(footer))
-    return f"rewrote {location.display(partition)}/{MANIFEST_NAME} from its data object"
+    def move(self, source: str, target: str) -> None:
+        self.copy(source, target)
+        self.delete(source)
 
+    def delete(self, path: str) -> None:
+        try:
+            self.filesystem.delete_file(self.native(path))
+        except FileNotFoundError:
+            pass
+        except STORAGE_ERRORS as exc:
+            raise self._failed("delete", path, exc) from exc
 
-def recover_object_staging(location: Location) -> list[str]:
-    """Finish or discard what interrupted runs left in `_staging/` (call under the lock).
+    def delete_tree(self, path: str) -> None:
+        native = self.native(path)
+        try:
+            if self.filesystem.get_file_info(native).type != pafs.FileType.NotFound:
+                self.filesystem.delete_dir(native)
+        except FileNotFoundError:
+            pass
+        except STORAGE_ERRORS as exc:
+            raise self._failed("delete", path, exc) from exc
 
-    Staged objects were never visible to readers: they are deleted. A journal means the run got
-    as far as the copy: the partition's `_manifest.json` is brought in line with its data object.
-    """
-    actions: list[str] = []
-    try:
-        for info in list_entries(location.filesystem, location.join(STAGING_DIR)):
-            if info.type != pafs.FileType.Directory:
-                continue
-            raw = read_bytes(location.filesystem, f"{info.path}/{_JOURNAL_NAME}")
-            if raw is not None:
-                repaired = _repair_manifest(location, json.loads(raw)["partition"])
-                actions += [repaired] if repaired else []
-            delete_tree(location.filesystem, info.path)
-            actions.append(f"removed leftover staging {info.base_name}")
-    except _RECOVERY_ERRORS as exc:
-        raise OutputError(
-            f"cannot clean up {location.display(location.join(STAGING_DIR))}: {exc}"
-        ) from exc
-    return actions
+    def lock(self, name: str, run_id: str) -> Lease:
+        # The output's lock keeps the layout of earlier versions: markers under `_locks/`.
+        scope = LOCKS_DIR if name == LOCK_NAME else name
+        return Lease(self, run_id, scope=scope)

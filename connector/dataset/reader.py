@@ -3,41 +3,41 @@ question needs.
 
 Only directories named `snapshot_date=YYYY-MM-DD` count as partitions, and only `*.parquet` files
 in them (not starting with `_` or `.`) as data: `_manifest.json`, a stray temp file or a folder
-that is not `key=value` must never break a read. The partition list comes from directory names
-alone, so finding the window of a report costs one listing; the rows are then read from the
-in-window partitions only (a corrupt file in another partition is never opened) and only for the
-requested columns.
+that is not `key=value` must never break a read. A link inside the dataset is never followed: a
+partition or data file that is a symbolic link is refused with an error naming it. The partition
+list comes from directory names alone, so finding the window of a report costs one listing; the
+rows are then read from the in-window partitions only (a corrupt file in another partition is
+never opened) and only for the requested columns.
 
 `uri` is what the extractor's `output.uri` accepts: a local path, a `file://` URI or
-`s3://bucket/prefix` (with `storage_options` as in `output.storage_options`), or a Location from
-`connector.dataset.storage.locate`. Everything goes through that Location's pyarrow filesystem.
+`s3://bucket/prefix` (with `storage_options` as in `output.storage_options`), or a Store.
 On object storage a partition's one data object can be replaced while a read is in flight; the
 loader compares each object's size and modification time before and after and reads again when
-they moved, so it never returns a torn or mixed read (`connector.dataset.writer` owns the
-layout; this module only reads it).
+they moved, so it never returns a torn or mixed read.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
-import pyarrow.fs as pafs
 
-from connector.dataset.layout import DATASET_DIR
+from connector.dataset import partition
+from connector.dataset.layout import DATASET_DIR, partition_path
+from connector.dataset.locate import open_store
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
-from connector.dataset.storage import STORAGE_ERRORS, Location, list_entries, locate, read_bytes
-from connector.dataset.writer import MANIFEST_NAME
+from connector.dataset.store import STORAGE_ERRORS, Store
+from connector.dates import DayLike, as_day, as_optional_day
 from connector.errors import ConfigError, OutputError
 
-Source = str | os.PathLike[str] | Location
+Source = str | os.PathLike[str] | Store
 
 _PARTITION_DIR = re.compile(rf"^{PARTITION_COLUMN.name}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 _HIVE = ds.partitioning(
@@ -46,11 +46,15 @@ _HIVE = ds.partitioning(
 _READ_ATTEMPTS = 3
 
 
-def _list_dir(location: Location, path: str) -> list[pafs.FileInfo]:
-    try:
-        return list_entries(location.filesystem, path)
-    except STORAGE_ERRORS as exc:
-        raise OutputError(f"cannot list {location.display(path)}: {exc}") from exc
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of a partition: its store path, its snapshot day, and what it looked like
+    when listed (size and modification time, to notice a file replaced during a read)."""
+
+    path: str
+    day: date
+    size: int | None
+    mtime_ns: int | None
 
 
 def _partition_date(name: str) -> date | None:
@@ -63,39 +67,47 @@ def _partition_date(name: str) -> date | None:
         return None
 
 
-def _partition(location: Location, day: date) -> str:
-    return location.join(DATASET_DIR, f"{PARTITION_COLUMN.name}={day.isoformat()}")
+def _refuse_link(store: Store, path: str) -> OutputError:
+    return OutputError(
+        f"{store.display(path)} is a symbolic link; the dataset is read without following "
+        "links (remove it, or copy the data in)"
+    )
 
 
 def snapshot_dates(uri: Source, storage_options: Mapping[str, Any] | None = None) -> list[date]:
     """Every published snapshot date, sorted; from directory names only, so it stays cheap."""
-    location = locate(uri, storage_options)
-    days = {
-        day
-        for info in _list_dir(location, location.join(DATASET_DIR))
-        if info.type == pafs.FileType.Directory
-        and (day := _partition_date(info.base_name)) is not None
-    }
+    store = open_store(uri, storage_options)
+    days = []
+    for entry in store.list(DATASET_DIR):
+        day = _partition_date(entry.name)
+        if day is None:
+            continue
+        if entry.kind == "link":
+            raise _refuse_link(store, f"{DATASET_DIR}/{entry.name}")
+        if entry.kind == "dir":
+            days.append(day)
     return sorted(days)
 
 
-def data_files(location: Location, days: Sequence[date]) -> list[pafs.FileInfo]:
-    """The `*.parquet` files of the given partitions (never manifests, temp or hidden files)."""
-    return sorted(
-        (
-            info
-            for day in days
-            for info in _list_dir(location, _partition(location, day))
-            if info.type == pafs.FileType.File
-            and info.base_name.endswith(".parquet")
-            and not info.base_name.startswith(("_", "."))
-        ),
-        key=lambda info: info.path,
-    )
+def data_files(store: Store, days: Sequence[date]) -> list[DataFile]:
+    """The `*.parquet` files of the given partitions, sorted by path (never manifests, temp or
+    hidden files; a link is refused)."""
+    found = []
+    for day in days:
+        directory = partition_path(day)
+        for entry in store.list(directory):
+            if not entry.name.endswith(".parquet") or entry.name.startswith(("_", ".")):
+                continue
+            path = f"{directory}/{entry.name}"
+            if entry.kind == "link":
+                raise _refuse_link(store, path)
+            if entry.kind == "file":
+                found.append(DataFile(path, day, entry.size, entry.mtime_ns))
+    return sorted(found, key=lambda file: file.path)
 
 
-def _fingerprint(files: Sequence[pafs.FileInfo]) -> list[tuple[str, int | None, Any]]:
-    return [(info.path, info.size, info.mtime) for info in files]
+def _fingerprint(files: Sequence[DataFile]) -> list[tuple[str, int | None, int | None]]:
+    return [(file.path, file.size, file.mtime_ns) for file in files]
 
 
 def _check_columns(columns: Sequence[str] | None) -> list[str]:
@@ -121,91 +133,66 @@ def _row_filter(orgs: Sequence[str] | None, models: Sequence[str] | None) -> Any
 
 def load_snapshots(
     uri: Source,
-    start: date | None = None,
-    end: date | None = None,
+    start: DayLike | None = None,
+    end: DayLike | None = None,
     columns: Sequence[str] | None = None,
     orgs: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """Rows of the snapshots dated `start`..`end` (inclusive, either open), as nullable dtypes.
+    """Rows of the snapshots dated `start`..`end` (inclusive, either open; a `date` or
+    `YYYY-MM-DD`), as nullable dtypes.
 
     Partitions outside the window are pruned by directory name before any file is opened;
     `orgs`/`models` filters are pushed down to the Parquet reader. A missing or empty dataset
     gives an empty frame with the requested columns.
     """
+    first, last = as_optional_day(start, "start"), as_optional_day(end, "end")
     selected = _check_columns(columns)
-    location = locate(uri, storage_options)
+    store = open_store(uri, storage_options)
     days = [
         day
-        for day in snapshot_dates(location)
-        if (start is None or day >= start) and (end is None or day <= end)
+        for day in snapshot_dates(store)
+        if (first is None or day >= first) and (last is None or day <= last)
     ]
-    files = data_files(location, days)
+    files = data_files(store, days)
     for _ in range(_READ_ATTEMPTS):
         if not files:
             return to_dataframe(DATASET_SCHEMA.empty_table().select(selected))
-        table = _read(location, files, selected, _row_filter(orgs, models))
-        if location.is_local:  # a swapped-in directory never changes an open file
-            return to_dataframe(table)
-        again = data_files(location, days)
+        table = _read(store, files, selected, _row_filter(orgs, models))
+        again = data_files(store, days)
         if _fingerprint(again) == _fingerprint(files):
             return to_dataframe(table)
-        files = again  # a publish replaced an object during the read: read the new one
+        files = again  # a publish replaced a file during the read: read the new one
     raise OutputError(
-        f"the dataset under {location.display(location.join(DATASET_DIR))} kept changing "
-        f"during {_READ_ATTEMPTS} reads; try again"
+        f"the dataset under {store.display(DATASET_DIR)} kept changing during "
+        f"{_READ_ATTEMPTS} reads; try again"
     )
 
 
 def _read(
-    location: Location, files: Sequence[pafs.FileInfo], selected: list[str], row_filter: Any
+    store: Store, files: Sequence[DataFile], selected: list[str], row_filter: Any
 ) -> pa.Table:
-    base = location.join(DATASET_DIR)
+    base = store.native(DATASET_DIR)
     try:
         dataset = ds.dataset(
-            [info.path for info in files],
+            [store.native(file.path) for file in files],
             schema=DATASET_SCHEMA,
             format="parquet",
-            filesystem=location.filesystem,
+            filesystem=store.filesystem,
             partitioning=_HIVE,
             partition_base_dir=base,
         )
         return dataset.to_table(columns=selected, filter=row_filter)
-    except (pa.ArrowException, OSError) as exc:
-        raise OutputError(f"cannot read the dataset under {location.display(base)}: {exc}") from exc
+    except STORAGE_ERRORS as exc:
+        raise OutputError(
+            f"cannot read the dataset under {store.display(DATASET_DIR)}: {exc}"
+        ) from exc
 
 
 def read_manifest(
-    uri: Source, day: date, storage_options: Mapping[str, Any] | None = None
+    uri: Source, day: DayLike, storage_options: Mapping[str, Any] | None = None
 ) -> dict[str, Any] | None:
-    """The manifest of one snapshot, or None when that snapshot has none.
-
-    Locally `_manifest.json` moved in with the data. On object storage the data object's footer
-    holds the manifest that belongs to it; `_manifest.json` is only the fallback there.
-    """
-    location = locate(uri, storage_options)
-    partition = _partition(location, day)
-    if not location.is_local:
-        from connector.dataset.objectstore import DATA_NAME, read_footer_manifest
-
-        try:
-            embedded = read_footer_manifest(location.filesystem, f"{partition}/{DATA_NAME}")
-        except STORAGE_ERRORS as exc:
-            raise OutputError(f"cannot read {location.display(partition)}: {exc}") from exc
-        if embedded is not None:
-            return embedded
-    path = location.display(f"{partition}/{MANIFEST_NAME}")
-    try:
-        raw = read_bytes(location.filesystem, f"{partition}/{MANIFEST_NAME}")
-    except STORAGE_ERRORS as exc:
-        raise OutputError(f"cannot read {path}: {exc}") from exc
-    if raw is None:
-        return None
-    try:
-        manifest = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise OutputError(f"{path} is not valid JSON: {exc}") from exc
-    if not isinstance(manifest, dict):
-        raise OutputError(f"{path} does not hold a JSON object")
-    return manifest
+    """The manifest of one snapshot (`day`: a `date` or `YYYY-MM-DD`), or None when that
+    snapshot has none (see `connector.dataset.partition.read_manifest`)."""
+    return partition.read_manifest(open_store(uri, storage_options), as_day(day, "day"))

@@ -4,34 +4,36 @@ error type, the server's type and detail.
 
 One JSON file per rejected target: `<output>/_rejected/<date>/<org>/<model>.json`, holding the
 error and the first `MAX_BODY_BYTES` of the body (tokens scrubbed). Readers of the dataset never
-see these: they live outside `model_versions/`. On object storage each is one PUT (an object
-appears whole or not at all).
+see these: they live outside `model_versions/`. Each is one atomic put on the store.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import date
-from pathlib import Path
 from typing import Any
 
-from connector.dataset.layout import REJECTED_DIR, make_dirs
-from connector.dataset.storage import Location, local_location, put_bytes
-from connector.dataset.writer import write_json_atomic
+from connector.dataset.datafile import encode
+from connector.dataset.layout import REJECTED_DIR
+from connector.dataset.store import Store
 from connector.errors import TargetFailure
 from connector.redaction import redact
 
 MAX_BODY_BYTES = 64 * 1024
 
 
-def rejected_path(root: Path, day: date, org: str, model: str) -> Path:
+def rejected_path(day: date, org: str, model: str) -> str:
     """Where the rejected payload of one target goes (org and model are validated slugs)."""
-    return root / REJECTED_DIR / day.isoformat() / org / f"{model}.json"
+    return f"{REJECTED_DIR}/{day.isoformat()}/{org}/{model}.json"
+
+
+def rejected_dir(day: date) -> str:
+    """The rejected payloads of one date."""
+    return f"{REJECTED_DIR}/{day.isoformat()}"
 
 
 def save_rejected(
-    root: Path | Location, day: date, failure: TargetFailure, raw: bytes, secrets: list[str]
-) -> Path | str:
+    store: Store, day: date, failure: TargetFailure, raw: bytes, secrets: list[str]
+) -> str:
     """Write the failure record and the (truncated, redacted) body; returns where it went."""
     # Redact the whole body first: a token cut in half by the truncation would not match.
     body = redact(raw.decode("utf-8", errors="replace"), secrets)
@@ -43,14 +45,6 @@ def save_rejected(
         "body_truncated": len(raw) > MAX_BODY_BYTES,
         "body": kept,
     }
-    org, model = failure.org or "_unknown", failure.model or "_unknown"
-    location = local_location(root) if isinstance(root, Path) else root
-    if location.is_local:
-        path = rejected_path(location.local_path, day, org, model)
-        make_dirs(location.local_path, REJECTED_DIR, day.isoformat(), org)
-        write_json_atomic(path, document)
-        return path
-    key = location.join(REJECTED_DIR, day.isoformat(), org, f"{model}.json")
-    text = json.dumps(document, indent=2, sort_keys=True, default=str) + "\n"
-    put_bytes(location.filesystem, key, text.encode("utf-8"))
-    return location.display(key)
+    path = rejected_path(day, failure.org or "_unknown", failure.model or "_unknown")
+    store.put(path, encode(document))
+    return store.display(path)

@@ -1,0 +1,189 @@
+"""Publishing one snapshot date: one data file per partition, replaced atomically, on any store.
+
+    model_versions/snapshot_date=YYYY-MM-DD/part-00000.parquet   the day's rows (its footer holds
+                                                                 the manifest of the run that
+                                                                 wrote it)
+    model_versions/snapshot_date=YYYY-MM-DD/_manifest.json       the same manifest, for readers
+    _staging/<run_id>/part-00000.parquet                         the day being staged
+    _staging/<run_id>/publish.json                               the journal of a publish
+
+A day is staged whole, outside the dataset, as one data file whose footer carries the run's
+manifest (`stage_day`); the publish checks that the staged file is exactly what was written,
+writes a journal, then replaces the partition's data file with it in one atomic step (a rename
+locally, a server-side copy on object storage): a reader sees the whole old file or the whole new
+one, never a mix and never a half-written file. `_manifest.json` is written next, then staging
+is removed. A run killed between the two leaves a partition whose data file is new and whose
+`_manifest.json` is old: `read_manifest` trusts the one whose run wrote the data file, and the
+next run (`recover`) rewrites `_manifest.json` from the journal. Nothing else can be left half
+done: the staged file is invisible to readers, and the next run deletes it.
+
+A partition written by an earlier version of the connector may hold its data under another name
+(`part-<run>-00000.parquet`): the new file takes that name, so the swap stays one atomic step;
+one holding several data files is handed to `connector.dataset.legacy`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from connector.dataset import legacy
+from connector.dataset.datafile import DataFileWriter, encode, read_footer
+from connector.dataset.layout import (
+    DATA_NAME,
+    MANIFEST_NAME,
+    STAGING_DIR,
+    partition_path,
+    staging_path,
+)
+from connector.dataset.state import parse_json
+from connector.dataset.store import OUTPUT_ERRORS, Store
+from connector.errors import OutputError
+
+log = logging.getLogger(__name__)
+
+JOURNAL_NAME = "publish.json"
+_JOURNAL_BYTES = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    """What a publish put in place."""
+
+    partition: str  # as a person would type it
+    files: list[str]
+    rows: int
+
+
+def open_day_writer(store: Store, run_id: str, *, batch_rows: int) -> DataFileWriter:
+    """The writer of a day's one data file, in the run's staging directory."""
+    return DataFileWriter(store, staging_path(run_id), batch_rows=batch_rows, single_name=DATA_NAME)
+
+
+def staged_file(run_id: str) -> str:
+    """Where `open_day_writer` puts the day's data file."""
+    return f"{staging_path(run_id)}/{DATA_NAME}"
+
+
+def check_staged(store: Store, run_id: str, rows: int) -> None:
+    """The staged file must be what was written: a short or foreign file never goes out."""
+    footer = read_footer(store, staged_file(run_id)) or {}
+    if footer.get("run_id") != run_id or footer.get("rows") != rows:
+        raise OutputError(
+            f"staged file {store.display(staged_file(run_id))} holds {footer.get('rows')} rows "
+            f"of run {footer.get('run_id')}, expected {rows} of {run_id}; nothing was published"
+        )
+
+
+def data_files(store: Store, day: date) -> list[str]:
+    """The names of a partition's data files (`*.parquet`, never hidden or temporary names)."""
+    return [
+        entry.name
+        for entry in store.list(partition_path(day))
+        if entry.name.endswith(".parquet") and not entry.name.startswith(("_", "."))
+    ]
+
+
+def publish_day(store: Store, day: date, run_id: str, manifest: dict[str, Any]) -> PublishResult:
+    """Replace the partition of `day` with the run's staged, checked data file and write its
+    manifest. Raises OutputError with the published partition untouched until the swap."""
+    partition = partition_path(day)
+    source = staged_file(run_id)
+    existing = data_files(store, day)
+    name = existing[0] if len(existing) == 1 else DATA_NAME  # an earlier version's name stays
+    manifest = {**manifest, "files": [name]}
+    if len(existing) > 1:
+        legacy.replace_multifile_partition(store, day, source, manifest)
+    else:
+        journal = {"partition": partition, "data": name, "run_id": run_id, "manifest": manifest}
+        store.put(f"{staging_path(run_id)}/{JOURNAL_NAME}", encode(journal))
+        store.move(source, f"{partition}/{name}")
+        # Published: from here on nothing may report failure, or the summary would lie.
+        try:
+            store.put(f"{partition}/{MANIFEST_NAME}", encode(manifest))
+        except OUTPUT_ERRORS as exc:
+            log.warning("published %s, but %s; the next run repairs it", partition, exc)
+    discard_staging(store, run_id)
+    return PublishResult(store.display(partition), [name], int(manifest.get("rows") or 0))
+
+
+def discard_staging(store: Store, run_id: str) -> None:
+    """Remove what a run staged (never fails: leftovers are only space, the next run removes
+    them)."""
+    try:
+        store.delete_tree(staging_path(run_id))
+    except OUTPUT_ERRORS as exc:
+        log.warning("could not remove %s: %s", store.display(staging_path(run_id)), exc)
+
+
+def recover(store: Store) -> list[str]:
+    """Finish or discard what earlier, interrupted runs left in `_staging/` (call under the
+    output lock); returns what was done, for the log. A journal means a publish got as far as
+    the swap: `_manifest.json` is brought in line with the partition's data file."""
+    actions: list[str] = []
+    for entry in store.list(STAGING_DIR):
+        path = f"{STAGING_DIR}/{entry.name}"
+        if entry.kind == "dir":
+            actions += _finish(store, path)
+            actions += legacy.recover_old_journal(store, path)
+        store.delete_tree(path)  # a link or file is removed itself, never followed
+        actions.append(f"removed leftover staging {entry.name}")
+    return actions
+
+
+def _finish(store: Store, work: str) -> list[str]:
+    raw = store.get(f"{work}/{JOURNAL_NAME}", limit=_JOURNAL_BYTES)
+    if raw is None:
+        return []
+    shown = store.display(f"{work}/{JOURNAL_NAME}")
+    journal = parse_json(raw, shown)
+    partition, name = (
+        journal.get(k) if isinstance(journal, dict) else None for k in ("partition", "data")
+    )
+    manifest = journal.get("manifest") if isinstance(journal, dict) else None
+    if not (
+        isinstance(partition, str)
+        and isinstance(name, str)
+        and isinstance(manifest, dict)
+        and legacy.is_partition_path(partition)
+        and _plain(name)
+    ):
+        raise OutputError(
+            f"the publish journal {shown} is not of the expected shape; check the dataset by "
+            f"hand, then delete {store.display(work)} and run again (nothing was changed)"
+        )
+    footer = read_footer(store, f"{partition}/{name}") or {}
+    if footer.get("run_id") != manifest.get("run_id"):
+        return []  # the swap never happened: the partition is the previous one, whole
+    current = store.get(f"{partition}/{MANIFEST_NAME}")
+    try:
+        same = current is not None and parse_json(current, "").get("run_id") == manifest["run_id"]
+    except (OutputError, AttributeError):
+        same = False
+    if same:
+        return []
+    store.put(f"{partition}/{MANIFEST_NAME}", encode(manifest))
+    return [f"rewrote {store.display(partition)}/{MANIFEST_NAME} from the publish journal"]
+
+
+def _plain(name: str) -> bool:
+    return bool(name) and name not in (".", "..") and not any(c in name for c in "/\\\0")
+
+
+def read_manifest(store: Store, day: date) -> dict[str, Any] | None:
+    """The manifest of one published day, or None when it has none. `_manifest.json` unless
+    the data file's footer names another run (a publish killed between the swap and the
+    manifest): the footer belongs to the data, so it wins."""
+    partition = partition_path(day)
+    names = data_files(store, day)
+    footer = read_footer(store, f"{partition}/{names[0]}") if len(names) == 1 else None
+    raw = store.get(f"{partition}/{MANIFEST_NAME}")
+    shown = store.display(f"{partition}/{MANIFEST_NAME}")
+    manifest = None if raw is None else parse_json(raw, shown)
+    if manifest is not None and not isinstance(manifest, dict):
+        raise OutputError(f"{shown} does not hold a JSON object")
+    if footer is not None and (manifest is None or manifest.get("run_id") != footer.get("run_id")):
+        return footer
+    return manifest
