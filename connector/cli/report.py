@@ -13,13 +13,14 @@ from typing import Any
 import click
 
 from connector.cli.options import DAY
-from connector.dataset.storage import Location, is_object_uri, locate
+from connector.dataset.locate import is_object_uri, open_store
+from connector.dataset.store import Store
 from connector.errors import ConfigError
 from connector.reporting.analytics import GROUPINGS, compute_report
 from connector.reporting.render import FORMATS, render, write_output
 
 
-def _dataset(data: str | None, config_path: Path | None) -> Location:
+def _dataset(data: str | None, config_path: Path | None) -> Store:
     """`--data` wins; otherwise the config's `output.uri` (the config loads only when needed).
     The config's `output.storage_options` apply to an s3:// dataset either way."""
     if not data and config_path is None:
@@ -34,7 +35,7 @@ def _dataset(data: str | None, config_path: Path | None) -> Location:
         data = data or settings.uri
         options = settings.storage_mapping()
     assert data is not None
-    return locate(data, options if is_object_uri(data) else None)
+    return open_store(data, options if is_object_uri(data) else None)
 
 
 def _split_model_filters(

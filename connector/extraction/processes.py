@@ -1,17 +1,16 @@
-"""`extract --processes P`: P local shard processes, then one publish.
+"""`extract --processes P`: stage the P parts of a run in P local processes.
 
 One process keeps one core busy at most (parsing and flattening JSON holds the GIL), so P
-processes each run shard K of P through the same code as `extract --shard K/P`, and this
-parent, which holds the output lock for the whole run, publishes the P parts exactly as
-`connector publish --shards P` would. The concurrency and the rate limit are split across the
-children so they stay limits for the whole run. Children send their log records and one tick
-(ok or failed) per finished target over a multiprocessing queue: one progress bar (with
-ok/failed counters), one log, one summary.
+processes each stage part K of P through the same code as `extract --shard K/P`
+(`stage.stage_part`), and the parent, which holds the output lock for the whole run, publishes
+the P parts as every run publishes its parts (`publish.publish_parts`). The concurrency and the
+rate limit are split across the children so they stay limits for the whole run. Children send
+their log records and one tick (ok or failed) per finished target over a multiprocessing queue:
+one progress bar (with ok/failed counters), one log, one summary.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import logging.handlers
 import multiprocessing
@@ -19,23 +18,16 @@ import os
 import signal
 import sys
 import threading
-import time
-import uuid
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from datetime import date
 from typing import Any
 
 from connector.config import Config
-from connector.dataset.lock import open_run_lock
-from connector.dataset.storage import locate_output
-from connector.dataset.writer import recover
-from connector.errors import RunOutcome, combine_outcomes
-from connector.extraction.fanout import extract_shard
+from connector.extraction.context import RunContext
 from connector.extraction.interrupt import Interrupt
-from connector.extraction.outcome import Stop, stopped_by_signal
+from connector.extraction.outcome import Ending, Stop, Tally, now, summarize
 from connector.extraction.progress import RunProgress
-from connector.extraction.publish import publish_locked
+from connector.extraction.stage import stage_part
 from connector.extraction.summary import RunSummary
 
 log = logging.getLogger(__name__)
@@ -66,88 +58,38 @@ def split_limits(config: Config, processes: int) -> list[Config]:
     return configs
 
 
-def extract_processes(
+def stage_in_processes(
+    context: RunContext,
     config: Config,
-    day: date,
-    uri: str,
     processes: int,
-    min_success_ratio: float | None,
-    progress: bool | None,
     *,
-    backdated: bool = False,
-    replace: bool = False,
-    interrupt: Interrupt | None = None,
-) -> RunSummary:
-    """Run `processes` shards in child processes under one output lock, then publish once.
-
-    A stop requested through `interrupt` (the CLI's SIGINT/SIGTERM) is passed on to every child,
-    which stops as a one-process run does; nothing is published.
-    """
-    started = time.monotonic()
-    processes = max(1, min(processes, config.registry.concurrency))
-    location = locate_output(uri, config.output.storage_mapping())
-    run_id = uuid.uuid4().hex
-    show = sys.stderr.isatty() if progress is None else progress
-    with open_run_lock(location, run_id) as lock:
-        for action in recover(location):
-            log.warning("%s", action, extra={"event": "staging_recovered"})
-        own_interrupt = interrupt is None
-        interrupt = interrupt or Interrupt()
-        try:
-            children = _run_children(
-                config, day, uri, processes, show, backdated, interrupt, fork=location.is_local
-            )
-        finally:
-            if own_interrupt:
-                interrupt.close()
-        failed = [child for child in children if child.staged is None]
-        if failed or interrupt.requested:
-            stop = stopped_by_signal(interrupt) if interrupt.requested else None
-            return _aborted(children, failed, run_id, day, uri, started, stop)
-        return publish_locked(
-            config,
-            day,
-            processes,
-            location,
-            run_id,
-            min_success_ratio,
-            started,
-            replace=replace,
-            check_lock=lock.check,
-        )
-
-
-def _run_children(
-    config: Config,
-    day: date,
-    uri: str,
-    processes: int,
-    show: bool,
-    backdated: bool,
     interrupt: Interrupt,
-    *,
-    fork: bool = True,
+    show: bool,
 ) -> list[RunSummary]:
-    context = _start_method(fork)
+    """Stage parts 1..P of P in P child processes (the caller holds the output lock); returns
+    their summaries in order (a child that died has a summary saying so). A stop requested
+    through `interrupt` (the CLI's SIGINT/SIGTERM) is passed on to every child, which stops as
+    a one-process run does."""
+    mp_context = _start_method(context.store.is_local)
     log.debug(
         "running %d shard processes, start method %s",
         processes,
-        context.get_start_method(),
+        mp_context.get_start_method(),
         extra={"event": "shard_processes"},
     )
-    queue = context.Queue()
-    stop = context.Event()  # set on a stop request: every child stops its own run
+    queue = mp_context.Queue()
+    stop = mp_context.Event()  # set on a stop request: every child stops its own run
     level = logging.getLogger("connector").getEffectiveLevel()
     total = None if config.discovers() else len(config.targets())  # discovery: known later
     with ProcessPoolExecutor(
         processes,
-        mp_context=context,
+        mp_context=mp_context,
         initializer=_init_child,
         initargs=(queue, stop, level, _storage_environment()),
     ) as pool:
         # Submitting forks the children (with "fork"): before this process starts any thread.
         futures = [
-            pool.submit(_child, child, day, uri, (index, processes), show, config, backdated)
+            pool.submit(_child, context, child, (index, processes), show)
             for index, child in enumerate(split_limits(config, processes), start=1)
         ]
         with RunProgress(total, enabled=show) as bar:
@@ -161,7 +103,7 @@ def _run_children(
                 queue.put(None)
                 pump.join()
             bar.fill()
-    return [_numbered(result, i, processes, day, uri) for i, result in enumerate(results, 1)]
+    return [_numbered(context, result, i, processes) for i, result in enumerate(results, 1)]
 
 
 def _start_method(fork: bool = True) -> multiprocessing.context.BaseContext:
@@ -189,19 +131,13 @@ def _result(future: Any, index: int) -> RunSummary | str:
 
 
 def _numbered(
-    result: RunSummary | str, index: int, processes: int, day: date, uri: str
+    context: RunContext, result: RunSummary | str, index: int, processes: int
 ) -> RunSummary:
+    """A child's summary, or one that says why it has none (built like every summary)."""
     if isinstance(result, RunSummary):
         return result
-    return RunSummary(
-        run_id="",
-        snapshot_date=day.isoformat(),
-        output_uri=uri,
-        started_at="",
-        shard=f"{index}/{processes}",
-        message=result,
-        run_outcome=RunOutcome(internal_error=True),
-    )
+    stop = Stop(message=result, bug=True)
+    return summarize(context, Tally(), Ending(now(), stopped=stop, shard=f"{index}/{processes}"))
 
 
 def _storage_environment() -> dict[str, str]:
@@ -242,25 +178,10 @@ def _tick(ok: bool) -> None:
     _CHILD["queue"].put(ok)
 
 
-def _child(
-    config: Config,
-    day: date,
-    uri: str,
-    shard: tuple[int, int],
-    show: bool,
-    stamp: Config,
-    backdated: bool,
-) -> RunSummary:
+def _child(context: RunContext, config: Config, shard: tuple[int, int], show: bool) -> RunSummary:
     tick = _tick if show else None
-    return extract_shard(
-        config,
-        day,
-        uri,
-        shard,
-        tick=tick,
-        fingerprint_of=stamp,
-        backdated=backdated,
-        interrupt=_CHILD["interrupt"],
+    return stage_part(
+        context, config, shard, interrupt=_CHILD["interrupt"], progress=False, tick=tick
     )
 
 
@@ -275,58 +196,3 @@ def _pump(queue: Any, bar: RunProgress) -> None:
             bar.advance(ok=item)
         else:
             logging.getLogger(item.name).handle(item)
-
-
-def _aborted(
-    children: list[RunSummary],
-    failed: list[RunSummary],
-    run_id: str,
-    day: date,
-    uri: str,
-    started: float,
-    stop: Stop | None = None,
-) -> RunSummary:
-    """A child could not stage its shard, or the run was stopped: publish nothing and say which
-    and why. The exit code comes from the children's outcomes together, and the stop's
-    (`errors.decide_exit_code`): the most serious."""
-    requests: dict[str, int] = {}
-    operations: dict[str, int] = {}
-    for child in children:
-        _add_counts(requests, child.requests)
-        _add_counts(operations, child.requests_by_operation)
-    summary = RunSummary(
-        run_id=run_id,
-        snapshot_date=day.isoformat(),
-        output_uri=uri,
-        started_at=min((c.started_at for c in children if c.started_at), default=""),
-        elapsed_seconds=round(time.monotonic() - started, 3),
-        targets_attempted=sum(child.targets_attempted for child in children),
-        targets_succeeded=sum(child.targets_succeeded for child in children),
-        requests=dict(sorted(requests.items())),
-        requests_by_operation=dict(sorted(operations.items())),
-        failures=tuple(
-            sorted(
-                (failure for child in children for failure in child.failures),
-                key=lambda f: (f.org, f.model or ""),
-            )
-        ),
-        shards=len(children),
-        run_outcome=combine_outcomes(
-            [
-                *(child.run_outcome for child in children),
-                RunOutcome(
-                    terminated=stop is not None and stop.terminated,
-                    interrupted=stop is not None and not stop.terminated,
-                ),
-            ]
-        ),
-    )
-    if stop is not None:
-        return dataclasses.replace(summary, message=stop.message)
-    reasons = "; ".join(f"shard {c.shard}: {c.message or c.exit_code.name.lower()}" for c in failed)
-    return dataclasses.replace(summary, message=f"nothing was published: {reasons}")
-
-
-def _add_counts(total: dict[str, int], more: dict[str, int]) -> None:
-    for key, number in more.items():
-        total[key] = total.get(key, 0) + int(number)

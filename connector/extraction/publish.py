@@ -1,46 +1,38 @@
-"""`publish`: merge the N staged shards of a date into one snapshot, or refuse and change nothing.
+"""Publish a snapshot from its staged parts, or refuse and change nothing.
 
-The staged parts must make exactly one snapshot: every shard 1..N present, each staged for
-this date and this configuration (its fingerprint), no run staged twice, and every target in
-the one shard its hash names. Then the publish guard applies to all shards together, their
-failures go into one manifest, and the partition is published the same way a one-process run
-publishes it (dataset/writer.py locally, dataset/objectstore.py on object storage), so readers
-see the old snapshot or the new one, never a mix.
+The last steps of every run (one process, `--processes P`, or `connector publish --shards N`
+after N part runs): the parts must make exactly one snapshot (every part 1..N present, each staged
+for this date and this configuration, no run staged twice, every target in the one part its hash
+names); the publish guard applies to all parts together; their rows are merged into the day's
+one data file, whose footer carries the manifest; then the partition is replaced atomically
+(`connector.dataset.partition`), so readers see the old snapshot or the new one, never a mix.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import time
-import uuid
 from collections.abc import Callable
-from datetime import date
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connector.config import Config, validate_output
-from connector.dataset import shards as staging
-from connector.dataset.lock import open_run_lock
+from connector.config import Config
+from connector.dataset import partition, shards
+from connector.dataset.layout import LOCK_NAME
+from connector.dataset.partition import PublishResult
 from connector.dataset.published import published_targets
-from connector.dataset.storage import STORAGE_ERRORS, Location, locate_output
-from connector.dataset.writer import PublishResult, SnapshotWriter, open_snapshot_writer, recover
-from connector.errors import ConfigError, OutputError, ShardsError, TargetFailure
+from connector.dataset.store import STORAGE_ERRORS
+from connector.dates import DayLike, as_day
+from connector.errors import ConfigError, OutputError, ShardsError
+from connector.extraction.context import RunContext
 from connector.extraction.guards import describe_missing, missing_targets
-from connector.extraction.outcome import (
-    Ending,
-    RunInfo,
-    Tally,
-    now,
-    publish_if_allowed,
-    summarize,
-)
-from connector.extraction.records import run_settings, write_run_record
-from connector.extraction.sharding import MAX_SHARDS, fingerprint, shard_of
-from connector.extraction.summary import RunSummary
+from connector.extraction.outcome import Ending, Tally, merge, now, summarize
+from connector.extraction.records import recorded, run_settings
+from connector.extraction.sharding import MAX_SHARDS, shard_of
+from connector.extraction.stage import Part, read_part
+from connector.extraction.summary import RunSummary, build_manifest
 
 log = logging.getLogger(__name__)
 
@@ -49,173 +41,174 @@ _MAX_TARGET_PROBLEMS = 5
 
 def publish(
     config: Config,
-    date: date,
+    date: DayLike,
     shards: int,
     output: str | None = None,
     *,
     min_success_ratio: float | None = None,
     replace: bool = False,
 ) -> RunSummary:
-    """Publish the snapshot of `date` from its `shards` staged parts.
+    """Publish the snapshot of `date` (a `date` or `YYYY-MM-DD`) from its `shards` staged parts.
 
     The guards of a one-process run apply to all parts together: `min_success_ratio`, and,
     unless `replace`, the half-config guard (the parts must target every model the date's
     published partition holds). The publish writes its run record under `_runs/`.
 
     Raises ShardsError (nothing published) when the parts do not make one snapshot,
-    LockHeldError when another run holds the output or one of the shards, OutputError when the
+    LockHeldError when another run holds the output or one of the parts, OutputError when the
     output cannot be used; the guard's verdict and the publish itself are in the summary.
     """
+    day = as_day(date, "date")
     if not 1 <= shards <= MAX_SHARDS:
         raise ConfigError([f"--shards must be 1 to {MAX_SHARDS}, got {shards}"])
-    uri = validate_output({"uri": output}).uri if output else config.output.uri
-    location = locate_output(uri, config.output.storage_mapping())
-    run_id = uuid.uuid4().hex
-    with open_run_lock(location, run_id) as lock:
-        for action in recover(location):
+    settings = run_settings(
+        config,
+        output=output or config.output.uri,
+        date=day.isoformat(),
+        shards=shards,
+        min_success_ratio=min_success_ratio,
+        replace=replace,
+    )
+    context = RunContext.build(
+        config,
+        day,
+        output=output,
+        min_success_ratio=min_success_ratio,
+        replace=replace,
+        settings=settings,
+    )
+    started = time.monotonic()
+    with context.store.lock(LOCK_NAME, context.run_id) as lock:
+        for action in partition.recover(context.store):
             log.warning("%s", action, extra={"event": "staging_recovered"})
-        return publish_locked(
-            config,
-            date,
-            shards,
-            location,
-            run_id,
-            min_success_ratio,
-            replace=replace,
-            check_lock=lock.check,
+        summary = publish_parts(
+            context, shards, check_lock=lock.check, started=started, merged=shards
         )
+        return recorded(context, summary)
 
 
-def publish_locked(
-    config: Config,
-    day: date,
+def publish_parts(
+    context: RunContext,
     count: int,
-    location: Location,
-    run_id: str,
-    min_success_ratio: float | None,
-    started: float | None = None,
     *,
-    replace: bool = False,
-    check_lock: Callable[[], None] = lambda: None,
+    check_lock: Callable[[], None],
+    started: float,
+    merged: int | None = None,
 ) -> RunSummary:
-    """`publish` for a caller that already holds the output lock (`--processes`); `check_lock`
-    raises OutputError if that lock was lost (a lease on object storage)."""
-    started = time.monotonic() if started is None else started
-    uri = location.uri
-    ratio = config.output.min_success_ratio if min_success_ratio is None else min_success_ratio
-    finished_at: str | None = None
+    """Publish the `count` parts of the context's day (the output lock held by the caller;
+    `check_lock` raises OutputError if it was lost); `merged` is what the summary says it
+    merged (None for a one-process run)."""
+    store, day = context.store, context.day
     published: PublishResult | None = None
     output_error: OutputError | None = None
     missing: list[tuple[str, str]] = []
     with contextlib.ExitStack() as locks:
         held = [
-            locks.enter_context(staging.shard_lock(location, day, index, count, run_id))
+            locks.enter_context(shards.shard_lock(store, day, index, count, context.run_id))
             for index in range(1, count + 1)
         ]
 
         def check_locks() -> None:  # before the publish: every lease must still be held
             check_lock()
-            for shard_lock in held:
-                shard_lock.check()
+            for part_lock in held:
+                part_lock.check()
 
-        parts = check_parts(location, day, count, fingerprint(config, uri))
-        info, tally = merge(parts, run_id, uri, day, now(), ratio, list(config.warnings))
+        parts = check_parts(context, count)
+        tally = merge(part.summary for part in parts)
+        context = context.evolve(
+            started_at=min(p.summary.started_at for p in parts),
+            backdated=any(p.summary.backdated for p in parts),
+        )
         try:
-            if not replace:  # the half-config guard over all parts
-                targets = [
-                    (org, model) for part in parts for org, model in part.record.get("targets", [])
-                ]
-                missing = missing_targets(published_targets(location, day), targets, config.covers)
+            if not context.replace:  # the half-config guard over all parts
+                targets = [target for part in parts for target in part.targets]
+                missing = missing_targets(published_targets(store, day), targets, context.covers)
             if missing:
                 log.error(
                     "%s",
                     describe_missing(missing, day),
-                    extra={"event": "not_published", "run_id": run_id},
+                    extra={"event": "not_published", "run_id": context.run_id},
                 )
-            else:
-                finished_at, published = _merge_and_publish(
-                    config, info, tally, parts, location, check_locks
-                )
+            elif tally.publish_allowed(context.min_success_ratio):
+                published = _merge_and_publish(context, tally, parts, check_locks, merged)
         except OutputError as exc:
             output_error = exc
             log.error("output failure: %s", exc, extra={"event": "output_failed"})
         if published is not None:
-            staging.remove_parts(location, day, count)
+            shards.remove_parts(store, day, count)
     ending = Ending(
-        finished_at=finished_at or now(),
+        now(),
         elapsed=time.monotonic() - started,
         published=published,
         output_error=output_error,
         missing=missing,
+        shards=merged,
     )
-    summary = summarize(info, tally, ending)
-    settings = run_settings(
-        config,
-        output=uri,
-        date=day.isoformat(),
-        shards=count,
-        min_success_ratio=ratio,
-        replace=replace,
-    )
-    record = write_run_record(
-        location, summary, settings, keep=config.output.keep_run_records, secrets=config.secrets()
-    )
-    return dataclasses.replace(summary, record=str(record)) if record is not None else summary
+    return summarize(context, tally, ending)
 
 
 def _merge_and_publish(
-    config: Config,
-    info: RunInfo,
+    context: RunContext,
     tally: Tally,
-    parts: list[staging.StagedPart],
-    location: Location,
+    parts: list[Part],
     check_locks: Callable[[], None],
-) -> tuple[str | None, PublishResult | None]:
-    writer = open_snapshot_writer(
-        location, info.day, info.run_id, batch_rows=config.output.batch_rows
-    )
+    merged: int | None,
+) -> PublishResult:
+    """The parts' rows into the day's data file (its footer holds the manifest), then the
+    atomic replace of the partition."""
+    store = context.store
+    writer = partition.open_day_writer(store, context.run_id, batch_rows=context.batch_rows)
     published: PublishResult | None = None
     try:
         for part in parts:
-            _copy_rows(part, writer, config.output.batch_rows)
+            _copy_rows(context, part, writer.add_table)
+        draft = summarize(context, tally, Ending(now(), shards=merged))
+        manifest = build_manifest(draft, min_success_ratio=context.min_success_ratio)
+        writer.close(footer=manifest)
+        partition.check_staged(store, context.run_id, writer.rows)
         check_locks()  # on object storage a lease can be lost: never publish over a newer holder
-        finished_at, published = publish_if_allowed(config, info, tally, writer)
-        return finished_at, published
+        manifest = {**manifest, "rows": writer.rows}
+        published = partition.publish_day(store, context.day, context.run_id, manifest)
     finally:
         if published is None:
-            writer.discard()
+            writer.abort()
+            partition.discard_staging(store, context.run_id)
+    log.info(
+        "published %d rows to %s",
+        published.rows,
+        published.partition,
+        extra={"event": "published", "run_id": context.run_id},
+    )
+    return published
 
 
-def _copy_rows(part: staging.StagedPart, writer: SnapshotWriter, batch_rows: int) -> None:
-    """Stream a part's rows into the snapshot in row-group-sized batches (flat memory)."""
-    filesystem = part.location.filesystem
-    for path in part.files:
+def _copy_rows(context: RunContext, part: Part, add: Callable[..., None]) -> None:
+    """Stream a part's rows into the day's file in row-group-sized batches (flat memory)."""
+    store = context.store
+    for path in part.staged.files:
         try:
-            with filesystem.open_input_file(path) as handle:
-                for batch in pq.ParquetFile(handle).iter_batches(batch_size=batch_rows):
-                    writer.add_table(pa.Table.from_batches([batch]))
+            with store.filesystem.open_input_file(store.native(path)) as handle:
+                for batch in pq.ParquetFile(handle).iter_batches(batch_size=context.batch_rows):
+                    add(pa.Table.from_batches([batch]))
         except STORAGE_ERRORS as exc:
-            shown = part.location.display(path)
-            raise OutputError(f"cannot read staged shard file {shown}: {exc}") from exc
+            raise OutputError(f"cannot read staged part file {store.display(path)}: {exc}") from exc
 
 
-def check_parts(root: Location, day: date, count: int, digest: str) -> list[staging.StagedPart]:
-    """Every part 1..count of `day`, checked; ShardsError listing every problem found."""
+def check_parts(context: RunContext, count: int) -> list[Part]:
+    """Every part 1..count of the day, checked; ShardsError listing every problem found."""
     problems: list[str] = []
-    parts: list[staging.StagedPart] = []
+    parts: list[Part] = []
     for index in range(1, count + 1):
-        part = staging.read_part(root, day, index, count)
-        if part is None:
-            problems.append(
-                f"shard {index}/{count} is missing: nothing is staged in "
-                f"{root.display(staging.part_path(root, day, index, count))}"
-            )
-            continue
-        problems += _stale(part, day, digest)
-        parts.append(part)
+        part, found = read_part(context, index, count)
+        problems += found
+        if part is not None:
+            parts.append(part)
     problems += _duplicated(parts)
     if problems:
-        others = [n for n in staging.staged_counts(root, day) if not n.endswith(f"-of-{count}")]
+        day = context.day
+        others = [
+            n for n in shards.staged_counts(context.store, day) if not n.endswith(f"-of-{count}")
+        ]
         hint = f"; also staged for this date: {', '.join(others)}" if others else ""
         raise ShardsError(
             f"cannot publish {day.isoformat()} from {count} shard(s), nothing was published"
@@ -224,99 +217,28 @@ def check_parts(root: Location, day: date, count: int, digest: str) -> list[stag
     return parts
 
 
-def _stale(part: staging.StagedPart, day: date, digest: str) -> list[str]:
-    """A part staged for another date or configuration, or damaged since."""
-    name = f"shard {part.index}/{part.count}"
-    record = part.record
-    problems = []
-    if record.get("snapshot_date") != day.isoformat():
-        problems.append(f"{name} is stale: staged for {record.get('snapshot_date')}, not {day}")
-    if record.get("shard") != [part.index, part.count]:
-        problems.append(
-            f"{name} is duplicated: its record says shard {record.get('shard')} (a copied part)"
-        )
-    if record.get("fingerprint") != digest:
-        problems.append(
-            f"{name} is stale: staged with another configuration (fingerprint "
-            f"{record.get('fingerprint')}, this one {digest}); re-run it with this config"
-        )
-    missing = part.missing_files()
-    if missing or not part.files:
-        problems.append(f"{name} is damaged: files missing in {part.shown}: {missing}")
-    return problems
-
-
-def _duplicated(parts: list[staging.StagedPart]) -> list[str]:
-    """The same run staged as two shards, or a target in a shard its hash does not name."""
+def _duplicated(parts: list[Part]) -> list[str]:
+    """The same run staged as two parts, or a target in a part its hash does not name."""
     problems: list[str] = []
     runs: dict[str, int] = {}
     owner: dict[tuple[str, str], int] = {}
     for part in parts:
-        run = str(part.record.get("run_id"))
+        index, count = part.staged.index, part.staged.count
+        run = part.summary.run_id
         if run in runs:
             problems.append(
-                f"shard {part.index}/{part.count} is duplicated: the same run ({run}) as "
-                f"shard {runs[run]}/{part.count}"
+                f"{part.name} is duplicated: the same run ({run}) as shard {runs[run]}/{count}"
             )
-        runs.setdefault(run, part.index)
-        for org, model in part.record.get("targets", []):
-            home = shard_of(org, model, part.count)
-            if home != part.index or (org, model) in owner:
+        runs.setdefault(run, index)
+        for org, model in part.targets:
+            home = shard_of(org, model, count)
+            if home != index or (org, model) in owner:
                 problems.append(
-                    f"shard {part.index}/{part.count} is duplicated: it holds {org}/{model}, "
-                    f"which belongs to shard {home}/{part.count}"
+                    f"{part.name} is duplicated: it holds {org}/{model}, which belongs to "
+                    f"shard {home}/{count}"
                 )
-            owner.setdefault((org, model), part.index)
+            owner.setdefault((org, model), index)
     if len(problems) > _MAX_TARGET_PROBLEMS:
         hidden = len(problems) - _MAX_TARGET_PROBLEMS
         problems = [*problems[:_MAX_TARGET_PROBLEMS], f"... and {hidden} more"]
     return problems
-
-
-def merge(
-    parts: list[staging.StagedPart],
-    run_id: str,
-    uri: str,
-    day: date,
-    now: str,
-    min_success_ratio: float = 0.0,
-    warnings: list[str] | None = None,
-) -> tuple[RunInfo, Tally]:
-    """One run for all parts: targets, requests and failures added up."""
-    tally = Tally()
-    failures: dict[tuple[str, str], dict[str, Any]] = {}
-    for part in parts:
-        record: dict[str, Any] = part.record
-        tally.attempted += len(record.get("targets", []))
-        tally.succeeded += int(record.get("targets_succeeded", 0))
-        # Every shard lists the org itself, so a failed listing is reported by each: once here.
-        for failure in record.get("failures", []):
-            failures.setdefault((failure["org"], failure["model"]), failure)
-        for org in record.get("discovery_failed_orgs", []):
-            if org not in tally.discovery_failed_orgs:
-                tally.discovery_failed_orgs.append(org)
-        tally.dropped += record.get("dropped_versions", [])
-        for org in record.get("auth_failed_orgs", []):
-            tally.block(org)
-        _add_counts(tally.requests, record.get("requests", {}))
-        _add_counts(tally.requests_by_operation, record.get("requests_by_operation", {}))
-        tally.rejected_dir = tally.rejected_dir or record.get("rejected_dir")
-    tally.failures = [TargetFailure.from_dict(failure) for failure in failures.values()]
-    targeted = {tuple(t) for part in parts for t in part.record.get("targets", [])}
-    tally.attempted += sum(1 for key in failures if key not in targeted)  # failed listings
-    info = RunInfo(
-        run_id=run_id,
-        day=day,
-        uri=uri,
-        started_at=min((str(p.record.get("started_at")) for p in parts), default=now),
-        min_success_ratio=min_success_ratio,
-        backdated=any(bool(p.record.get("backdated")) for p in parts),
-        warnings=list(warnings or []),
-        shards=len(parts),
-    )
-    return info, tally
-
-
-def _add_counts(total: dict[str, int], more: dict[str, Any]) -> None:
-    for key, number in more.items():
-        total[key] = total.get(key, 0) + int(number)

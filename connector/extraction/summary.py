@@ -1,21 +1,36 @@
-"""`RunSummary`: what one extract run did, for people (text), machines (JSON) and exit codes.
+"""`RunSummary`: what one run did, for people (text), machines (JSON) and exit codes.
 
-A summary is frozen: the run assembles it once from what it saw (`extraction.run`), and the
-manifest is built from it (`build_manifest`), so the two can never disagree.
+A summary is frozen: a run assembles it once (`outcome.summarize`), the manifest is built from it
+(`build_manifest`), and a part's record is its summary (`to_dict`), read back by `from_dict`: one
+serialised form of an outcome. Every list in it that a server can make long (failures, dropped
+versions, warnings, missing targets) holds at most `MAX_LISTED` entries; `omitted` says how
+many more there were, so a summary, a manifest or a record stays small whatever a registry sends.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import TypeAdapter, ValidationError
 
 from connector._version import __version__
 from connector.dataset.schema import SCHEMA_VERSION
-from connector.errors import ExitCode, RunOutcome, TargetFailure, decide_exit_code
+from connector.errors import (
+    ErrorType,
+    ExitCode,
+    OutputError,
+    RunOutcome,
+    TargetFailure,
+    decide_exit_code,
+)
 from connector.redaction import printable
 
-_MAX_FAILURES_SHOWN = 10
+MAX_LISTED = 100  # entries of one list kept in a summary, a manifest or a record
+_FAILURES_SHOWN = 10  # FAILED lines in the text summary
+_T = TypeVar("_T")
 
 
 def success_ratio(succeeded: int, attempted: int) -> float:
@@ -23,14 +38,28 @@ def success_ratio(succeeded: int, attempted: int) -> float:
     return succeeded / attempted if attempted else 1.0
 
 
+def first(items: Iterable[_T], limit: int = MAX_LISTED) -> tuple[list[_T], int]:
+    """The first `limit` items and how many were left out."""
+    kept: list[_T] = []
+    left_out = 0
+    for item in items:
+        if len(kept) < limit:
+            kept.append(item)
+        else:
+            left_out += 1
+    return kept, left_out
+
+
 @dataclass(frozen=True)
 class RunSummary:
-    """The outcome of `connector.extract`; `exit_code` is what the CLI exits with."""
+    """The outcome of `connector.extract` or `connector.publish`; `exit_code` is what the CLI
+    exits with."""
 
     run_id: str
     snapshot_date: str
     output_uri: str
     started_at: str  # when the run began observing counts (UTC)
+    registry: str | None = None  # the registry's API root the counts came from
     backdated: bool = False  # published under a date before the observation's yesterday
     finished_at: str | None = None
     elapsed_seconds: float = 0.0
@@ -40,7 +69,7 @@ class RunSummary:
     files: list[str] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)  # by HTTP status
     requests_by_operation: dict[str, int] = field(default_factory=dict)  # by API operationId
-    failures: tuple[TargetFailure, ...] = ()  # sorted by (org, model)
+    failures: tuple[TargetFailure, ...] = ()  # sorted by (org, model); the first MAX_LISTED
     # Versions listed but deleted before their detail was fetched (a 404): no row, no failure.
     dropped_versions: list[dict[str, Any]] = field(default_factory=list)
     auth_failed_orgs: list[str] = field(default_factory=list)  # orgs whose token was refused
@@ -51,11 +80,12 @@ class RunSummary:
     rejected_dir: str | None = None
     record: str | None = None  # this run's record under <output>/_runs/
     missing_targets: list[str] = field(default_factory=list)  # refused by the half-config guard
-    shard: str | None = None  # "K/N" for a `--shard` run, which stages instead of publishing
+    shard: str | None = None  # "K/N" for a part run, which stages instead of publishing
     staged: str | None = None  # where that run staged its part
-    shards: int | None = None  # how many shards a publish merged (or --processes ran)
+    shards: int | None = None  # how many parts a publish merged (or --processes ran)
     message: str | None = None
     warnings: list[str] = field(default_factory=list)
+    omitted: dict[str, int] = field(default_factory=dict)  # entries left out of each list
     run_outcome: RunOutcome = field(default_factory=RunOutcome)
 
     @property
@@ -67,6 +97,11 @@ class RunSummary:
     def targets_failed(self) -> int:
         """Targets that did not succeed (failed, skipped, or never reached by an aborted run)."""
         return self.targets_attempted - self.targets_succeeded
+
+    @property
+    def failure_count(self) -> int:
+        """Every failure, those left out of `failures` included."""
+        return len(self.failures) + self.omitted.get("failures", 0)
 
     def targets(self) -> dict[str, int]:
         """The `targets` counts of the summary JSON and the manifest (built here only)."""
@@ -82,9 +117,10 @@ class RunSummary:
         return success_ratio(self.targets_succeeded, self.targets_attempted)
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-serializable view (exit code as its number and name)."""
+        """A JSON-serializable view (exit code as its number and name); `from_dict` reads it
+        back."""
         document: dict[str, Any] = {}
-        for name in (f.name for f in dataclasses.fields(self) if f.name != "run_outcome"):
+        for name in (f.name for f in dataclasses.fields(self)):
             document[name] = getattr(self, name)
             if name == "targets_succeeded":
                 document["targets_failed"] = self.targets_failed
@@ -96,10 +132,32 @@ class RunSummary:
         document["failures"] = [failure.to_dict() for failure in self.failures]
         document["dropped_versions"] = list(self.dropped_versions)
         document["missing_targets"] = list(self.missing_targets)
+        document["omitted"] = dict(self.omitted)
+        document["run_outcome"] = dataclasses.asdict(self.run_outcome)
         document["exit_code"] = int(self.exit_code)
         document["outcome"] = self.exit_code.outcome
         document["targets"] = self.targets()
         return document
+
+    @classmethod
+    def from_dict(cls, document: Mapping[str, Any], shown: str) -> RunSummary:
+        """A summary read back from `to_dict` (a part's record): checked field by field, an
+        OutputError naming `shown` and the field when it is not one."""
+        if not isinstance(document, Mapping):
+            raise OutputError(f"{shown} does not hold a run summary")
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {key: value for key, value in document.items() if key in names}
+        failures = values.pop("failures", [])
+        if not isinstance(failures, list):
+            raise OutputError(f"{shown}: failures is not a list")
+        try:
+            summary = _SUMMARY.validate_python({**values, "failures": ()})
+        except ValidationError as exc:
+            problem = exc.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise OutputError(f"{shown}: {where}: {problem['msg']}") from None
+        read = tuple(TargetFailure.from_dict(item) for item in failures if isinstance(item, dict))
+        return dataclasses.replace(summary, failures=read)
 
     def _from_shards(self) -> str:
         return f" (from {self.shards} shards)" if self.shards else ""
@@ -119,41 +177,68 @@ class RunSummary:
             *([f"          by operation: {by_operation}"] if by_operation else []),
             f"elapsed   {self.elapsed_seconds:.2f}s",
         ]
+        if self.registry:
+            lines.append(f"registry  {self.registry}")
         if self.backdated:
             lines.append(f"backdated observed {self.started_at}, filed as {self.snapshot_date}")
-        if self.published:
-            lines.append(f"published {self.partition}" + self._from_shards())
-        elif self.staged:
-            count = (self.shard or "?/?").split("/")[1]
-            lines.append(f"staged    shard {self.shard} in {self.staged}; published nothing yet")
-            lines.append(
-                f"next      connector publish --date {self.snapshot_date} --shards {count} "
-                "once every shard is staged"
-            )
-        else:
-            lines.append("published nothing; earlier snapshots are unchanged")
+        lines += self._published_lines()
         if self.message:
             lines.append(f"note      {self.message}")
         lines += [f"warning   {warning}" for warning in self.warnings]
-        for failure in self.failures[:_MAX_FAILURES_SHOWN]:
-            lines.append(
-                f"  FAILED {failure.org}/{failure.model}: {_what_failed(failure)}: "
-                f"{failure.detail} (attempts: {failure.attempts})"
-            )
-        hidden = len(self.failures) - _MAX_FAILURES_SHOWN
-        if hidden > 0:
-            where = self.record or "the JSON summary (--summary-format json)"
-            lines.append(f"  ... and {hidden} more failure(s), listed in {where}")
+        if self.omitted.get("warnings"):
+            lines.append(f"warning   ... and {self.omitted['warnings']} more warning(s)")
+        lines += self._failure_lines()
         if self.dropped_versions:
+            dropped = len(self.dropped_versions) + self.omitted.get("dropped_versions", 0)
             lines.append(
-                f"dropped   {len(self.dropped_versions)} version(s) deleted since they were "
-                "listed (getModelVersion 404), listed under dropped_versions"
+                f"dropped   {dropped} version(s) deleted since they were listed "
+                "(getModelVersion 404), listed under dropped_versions"
             )
         if self.rejected_dir:
             lines.append(f"rejected payloads kept in {self.rejected_dir}")
         if self.record:
             lines.append(f"record    {self.record}")
         return printable("\n".join(lines), keep_newlines=True)  # server text is in there
+
+    def _published_lines(self) -> list[str]:
+        if self.published:
+            return [f"published {self.partition}" + self._from_shards()]
+        if self.staged:
+            count = (self.shard or "?/?").split("/")[1]
+            return [
+                f"staged    shard {self.shard} in {self.staged}; published nothing yet",
+                f"next      connector publish --date {self.snapshot_date} --shards {count} "
+                "once every shard is staged",
+            ]
+        return ["published nothing; earlier snapshots are unchanged"]
+
+    def _failure_lines(self) -> list[str]:
+        """One FAILED line per failure (the first few); targets that were never attempted (a
+        stopped run, a rejected token) are one count, not a line each."""
+        failed = [f for f in self.failures if f.error_type is not ErrorType.SKIPPED]
+        skipped = len(self.failures) - len(failed)
+        lines = [
+            f"  FAILED {failure.org}/{failure.model}: {_what_failed(failure)}: "
+            f"{failure.detail} (attempts: {failure.attempts})"
+            for failure in failed[:_FAILURES_SHOWN]
+        ]
+        omitted = self.omitted.get("failures", 0)
+        hidden = len(failed) - _FAILURES_SHOWN + omitted
+        if hidden > 0:
+            where = self.record or "the JSON summary (--summary-format json)"
+            listed = f"the first {MAX_LISTED} are listed in" if omitted else "listed in"
+            lines.append(f"  ... and {hidden} more failure(s), {listed} {where}")
+        if skipped:
+            why = (
+                "the run was stopped"
+                if self.run_outcome.interrupted or self.run_outcome.terminated
+                else "their org was blocked or the run aborted"
+            )
+            lines.append(f"skipped   {skipped} target(s) not attempted: {why}")
+        return lines
+
+
+_SUMMARY = TypeAdapter(RunSummary)
 
 
 def _what_failed(failure: TargetFailure) -> str:
@@ -166,10 +251,8 @@ def _what_failed(failure: TargetFailure) -> str:
     return failure.error_type.replace("_", " ")
 
 
-def build_manifest(
-    summary: RunSummary, *, registry: str, min_success_ratio: float
-) -> dict[str, Any]:
-    """The partition's `_manifest.json` (the writer adds `rows` and `files` as it publishes)."""
+def build_manifest(summary: RunSummary, *, min_success_ratio: float) -> dict[str, Any]:
+    """The partition's manifest (the publish adds `rows` and `files`)."""
     manifest: dict[str, Any] = {
         "run_id": summary.run_id,
         "connector_version": __version__,
@@ -180,7 +263,7 @@ def build_manifest(
         # counts observed on another day than the one they are filed under (--allow-backdate)
         "backdated": summary.backdated,
         "observed_at": summary.started_at,
-        "registry": registry,
+        "registry": summary.registry,
         "targets": summary.targets(),
         "requests": dict(summary.requests),
         "requests_by_operation": dict(summary.requests_by_operation),
@@ -189,6 +272,7 @@ def build_manifest(
         "dropped_versions": list(summary.dropped_versions),
         "discovery_failed_orgs": list(summary.discovery_failed_orgs),
         "warnings": list(summary.warnings),
+        "omitted": dict(summary.omitted),
     }
     if summary.shards:
         manifest["shards"] = summary.shards

@@ -40,8 +40,8 @@ from typing import Any
 
 import pandas as pd
 
+from connector.dataset.locate import open_store
 from connector.dataset.reader import Source, read_manifest, snapshot_dates
-from connector.dataset.storage import Location, locate
 from connector.errors import ConfigError, NoDataError, OutputError
 from connector.reporting.engine import (
     Engine,
@@ -384,7 +384,7 @@ def _as_list(value: Sequence[str] | str | None) -> list[str] | None:
 
 
 def _shown(data: Source) -> str:
-    return data.uri if isinstance(data, Location) else os.fspath(data)
+    return os.fspath(data) if isinstance(data, str | os.PathLike) else data.uri
 
 
 def compute_report(
@@ -404,14 +404,14 @@ def compute_report(
     at most 8 GiB)."""
     _check_grouping(by, top)
     limit = parse_memory_limit(memory_limit)
-    location = locate(data)
-    available = snapshot_dates(location)
+    store = open_store(data)
+    available = snapshot_dates(store)
     if not available:
         raise NoDataError(f"no snapshots under {_shown(data)}: run the extractor first")
     window = resolve_window(available, days=days, start=start, end=end)
     orgs, models = _as_list(org), _as_list(model)
-    files = window_files(location, window.snapshots)
-    rows: Rows = LocalFiles(files) if location.is_local else StreamedFiles(location, files)
+    files = window_files(store, window.snapshots)
+    rows: Rows = LocalFiles(store, files) if store.is_local else StreamedFiles(store, files)
 
     def empty() -> NoDataError:
         wanted = " and ".join(

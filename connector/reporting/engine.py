@@ -24,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import date
 from types import TracebackType
 from typing import Any
@@ -37,9 +36,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from connector.atomic import scratch_directory
-from connector.dataset.reader import data_files
+from connector.dataset.reader import DataFile, data_files
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
-from connector.dataset.storage import Location
+from connector.dataset.store import Store
 from connector.errors import ConfigError, MemoryLimitError, OutputError
 from connector.reporting.fold import Facts, span_length
 
@@ -90,25 +89,10 @@ def human_size(size: int) -> str:
     return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
 
 
-@dataclass(frozen=True)
-class DataFile:
-    """One in-window data file: where it is, its snapshot day, and what it looked like."""
-
-    path: str
-    day: date
-    size: int | None
-    mtime: Any
-
-
-def window_files(location: Location, days: Sequence[date]) -> list[DataFile]:
+def window_files(store: Store, days: Sequence[date]) -> list[DataFile]:
     """The `*.parquet` files of the given partitions, sorted by path (the order the loader
     reads them in, which decides which of two copies of a row wins)."""
-    found = [
-        DataFile(info.path, day, info.size, info.mtime)
-        for day in days
-        for info in data_files(location, [day])
-    ]
-    return sorted(found, key=lambda file: file.path)
+    return data_files(store, days)
 
 
 def _glob_literal(path: str) -> str:
@@ -166,7 +150,8 @@ def _filters(orgs: list[str], models: list[str]) -> str:
 class LocalFiles(Rows):
     """Local Parquet files, read by DuckDB itself (in parallel, with projection pushdown)."""
 
-    def __init__(self, files: Sequence[DataFile]) -> None:
+    def __init__(self, store: Store, files: Sequence[DataFile]) -> None:
+        self.store = store
         self.files = list(files)
 
     def days(self, start: date, end: date) -> list[date]:
@@ -180,7 +165,7 @@ class LocalFiles(Rows):
         days: Sequence[date] | None = None,
     ) -> str:
         files = _files_of(self.files, days)
-        paths = ", ".join(_sql_text(_glob_literal(file.path)) for file in files)
+        paths = ", ".join(_sql_text(_glob_literal(self.store.native(f.path))) for f in files)
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW window_rows AS
             SELECT regexp_extract(filename, '{_DAY_IN_PATH}', 1)::DATE AS d,
@@ -207,8 +192,8 @@ class StreamedFiles(Rows):
     """Files on object storage, read through the dataset's pyarrow filesystem one file at a
     time and streamed into DuckDB (no DuckDB extension involved)."""
 
-    def __init__(self, location: Location, files: Sequence[DataFile]) -> None:
-        self.location = location
+    def __init__(self, store: Store, files: Sequence[DataFile]) -> None:
+        self.store = store
         self.files = list(files)
 
     def days(self, start: date, end: date) -> list[date]:
@@ -226,10 +211,13 @@ class StreamedFiles(Rows):
         for file in files:
             try:
                 table = ds.dataset(
-                    file.path, schema=schema, format="parquet", filesystem=self.location.filesystem
+                    self.store.native(file.path),
+                    schema=schema,
+                    format="parquet",
+                    filesystem=self.store.filesystem,
                 ).to_table(columns=_COLUMNS, filter=row_filter)
             except (pa.ArrowException, OSError) as exc:
-                raise OutputError(f"cannot read {self.location.display(file.path)}: {exc}") from exc
+                raise OutputError(f"cannot read {self.store.display(file.path)}: {exc}") from exc
             rows = table.num_rows
             extra = [
                 pa.array([file.day] * rows, pa.date32()),
@@ -259,7 +247,7 @@ class StreamedFiles(Rows):
 
     def fingerprint(self) -> Any:
         days = sorted({file.day for file in self.files})
-        return [(f.path, f.size, f.mtime) for f in window_files(self.location, days)]
+        return [(f.path, f.size, f.mtime_ns) for f in window_files(self.store, days)]
 
 
 class FrameRows(Rows):
