@@ -103,3 +103,15 @@ def s3_bucket(s3_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path_factory:
     admin = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True)
     admin.create_dir(bucket)
     return bucket
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
+    """One dataset root on each store: a local directory, and a prefix of a fresh bucket on
+    the S3 API (moto). A scenario that differs only by storage takes this and runs on both."""
+    from connector.dataset.locate import open_store
+
+    if request.param == "local":
+        return open_store(str(tmp_path / "out"))
+    bucket = request.getfixturevalue("s3_bucket")
+    return open_store(f"s3://{bucket}/lake")

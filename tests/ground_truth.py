@@ -49,6 +49,26 @@ def dataset_rows(output: Path, day: str | None = None) -> list[dict[str, Any]]:
     return rows
 
 
+def store_rows(store: Any) -> list[dict[str, Any]]:
+    """Every row of a dataset on any store, read by DuckDB through a pyarrow dataset on the
+    store's own filesystem (no DuckDB extension), normalised as `dataset_rows`."""
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(
+        store.native("model_versions"),
+        filesystem=store.filesystem,
+        format="parquet",
+        partitioning="hive",
+    )
+    relation = duckdb.from_arrow(dataset).order("org, model, version_rank NULLS LAST, version")
+    rows = [dict(zip(relation.columns, values, strict=True)) for values in relation.fetchall()]
+    for row in rows:
+        row["origin"] = json.loads(row["origin"]) if row["origin"] is not None else None
+        if row["created_at"] is not None:
+            row["created_at"] = row["created_at"].astimezone(UTC)
+    return rows
+
+
 def expected(
     registry: SimulatedRegistry, day: int, version_detail: str = "missing"
 ) -> list[dict[str, Any]]:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from helpers import REPO, TOKEN, config_document, write_config
 
-from connector.dataset.lock import LOCK_NAME
+from connector.dataset.layout import LOCK_NAME
 from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
@@ -44,12 +44,13 @@ def start_extract(config: Path, *args: str) -> subprocess.Popen[str]:
 
 
 def in_flight(out: Path, process: subprocess.Popen[str]) -> Callable[[], bool]:
-    """True once the run holds the lock and has requests waiting on the server."""
-    staging = out / "_staging"
+    """True once the run holds the output lock and its part's: it is fetching."""
 
     def ready() -> bool:
-        lock = out / LOCK_NAME
-        return lock.is_file() and f'"pid": {process.pid}' in lock.read_text() and staging.is_dir()
+        locks = [out / LOCK_NAME, *out.glob("_shards/*/1-of-1.lock")]
+        return len(locks) == 2 and all(
+            f'"pid": {process.pid}' in lock.read_text() for lock in locks
+        )
 
     return ready
 

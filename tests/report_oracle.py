@@ -43,7 +43,6 @@ from typing import Any
 import pandas as pd
 
 from connector.dataset.reader import Source, load_snapshots, read_manifest, snapshot_dates
-from connector.dataset.storage import Location
 from connector.errors import ConfigError, NoDataError, OutputError
 from connector.reporting.window import Window, resolve_window
 
@@ -387,7 +386,7 @@ def _as_list(value: Sequence[str] | str | None) -> list[str] | None:
 
 
 def _shown(data: Source) -> str:
-    return data.uri if isinstance(data, Location) else os.fspath(data)
+    return os.fspath(data) if isinstance(data, str | os.PathLike) else data.uri
 
 
 def compute_report(

@@ -20,7 +20,7 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 from helpers import REPO, TOKEN, config_document
 
-from connector.dataset.storage import locate
+from connector.dataset.locate import open_store as locate
 from connector.simulator.server import SimulatedRegistry
 
 # Recognisable credentials: tests assert they appear in no output, log, summary or object.

@@ -21,7 +21,7 @@ from helpers import REPO, TOKEN, config_document, file_hashes, wait_until, write
 from connector import extract
 from connector.cli import main
 from connector.config import parse_config
-from connector.dataset.lock import LOCK_NAME
+from connector.dataset.layout import LOCK_NAME
 from connector.errors import ExitCode
 from connector.simulator.server import SimulatedRegistry
 

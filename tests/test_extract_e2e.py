@@ -109,14 +109,15 @@ def test_rerun_replaces_only_its_date(
     assert run_extract(config, "--date", DAY2).exit_code == 0
     day2_dir = out / "model_versions" / f"snapshot_date={DAY2}"
     day2_before = file_hashes(day2_dir)
-    first_files = {p.name for p in (out / "model_versions" / f"snapshot_date={DAY1}").iterdir()}
+    day1_dir = out / "model_versions" / f"snapshot_date={DAY1}"
+    day1_before = file_hashes(day1_dir)
 
     registry.set_day(3)
     assert run_extract(config, "--date", DAY1).exit_code == 0
-    day1_dir = out / "model_versions" / f"snapshot_date={DAY1}"
     assert file_hashes(day2_dir) == day2_before
-    new_files = {p.name for p in day1_dir.iterdir()}
-    assert new_files.isdisjoint(first_files - {"_manifest.json"})
+    # One data file per partition, replaced whole under its name, with its manifest.
+    assert sorted(file_hashes(day1_dir)) == ["_manifest.json", "part-00000.parquet"]
+    assert all(file_hashes(day1_dir)[name] != day1_before[name] for name in day1_before)
     assert project(dataset_rows(out, DAY1)) == project(expected(registry, 3))
     assert sorted(p.name for p in (out / "model_versions").iterdir()) == [
         f"snapshot_date={DAY1}",

@@ -19,7 +19,8 @@ from helpers import TOKEN, Hostile, ScriptedServer, config_document, file_hashes
 from connector import extract
 from connector.cli import main
 from connector.config import parse_config
-from connector.dataset.writer import SnapshotWriter
+from connector.dataset.datafile import DataFileWriter
+from connector.dataset.localstore import LocalStore
 from connector.errors import ErrorType, ExitCode, OutputError
 from connector.extraction import target as target_module
 from connector.simulator.faults import Reply
@@ -301,10 +302,10 @@ def test_output_failure_during_publish_keeps_previous_partition(
     registry = start_simulator()
     out, before = published_baseline(registry, tmp_path)
 
-    def disk_full(self: SnapshotWriter, final: Path) -> None:
-        raise OSError(28, "No space left on device")
+    def disk_full(self: LocalStore, source: str, target: str) -> None:
+        raise OutputError(f"cannot move to {target}: No space left on device")
 
-    monkeypatch.setattr(SnapshotWriter, "_swap_in", disk_full)
+    monkeypatch.setattr(LocalStore, "move", disk_full)
     config = parse_config(config_document(registry, out), env={"MODEL_REGISTRY_TOKEN": TOKEN})
     summary = extract(config, date(2026, 1, 1), allow_backdate=True)
     assert summary.exit_code == ExitCode.OUTPUT
@@ -323,7 +324,7 @@ def test_unusable_output_location_exits_with_output_code(
     config = write_config(tmp_path / "c.yaml", config_document(registry, blocker / "out"))
     result = run(config)
     assert result.exit_code == ExitCode.OUTPUT
-    assert result.stderr.startswith("Error: cannot create the lock file")
+    assert result.stderr.startswith("Error: cannot create the output directory")
 
 
 def test_token_never_appears_in_any_output(
@@ -509,10 +510,10 @@ def test_an_output_failure_stops_retries_in_flight(
     registry = start_simulator(orgs=1, models_per_org=6)
     registry.set_faults(FaultPlan(status_for={f"org-00/model-000{i}": 503 for i in range(1, 6)}))
 
-    def disk_full(self: SnapshotWriter, rows: list[Any]) -> None:
+    def disk_full(self: DataFileWriter, rows: list[Any]) -> None:
         raise OutputError("cannot write Parquet: No space left on device")
 
-    monkeypatch.setattr(SnapshotWriter, "add_rows", disk_full)
+    monkeypatch.setattr(DataFileWriter, "add_rows", disk_full)
     document = config_document(
         registry,
         tmp_path / "out",

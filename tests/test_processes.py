@@ -24,7 +24,8 @@ import connector
 from connector.cli import main
 from connector.config import load_config
 from connector.dataset import shards as staging
-from connector.dataset.lock import RunLock
+from connector.dataset.layout import LOCK_NAME
+from connector.dataset.localstore import LocalStore
 from connector.errors import ExitCode
 from connector.extraction.interrupt import Interrupt
 from connector.extraction.processes import cpu_count, split_limits
@@ -94,7 +95,7 @@ def test_one_progress_bar_and_the_childrens_logs_in_one_stream(setup: Any) -> No
 def test_the_output_lock_is_held_for_the_whole_run(setup: Any) -> None:
     _, out, config = setup
     out.mkdir()
-    with RunLock(out, "other-run"):
+    with LocalStore(out).lock(LOCK_NAME, "other-run"):
         result = extract(config, "--processes", "2")
     assert result.exit_code == ExitCode.LOCK_HELD
     assert "(run other-run)" in result.output
@@ -190,12 +191,11 @@ def test_a_signal_to_the_parent_stops_every_shard_process(
     config, out = hung_run(start_simulator, tmp_path)  # every request hangs for a minute
     process = start_extract(config, "--processes", "2")
     day = datetime.now(UTC).date()
-    works = [staging.part_dir(out, day, index, 2) for index in (1, 2)]
+    works = [(out / staging.part_path(day, index, 2)) for index in (1, 2)]
+    locks = [work.with_name(f"{work.name}.lock") for work in works]
     try:
-        # both children are fetching: each has its work directory
-        wait_until(
-            lambda: all(w.is_dir() and any(w.glob(f"{staging.WORK_PREFIX}*")) for w in works)
-        )
+        # both children are fetching: each holds its part's lock
+        wait_until(lambda: all(lock.is_file() and '"pid"' in lock.read_text() for lock in locks))
         process.send_signal(signum)
         stdout, stderr = process.communicate(timeout=BOUND)
     finally:
@@ -214,7 +214,7 @@ def test_a_signal_to_the_parent_stops_every_shard_process(
 def test_a_stopped_shard_keeps_the_part_an_earlier_run_staged(setup: Any) -> None:
     registry, out, config_path = setup
     assert extract(config_path, "--shard", "1/2").exit_code == 0
-    part = staging.part_dir(out, date.fromisoformat(DAY1), 1, 2)
+    part = out / staging.part_path(date.fromisoformat(DAY1), 1, 2)
     before, requests = file_hashes(part), registry.stats().requests
     interrupt = Interrupt()
     interrupt.request(signal.SIGTERM)

@@ -16,6 +16,7 @@ from helpers import TOKEN, config_document, write_config
 
 from connector.cli import main
 from connector.config import parse_config
+from connector.dataset.localstore import LocalStore
 from connector.errors import ExitCode, TargetError
 from connector.extraction.records import RUNS_DIR, prune_run_records, run_settings, write_run_record
 from connector.extraction.run import extract
@@ -103,10 +104,11 @@ def test_the_writer_can_record_another_outcome_and_scrubs_secrets(tmp_path: Path
         started_at="",
         failures=(failure,),
     )
-    path = write_run_record(
-        tmp_path, summary, {"x": 1}, keep=5, secrets=[TOKEN], outcome="interrupted"
+    shown = write_run_record(
+        LocalStore(tmp_path), summary, {"x": 1}, keep=5, secrets=[TOKEN], outcome="interrupted"
     )
-    assert path == tmp_path / RUNS_DIR / DAY / "abc.json"
+    path = tmp_path / RUNS_DIR / DAY / "abc.json"
+    assert shown == str(path)
     saved = json.loads(path.read_text())
     assert saved["record"] == str(path)
     assert saved["outcome"] == "interrupted" and saved["settings"] == {"x": 1}
@@ -137,6 +139,6 @@ def test_pruning_keeps_the_newest_by_modification_time(tmp_path: Path) -> None:
         path.parent.mkdir(parents=True)
         path.write_text("{}")
         os.utime(path, ns=(10**18 + index, 10**18 + index))
-    removed = prune_run_records(tmp_path, keep=2)
-    assert [p.stem for p in removed] == ["c"]
+    removed = prune_run_records(LocalStore(tmp_path), keep=2)
+    assert removed == [f"{RUNS_DIR}/2026-01-01/c.json"]
     assert sorted(p.stem for p in runs.glob("*/*.json")) == ["a", "b"]

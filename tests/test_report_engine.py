@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.cli import main
-from connector.dataset.storage import locate
+from connector.dataset.locate import open_store as locate
 from connector.errors import ConnectorError, MemoryLimitError
 from connector.reporting import analytics, engine, fold
 from connector.reporting.analytics import GROUPINGS, Report, compute_report, summarize
@@ -311,7 +311,7 @@ def test_the_engine_never_installs_or_loads_extensions(tmp_path: Path) -> None:
     """A locked-down machine cannot download DuckDB extensions: the engine's connection refuses
     to autoload one (httpfs for an http:// path, say) instead of fetching it."""
     year(tmp_path, 2, 1, 1)
-    with engine.Engine(engine.LocalFiles([])) as db:
+    with engine.Engine(engine.LocalFiles(locate(str(tmp_path)), [])) as db:
         settings_now = dict(
             db._con.sql(
                 "SELECT name, value FROM duckdb_settings() WHERE name IN "
@@ -347,7 +347,7 @@ def test_paths_with_glob_characters_are_read_literally(tmp_path: Path) -> None:
 
 def test_spill_directory_is_removed(tmp_path: Path) -> None:
     year(tmp_path, 3, 2, 2)
-    db = engine.Engine(engine.LocalFiles([]))
+    db = engine.Engine(engine.LocalFiles(locate(str(tmp_path)), []))
     spill = Path(db._spill.name)
     assert spill.is_dir()
     db.close()

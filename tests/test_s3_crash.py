@@ -32,10 +32,10 @@ from s3_server import S3Server, is_copy_to, is_upload_to
 
 from connector import extract, load_snapshots
 from connector.config import parse_config
+from connector.dataset.layout import DATA_NAME
 from connector.dataset.lease import LOCKS_DIR
-from connector.dataset.objectstore import DATA_NAME
+from connector.dataset.locate import open_store as locate
 from connector.dataset.reader import read_manifest
-from connector.dataset.storage import locate
 from connector.errors import ExitCode
 from connector.extraction.summary import RunSummary
 from connector.simulator.server import SimulatedRegistry

@@ -21,10 +21,10 @@ from shard_runs import cli, extract_shard, publish
 from connector import extract, load_snapshots
 from connector.config import parse_config
 from connector.dataset import shards as staging
+from connector.dataset.layout import DATA_NAME
 from connector.dataset.lease import LOCKS_DIR
-from connector.dataset.objectstore import DATA_NAME
+from connector.dataset.locate import open_store as locate
 from connector.dataset.reader import read_manifest
-from connector.dataset.storage import locate
 from connector.errors import ExitCode
 from connector.extraction.sharding import shard_of
 from connector.simulator.server import FaultPlan, SimulatedRegistry

@@ -23,6 +23,7 @@ from shard_runs import cli, extract_shard, publish
 
 from connector.config import load_config
 from connector.dataset import shards as staging
+from connector.dataset.localstore import LocalStore
 from connector.errors import ConfigError, ExitCode
 from connector.extraction.sharding import fingerprint, parse_shard, select, shard_of
 from connector.simulator.server import FaultPlan, SimulatedRegistry
@@ -131,7 +132,7 @@ def test_three_shards_publish_one_snapshot_equal_to_ground_truth(setup: Any) -> 
         staged.append(summary["targets"]["attempted"])
         assert not partition(out).exists()  # a shard never publishes
     assert sum(staged) == 12
-    record = json.loads((staging.part_dir(out, DAY, 1, 3) / staging.RECORD_NAME).read_text())
+    record = json.loads(((out / staging.part_path(DAY, 1, 3)) / staging.RECORD_NAME).read_text())
     assert TOKEN not in json.dumps(record)
     assert record["fingerprint"].startswith("sha256:")
 
@@ -184,14 +185,14 @@ def test_rerunning_a_shard_replaces_only_that_part(setup: Any) -> None:
     registry, out, config = setup
     for index in (1, 2):
         assert extract_shard(config, f"{index}/2").exit_code == 0
-    other = file_hashes(staging.part_dir(out, DAY, 2, 2))
-    first = json.loads((staging.part_dir(out, DAY, 1, 2) / staging.RECORD_NAME).read_text())
+    other = file_hashes(out / staging.part_path(DAY, 2, 2))
+    first = json.loads(((out / staging.part_path(DAY, 1, 2)) / staging.RECORD_NAME).read_text())
     registry.set_day(2)  # the registry moved on: shard 1 now fetches different counts
     assert extract_shard(config, "1/2").exit_code == 0
-    assert file_hashes(staging.part_dir(out, DAY, 2, 2)) == other
-    again = json.loads((staging.part_dir(out, DAY, 1, 2) / staging.RECORD_NAME).read_text())
+    assert file_hashes(out / staging.part_path(DAY, 2, 2)) == other
+    again = json.loads(((out / staging.part_path(DAY, 1, 2)) / staging.RECORD_NAME).read_text())
     assert again["run_id"] != first["run_id"]
-    assert sorted(p.name for p in staging.part_dir(out, DAY, 1, 2).iterdir()) == sorted(
+    assert sorted(p.name for p in (out / staging.part_path(DAY, 1, 2)).iterdir()) == sorted(
         [staging.RECORD_NAME, *again["files"]]
     )  # the earlier run's files are gone
     assert publish(config, 2).exit_code == 0
@@ -209,12 +210,11 @@ def test_what_a_killed_shard_run_left_is_ignored_and_then_cleaned(setup: Any) ->
     registry, out, config = setup
     for index in (1, 2):
         assert extract_shard(config, f"{index}/2").exit_code == 0
-    part = staging.part_dir(out, DAY, 1, 2)
+    part = out / staging.part_path(DAY, 1, 2)
     listed = json.loads((part / staging.RECORD_NAME).read_text())["files"]
-    # killed after moving a file in, before committing its record; and killed mid-write
+    # killed after writing a file, before committing its record; and killed mid-write
     shutil.copy(part / listed[0], part / "part-deadbeef0000-00000.parquet")
-    (part / f"{staging.WORK_PREFIX}deadbeef").mkdir()
-    (part / f"{staging.WORK_PREFIX}deadbeef" / "half.parquet").write_bytes(b"PAR1")
+    (part / ".part-deadbeef0000-00001.parquet.0123abcd.tmp").write_bytes(b"PAR1")
     assert extract_shard(config, "1/2").exit_code == 0  # the next run of the shard cleans up
     record = json.loads((part / staging.RECORD_NAME).read_text())
     assert sorted(p.name for p in part.iterdir()) == sorted([staging.RECORD_NAME, *record["files"]])
@@ -239,7 +239,9 @@ def test_a_missing_shard_is_refused_and_nothing_is_published(setup: Any) -> None
     assert "shard 2/3 is missing" in result.output
     assert "nothing was published" in result.output
     assert file_hashes(partition(out)) == before  # the previous snapshot is untouched
-    assert staging.read_part(out, DAY, 1, 3) is not None  # and the staged parts are kept
+    assert (
+        staging.read_part(LocalStore(out), DAY, 1, 3) is not None
+    )  # and the staged parts are kept
 
 
 def test_a_shard_count_that_was_never_staged_names_the_ones_that_were(setup: Any) -> None:
@@ -271,7 +273,7 @@ def test_a_part_copied_from_another_date_is_stale(setup: Any) -> None:
         assert extract_shard(config, f"{index}/2", day="2025-12-31").exit_code == 0
     assert extract_shard(config, "1/2").exit_code == 0
     shutil.copytree(
-        staging.part_dir(out, date(2025, 12, 31), 2, 2), staging.part_dir(out, DAY, 2, 2)
+        (out / staging.part_path(date(2025, 12, 31), 2, 2)), (out / staging.part_path(DAY, 2, 2))
     )
     result = publish(config, 2)
     assert result.exit_code == ExitCode.SHARDS_INCOMPLETE
@@ -281,7 +283,7 @@ def test_a_part_copied_from_another_date_is_stale(setup: Any) -> None:
 def test_a_duplicated_part_is_refused(setup: Any) -> None:
     _, out, config = setup
     assert extract_shard(config, "1/2").exit_code == 0
-    shutil.copytree(staging.part_dir(out, DAY, 1, 2), staging.part_dir(out, DAY, 2, 2))
+    shutil.copytree((out / staging.part_path(DAY, 1, 2)), (out / staging.part_path(DAY, 2, 2)))
     result = publish(config, 2)
     assert result.exit_code == ExitCode.SHARDS_INCOMPLETE
     assert "shard 2/2 is duplicated" in result.output
@@ -292,9 +294,9 @@ def test_targets_filed_under_the_wrong_shard_are_refused(setup: Any) -> None:
     _, out, config = setup
     for index in (1, 2):
         assert extract_shard(config, f"{index}/2").exit_code == 0
-    path = staging.part_dir(out, DAY, 2, 2) / staging.RECORD_NAME
+    path = (out / staging.part_path(DAY, 2, 2)) / staging.RECORD_NAME
     record = json.loads(path.read_text())
-    stolen = json.loads((staging.part_dir(out, DAY, 1, 2) / staging.RECORD_NAME).read_text())
+    stolen = json.loads(((out / staging.part_path(DAY, 1, 2)) / staging.RECORD_NAME).read_text())
     record["targets"].append(stolen["targets"][0])
     path.write_text(json.dumps(record))
     result = publish(config, 2)
@@ -307,7 +309,7 @@ def test_a_shard_in_progress_blocks_publish_and_a_second_run_of_it(setup: Any) -
     _, out, config = setup
     for index in (1, 2):
         assert extract_shard(config, f"{index}/2").exit_code == 0
-    with staging.shard_lock(out, DAY, 2, 2, "someone-else"):
+    with staging.shard_lock(LocalStore(out), DAY, 2, 2, "someone-else"):
         result = publish(config, 2)
         assert result.exit_code == ExitCode.LOCK_HELD
         assert "shard 2-of-2" in result.output and "(run someone-else)" in result.output
