@@ -21,7 +21,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
 
-.PHONY: install lock test test-airflow lint demo bench clean
+.PHONY: install lock test test-airflow lint docs docs-check demo bench clean
 
 install: $(STAMP)
 
@@ -43,7 +43,19 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check connector tests benchmarks sample_configs tools
 	$(VENV)/bin/mypy
 
-test: lint
+# docs/: the tables that come from the code (config keys, schema, exit codes, error types, every
+# command's --help, the library API) are written by cog from tools/docgen.py. `make docs`
+# rewrites them; `make test` fails while one is stale.
+COG := $(VENV)/bin/cog -U -I tools
+DOCS := $(wildcard docs/*.md)
+
+docs: $(STAMP)
+	$(COG) -r $(DOCS)
+
+docs-check: $(STAMP)
+	$(COG) --check --diff --check-fail-msg "run 'make docs' and commit the result" $(DOCS)
+
+test: lint docs-check
 	$(PY) -m pytest
 
 # Airflow in its own virtualenv (its dependency tree is large and not the connector's), from the

@@ -1,12 +1,13 @@
-"""`make bench`: `connector report` over a synthetic year against the README's DuckDB query.
+"""`make bench`: `connector report` over a synthetic year against the docs' DuckDB query.
 
 Writes the synthetic year once (benchmarks/synthetic_year.py: 365 daily partitions of 50,000 to
 55,000 version rows, about 19 M rows) under bench-data/ and reuses it while it matches. Then, in
 the same run and each in a fresh child process, alternating (medians of 3): `connector report
---days 364` by model and by version with `--top 0`, and the README's DuckDB query (read from
-README.md, with the dataset's path and the same window substituted), run as a user would
-(`duckdb.sql(query).df()`). Peak RSS is the child's own (ru_maxrss from wait4); the growth is
-364 days against 30. Exits non-zero while a target is missed.
+--days 364` by model and by version with `--top 0`, and the DuckDB recipe of docs/querying.md
+(read from it, with the dataset's path and the window's number of days substituted; like the
+report, it finds its two snapshots in the data), run as a user would (`duckdb.sql(query).df()`).
+Peak RSS is the child's own (ru_maxrss from wait4); the growth is 364 days against 30. Exits
+non-zero while a target is missed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -28,22 +28,21 @@ import synthetic_year
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "bench-data" / "report-year"
 RUNS = int(os.environ.get("BENCH_RUNS", "3"))  # medians of 3; fewer only to look quickly
-README_QUERY = re.compile(r"<!-- query: duckdb\b.*?-->\n```sql\n(.*?)\n```\n", re.DOTALL)
+DOCS_QUERY = re.compile(r"<!-- query: duckdb\b.*?-->\n```sql\n(.*?)\n```\n", re.DOTALL)
+# The recipe's window: the latest snapshot against the latest one at least N days older.
+WINDOW_DAYS = re.compile(r"(?<=latest - )\d+(?=\))")
 QUERY_CHILD = "import duckdb, sys; duckdb.sql(open(sys.argv[1]).read()).df()"
 
 
-def readme_query(days: int) -> str:
-    """The README's DuckDB query over the benchmark's dataset and window."""
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    match = README_QUERY.search(text)
+def docs_query(days: int) -> str:
+    """The docs' DuckDB recipe over the benchmark's dataset, for a window of `days`."""
+    text = (REPO / "docs" / "querying.md").read_text(encoding="utf-8")
+    match = DOCS_QUERY.search(text)
     if match is None:
-        raise SystemExit("README.md has no <!-- query: duckdb --> block")
-    sql = match.group(1)
-    found = re.search(r"BETWEEN DATE '([\d-]+)' AND DATE '([\d-]+)'", sql)
-    assert found, "the README's query no longer filters BETWEEN DATE ... AND DATE ..."
-    end = synthetic_year.last_day(synthetic_year.Shape())
-    start = end - timedelta(days=days)
-    sql = sql.replace(found.group(2), end.isoformat()).replace(found.group(1), start.isoformat())
+        raise SystemExit("docs/querying.md has no <!-- query: duckdb --> block")
+    sql, count = WINDOW_DAYS.subn(str(days), match.group(1))
+    if count != 1:
+        raise SystemExit("the docs' DuckDB query no longer states its window once, as `latest - N`")
     return sql.replace("data/model_versions", f"{DATA}/model_versions").rstrip().rstrip(";")
 
 
@@ -91,13 +90,13 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as folder:
         queries = {}
         for days in (30, 364):
-            queries[days] = Path(folder) / f"readme-{days}.sql"
-            queries[days].write_text(readme_query(days), encoding="utf-8")
+            queries[days] = Path(folder) / f"docs-{days}.sql"
+            queries[days].write_text(docs_query(days), encoding="utf-8")
         measures = {
-            "readme query, 364 days": [sys.executable, "-c", QUERY_CHILD, str(queries[364])],
+            "docs query, 364 days": [sys.executable, "-c", QUERY_CHILD, str(queries[364])],
             "report --by model, 364 days": report_args(364, "model", 20),
             "report --by version --top 0, 364 days": report_args(364, "version", 0),
-            "readme query, 30 days": [sys.executable, "-c", QUERY_CHILD, str(queries[30])],
+            "docs query, 30 days": [sys.executable, "-c", QUERY_CHILD, str(queries[30])],
             "report --by model, 30 days": report_args(30, "model", 20),
             "report --by version --top 0, 30 days": report_args(30, "version", 0),
         }
@@ -110,7 +109,7 @@ def main() -> int:
     load_after = os.getloadavg()
     wall = {name: statistics.median(w for w, _ in runs) for name, runs in results.items()}
     peak = {name: max(r for _, r in runs) for name, runs in results.items()}
-    base = wall["readme query, 364 days"]
+    base = wall["docs query, 364 days"]
     print(f"\nload average before {load_before[0]:.1f}, after {load_after[0]:.1f} (1 min)")
     print(f"{'measure':42} {'wall (median)':>14} {'ratio':>7} {'peak RSS':>10}")
     for name in measures:
@@ -123,7 +122,7 @@ def main() -> int:
         name = f"report --by {by}, 364 days"
         ratio = wall[name] / base
         if ratio > limit:
-            misses.append(f"{name}: {ratio:.2f} x the README query (target <= {limit} x)")
+            misses.append(f"{name}: {ratio:.2f} x the docs query (target <= {limit} x)")
         if peak[name] >= 2**30:
             misses.append(f"{name}: peak RSS {peak[name] / 2**20:.0f} MiB (target < 1024 MiB)")
         growth = peak[name] / peak[f"report --by {by}, 30 days"] - 1

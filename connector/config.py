@@ -104,50 +104,79 @@ class _Settings(BaseModel):
 class RetrySettings(_Settings):
     """How transient failures (429, 5xx, resets, timeouts) are retried."""
 
-    max_attempts: int = Field(6, ge=1, le=50, description="attempts per request, first included")
+    max_attempts: int = Field(
+        6, ge=1, le=50, description="attempts per request, the first included"
+    )
     backoff_base_seconds: float = Field(
-        0.5, gt=0, description="first backoff ceiling; doubles each attempt (full jitter)"
+        0.5, gt=0, description="first backoff ceiling; doubles per attempt, full jitter"
     )
     backoff_max_seconds: float = Field(30.0, gt=0, description="cap of one backoff sleep")
     max_retry_after_seconds: float = Field(
-        120.0, ge=0, description="cap on a server's Retry-After; larger values are clamped"
+        120.0,
+        ge=0,
+        description="cap on a server's `Retry-After` (seconds or HTTP date); a larger one is "
+        "clamped, an unparseable one falls back to the backoff",
     )
     max_elapsed_seconds: float = Field(
-        600.0, gt=0, description="give up retrying one request after this long in total"
+        600.0,
+        gt=0,
+        description="time budget of one request's retries: no retry starts whose wait would "
+        "end past it",
     )
 
 
 class RegistrySettings(_Settings):
     """Where the registry is and how to talk to it."""
 
-    base_url: str = Field(description="registry base URL, http(s)://host[:port][/prefix]")
-    token: SecretStr = Field(description="bearer token; use ${ENV_VAR}, never a literal")
+    base_url: str = Field(
+        description="`http(s)://host[:port][/prefix]` of the registry (no `user:password@`, "
+        "query or fragment)"
+    )
+    token: SecretStr = Field(
+        description="bearer token; write `${MODEL_REGISTRY_TOKEN}`, never a literal (one is "
+        "accepted but warned about); whitespace or control characters (a CRLF env file) and "
+        "non-ASCII characters are refused"
+    )
     timeout_seconds: float = Field(
-        30.0, gt=0, description="total time allowed for one HTTP attempt, body included"
+        30.0,
+        gt=0,
+        description="total time for one HTTP attempt, status line, headers and body included "
+        "(a server that drips bytes is cut off)",
     )
     connect_timeout_seconds: float = Field(10.0, gt=0, description="TCP/TLS connect timeout")
     concurrency: int = Field(8, ge=1, le=256, description="parallel requests (worker threads)")
     max_requests_per_second: float | None = Field(
-        None, gt=0, description="client-side rate limit shared by all workers; null = none"
+        None,
+        gt=0,
+        description="client-side rate limit shared by all workers (and by the processes of "
+        "`--processes`); unset: none",
     )
     max_response_bytes: int = Field(
-        16 * 1024 * 1024, ge=1024, description="a larger response body fails the model"
+        16 * 1024 * 1024, ge=1024, description="a larger response body fails that model"
     )
     memory_budget_bytes: int = Field(
         64 * 1024 * 1024,
         ge=1024 * 1024,
         description="estimated memory the version lists being read, parsed and written may "
-        "take at once, each counted at 10x its body; a larger one is handled alone",
+        "take at once, each counted at 10 x its body size (a body parses into about that "
+        "much); a worker waits its turn (its attempt's clock paused), and a list larger than "
+        "the whole budget is handled alone, so peak memory follows this budget, not "
+        "`concurrency` x the largest body; per process (each of `--processes N` has its own)",
     )
-    ca_bundle: Path | None = Field(None, description="PEM bundle for a private CA")
+    ca_bundle: Path | None = Field(
+        None, description="PEM file of a private CA (TLS verification is always on)"
+    )
     proxy: str | None = Field(
-        None, description="HTTP(S) proxy URL, e.g. ${HTTPS_PROXY}; environment proxies are ignored"
+        None,
+        description="HTTP(S) proxy URL, e.g. `${HTTPS_PROXY:-}` (empty = direct); environment "
+        "proxies are not used unless written here",
     )
     retry: RetrySettings = Field(default_factory=RetrySettings)
     version_detail: Literal["missing", "all", "off"] = Field(
         "missing",
-        description="fetch getModelVersion for versions listed without a summary (missing), "
-        "for every version (all), or never (off)",
+        description="per-version detail (`getModelVersion`): `missing` for each version listed "
+        "as a plain string (the only way to its download count), `all` for every version, "
+        "`off` never; see what a run costs in requests",
     )
 
     @field_validator("base_url")
@@ -203,13 +232,18 @@ class OrgSettings(_Settings):
     name: OrgSlug
     models: list[ModelEntry] = Field(
         min_length=1,
-        description="model slugs or glob patterns (at least one); a pattern means the models "
-        "listModels lists are discovered and matched",
+        description="model slugs or glob patterns (`*`, `?`, `[...]`, case-sensitive), no "
+        'duplicates; a pattern discovers the org\'s models through `listModels`, and `["*"]` '
+        "is every model of the org",
     )
     exclude: list[ModelEntry] = Field(
-        default_factory=list, description="slugs or patterns removed from the discovered models"
+        default_factory=list,
+        description="slugs or patterns removed from the models a pattern discovered (never "
+        "from exact slugs: an exclude that matches one is an error)",
     )
-    token: SecretStr | None = Field(None, description="token for this org only")
+    token: SecretStr | None = Field(
+        None, description="token for this org only; unset: `registry.token`"
+    )
 
     @property
     def slugs(self) -> list[str]:
@@ -267,7 +301,9 @@ class StorageOptions(_Settings):
     """Non-secret settings for object storage; credentials come from the AWS chain only."""
 
     endpoint_url: str | None = Field(
-        None, description="S3-compatible endpoint (MinIO, R2...), http(s)://host[:port]"
+        None,
+        description="S3-compatible endpoint (MinIO, R2...), `http(s)://host[:port]`; "
+        "`AWS_ENDPOINT_URL` works too",
     )
     region: str | None = Field(None, description="bucket region, e.g. eu-west-1")
     addressing_style: Literal["path", "virtual"] | None = Field(
@@ -315,18 +351,29 @@ class StorageOptions(_Settings):
 class OutputSettings(_Settings):
     """Where the dataset goes and when a run may publish."""
 
-    uri: str = Field(description="dataset root: a local path, file:// URI or s3://bucket/prefix")
+    uri: str = Field(
+        description="dataset root: a local path (`~` is expanded), a `file://` URI (empty host "
+        "or `localhost` only) or `s3://bucket/prefix`"
+    )
     storage_options: StorageOptions | None = Field(
-        None, description="object storage settings (s3:// only); never credentials"
+        None,
+        description="object storage settings (`s3://` only); a key that looks like a "
+        "credential is refused: credentials come from the AWS chain only",
     )
     min_success_ratio: float = Field(
         0.9, ge=0, le=1, description="publish only if at least this share of targets succeeded"
     )
     batch_rows: int = Field(
-        16_384, ge=100, description="rows buffered before a Parquet row group is written"
+        16_384,
+        ge=100,
+        description="rows per Parquet row group; rows are buffered (as Arrow) until one is "
+        "full, so this bounds memory",
     )
     keep_run_records: int = Field(
-        100, ge=1, description="how many run records (<output>/_runs/) to keep, newest first"
+        100,
+        ge=1,
+        description="run records kept under `<output.uri>/_runs/` (the newest; older ones are "
+        "deleted)",
     )
 
     @field_validator("uri")
@@ -381,7 +428,7 @@ class Config(_Settings):
     """A validated configuration file."""
 
     registry: RegistrySettings
-    orgs: list[OrgSettings] = Field(min_length=1)
+    orgs: list[OrgSettings] = Field(min_length=1, description="the orgs to snapshot, each once")
     output: OutputSettings
 
     @field_validator("orgs")

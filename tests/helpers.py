@@ -17,12 +17,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import click
 import duckdb
 import pandas as pd
 import requests
 import yaml
+from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
+from connector.cli import main
 from connector.dataset.schema import COLUMN_NAMES
 from connector.simulator.faults import Reply
 from connector.simulator.server import SimulatedRegistry
@@ -30,7 +33,8 @@ from connector.simulator.server import SimulatedRegistry
 TOKEN = "tok-3f9a1c77-secret-do-not-leak"
 
 REPO = Path(__file__).parents[1]
-README = REPO / "README.md"
+DOCS = REPO / "docs"
+QUERYING = DOCS / "querying.md"
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30) -> None:
@@ -51,55 +55,88 @@ def file_hashes(directory: Path) -> dict[str, str]:
     }
 
 
-def readme_block(name: str) -> str:
-    """The fenced code block after `<!-- query: NAME ...-->` in the README, so the tests run
-    exactly what users copy (it cannot drift from what is tested)."""
-    text = README.read_text(encoding="utf-8")
+def docs_block(name: str) -> str:
+    """The fenced code block after `<!-- query: NAME ...-->` in docs/querying.md, so the tests
+    run exactly what users copy (it cannot drift from what is tested)."""
+    text = QUERYING.read_text(encoding="utf-8")
     match = re.search(
         rf"<!-- query: {re.escape(name)}\b.*?-->\n```\w*\n(.*?)\n```\n", text, re.DOTALL
     )
-    assert match, f"README.md has no block marked <!-- query: {name} -->"
+    assert match, f"docs/querying.md has no block marked <!-- query: {name} -->"
     return match.group(1)
 
 
-def readme_dates() -> tuple[date, date]:
-    """The window the README's queries are written for (the same in both, or the test fails)."""
-    sql = readme_block("duckdb")
-    found = re.search(r"BETWEEN DATE '([\d-]+)' AND DATE '([\d-]+)'", sql)
-    assert found, "the README's DuckDB query no longer filters BETWEEN DATE ... AND DATE ..."
-    start, end = date.fromisoformat(found.group(1)), date.fromisoformat(found.group(2))
-    pandas_window = f'pd.Timestamp("{start}"), pd.Timestamp("{end}")'
-    assert pandas_window in readme_block("pandas"), "the README's queries use different dates"
-    polars_window = (
-        f"date({start.year}, {start.month}, {start.day}), date({end.year}, {end.month}, {end.day})"
-    )
-    assert polars_window in readme_block("polars"), "the README's polars query uses other dates"
-    return start, end
+# The one number a recipe's window depends on: "the latest snapshot against the latest one at
+# least N days older", in SQL (`latest - N`) and in Python (`timedelta(days=N)`).
+RECIPE_DAYS = re.compile(r"(?<=latest - )\d+(?=\))|(?<=timedelta\(days=)\d+(?=\))")
 
 
-def run_readme_duckdb() -> pd.DataFrame:
-    """The README's DuckDB query, as it is, on `data/` under the current directory."""
-    return duckdb.sql(readme_block("duckdb")).df()
+def recipe_days(code: str) -> int:
+    """N of a recipe's window, found once in its code."""
+    found = RECIPE_DAYS.findall(code)
+    assert len(found) == 1, f"the recipe states its window {len(found)} times, not once"
+    return int(found[0])
 
 
-def run_readme_pandas() -> pd.DataFrame:
-    """The README's pandas code, as it is, on `data/` under the current directory: its `result`."""
+def named_window(code: str, start: date, end: date) -> str:
+    """A recipe with two dates of one's own, edited as docs/querying.md says: SQL replaces the
+    `bounds` query, Python sets `start` and `end` after computing them."""
+    if code.lstrip().startswith("WITH"):
+        named = f"SELECT DATE '{start}' AS start_date, DATE '{end}' AS end_date"
+        edited, count = re.subn(r"(?ms)^bounds AS \(.*?^\),$", f"bounds AS ({named}),", code)
+    else:
+        chosen = f"start, end = date.fromisoformat('{start}'), date.fromisoformat('{end}')"
+        edited, count = re.subn(r"(?m)^(start = .*)$", rf"\1\n{chosen}", code)
+    assert count == 1, "the recipe no longer computes its window where docs/querying.md says"
+    return edited
+
+
+def run_docs_duckdb(sql: str | None = None, connection: Any = None) -> pd.DataFrame:
+    """The docs' DuckDB query, as it is, on `data/` under the current directory."""
+    return (connection or duckdb).sql(sql or docs_block("duckdb")).df()
+
+
+def run_docs_python(name: str, code: str | None = None) -> pd.DataFrame:
+    """The docs' pandas or polars code, as it is, on `data/` under the current directory: its
+    `result`, as pandas."""
     namespace: dict[str, Any] = {}
-    exec(compile(readme_block("pandas"), "README.md (pandas query)", "exec"), namespace)
+    exec(compile(code or docs_block(name), f"docs/querying.md ({name})", "exec"), namespace)
     result = namespace["result"]
+    if name == "polars":
+        assert type(result).__module__.startswith("polars"), type(result)
+        result = result.to_pandas()
     assert isinstance(result, pd.DataFrame)
     return result
 
 
-def run_readme_polars() -> pd.DataFrame:
-    """The README's polars code, as it is, on `data/` under the current directory: its
-    `result`, as pandas for comparison."""
-    namespace: dict[str, Any] = {}
-    exec(compile(readme_block("polars"), "README.md (polars query)", "exec"), namespace)
-    result = namespace["result"]
-    assert type(result).__name__ == "DataFrame" and type(result).__module__.startswith("polars")
-    frame: pd.DataFrame = result.to_pandas()
-    return frame
+def parse_with_cli(arguments: list[str]) -> dict[str, Any]:
+    """Let the real CLI parse `SUBCOMMAND ARGS...` (nothing runs): unknown options fail here."""
+    name, *rest = arguments
+    command = main.get_command(click.Context(main), name)
+    assert command is not None, f"connector has no {name!r} command"
+    context = command.make_context(name, list(rest))
+    return dict(context.params)
+
+
+def extract_two_days(
+    registry: SimulatedRegistry,
+    tmp_path: Path,
+    version_detail: str = "missing",
+    dates: tuple[str, str] = ("2026-01-01", "2026-01-02"),
+    out_name: str = "out",
+) -> Path:
+    """`connector extract` of the simulator's days 1 and 2, filed under `dates`; the dataset
+    root."""
+    out = tmp_path / out_name
+    document = config_document(registry, out, registry_settings={"version_detail": version_detail})
+    config = write_config(tmp_path / "c.yaml", document)
+    for day, snapshot_date in zip((1, 2), dates, strict=True):
+        registry.set_day(day)
+        result = CliRunner().invoke(
+            main, ["extract", "--config", str(config), "--date", snapshot_date, "--allow-backdate"]
+        )
+        assert result.exit_code == 0, result.output
+    return out
 
 
 def schema_row(**values: Any) -> dict[str, Any]:

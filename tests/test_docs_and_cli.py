@@ -1,53 +1,141 @@
-"""The README tells the truth (schema, exit codes, commands) and every command has help."""
+"""The README and docs/ tell the truth (links, commands, the generated tables' sources) and
+every command has help. The tables themselves are generated from the code by `make docs` and
+checked by `make docs-check` (cog), so no test restates them."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import click
 import pytest
 from click.testing import CliRunner
+from helpers import DOCS, REPO, parse_with_cli
+from pydantic import BaseModel, Field
 
 from connector.cli import COMMANDS, SHORT_HELP, main
-from connector.dataset.schema import markdown_table
-from connector.errors import ExitCode
+from connector.config import RegistrySettings
 
-README = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
-
-
-def section(name: str) -> str:
-    match = re.search(rf"<!-- {name}:start -->\n(.*?)<!-- {name}:end -->", README, re.S)
-    assert match, f"README has no {name} markers"
-    return match.group(1).strip()
+README = REPO / "README.md"
+DOC_FILES = sorted(DOCS.glob("*.md"))
+LINKED_FILES = [README, *DOC_FILES, REPO / "benchmarks" / "RESULTS.md"]
 
 
-def test_readme_schema_table_is_generated_from_the_schema() -> None:
-    assert section("schema") == markdown_table()
+def docgen() -> ModuleType:
+    """tools/docgen.py, which `make docs` runs through cog."""
+    spec = importlib.util.spec_from_file_location("docgen", REPO / "tools" / "docgen.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def test_readme_lists_every_exit_code() -> None:
-    rows = re.findall(r"^\| (\d+) \| `(\w+)` \|", section("exit-codes"), re.M)
-    assert [(int(code), name) for code, name in rows] == [
-        (int(code), code.name.lower()) for code in ExitCode
-    ]
+# --- the README and docs/ ------------------------------------------------------------------
 
 
-def test_readme_sections_are_in_order() -> None:
-    headings = [
-        "## The two commands",
-        "## Configuration reference",
-        "## The dataset",
-        "## Exit codes",
-        "## Failure handling",
-        "## Scheduling",
-        "## Querying the data",
-    ]
-    positions = [README.index(h) for h in headings]
-    assert positions == sorted(positions)
+def test_the_readme_is_short_and_leads_to_every_doc() -> None:
+    text = README.read_text(encoding="utf-8")
+    assert len(text.splitlines()) <= 200, "the README is read in five minutes: move it to docs/"
+    linked = set(re.findall(r"\]\((docs/[\w.-]+\.md)\)", text))
+    assert linked == {f"docs/{path.name}" for path in DOC_FILES}
+
+
+def test_the_two_commands_are_make_targets() -> None:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## The two commands") :]
+    block = re.search(r"```sh\n(.*?)```", section, re.S)
+    assert block is not None
+    assert re.findall(r"^make (\w+)", block.group(1), re.M) == ["demo", "test"]
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    targets = set(re.findall(r"^([\w-]+):", makefile, re.M))
+    named = set(re.findall(r"`make ([\w-]+)", text))
+    assert named <= targets, f"the README names make targets that do not exist: {named - targets}"
+
+
+def github_anchor(heading: str) -> str:
+    """The anchor GitHub gives a Markdown heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower())
+    return text.replace(" ", "-")
+
+
+def anchors(path: Path) -> set[str]:
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    return {github_anchor(h) for h in re.findall(r"^#+ (.+)$", text, re.M)}
+
+
+@pytest.mark.parametrize("path", LINKED_FILES, ids=lambda p: p.name)
+def test_every_link_between_the_docs_resolves(path: Path) -> None:
+    text = re.sub(r"```.*?```", "", path.read_text(encoding="utf-8"), flags=re.S)
+    for target, anchor in re.findall(r"\]\((?!https?:)([^)#\s]*)(?:#([^)\s]+))?\)", text):
+        linked = (path.parent / target).resolve() if target else path
+        assert linked.is_file(), f"{path.name} links to {target}, which does not exist"
+        if anchor:
+            assert anchor in anchors(linked), f"{path.name} links to {target}#{anchor}: no heading"
+
+
+def command_lines(path: Path) -> list[list[str]]:
+    """Every `connector ...` line of the file's ```sh blocks, as arguments after `connector`."""
+    lines = []
+    for block in re.findall(r"```sh\n(.*?)```", path.read_text(encoding="utf-8"), re.S):
+        for line in block.splitlines():
+            words = shlex.split(line, comments=True)
+            while words and re.fullmatch(r"[A-Z_]+=\S*", words[0]):
+                words.pop(0)  # VAR=value before the command
+            if words[:1] == ["connector"]:
+                lines.append(words[1:])
+    return lines
+
+
+def test_every_command_line_in_the_docs_parses_with_the_real_cli() -> None:
+    calls = [call for path in LINKED_FILES for call in command_lines(path)]
+    assert {call[0] for call in calls} >= {"validate", "targets", "extract", "report", "simulate"}
+    for call in calls:
+        parse_with_cli(call)
+
+
+# --- the generated tables: their sources -----------------------------------------------------
+
+
+def test_the_config_table_shows_each_key_with_its_default_bounds_and_meaning() -> None:
+    table = docgen().config_table()
+    assert (
+        "| `registry.concurrency` | `8` | integer, >= 1, <= 256 | parallel requests (worker "
+        "threads) |" in table
+    )
+    assert "| `registry.max_response_bytes` | `16 MiB` | integer, >= 1 KiB |" in table
+    assert "| `registry.version_detail` | `missing` | `missing`, `all` or `off` |" in table
+    assert "| `orgs[].name` | required | text, matching `^[A-Za-z0-9]" in table
+    keys = re.findall(r"^\| `([\w.\[\]]+)` \|", table, re.M)
+    assert len(keys) == len(set(keys))
+    assert {"registry.retry.max_elapsed_seconds", "output.storage_options.endpoint_url"} <= set(
+        keys
+    )
+    for name in RegistrySettings.model_fields:  # each key, or each key of its section
+        assert any(re.match(rf"registry\.{name}\b", key) for key in keys), name
+
+
+def test_a_config_key_without_a_description_stops_the_docs() -> None:
+    class Settings(BaseModel):
+        described: int = Field(1, description="says what it is")
+        silent: int = 2
+
+    with pytest.raises(ValueError, match=r"config key section\.silent has no description"):
+        list(docgen()._config_fields(Settings, "section."))
+
+
+def test_the_library_api_lists_every_public_name() -> None:
+    import connector
+
+    text = docgen().library_api()
+    for name in connector.__all__:
+        if name != "__version__":
+            assert f"connector.{name}" in text, name
 
 
 def command_named(name: str) -> click.Command:
@@ -121,13 +209,6 @@ def test_importing_the_library_is_lazy() -> None:
     assert result.returncode == 0, result.stderr
 
 
-def test_every_option_of_extract_is_in_the_readme_or_help() -> None:
-    for option in command_named("extract").params:
-        for flag in getattr(option, "opts", []):
-            if flag.startswith("--") and flag not in ("--help", "--config"):
-                assert flag in README, f"{flag} is not documented in the README"
-
-
 def test_validate_reports_every_problem_with_its_key_path(tmp_path: Path) -> None:
     config = tmp_path / "bad.yaml"
     config.write_text(
@@ -175,16 +256,8 @@ def test_bad_date_is_a_usage_error(tmp_path: Path) -> None:
     assert "expected YYYY-MM-DD" in result.output
 
 
-def test_every_option_of_simulate_is_in_the_readme() -> None:
-    for option in command_named("simulate").params:
-        for flag in getattr(option, "opts", []):
-            if flag.startswith("--") and flag != "--help":
-                assert flag in README, f"connector simulate {flag} is not documented in the README"
-    assert "sim-token" in README and "day N is" in README
-
-
-def test_shell_completion_works_as_the_readme_says() -> None:
-    assert "_CONNECTOR_COMPLETE=bash_source connector" in README
+def test_shell_completion_works_as_the_docs_say() -> None:
+    assert "_CONNECTOR_COMPLETE=bash_source connector" in (DOCS / "cli.md").read_text("utf-8")
     program = Path(sys.executable).parent / "connector"
     source = subprocess.run(
         [str(program)],

@@ -4,7 +4,6 @@ the DuckDB cross-check, and the `report` command."""
 from __future__ import annotations
 
 import json
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,6 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from dataset_builders import D, V, daily_dataset, snapshot_frame, write_snapshot
-from helpers import readme_dates, run_readme_duckdb, run_readme_pandas, run_readme_polars
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -498,60 +496,6 @@ def test_models_that_failed_in_the_window_runs_are_named(tmp_path: Path) -> None
     assert not any(
         "model(s) failed" in n for n in compute_report(tmp_path, days=2, model="a").notes
     )
-
-
-def test_downloads_gained_agrees_with_the_readme_duckdb_and_pandas_queries(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The README's "Querying the data" queries, read from the README and run as they are (on
-    `data/` in the working directory, over their own dates), give the report's numbers."""
-    start, end = readme_dates()
-    later = {days: (start + timedelta(days=days)).isoformat() for days in (1, 2)}
-    root = tmp_path / "data"
-    write_snapshot(
-        root,
-        start,
-        [V("acme", "a", "1.0", 100), V("acme", "a", "0.9", 50), V("acme", "c", "1", None)],
-    )
-    write_snapshot(
-        root,
-        later[1],
-        [V("acme", "a", "1.0", 130), V("acme", "b", "1", 1000), V("acme", "c", "1", 20)],
-    )
-    write_snapshot(
-        root,
-        end,
-        [
-            V("acme", "a", "1.0", 190),  # plain gain 90
-            V("acme", "a", "2.0", 40, f"{later[2]}T08:00:00"),  # new in the window: from 0
-            V("acme", "b", "1", 1300),  # first observed after the start: 300
-            V("acme", "c", "1", 25),  # unknown at the start: from 20
-            V("globex", "g", "1", 7, None),  # first observed at the end: 0
-            V("globex", "h", "1", None),  # unknown at the end: excluded
-        ],
-    )
-    write_snapshot(root, end + timedelta(days=1), [V("acme", "a", "1.0", 10**6)])  # outside
-    expected = report(root, start=start, end=end, top=None)
-    assert expected[["model", "downloads_gained"]].values.tolist() == [
-        ["b", 300],
-        ["a", 130],
-        ["c", 5],
-        ["g", 0],
-    ]
-
-    monkeypatch.chdir(tmp_path)
-    actual = run_readme_duckdb()
-    assert actual[["org", "model"]].values.tolist() == expected[["org", "model"]].values.tolist()
-    assert actual["downloads_gained"].tolist() == expected["downloads_gained"].tolist()
-    assert actual["download_count"].tolist() == expected["download_count"].tolist()
-    plain = run_readme_pandas()
-    assert list(plain.columns) == ["org", "model", "download_count", "downloads_gained"]
-    assert plain.values.tolist() == actual[list(plain.columns)].values.tolist()
-    # exact integers, not HUGEINT turned float64 (which loses digits above 2**53)
-    assert actual.dtypes[["download_count", "downloads_gained"]].tolist() == ["int64", "int64"]
-    fast = run_readme_polars()
-    assert list(fast.columns) == list(plain.columns)
-    assert fast.values.tolist() == plain.values.tolist()
 
 
 # --- the command -----------------------------------------------------------------------------

@@ -7,41 +7,13 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
-from helpers import (
-    config_document,
-    readme_dates,
-    run_readme_duckdb,
-    run_readme_pandas,
-    run_readme_polars,
-    write_config,
-)
+from helpers import extract_two_days
 
-import connector
 from connector.cli import main
 from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
-
-
-def extract_two_days(
-    registry: SimulatedRegistry,
-    tmp_path: Path,
-    version_detail: str = "missing",
-    dates: tuple[str, str] = ("2026-01-01", "2026-01-02"),
-    out_name: str = "out",
-) -> Path:
-    out = tmp_path / out_name
-    document = config_document(registry, out, registry_settings={"version_detail": version_detail})
-    config = write_config(tmp_path / "c.yaml", document)
-    for day, snapshot_date in zip((1, 2), dates, strict=True):
-        registry.set_day(day)
-        result = CliRunner().invoke(
-            main, ["extract", "--config", str(config), "--date", snapshot_date, "--allow-backdate"]
-        )
-        assert result.exit_code == 0, result.output
-    return out
 
 
 def test_per_version_gains_equal_ground_truth(
@@ -107,25 +79,3 @@ def test_unknown_counts_are_excluded_and_counted(
     )
     assert unknown > 0
     assert f"note: {unknown} row(s) with an unknown download count excluded" in result.stderr
-
-
-def test_the_readme_queries_agree_with_the_report_on_an_extracted_dataset(
-    start_simulator: StartSimulator, tmp_path: Path, token_env: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The README's DuckDB and pandas queries, read from the README, on what `connector extract`
-    published on the README's own dates (into `data/`, the path the README uses)."""
-    registry = start_simulator(orgs=2, models_per_org=3, versions_shape="objects", seed=5)
-    start, end = readme_dates()
-    data = extract_two_days(
-        registry, tmp_path, dates=(start.isoformat(), end.isoformat()), out_name="data"
-    )
-    expected = connector.report(data, start=start, end=end, by="model", top=None)
-    assert expected["downloads_gained"].sum() > 0
-    monkeypatch.chdir(tmp_path)
-    columns = ["org", "model", "download_count", "downloads_gained"]
-    duck = run_readme_duckdb()
-    plain = run_readme_pandas()
-    assert duck[columns].values.tolist() == expected[columns].values.tolist()
-    assert plain[columns].values.tolist() == expected[columns].values.tolist()
-    fast = run_readme_polars()
-    assert fast[columns].values.tolist() == expected[columns].values.tolist()

@@ -426,7 +426,7 @@ def test_an_object_replaced_during_the_read_is_read_again(
     reader.start()
     assert gate.arrived.wait(60)
     # S3's LastModified has whole seconds, and the new object has the old one's size: the
-    # replacement must land in a later second to be told apart (the README names this gap).
+    # replacement must land in a later second to be told apart (docs/querying.md names this gap).
     while int(time.time()) <= int(uploaded):
         time.sleep(0.05)
     upload(tmp_path / "new", s3_bucket, "lake")  # the first day's object, replaced

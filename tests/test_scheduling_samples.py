@@ -25,11 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from airflow_runs import airflow_env, airflow_home, dotted, run_python
 from click.testing import CliRunner
-from helpers import TOKEN, config_document, write_config
+from helpers import TOKEN, config_document, parse_with_cli, write_config
 
 import connector
 from connector.cli import main
@@ -41,7 +40,7 @@ SAMPLES = ROOT / "sample_configs"
 CRONTAB = SAMPLES / "crontab"
 WRAPPER = SAMPLES / "run-connector.sh"
 DAG_FILE = SAMPLES / "airflow_dag.py"
-README = ROOT / "README.md"
+SCHEDULING_DOCS = ROOT / "docs" / "scheduling.md"
 
 
 # --- cron syntax ---------------------------------------------------------------------------
@@ -138,15 +137,6 @@ def connector_invocations(command: str) -> list[list[str]]:
     return found
 
 
-def parse_with_cli(arguments: list[str]) -> dict[str, Any]:
-    """Let the real CLI parse `SUBCOMMAND ARGS...` (nothing runs): unknown options fail here."""
-    name, *rest = arguments
-    command = main.get_command(click.Context(main), name)
-    assert command is not None, f"connector has no {name!r} command"
-    context = command.make_context(name, list(rest))
-    return dict(context.params)
-
-
 # --- the crontab ---------------------------------------------------------------------------
 
 
@@ -190,9 +180,9 @@ def test_crontab_connector_invocations_parse_with_the_real_cli() -> None:
     assert str(report["output"]).endswith(".html")
 
 
-def test_readme_cron_lines_parse_with_the_real_cli() -> None:
-    blocks = re.findall(r"```cron\n(.*?)```", README.read_text(encoding="utf-8"), re.S)
-    assert blocks, "the README's Scheduling section has no ```cron block"
+def test_the_docs_cron_lines_parse_with_the_real_cli() -> None:
+    blocks = re.findall(r"```cron\n(.*?)```", SCHEDULING_DOCS.read_text(encoding="utf-8"), re.S)
+    assert blocks, "docs/scheduling.md has no ```cron block"
     for block in blocks:
         _, jobs = cron_jobs(block)
         for _fields, command in jobs:

@@ -1,10 +1,9 @@
 """A dataset holding v1 and v2 partitions side by side stays readable by every consumer that
-runs here: `connector report`, `load_snapshots`, and the README's DuckDB and pandas snippets,
-read from the README itself and run as written (paths aside)."""
+runs here: `connector report`, `load_snapshots`, and the DuckDB, pandas and polars recipes,
+read from docs/querying.md and run as written (paths aside)."""
 
 from __future__ import annotations
 
-import re
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -15,14 +14,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
+from helpers import docs_block, run_docs_duckdb, run_docs_python
 
 from connector import load_snapshots, report
 from connector.cli import main
 from connector.dataset.schema import FILE_SCHEMA, SCHEMA_VERSION
 
-README = Path(__file__).resolve().parent.parent / "README.md"
 V2_COLUMNS = ("file_size_bytes", "license", "task", "tags")
-# The README's examples compare these two dates.
+# A week apart: the recipes' window (the latest snapshot against the one 7 days older).
 START, END = "2026-11-22", "2026-11-29"
 
 
@@ -71,15 +70,6 @@ def mixed(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def readme_block(section: str, language: str) -> str:
-    """The first ```language block after the README heading `section`."""
-    text = README.read_text(encoding="utf-8")
-    after = text[text.index(f"\n### {section}\n") :]
-    match = re.search(rf"```{language}\n(.*?)```", after, re.DOTALL)
-    assert match is not None, f"no {language} block under {section}"
-    return match.group(1)
-
-
 def gains(frame: pd.DataFrame) -> list[tuple[str, int]]:
     return [
         (str(m), int(g)) for m, g in zip(frame["model"], frame["downloads_gained"], strict=True)
@@ -114,10 +104,14 @@ def test_connector_report_reads_a_mixed_dataset(mixed: Path) -> None:
     assert "acme" in result.output
 
 
-def test_readme_duckdb_query_reads_a_mixed_dataset(mixed: Path) -> None:
-    sql = readme_block("DuckDB", "sql").replace("data/model_versions", f"{mixed}/model_versions")
+def on_mixed(code: str, mixed: Path) -> str:
+    return code.replace("data/model_versions", f"{mixed}/model_versions")
+
+
+def test_the_duckdb_recipe_reads_a_mixed_dataset(mixed: Path) -> None:
+    sql = on_mixed(docs_block("duckdb"), mixed)
     assert "union_by_name = true" in sql
-    assert gains(duckdb.sql(sql).df()) == [("a", 60), ("b", 5)]
+    assert gains(run_docs_duckdb(sql)) == [("a", 60), ("b", 5)]
     columns = duckdb.sql(
         f"SELECT tags, file_size_bytes FROM read_parquet('{mixed}/model_versions/*/*.parquet', "
         "hive_partitioning = true, union_by_name = true) ORDER BY snapshot_date, model"
@@ -125,36 +119,17 @@ def test_readme_duckdb_query_reads_a_mixed_dataset(mixed: Path) -> None:
     assert columns == [(None, None), (None, None), (None, 2**40), (["nlp"], None)]
 
 
-def test_readme_pandas_snippet_reads_a_mixed_dataset(mixed: Path) -> None:
-    code = readme_block("pandas", "python").replace(
-        "data/model_versions", f"{mixed}/model_versions"
-    )
-    code = code.replace('"2026-11-22"', f'"{START}"').replace('"2026-11-29"', f'"{END}"')
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md (pandas)", "exec"), namespace)
-    assert gains(namespace["result"]) == [("a", 60), ("b", 5)]
+@pytest.mark.parametrize("name", ["pandas", "polars"])
+def test_the_python_recipes_read_a_mixed_dataset(name: str, mixed: Path) -> None:
+    assert gains(run_docs_python(name, on_mixed(docs_block(name), mixed))) == [("a", 60), ("b", 5)]
 
 
-def test_readme_polars_snippet_reads_a_mixed_dataset(mixed: Path) -> None:
-    code = readme_block("polars", "python").replace(
-        "data/model_versions", f"{mixed}/model_versions"
-    )
-    start, end = date.fromisoformat(START), date.fromisoformat(END)
-    code = code.replace("date(2026, 11, 22)", f"date({start.year}, {start.month}, {start.day})")
-    code = code.replace("date(2026, 11, 29)", f"date({end.year}, {end.month}, {end.day})")
-    code = code.replace(
-        "datetime(2026, 11, 22,", f"datetime({start.year}, {start.month}, {start.day},"
-    )
-    namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md (polars)", "exec"), namespace)
-    assert gains(namespace["result"].to_pandas()) == [("a", 60), ("b", 5)]
-
-
-def test_the_detail_columns_need_the_schema_in_pyarrow_and_get_it_from_the_readme(
+def test_the_detail_columns_need_the_schema_in_pyarrow_and_get_it_from_the_recipe(
     mixed: Path,
 ) -> None:
-    """Without the schema, pyarrow takes the first (v1) file's: the reason the README passes
-    `schema=connector.DATASET_SCHEMA`."""
+    """Without the schema, pyarrow takes the first (v1) file's: the reason the pandas recipe
+    passes `schema=connector.DATASET_SCHEMA`."""
+    assert "schema=connector.DATASET_SCHEMA" in docs_block("pandas")
     from connector import DATASET_SCHEMA
 
     with pytest.raises(pa.ArrowInvalid, match="file_size_bytes"):
