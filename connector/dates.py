@@ -14,11 +14,8 @@ from connector.errors import ConfigError
 
 _ISO_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
-DayLike = date | str
-"""What a public function accepts for a day: a `date` (not a `datetime`) or `YYYY-MM-DD`."""
 
-
-def as_day(value: DayLike, name: str = "date") -> date:
+def as_day(value: date | str, name: str = "date") -> date:
     """`value` as a `date`; ConfigError (exit code 2) naming `name` when it is not a day."""
     if isinstance(value, datetime):  # a datetime is a date subclass: its time would be lost
         raise ConfigError([f"{name}: expected a date or YYYY-MM-DD, got a datetime ({value})"])
@@ -33,6 +30,6 @@ def as_day(value: DayLike, name: str = "date") -> date:
     raise ConfigError([f"{name}: expected a date or YYYY-MM-DD, got {shown[:60]}"])
 
 
-def as_optional_day(value: DayLike | None, name: str = "date") -> date | None:
+def as_optional_day(value: date | str | None, name: str = "date") -> date | None:
     """`as_day` for an argument that may be left out."""
     return None if value is None else as_day(value, name)

@@ -34,7 +34,7 @@ from connector.dataset.layout import DATASET_DIR, partition_path
 from connector.dataset.locate import open_store
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
 from connector.dataset.store import STORAGE_ERRORS, Store
-from connector.dates import DayLike, as_day, as_optional_day
+from connector.dates import as_day, as_optional_day
 from connector.errors import ConfigError, OutputError
 
 Source = str | os.PathLike[str] | Store
@@ -133,8 +133,8 @@ def _row_filter(orgs: Sequence[str] | None, models: Sequence[str] | None) -> Any
 
 def load_snapshots(
     uri: Source,
-    start: DayLike | None = None,
-    end: DayLike | None = None,
+    start: date | str | None = None,
+    end: date | str | None = None,
     columns: Sequence[str] | None = None,
     orgs: Sequence[str] | None = None,
     models: Sequence[str] | None = None,
@@ -191,7 +191,7 @@ def _read(
 
 
 def read_manifest(
-    uri: Source, day: DayLike, storage_options: Mapping[str, Any] | None = None
+    uri: Source, day: date | str, storage_options: Mapping[str, Any] | None = None
 ) -> dict[str, Any] | None:
     """The manifest of one snapshot (`day`: a `date` or `YYYY-MM-DD`), or None when that
     snapshot has none (see `connector.dataset.partition.read_manifest`)."""

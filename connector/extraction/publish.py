@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from datetime import date
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -24,7 +25,7 @@ from connector.dataset.layout import LOCK_NAME
 from connector.dataset.partition import PublishResult
 from connector.dataset.published import published_targets
 from connector.dataset.store import STORAGE_ERRORS
-from connector.dates import DayLike, as_day
+from connector.dates import as_day
 from connector.errors import ConfigError, OutputError, ShardsError
 from connector.extraction.context import RunContext
 from connector.extraction.guards import describe_missing, missing_targets
@@ -41,7 +42,7 @@ _MAX_TARGET_PROBLEMS = 5
 
 def publish(
     config: Config,
-    date: DayLike,
+    date: date | str,
     shards: int,
     output: str | None = None,
     *,

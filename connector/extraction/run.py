@@ -14,13 +14,13 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from connector.config import Config
 from connector.dataset import partition
 from connector.dataset.layout import LOCK_NAME
 from connector.dataset.published import published_targets
-from connector.dates import DayLike, as_optional_day
+from connector.dates import as_optional_day
 from connector.errors import ConfigError, OutputError
 from connector.extraction.context import RunContext
 from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
@@ -49,7 +49,7 @@ __all__ = ["UPGRADE_HINT", "extract"]
 
 def extract(
     config: Config,
-    date: DayLike | None = None,
+    date: date | str | None = None,
     output: str | None = None,
     *,
     min_success_ratio: float | None = None,
