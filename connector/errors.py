@@ -106,6 +106,19 @@ class ConfigError(ConnectorError):
         lines = "\n".join(f"  {p}" for p in self.problems)
         super().__init__(f"{len(self.problems)} configuration problem(s){where}:\n{lines}")
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuilt from its problems (a part process returns errors by pickle): the default
+        would call the class with the message as its only argument."""
+        return (_rebuild_config_error, (type(self), self.problems, self.source))
+
+
+def _rebuild_config_error(
+    kind: type[ConfigError], problems: list[str], source: str | None
+) -> ConfigError:
+    error = kind.__new__(kind)
+    ConfigError.__init__(error, problems, source)
+    return error
+
 
 class OutputError(ConnectorError):
     """The dataset could not be written, published or read."""

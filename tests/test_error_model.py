@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 import pytest
 import requests
 import urllib3
@@ -11,6 +13,7 @@ from connector import errors
 from connector.errors import (
     RETRYABLE_ERROR_TYPES,
     RETRYABLE_STATUSES,
+    ConfigError,
     ErrorType,
     OrgBlockedError,
     PayloadError,
@@ -26,6 +29,7 @@ from connector.errors import (
     status_error_type,
     target_error,
 )
+from connector.extraction.guards import SnapshotDateError
 from connector.http.client import _Call, _transport_error
 
 
@@ -194,3 +198,13 @@ def test_only_a_payload_error_carries_a_body() -> None:
     assert PayloadError("d", raw=b"<html>", status=200).raw == b"<html>"
     for status in (400, 404, 409, 422):
         assert not hasattr(target_error(status_error_type(status), "d", status=status), "raw")
+
+
+def test_a_config_error_survives_pickling_with_its_problems() -> None:
+    """A part process returns its errors by pickle: the problems and message come back whole,
+    also for a subclass with another constructor."""
+    for error in (ConfigError(["a: bad", "b: worse"], "x.yaml"), SnapshotDateError("--date x")):
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error)
+        assert copy.problems == error.problems and copy.source == error.source
+        assert str(copy) == str(error)

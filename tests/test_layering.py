@@ -109,3 +109,92 @@ def test_the_test_import_checker_sees_both_forms(tmp_path: Path) -> None:
         "from test_dataset import V\ndef f():\n    import test_s3\n    from conftest import X\n"
     )
     assert imported_test_modules(probe) == {"test_dataset", "test_s3", "conftest"}
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _runtime_imports(path: Path, known: set[str], root: Path) -> set[str]:
+    """The connector modules a module imports when it runs: at module level or inside a
+    function alike (a function-level import still makes a cycle), but not under TYPE_CHECKING
+    (it never runs); `from package import module` counts as the module."""
+    found: set[str] = set()
+
+    def resolve(name: str) -> str | None:
+        while name and name not in known:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.Import):
+            found.update(m for alias in node.names if (m := resolve(alias.name)))
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            for alias in node.names:
+                target = resolve(f"{node.module}.{alias.name}") or resolve(node.module)
+                if target:
+                    found.add(target)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")))
+    return found - {_module_name(path, root)}
+
+
+def import_cycles(paths: list[Path], root: Path = PACKAGE.parent) -> list[list[str]]:
+    """Strongly connected groups of more than one module (Tarjan's algorithm); `root` is the
+    directory that holds the package."""
+    known = {_module_name(path, root) for path in paths}
+    graph = {_module_name(path, root): _runtime_imports(path, known, root) for path in paths}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def connect(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for other in sorted(graph.get(node, ())):
+            if other not in index:
+                connect(other)
+                low[node] = min(low[node], low[other])
+            elif other in stack:
+                low[node] = min(low[node], index[other])
+        if low[node] == index[node]:
+            group = []
+            while True:
+                member = stack.pop()
+                group.append(member)
+                if member == node:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for node in sorted(graph):
+        if node not in index:
+            connect(node)
+    return cycles
+
+
+def test_no_import_cycle_anywhere_in_the_package() -> None:
+    """Inside packages too, and through imports made inside functions."""
+    assert import_cycles(modules()) == []
+
+
+def test_the_cycle_finder_sees_a_cycle_through_a_function_level_import(tmp_path: Path) -> None:
+    package = tmp_path / "connector"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "a.py").write_text("from connector import b\n")
+    (package / "b.py").write_text("def f():\n    from connector.a import x\n")
+    (package / "c.py").write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from connector import a\n"
+    )
+    assert import_cycles(sorted(package.rglob("*.py")), tmp_path) == [
+        ["connector.a", "connector.b"]
+    ]
