@@ -424,25 +424,40 @@ class TargetFailure:
 
     @classmethod
     def from_dict(cls, record: dict[str, Any]) -> TargetFailure:
-        """A failure read back from `to_dict` (a staged shard's record)."""
-        status = record.get("status")
-        where = f"{record.get('org')}/{record.get('model')}"
-        http = f"HTTP {status} " if status is not None else ""
-        word = record.get("error_type")
+        """A failure read back from `to_dict` (a staged part's record): untrusted, so every
+        field is checked; ShardsError says which is wrong."""
+        status, word = record.get("status"), record.get("error_type")
+        org, model = record.get("org"), record.get("model")
+        server = record.get("server_error_type")
+        detail, attempts = record.get("detail", ""), record.get("attempts", 0)
+        where = f"{str(org)[:100]}/{str(model)[:200]}"
         if word not in set(ErrorType):
             raise ShardsError(
-                f"the staged failure of {where} has error_type {word!r}, which this connector "
-                "does not know (staged by another version?); re-run that shard"
+                f"the staged failure of {where} has error_type {str(word)[:60]!r}, which this "
+                "connector does not know (staged by another version?); re-run that shard"
             )
+        typed = (
+            isinstance(org, str)
+            and (model is None or isinstance(model, str))
+            and (status is None or (isinstance(status, int) and not isinstance(status, bool)))
+            and (server is None or isinstance(server, str))
+            and isinstance(detail, str)
+            and isinstance(attempts, int)
+            and not isinstance(attempts, bool)
+        )
+        if not typed:
+            raise ShardsError(f"the staged failure of {where} is not a failure record")
+        assert isinstance(org, str) and isinstance(detail, str) and isinstance(attempts, int)
+        http = f"HTTP {status} " if status is not None else ""
         return cls(
-            org=str(record.get("org") or ""),
-            model=record.get("model"),
+            org=org,
+            model=model,
             status=status,
             error_type=ErrorType(word),
-            server_error_type=record.get("server_error_type"),
-            detail=str(record.get("detail")),
-            attempts=int(record.get("attempts") or 0),
-            message=f"{where}: {http}{word}: {record.get('detail')}",
+            server_error_type=server,
+            detail=detail,
+            attempts=attempts,
+            message=f"{where}: {http}{word}: {detail}",
         )
 
 

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+from pathlib import Path
+from typing import Any
 
 import pytest
+from helpers import TOKEN, config_document
 
+from connector import extract
+from connector.config import parse_config
 from connector.errors import (
     EXIT_CODE_DOCS,
     EXIT_CODE_PRECEDENCE,
@@ -17,6 +23,8 @@ from connector.errors import (
     combine_outcomes,
     decide_exit_code,
 )
+from connector.extraction.summary import MAX_LISTED
+from connector.simulator.server import FaultPlan
 
 # (the facts of a run, the exit code): single conditions first, then rows where several apply.
 EXIT_CODE_CASES: list[tuple[RunOutcome, ExitCode]] = [
@@ -105,3 +113,29 @@ def test_a_failure_record_is_frozen_and_redacted_once_built() -> None:
     assert "acme/m" in failure.message
     with pytest.raises(dataclasses.FrozenInstanceError):
         failure.detail = "changed"  # type: ignore[misc]
+
+
+def test_a_registry_that_fails_every_model_costs_a_bounded_summary_manifest_and_record(
+    start_simulator: Any, tmp_path: Path
+) -> None:
+    """150 failed models: the summary, the manifest and the run record list the first 100
+    (sorted) and count the rest, and the text summary says where the first 100 are."""
+    registry = start_simulator(orgs=1, models_per_org=160)
+    failing = registry.targets()[:150]
+    registry.set_faults(FaultPlan(not_found=frozenset(f"{o}/{m}" for o, m in failing)))
+    document = config_document(registry, tmp_path / "out", output_settings={"min_success_ratio": 0})
+    summary = extract(
+        parse_config(document, env={"MODEL_REGISTRY_TOKEN": TOKEN}),
+        "2026-01-01",
+        allow_backdate=True,
+    )
+    assert summary.published and summary.failure_count == 150
+    assert [f.model for f in summary.failures] == [m for _, m in failing[:MAX_LISTED]]
+    assert summary.omitted == {"failures": 50}
+    manifest = json.loads(
+        next((tmp_path / "out").glob("model_versions/*/_manifest.json")).read_text()
+    )
+    assert len(manifest["failures"]) == MAX_LISTED and manifest["omitted"] == {"failures": 50}
+    record = json.loads(Path(summary.record or "").read_text())
+    assert len(record["failures"]) == MAX_LISTED and record["omitted"] == {"failures": 50}
+    assert "and 140 more failure(s), the first 100 are listed in" in summary.render_text()

@@ -364,3 +364,52 @@ def test_shards_obey_the_snapshot_date_guard(setup: Any) -> None:
         assert extract_shard(config, f"{index}/2").exit_code == 0
     assert publish(config, 2).exit_code == 0
     assert json.loads((partition(out) / "_manifest.json").read_text())["backdated"] is True
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        (lambda record: b"{not json", "is not valid JSON"),
+        (lambda record: b"[1, 2]", "does not hold a shard record"),
+        (
+            lambda record: json.dumps({**record, "targets_attempted": "many"}).encode(),
+            "targets_attempted",
+        ),
+        (lambda record: json.dumps({**record, "run_outcome": 5}).encode(), "run_outcome"),
+        (
+            lambda record: json.dumps({**record, "failures": [{"error_type": "made_up"}]}).encode(),
+            "made_up",
+        ),
+        (lambda record: b" " * (17 * 2**20), "larger than"),
+        (
+            lambda record: json.dumps(
+                {**record, "failures": [{"org": "o", "error_type": "not_found", "attempts": "x"}]}
+            ).encode(),
+            "is not a failure record",
+        ),
+    ],
+    ids=[
+        "not-json",
+        "a-list",
+        "wrong-type",
+        "wrong-shape",
+        "unknown-error-type",
+        "huge",
+        "bad-failure",
+    ],
+)
+def test_a_part_record_that_is_not_one_is_refused_naming_it(
+    setup: Any, change: Callable[[dict[str, Any]], bytes], named: str
+) -> None:
+    """A part's record is read back as untrusted input: a damaged or foreign one is one Error:
+    line naming the object and what is wrong, never a traceback, and nothing is published."""
+    _, out, config = setup
+    for index in (1, 2):
+        assert extract_shard(config, f"{index}/2").exit_code == 0
+    path = out / staging.part_path(DAY, 2, 2) / staging.RECORD_NAME
+    path.write_bytes(change(json.loads(path.read_text())))
+    result = publish(config, 2)
+    assert result.exit_code in (ExitCode.OUTPUT, ExitCode.SHARDS_INCOMPLETE), result.output
+    assert result.stderr.startswith("Error: ") and "Traceback" not in result.output
+    assert "2-of-2" in result.stderr and named in result.stderr
+    assert not partition(out).exists()

@@ -51,6 +51,12 @@ def test_a_signal_stops_the_run_cleanly(
     assert summary["targets"]["succeeded"] == 0
     assert "Traceback" not in stderr
     assert f"{signal.Signals(signum).name} received: stopping" in stderr
+    # One line says the run was interrupted and how many targets did not run: no line per
+    # target, and no "aborted" (which means a 426) anywhere.
+    errors = [line for line in stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1, errors
+    assert "the run was interrupted: 12 target(s) did not run" in errors[0]
+    assert "aborted" not in stderr
     assert not (out / "model_versions").exists()  # nothing published
     assert not list(out.glob("_staging/*"))  # nothing staged, nothing left half written
     assert not list(out.glob("_shards/*/*/*"))

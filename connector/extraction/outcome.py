@@ -159,6 +159,7 @@ def summarize(context: RunContext, tally: Tally, ending: Ending) -> RunSummary:
         targets_failed=tally.failures.total > 0,
     )
     published = ending.published
+    failures, dropped = tally.failures.sorted(), tally.dropped.sorted()  # bounded: count known
     missing, missing_left_out = first(f"{org}/{model}" for org, model in ending.missing)
     warnings, warnings_left_out = first(dict.fromkeys([*context.warnings, *tally.warnings]))
     omitted = {
@@ -182,8 +183,8 @@ def summarize(context: RunContext, tally: Tally, ending: Ending) -> RunSummary:
         files=list(published.files) if published else list(tally.files),
         requests=dict(sorted(tally.requests.items())),
         requests_by_operation=dict(sorted(tally.requests_by_operation.items())),
-        failures=tuple(tally.failures.sorted()),
-        dropped_versions=tally.dropped.sorted(),
+        failures=tuple(failures),
+        dropped_versions=dropped,
         auth_failed_orgs=list(tally.blocked_orgs),
         published=published is not None,
         partition=str(published.partition) if published else None,

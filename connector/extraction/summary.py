@@ -19,6 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 from connector._version import __version__
 from connector.dataset.schema import SCHEMA_VERSION
 from connector.errors import (
+    ConnectorError,
     ErrorType,
     ExitCode,
     OutputError,
@@ -156,7 +157,12 @@ class RunSummary:
             problem = exc.errors(include_url=False, include_input=False)[0]
             where = ".".join(str(part) for part in problem["loc"])
             raise OutputError(f"{shown}: {where}: {problem['msg']}") from None
-        read = tuple(TargetFailure.from_dict(item) for item in failures if isinstance(item, dict))
+        if not all(isinstance(item, dict) for item in failures):
+            raise OutputError(f"{shown}: failures holds an entry that is not an object")
+        try:
+            read = tuple(TargetFailure.from_dict(item) for item in failures)
+        except ConnectorError as exc:
+            raise OutputError(f"{shown}: {exc}") from None
         return dataclasses.replace(summary, failures=read)
 
     def _from_shards(self) -> str:
