@@ -17,12 +17,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import click
 import duckdb
 import pandas as pd
 import requests
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
+from connector.cli import main
 from connector.dataset.schema import COLUMN_NAMES
 from connector.simulator.faults import Reply
 from connector.simulator.server import SimulatedRegistry
@@ -164,6 +166,15 @@ def config_document(
         "orgs": orgs,
         "output": {"uri": str(output), **(output_settings or {})},
     }
+
+
+def parse_with_cli(arguments: list[str]) -> dict[str, Any]:
+    """Let the real CLI parse `SUBCOMMAND ARGS...` (nothing runs): unknown options fail here."""
+    name, *rest = arguments
+    command = main.get_command(click.Context(main), name)
+    assert command is not None, f"connector has no {name!r} command"
+    context = command.make_context(name, list(rest))
+    return dict(context.params)
 
 
 def write_config(path: Path, document: dict[str, Any]) -> Path:

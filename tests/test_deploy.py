@@ -22,7 +22,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 import yaml
 from deploy_files import (
@@ -42,12 +41,11 @@ from deploy_files import (
     uncomment_s3_credentials,
     volumes,
 )
-from helpers import REPO
+from helpers import REPO, parse_with_cli
 from hung_runs import BOUND
 from packaging.requirements import Requirement
 
 from connector._version import __version__
-from connector.cli import main
 from connector.config import parse_config
 from connector.errors import ConfigError, ExitCode
 
@@ -76,14 +74,6 @@ def run(*command: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]
 
 def kubernetes_validate(version: str, *paths: Path) -> subprocess.CompletedProcess[str]:
     return run(BIN / "kubernetes-validate", "--strict", "--quiet", "-k", version, *paths)
-
-
-def parse_with_cli(arguments: list[str]) -> dict[str, Any]:
-    """Let the real CLI parse `SUBCOMMAND ARGS...` (nothing runs): unknown options fail here."""
-    name, *rest = arguments
-    command = main.get_command(click.Context(main), name)
-    assert command is not None, f"connector has no {name!r} command"
-    return dict(command.make_context(name, list(rest)).params)
 
 
 def airflow_sample() -> ast.Module:

@@ -25,11 +25,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from airflow_runs import airflow_env, airflow_home, dotted, run_python
 from click.testing import CliRunner
-from helpers import TOKEN, config_document, write_config
+from helpers import TOKEN, config_document, parse_with_cli, write_config
 
 import connector
 from connector.cli import main
@@ -136,15 +135,6 @@ def connector_invocations(command: str) -> list[list[str]]:
                 found.append(words[index + 1 :])
                 break
     return found
-
-
-def parse_with_cli(arguments: list[str]) -> dict[str, Any]:
-    """Let the real CLI parse `SUBCOMMAND ARGS...` (nothing runs): unknown options fail here."""
-    name, *rest = arguments
-    command = main.get_command(click.Context(main), name)
-    assert command is not None, f"connector has no {name!r} command"
-    context = command.make_context(name, list(rest))
-    return dict(context.params)
 
 
 # --- the crontab ---------------------------------------------------------------------------
