@@ -70,7 +70,7 @@ bench: $(STAMP)
 # The wheel and the sdist (version from connector/_version.py) into $(DIST): what the Airflow
 # samples install and what a private index serves. uv builds the sdist, then the wheel from it,
 # so a file missing from the sdist fails here. File dates come from the last commit, so the
-# same commit gives the same archives.
+# same commit gives the same wheel (setuptools stamps the sdist with the build time).
 DIST ?= dist
 dist: $(UV_BIN)
 	rm -f $(DIST)/model_versions_connector-*
@@ -98,7 +98,7 @@ LIMITS ?= --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
 CA_BUNDLE ?= $(SSL_CERT_FILE)
 image:
 	$(CONTAINER) $(CONTAINER_OPTS) build $(LIMITS) -f deploy/Dockerfile \
-		--build-arg BASE_IMAGE=$(BASE_IMAGE) \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg UV_VERSION=$(UV_VERSION) \
 		$(if $(CA_BUNDLE),--secret id=ca-bundle$(,)src=$(CA_BUNDLE)) -t $(IMAGE) .
 
 # Where no image registry can be reached: a Debian 12 base made from Debian's packages with

@@ -245,6 +245,15 @@ def test_the_memory_limit_covers_the_configured_budget() -> None:
     assert IMPORTED_BYTES < quantity_bytes(resources["requests"]["memory"]) <= limit
 
 
+def test_the_image_installs_with_the_makefiles_uv() -> None:
+    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
+    [pinned] = re.findall(r"^UV_VERSION := (\S+)$", makefile, re.M)
+    dockerfile = DOCKERFILE.read_text(encoding="utf-8")
+    assert re.findall(r"^ARG UV_VERSION=(\S+)$", dockerfile, re.M) == [pinned]
+    assert "--build-arg UV_VERSION=$(UV_VERSION)" in makefile
+    assert "uv sync --locked --no-dev --no-install-project" in dockerfile
+
+
 def test_the_deployment_and_the_samples_name_this_version() -> None:
     image = container()["image"]
     assert image.rsplit(":", 1)[1] == __version__
