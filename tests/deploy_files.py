@@ -88,5 +88,6 @@ def dockerfile_user() -> tuple[int, int]:
 def quantity_bytes(quantity: str) -> int:
     """A Kubernetes memory quantity (binary suffixes only, as the manifest uses) in bytes."""
     units = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
-    number, unit = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity).groups()  # type: ignore[union-attr]
-    return int(number) * units[unit]
+    match = re.fullmatch(r"(\d+)(Ki|Mi|Gi)", quantity)
+    assert match, f"not a binary memory quantity: {quantity}"
+    return int(match[1]) * units[match[2]]
