@@ -18,10 +18,11 @@ export UV_PYTHON := $(PYTHON)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 
+, := ,
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
 
-.PHONY: install lock test test-airflow lint docs docs-check demo bench clean
+.PHONY: install lock test test-airflow lint docs docs-check demo bench clean dist deploy-check image base-image test-image
 
 install: $(STAMP)
 
@@ -77,6 +78,54 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_report.py
+
+# The wheel and the sdist (version from connector/_version.py) into $(DIST): what the Airflow
+# samples install and what a private index serves. uv builds the sdist, then the wheel from it,
+# so a file missing from the sdist fails here. File dates come from the last commit, so the
+# same commit gives the same wheel (setuptools stamps the sdist with the build time).
+DIST ?= dist
+dist: $(UV_BIN)
+	rm -f $(DIST)/model_versions_connector-*
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 315532800) \
+		$(UV) build --quiet --no-create-gitignore --out-dir $(DIST)
+
+# Checks the deployment files (tests/test_deploy.py): hadolint on deploy/Dockerfile, the
+# manifests against the Kubernetes schemas bundled in kubernetes-validate (strict: an unknown
+# field fails), their agreement with the code, and `make dist`'s archives installed in a fresh
+# virtualenv. `make test` runs the same tests.
+deploy-check: $(STAMP)
+	$(PY) -m pytest tests/test_deploy.py
+
+# The container image (deploy/Dockerfile), built with podman, or CONTAINER=docker.
+# CONTAINER_OPTS: runc where it is installed, because crun (podman's default on Debian) refuses
+# hosts that mount cgroup v1 controllers beside cgroup v2 ("cgroups in hybrid mode not
+# supported"). LIMITS: podman's default open-files limit exceeds what some hosts allow (EPERM).
+# CA_BUNDLE: a CA bundle for a package index behind a TLS-intercepting proxy (build secret).
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' connector/_version.py)
+IMAGE ?= localhost/model-versions-connector:$(VERSION)
+BASE_IMAGE ?= docker.io/library/debian:bookworm-slim
+CONTAINER ?= podman
+CONTAINER_OPTS ?= $(if $(and $(filter podman,$(CONTAINER)),$(shell command -v runc)),--runtime runc)
+LIMITS ?= --ulimit nofile=4096:4096 --ulimit nproc=4096:4096
+CA_BUNDLE ?= $(SSL_CERT_FILE)
+image:
+	$(CONTAINER) $(CONTAINER_OPTS) build $(LIMITS) -f deploy/Dockerfile \
+		--build-arg BASE_IMAGE=$(BASE_IMAGE) --build-arg UV_VERSION=$(UV_VERSION) \
+		$(if $(CA_BUNDLE),--secret id=ca-bundle$(,)src=$(CA_BUNDLE)) -t $(IMAGE) .
+
+# Where no image registry can be reached: a Debian 12 base made from Debian's packages with
+# debootstrap (as root), then `make test-image BASE_IMAGE=$(LOCAL_BASE)`.
+LOCAL_BASE ?= localhost/debian-minbase:bookworm
+DEBIAN_MIRROR ?= http://deb.debian.org/debian
+base-image:
+	root=$$(mktemp -d) && trap 'rm -rf "$$root"' EXIT \
+		&& debootstrap --variant=minbase bookworm "$$root" $(DEBIAN_MIRROR) \
+		&& tar -C "$$root" -c . | $(CONTAINER) $(CONTAINER_OPTS) import - $(LOCAL_BASE)
+
+# Builds the image, then runs it as deploy/cronjob.yaml does (tests/test_image.py).
+test-image: image $(STAMP)
+	CONNECTOR_IMAGE=$(IMAGE) CONNECTOR_CONTAINER="$(CONTAINER) $(CONTAINER_OPTS)" \
+		CONNECTOR_CONTAINER_LIMITS="$(LIMITS)" $(PY) -m pytest tests/test_image.py
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) .venv-uv demo-data bench-data .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,13 @@
 """Airflow 3 DAG: snapshot the model registry daily, then write the 7-day download report.
 
 Copy this file into the DAGs folder of an Airflow 3 deployment whose workers have the connector
-installed (`pip install model-versions-connector`). Tasks:
+installed from the wheel that `make dist` builds, by file path:
+
+    pip install /path/to/model_versions_connector-0.1.0-py3-none-any.whl
+
+or, with the wheel uploaded to a private package index that also mirrors PyPI (the package is
+on no public index), `pip install --index-url INDEX_URL model-versions-connector==0.1.0`; in
+the workers' environment or their image. Tasks:
 
 1. `extract_snapshot` calls `connector.extract(config, date=<the run's logical date>)` and
    returns `summary.to_dict()` (XCom `return_value`; also pushed as XCom `summary` when the

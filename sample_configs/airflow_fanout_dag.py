@@ -1,7 +1,10 @@
 """Airflow 3 DAG, fan-out variant: N shard tasks in parallel, then one publish, then the report.
 
 The same daily snapshot as `airflow_dag.py`, split so that Airflow spreads the fetching over
-its workers (any number of machines that share the dataset's output). Tasks:
+its workers (any number of machines that share the dataset's output). The workers install the
+connector as for `airflow_dag.py`: the wheel `make dist` builds,
+`pip install /path/to/model_versions_connector-0.1.0-py3-none-any.whl`, or
+`model-versions-connector==0.1.0` from a private package index. Tasks:
 
 1. `plan_shards` returns one `{"index": K, "count": N}` per shard (N from the settings below).
 2. `extract_shard` is mapped over that list with `.expand`: task K calls
