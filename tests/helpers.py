@@ -203,15 +203,6 @@ def config_document(
     }
 
 
-def parse_with_cli(arguments: list[str]) -> dict[str, Any]:
-    """Let the real CLI parse `SUBCOMMAND ARGS...` (nothing runs): unknown options fail here."""
-    name, *rest = arguments
-    command = main.get_command(click.Context(main), name)
-    assert command is not None, f"connector has no {name!r} command"
-    context = command.make_context(name, list(rest))
-    return dict(context.params)
-
-
 def write_config(path: Path, document: dict[str, Any]) -> Path:
     """Write a config document as YAML and return its path."""
     path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")

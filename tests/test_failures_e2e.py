@@ -122,7 +122,7 @@ def test_upgrade_required_aborts_and_publishes_nothing(
     result = run(write_config(tmp_path / "c.yaml", document))
     assert result.exit_code == ExitCode.INCOMPATIBLE_API
     assert "no longer accepts this connector" in result.stdout
-    assert "pip install --upgrade model-versions-connector" in result.stdout
+    assert "upgrade the connector: install a newer model-versions-connector" in result.stdout
     assert file_hashes(partition(out)) == before
     # the abort stops new calls: far fewer than the 40 targets were requested
     assert registry.stats().requests <= 4

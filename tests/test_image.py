@@ -321,11 +321,6 @@ def read_record(uri: str, pod: Pod, bucket: str) -> dict[str, Any]:
     return dict(json.loads((pod.data / Path(uri).relative_to(mounts()["data"])).read_text()))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connector: `extract --processes P` stopped by a signal writes no run record "
-    "(summary `record` is null), unlike a one-process run; found here, reported to the lead",
-)
 def test_a_stopped_multi_process_run_keeps_its_run_record(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:

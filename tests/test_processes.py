@@ -209,6 +209,9 @@ def test_a_signal_to_the_parent_stops_every_shard_process(
     assert not (out / "model_versions").exists()
     assert not any((w / staging.RECORD_NAME).exists() for w in works)  # nothing staged
     assert_lock_free(out)
+    [record] = (out / "_runs").glob("*/*.json")  # a stopped run leaves its record, too
+    assert summary["record"] == str(record)
+    assert json.loads(record.read_text())["outcome"] == "interrupted"
 
 
 def test_a_stopped_shard_keeps_the_part_an_earlier_run_staged(setup: Any) -> None:

@@ -21,7 +21,10 @@ from connector.extraction.guards import describe_missing
 from connector.extraction.interrupt import Interrupt, signal_name
 from connector.extraction.summary import MAX_LISTED, RunSummary, first, success_ratio
 
-UPGRADE_HINT = "upgrade the connector: pip install --upgrade model-versions-connector"
+UPGRADE_HINT = (
+    "upgrade the connector: install a newer model-versions-connector wheel or image "
+    "(docs/deploy.md), then run again"
+)
 
 
 class Bounded:

@@ -26,7 +26,6 @@ from connector.extraction.context import RunContext
 from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
 from connector.extraction.interrupt import Interrupt
 from connector.extraction.outcome import (
-    UPGRADE_HINT,
     Ending,
     Stop,
     Tally,
@@ -44,7 +43,7 @@ from connector.extraction.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
-__all__ = ["UPGRADE_HINT", "extract"]
+__all__ = ["extract"]
 
 
 def extract(
