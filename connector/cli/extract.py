@@ -8,7 +8,7 @@ from datetime import date
 
 import click
 
-from connector.cli.options import DAY, config_option, logging_options
+from connector.cli.options import DAY, RATIO, config_option, logging_options
 from connector.config import Config, load_config
 from connector.errors import ConfigError
 from connector.logs import add_secrets, configure_logging
@@ -59,7 +59,7 @@ def _parse_processes(_: click.Context, __: click.Parameter, value: str) -> int:
 )
 @click.option(
     "--min-success-ratio",
-    type=click.FloatRange(0, 1),
+    type=RATIO,
     help="Publish only if this share of targets succeeded; overrides output.min_success_ratio.",
 )
 @click.option(

@@ -79,9 +79,14 @@ def parse_memory_limit(text: str | int | None) -> int:
                 [f"memory limit {text!r}: expected a size like 512MB, 2GiB or 25% of memory"]
             )
         number, unit = float(match.group(1)), match.group(2).lower()
-        size = int(physical_memory() * number / 100 if unit == "%" else number * _UNITS[unit])
+        wanted = physical_memory() * number / 100 if unit == "%" else number * _UNITS[unit]
+        size = int(min(wanted, physical_memory() + 1))  # `1e400` is inf: no int of it
     if size < MEMORY_FLOOR:
         raise ConfigError([f"memory limit {text!r}: at least 1MiB is needed"])
+    if size > physical_memory():  # more than there is cannot be meant (and DuckDB refuses it)
+        raise ConfigError(
+            [f"memory limit {text!r}: more than this machine's {human_size(physical_memory())}"]
+        )
     return size
 
 
