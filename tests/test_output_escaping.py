@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner, Result
 from dataset_builders import V, write_snapshot
+from helpers import VALID_BODY, ScriptedServer, json_reply, write_config
 
 from connector.cli import main
 from connector.redaction import csv_cell, json_printable, printable
@@ -149,3 +150,45 @@ def test_json_printable_keeps_the_document_and_escapes_only_unprintables() -> No
     assert json.loads(text) == document
     assert "東京" in text and "ü" in text  # readable text stays readable
     assert_no_raw_controls(text)
+
+
+def test_server_names_reach_no_terminal_raw_from_any_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A registry that names things with terminal sequences: discovery lists a hostile name,
+    the model's version and framework are hostile, a second model fails with a hostile detail.
+    `targets`, `extract` (summary and logs) and `report` all write them escaped."""
+    hostile = "\x1b]0;owned\x07\x1b[2J\u202e"
+    listing = json_reply(200, {"models": [{"name": "acme/m"}, {"name": f"acme/x{hostile}"}]})
+    body = {
+        **VALID_BODY,
+        "latest": {**VALID_BODY["latest"], "version": f"2{hostile}", "framework": hostile},
+        "versions": [f"2{hostile}", "1.0.0"],
+    }
+    failed = json_reply(404, {"code": 404, "type": "not_found", "detail": f"gone {hostile}"})
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", "t0k3n-for-the-scripted-server")
+    outputs = []
+    with ScriptedServer([listing, json_reply(200, body), failed]) as server:
+        document = {
+            "registry": {"base_url": server.url, "token": "${MODEL_REGISTRY_TOKEN}"},
+            "orgs": [{"name": "acme", "models": ["m", "gone"]}],
+            "output": {"uri": str(tmp_path / "out"), "min_success_ratio": 0.5},
+        }
+        document["registry"]["concurrency"] = 1
+        document["registry"]["version_detail"] = "off"
+        discovering = {**document, "orgs": [{"name": "acme", "models": ["*"]}]}
+        outputs.append(run_cli(write_config(tmp_path / "d.yaml", discovering), "targets"))
+        outputs.append(run_cli(write_config(tmp_path / "c.yaml", document), "extract"))
+    assert outputs[1].exit_code == 3, outputs[1].output  # published, one model failed
+    write_snapshot(tmp_path / "out", "2020-01-01", [V("acme", "m", "1.0.0", 1)])
+    arguments = ["report", "--data", str(tmp_path / "out"), "--by", "version"]
+    outputs.append(CliRunner().invoke(main, arguments))
+    assert "acme/x\\x1b]0;owned\\x07" in outputs[0].stderr  # the skipped listing entry
+    assert "gone \\x1b]0;owned\\x07" in outputs[1].output
+    assert "2\\x1b]0;owned\\x07" in outputs[2].stdout  # the version, in the table
+    for result in outputs:
+        assert_no_raw_controls(result.output)
+
+
+def run_cli(config: Path, command: str) -> Result:
+    return CliRunner().invoke(main, [command, "--config", str(config)])

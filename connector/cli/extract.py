@@ -12,6 +12,7 @@ from connector.cli.options import DAY, RATIO, config_option, logging_options
 from connector.config import Config, load_config
 from connector.errors import ConfigError
 from connector.logs import add_secrets, configure_logging
+from connector.redaction import printable
 
 
 def _parse_shard(
@@ -121,7 +122,7 @@ def extract(
     config: Config = load_config(config_path)
     add_secrets(config.secrets())
     for warning in config.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        click.echo(f"Warning: {printable(warning)}", err=True)
     interrupt = Interrupt()
     with stop_on_signals(interrupt):
         summary = run_extract(
