@@ -8,6 +8,7 @@ import fcntl
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,10 +31,11 @@ def hung_run(start_simulator: StartSimulator, tmp_path: Path) -> tuple[Path, Pat
     return write_config(tmp_path / "c.yaml", document), out
 
 
-def start_extract(config: Path, *args: str) -> subprocess.Popen[str]:
-    """`connector extract` for today's snapshot in its own process, JSON summary on stdout."""
+def start_extract(config: Path, *args: str, prefix: tuple[str, ...] = ()) -> subprocess.Popen[str]:
+    """`connector extract` for today's snapshot in its own process, JSON summary on stdout;
+    `prefix` runs it under another command (`timeout 300`)."""
     env = {**os.environ, "MODEL_REGISTRY_TOKEN": TOKEN, "PYTHONPATH": str(REPO)}
-    command = [sys.executable, "-m", "connector", "extract", "--config", str(config)]
+    command = [*prefix, sys.executable, "-m", "connector", "extract", "--config", str(config)]
     return subprocess.Popen(
         [*command, "--summary-format", "json", *args],
         env=env,
@@ -43,13 +45,52 @@ def start_extract(config: Path, *args: str) -> subprocess.Popen[str]:
     )
 
 
-def in_flight(out: Path, process: subprocess.Popen[str]) -> Callable[[], bool]:
-    """True once the run holds the lock and has requests waiting on the server."""
+class StderrLines:
+    """Reads a process's stderr in a thread, so a test can wait for a line (an event the
+    process announces) and still have every line at the end."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen[str]) -> None:
+        assert process.stderr is not None
+        for line in process.stderr:
+            with self._changed:
+                self.lines.append(line)
+                self._changed.notify_all()
+
+    def wait_for(self, text: str, timeout: float = 30) -> None:
+        with self._changed:
+            if not self._changed.wait_for(
+                lambda: any(text in line for line in self.lines), timeout
+            ):
+                raise AssertionError(f"{text!r} never appeared on stderr: {self.lines[-5:]}")
+
+    def close(self, process: subprocess.Popen[str]) -> str:
+        """Every line, once the process has ended (killed if it has not); pipes closed."""
+        process.kill()
+        process.wait(timeout=30)
+        self._thread.join(timeout=30)
+        for stream in (process.stdout, process.stderr):
+            if stream is not None:
+                stream.close()
+        return "".join(self.lines)
+
+
+def in_flight(out: Path, process: subprocess.Popen[str] | None) -> Callable[[], bool]:
+    """True once the run holds the lock and has requests waiting on the server (`process`
+    None: whatever process holds it, such as the child of `timeout`)."""
     staging = out / "_staging"
 
     def ready() -> bool:
         lock = out / LOCK_NAME
-        return lock.is_file() and f'"pid": {process.pid}' in lock.read_text() and staging.is_dir()
+        if not (lock.is_file() and staging.is_dir()):
+            return False
+        text = lock.read_text()
+        return '"pid": ' in text and (process is None or f'"pid": {process.pid}' in text)
 
     return ready
 

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import stat
 import subprocess
@@ -282,6 +283,8 @@ def test_wrapper_is_an_executable_posix_sh_script() -> None:
         (2, "page", "exited 2 (config)"),
         (4, "page", "exited 4 (auth)"),
         (8, "page", "exited 8 (not_published)"),
+        (124, "page", "exited 124 (timed_out)"),
+        (143, "page", "exited 143 (terminated)"),
     ],
 )
 def test_wrapper_alerts_by_exit_code(
@@ -305,6 +308,26 @@ def test_wrapper_alerts_by_exit_code(
         assert "connector extract --config c.yaml" in message
         assert f"run-connector: {level}: " in result.stderr  # the log says it too
     assert TOKEN not in result.stdout + result.stderr + "".join(alerts)
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils timeout")
+def test_wrapper_pages_a_run_timeout_stopped_with_124_as_its_header_says(
+    wrapper_env: dict[str, Any],
+) -> None:
+    """The crontab's `timeout` in front of the command, for real: timeout exits 124 (the
+    connector's own 143 never reaches the wrapper), which pages as timed_out."""
+    result = run_wrapper(wrapper_env, str(wrapper_env["env_file"]), "timeout", "0.2", "sleep", "30")
+    assert result.returncode == 124
+    assert lines(wrapper_env["alerts"]) == [
+        "page|timeout 0.2 sleep 30 exited 124 (timed_out): see the log"
+    ]
+    header = " ".join(
+        line.lstrip("#").strip()
+        for line in WRAPPER.read_text("utf-8").splitlines()
+        if line.startswith("#")
+    )
+    assert "but timeout itself exits 124" in header and "124 timed_out" in header
+    assert "143 terminated (SIGTERM, e.g. `timeout`" not in header
 
 
 def test_wrapper_names_every_exit_code_like_the_connector() -> None:
