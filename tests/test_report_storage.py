@@ -15,6 +15,7 @@ from click.testing import CliRunner, Result
 from helpers import write_config
 from s3_objects import DAY1, DAY2, ENV, S3_KEY_ID, S3_SECRET, s3_document
 
+import connector
 from connector import extract
 from connector.cli import main
 from connector.config import parse_config
@@ -115,3 +116,15 @@ def test_storage_options_do_not_apply_to_a_local_dataset(tmp_path: Path) -> None
     result = report("--data", str(tmp_path), "--storage-option", "region=eu-west-1")
     assert result.exit_code == ExitCode.CONFIG
     assert "--storage-option only applies to an s3:// dataset" in result.stderr
+
+
+def test_the_library_takes_the_storage_options_too(lake: dict[str, Any], tmp_path: Path) -> None:
+    """What the sample DAG's weekly report does: the config's output settings, public API only."""
+    options = {"endpoint_url": lake["endpoint"]}
+    result = connector.compute_report(lake["uri"], storage_options=options)
+    assert connector.report(lake["uri"], storage_options=options).equals(result.table)
+    page = tmp_path / "weekly.html"
+    connector.write_report(result, page, "html")
+    assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    with pytest.raises(connector.NoDataError):
+        connector.compute_report(lake["uri"] + "-empty", storage_options=options)

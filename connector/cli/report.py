@@ -25,7 +25,7 @@ from connector.dataset.storage import (
 from connector.errors import ConfigError, OutputError
 from connector.redaction import printable
 from connector.reporting.analytics import GROUPINGS, compute_report
-from connector.reporting.render import FORMATS, render, write_output
+from connector.reporting.render import FORMATS, render, write_report
 from connector.reporting.window import MAX_DAYS
 
 _CLI_OPTIONS = "output.storage_options."
@@ -229,12 +229,11 @@ def report(
         if not hint:
             raise
         raise OutputError(f"{exc}{hint}") from exc
-    text = render(result, fmt)
     if fmt in ("csv", "json"):  # the table and the page show their notes themselves
         for note in result.notes:
             click.echo(f"note: {printable(note)}", err=True)
     if output is None:
-        click.echo(text, nl=False)
+        click.echo(render(result, fmt), nl=False)
     else:
-        write_output(output, text)
+        write_report(result, output, fmt)
         click.echo(f"wrote {printable(str(output))}", err=True)

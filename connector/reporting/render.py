@@ -264,6 +264,12 @@ def render(result: Report, fmt: str = "table") -> str:
     return renderer(result)
 
 
+def write_report(result: Report, path: str | os.PathLike[str], fmt: str = "html") -> None:
+    """`result` rendered in one of `FORMATS` and written to `path` atomically: `report -o`,
+    and the library's way to save a report (the sample DAG's weekly page)."""
+    write_output(path, render(result, fmt))
+
+
 def write_output(path: str | os.PathLike[str], text: str) -> None:
     """Write `text` to `path` with `write_atomic`, so a reader (or a browser reloading the page)
     never sees half a report; an existing file keeps its permissions."""
