@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 import re
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from dataset_builders import V, write_snapshot
 from helpers import VALID_BODY, ScriptedServer, json_reply, write_config
 
 from connector.cli import main
+from connector.logs import configure_logging
 from connector.redaction import csv_cell, json_printable, printable
 
 # What a terminal acts on: C0 (but the newlines that end our own lines), DEL, C1, the line and
@@ -192,3 +194,24 @@ def test_server_names_reach_no_terminal_raw_from_any_command(
 
 def run_cli(config: Path, command: str) -> Result:
     return CliRunner().invoke(main, [command, "--config", str(config)])
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_logged_traceback_quoting_server_text_is_escaped(
+    fmt: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The log filter escapes the message; the traceback appended to it (a bug while handling
+    one model is logged with one) quotes the exception's message, which may be a server's."""
+    configure_logging("INFO", fmt)
+    try:
+        raise ValueError("version \x1b]0;owned\x07\x1b[2J\u202e")
+    except ValueError:
+        logging.getLogger("connector.test").exception("model acme/m failed \x1b[31m")
+    err = capsys.readouterr().err
+    assert_no_raw_controls(err)
+    if fmt == "text":
+        assert "\\x1b]0;owned\\x07" in err and "failed \\x1b[31m" in err
+        assert "Traceback (most recent call last)" in err  # the traceback is still there
+    else:  # JSON escapes them itself, and a reader gets the exact text back
+        [line] = err.splitlines()
+        assert "owned\x07" in json.loads(line)["exception"]

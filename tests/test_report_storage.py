@@ -128,3 +128,9 @@ def test_the_library_takes_the_storage_options_too(lake: dict[str, Any], tmp_pat
     assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     with pytest.raises(connector.NoDataError):
         connector.compute_report(lake["uri"] + "-empty", storage_options=options)
+
+
+def test_a_bad_data_uri_names_the_option() -> None:
+    result = report("--data", "s3://Not_A_Bucket/lake")
+    assert result.exit_code == ExitCode.CONFIG
+    assert "--data: must be s3://bucket[/prefix] with a valid bucket name" in result.stderr

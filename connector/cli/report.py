@@ -40,6 +40,7 @@ def _dataset(data: str | None, config_path: Path | None, given: Mapping[str, str
             "give the dataset with --data URI, or --config FILE to use its output.uri"
         )
     options: dict[str, Any] = {}
+    from_cli = bool(data)
     if config_path is not None:
         settings = load_output_settings(config_path)
         data = data or settings.uri
@@ -51,15 +52,20 @@ def _dataset(data: str | None, config_path: Path | None, given: Mapping[str, str
         return locate(data)
     try:
         checked = validate_output({"uri": data, "storage_options": {**options, **given} or None})
-    except ConfigError as exc:  # name the option the user typed, not the config key
-        problems = [
-            p.replace(_CLI_OPTIONS, "--storage-option ", 1)
-            if p.startswith(_CLI_OPTIONS) and p[len(_CLI_OPTIONS) :].split(":")[0] in given
-            else p
-            for p in exc.problems
-        ]
-        raise ConfigError(problems) from exc
+    except ConfigError as exc:
+        raise ConfigError([_option_named(p, given, from_cli) for p in exc.problems]) from exc
     return locate(data, checked.storage_mapping())
+
+
+def _option_named(problem: str, given: Mapping[str, str], data_given: bool) -> str:
+    """A problem found in a value typed on the command line names the option, not the config
+    key it stands for (`--storage-option endpoint_url: ...`, `--data: ...`)."""
+    key, _, rest = problem.partition(": ")
+    if key.startswith(_CLI_OPTIONS) and key[len(_CLI_OPTIONS) :] in given:
+        return f"--storage-option {key[len(_CLI_OPTIONS) :]}: {rest}"
+    if key == "output.uri" and data_given:
+        return f"--data: {rest}"
+    return problem
 
 
 def _storage_options(
