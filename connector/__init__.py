@@ -16,13 +16,14 @@ if TYPE_CHECKING:
     from connector.config import Config, load_config
     from connector.dataset.reader import load_snapshots
     from connector.dataset.schema import DATASET_SCHEMA, FILE_SCHEMA, SCHEMA_VERSION
-    from connector.errors import ConnectorError, ExitCode
+    from connector.errors import ConnectorError, ExitCode, NoDataError
     from connector.extraction.guards import SnapshotDateError
     from connector.extraction.interrupt import Interrupt
     from connector.extraction.publish import publish
     from connector.extraction.run import extract
     from connector.extraction.summary import RunSummary
     from connector.reporting.analytics import Report, compute_report, report
+    from connector.reporting.render import write_report
 
 _EXPORTS: dict[str, str] = {
     "DATASET_SCHEMA": "connector.dataset.schema",
@@ -32,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "ConnectorError": "connector.errors",
     "ExitCode": "connector.errors",
     "Interrupt": "connector.extraction.interrupt",
+    "NoDataError": "connector.errors",
     "Report": "connector.reporting.analytics",
     "RunSummary": "connector.extraction.summary",
     "SnapshotDateError": "connector.extraction.guards",
@@ -41,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "load_snapshots": "connector.dataset.reader",
     "publish": "connector.extraction.publish",
     "report": "connector.reporting.analytics",
+    "write_report": "connector.reporting.render",
 }
 
 __all__ = [
@@ -51,6 +54,7 @@ __all__ = [
     "ConnectorError",
     "ExitCode",
     "Interrupt",
+    "NoDataError",
     "Report",
     "RunSummary",
     "SnapshotDateError",
@@ -61,6 +65,7 @@ __all__ = [
     "load_snapshots",
     "publish",
     "report",
+    "write_report",
 ]
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from connector.config_source import load_yaml, read_config_text
+from connector.config_source import key_path, load_yaml, quote_problem, read_config_text
 from connector.errors import ConfigError
 
 ORG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -344,7 +344,7 @@ class StorageOptions(_Settings):
         return value
 
     def as_mapping(self) -> dict[str, Any]:
-        """The options that are set, for `connector.dataset.storage.locate`."""
+        """The options that are set, for `connector.dataset.locate.open_store`."""
         return self.model_dump(exclude_none=True)
 
 
@@ -484,22 +484,30 @@ class Config(_Settings):
         return [t for t in tokens if t]
 
 
-def key_path(location: tuple[int | str, ...]) -> str:
-    """('orgs', 1, 'models', 0) -> 'orgs[1].models[0]'."""
-    text = ""
-    for part in location:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "(top level)"
-
-
 def interpolate(
-    value: Any, env: Mapping[str, str], path: tuple[int | str, ...], problems: list[str]
+    value: Any,
+    env: Mapping[str, str],
+    path: tuple[int | str, ...],
+    problems: list[str],
+    references: dict[str, list[str]] | None = None,
+    *,
+    placeholders: bool = False,
 ) -> Any:
-    """Replace `${VAR}` / `${VAR:-default}` in every string; `$$` is a literal `$`."""
+    """Replace `${VAR}` / `${VAR:-default}` in every string; `$$` is a literal `$`.
+
+    `references` collects, per variable referenced without a default, the keys that use it
+    (what a run needs). An unset one is a problem; with `placeholders` it is left as written
+    instead (`${VAR}`), so the rest of the file can still be checked."""
     if isinstance(value, dict):
-        return {k: interpolate(v, env, (*path, str(k)), problems) for k, v in value.items()}
+        return {
+            k: interpolate(v, env, (*path, str(k)), problems, references, placeholders=placeholders)
+            for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [interpolate(v, env, (*path, i), problems) for i, v in enumerate(value)]
+        return [
+            interpolate(v, env, (*path, i), problems, references, placeholders=placeholders)
+            for i, v in enumerate(value)
+        ]
     if not isinstance(value, str):
         return value
 
@@ -507,10 +515,15 @@ def interpolate(
         if match.group(0) == "$$":
             return "$"
         name, default = match.group(1), match.group(2)
+        if references is not None and default is None:
+            keys = references.setdefault(name, [])
+            keys += [] if key_path(path) in keys else [key_path(path)]
         if name in env and env[name] != "":
             return env[name]
         if default is not None:
             return default
+        if placeholders:
+            return match.group(0)
         problems.append(f"{key_path(path)}: environment variable {name} is not set")
         return ""
 
@@ -536,11 +549,19 @@ def _literal_token_warnings(raw: Any) -> list[str]:
     return warnings
 
 
+# What pydantic says when a setting that wants text or a word (str, a token, a path, one of a
+# Literal's words) got something else.
+_WORD_ERRORS = frozenset({"string_type", "literal_error", "path_type"})
+
+
 def _pydantic_problems(error: ValidationError) -> list[str]:
     problems = []
-    for item in error.errors(include_url=False, include_input=False):
+    for item in error.errors(include_url=False):  # the input only for its type: never shown
         message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
+        scalar = item.get("input")
+        if item["type"] in _WORD_ERRORS and isinstance(scalar, bool | int | float):
+            message = quote_problem(scalar, (item.get("ctx") or {}).get("expected"))
+        elif item["type"] == "extra_forbidden":
             message = "unknown key (check the spelling; see sample_configs/full.yaml)"
         elif item["type"] == "string_pattern_mismatch":
             message = "not a valid slug (letters, digits, '.', '_', '-'; starts alphanumeric)"
@@ -549,22 +570,44 @@ def _pydantic_problems(error: ValidationError) -> list[str]:
 
 
 def parse_config(
-    raw: Any, env: Mapping[str, str] | None = None, source: str | None = None
+    raw: Any,
+    env: Mapping[str, str] | None = None,
+    source: str | None = None,
+    *,
+    placeholders: bool = False,
+    found: Sequence[str] = (),
 ) -> Config:
-    """Validate an already-parsed YAML document; raises ConfigError listing every problem."""
+    """Validate an already-parsed YAML document; raises ConfigError listing every problem
+    (`found`: those already seen in the file, such as a key written twice).
+
+    With `placeholders`, an unset `${VAR}` is checked as the text `${VAR}` (which passes as a
+    token) instead of being a problem: `validate` checks a file where the secrets are not set.
+    A value that cannot pass with it (a URL from a variable, say) is a problem saying so."""
     if not isinstance(raw, dict):
-        raise ConfigError(["(top level): expected a mapping of settings"], source)
-    problems: list[str] = []
-    resolved = interpolate(raw, os.environ if env is None else env, (), problems)
+        raise ConfigError([*found, "(top level): expected a mapping of settings"], source)
+    environ = os.environ if env is None else env
+    problems: list[str] = list(found)
+    references: dict[str, list[str]] = {}
+    resolved = interpolate(raw, environ, (), problems, references, placeholders=placeholders)
+    unset = {
+        key: name for name, keys in references.items() if not environ.get(name) for key in keys
+    }
     try:
         config = Config.model_validate(resolved)
     except ValidationError as exc:
         # An unset variable already explains any complaint about the value at the same key.
-        unset = tuple(p.split(": ", 1)[0] + ":" for p in problems)
-        problems += [p for p in _pydantic_problems(exc) if not p.startswith(unset)]
+        for problem in _pydantic_problems(exc):
+            key = problem.split(": ", 1)[0]
+            if key not in unset:
+                problems.append(problem)
+            elif placeholders:
+                problems.append(
+                    f"{key}: cannot be checked while {unset[key]} is not set (only a token "
+                    "can be checked without its value); set it and validate again"
+                )
         config = None
     if problems or config is None:
-        raise ConfigError(problems, source)
+        raise ConfigError(list(dict.fromkeys(problems)), source)
     config._warnings = tuple(_literal_token_warnings(raw))
     config._source = source
     return config
@@ -579,7 +622,8 @@ def _yaml_problem(error: yaml.YAMLError) -> str:
     return f"not valid YAML: {error}"
 
 
-def _read_yaml(source: str) -> Any:
+def _read_yaml(source: str) -> tuple[Any, list[str]]:
+    """The document and the problems found in the file itself (keys written twice)."""
     text = read_config_text(source)
     try:
         return load_yaml(text, source)
@@ -589,10 +633,25 @@ def _read_yaml(source: str) -> Any:
         raise ConfigError([_yaml_problem(exc)], source) from exc
 
 
-def load_config(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Config:
-    """Read and validate a YAML config file."""
+def load_config(
+    path: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    *,
+    placeholders: bool = False,
+) -> Config:
+    """Read and validate a YAML config file (`placeholders`: see `parse_config`)."""
     source = os.fspath(path)
-    return parse_config(_read_yaml(source), env, source)
+    raw, found = _read_yaml(source)
+    return parse_config(raw, env, source, placeholders=placeholders, found=found)
+
+
+def config_variables(path: str | os.PathLike[str]) -> dict[str, tuple[str, ...]]:
+    """Every environment variable the file uses without a default, with the keys that use it:
+    what a run needs set (`connector validate` lists them)."""
+    raw, _ = _read_yaml(os.fspath(path))
+    references: dict[str, list[str]] = {}
+    interpolate(raw, {}, (), [], references, placeholders=True)
+    return {name: tuple(keys) for name, keys in references.items()}
 
 
 def validate_output(
@@ -617,8 +676,14 @@ def load_output_settings(
     """Only the `output` section of a config file: reading the dataset needs no registry
     token, so a report must not fail because the extractor's environment is not set."""
     source = os.fspath(path)
-    raw = _read_yaml(source)
+    raw, found = _read_yaml(source)
     section = raw.get("output") if isinstance(raw, dict) else None
     if section is None:
-        raise ConfigError(["output: missing (the report needs output.uri)"], source)
-    return validate_output(section, env, source)
+        raise ConfigError([*found, "output: missing (the report needs output.uri)"], source)
+    try:
+        settings = validate_output(section, env, source)
+    except ConfigError as exc:
+        raise ConfigError([*found, *exc.problems], source) from exc
+    if found:
+        raise ConfigError(found, source)
+    return settings

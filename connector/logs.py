@@ -58,11 +58,15 @@ class JsonFormatter(logging.Formatter):
 class BarSafeHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """A stream handler that writes through `tqdm.write`: an active progress bar on the same
     stream is cleared, the line printed, and the bar redrawn below it, so a log line never
-    lands in the middle of the bar. Without a bar it is a plain stream handler."""
+    lands in the middle of the bar. Without a bar it is a plain stream handler.
+
+    The whole formatted text goes through `printable` (its own line breaks kept): the filter
+    has escaped the message, but a traceback appended to it quotes exception messages, which
+    may hold what a server sent."""
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            tqdm.write(self.format(record), file=self.stream)
+            tqdm.write(printable(self.format(record), keep_newlines=True), file=self.stream)
         except Exception:  # as StreamHandler does: a broken log stream must not end the run
             self.handleError(record)
 

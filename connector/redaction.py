@@ -1,7 +1,11 @@
 """Scrub secrets from any text that leaves the process: logs, summaries, manifests, kept bodies;
-and make server text safe to print.
+and make server text safe for each medium it is written to.
 
-Shared by every layer (HTTP errors, rejected payloads, logs), so it depends on nothing.
+Text from a server is data. One function escapes it per medium, and every writer uses it:
+`printable` for a terminal or a log line (the table, the summaries, `Error:` lines), `csv_cell`
+for a spreadsheet, `json_printable` for JSON shown on a terminal; HTML escaping is the standard
+library's `html.escape`, applied to `printable` text. Shared by every layer (HTTP errors,
+rejected payloads, logs), so it depends on nothing.
 
 A server that echoes the request back rarely echoes it verbatim: JSON escapes `/` as `\\/` or
 any character as `\\u0074`, Python's repr writes `\\x74`, URLs percent-encode (`%74`, or `%2574`
@@ -24,6 +28,9 @@ REDACTED = "[REDACTED]"
 # controls: in a log line or a terminal they forge lines, colour or move the cursor, or reorder
 # what is shown.
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+# What a spreadsheet takes for the start of a formula (OWASP, "CSV Injection"): =, +, -, @,
+# and a tab or carriage return, which some strip before looking at the next character.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _char_forms(char: str) -> str:
@@ -97,3 +104,27 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
         return char if keep_newlines and char == "\n" else ascii(char)[1:-1]
 
     return _UNPRINTABLE.sub(escape, text)
+
+
+def csv_cell(text: str) -> str:
+    """A text cell for CSV that a spreadsheet shows as text and never runs: control characters
+    escaped as `printable` does (no line break or terminal sequence survives), then, as OWASP
+    recommends, a single quote put in front of a cell that starts like a formula (`=`, `+`, `-`,
+    `@`, tab, CR). The quote is visible to a program that reads the CSV; for numbers, which
+    cannot carry a formula, the writer passes the value itself and never calls this."""
+    cell = printable(text)
+    return "'" + cell if cell.startswith(FORMULA_STARTS) else cell
+
+
+def json_printable(document: str) -> str:
+    """JSON text (from `json.dumps(..., ensure_ascii=False)`) with every character `printable`
+    would escape written as a JSON `\\uXXXX` escape instead: the same string for a JSON reader,
+    but no C1 control, bidi override or line separator reaches the terminal it is shown on.
+    Such characters can only be inside JSON strings (which `json.dumps` writes with every C0
+    control escaped already), where the escape is always valid; a raw newline is the indent's."""
+
+    def escape(match: re.Match[str]) -> str:
+        char = match.group()
+        return char if char == "\n" else f"\\u{ord(char):04x}"
+
+    return _UNPRINTABLE.sub(escape, document)

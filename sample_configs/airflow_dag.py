@@ -1,4 +1,4 @@
-"""Airflow 3 DAG: snapshot the model registry daily, then write the 7-day download report.
+"""Airflow 3 DAGs: snapshot the model registry daily; write the 7-day download report weekly.
 
 Copy this file into the DAGs folder of an Airflow 3 deployment whose workers have the connector
 installed from the wheel that `make dist` builds, by file path:
@@ -7,17 +7,19 @@ installed from the wheel that `make dist` builds, by file path:
 
 or, with the wheel uploaded to a private package index that also mirrors PyPI (the package is
 on no public index), `pip install --index-url INDEX_URL model-versions-connector==0.1.0`; in
-the workers' environment or their image. Tasks:
+the workers' environment or their image. It defines two DAGs, one per schedule (a weekly task
+inside the daily DAG would be skipped six runs out of seven), and uses only the connector's
+public library API (`import connector`):
 
-1. `extract_snapshot` calls `connector.extract(config, date=<the run's logical date>)` and
-   returns `summary.to_dict()` (XCom `return_value`; also pushed as XCom `summary` when the
-   task fails). Exit code 0 succeeds; 3 (partial) succeeds with a warning, since the snapshot was
-   published; 2 (config), 4 (auth) and 5 (incompatible API) fail at once because retrying
-   cannot help; every other failure (including 6, the output lock held by a run outside
-   Airflow) fails the attempt and is retried. A run whose logical date is before yesterday
-   (UTC), such as an old run cleared or retried, is skipped with the reason: it would file
-   today's counts under that old date and overwrite its history (the connector refuses such a
-   date unless `allow_backdate=True`).
+1. `model_versions`, daily at 03:15 UTC, task `extract_snapshot`: calls
+   `connector.extract(config, date=<the run's logical date>)` and returns `summary.to_dict()`
+   (XCom `return_value`; also pushed as XCom `summary` when the task fails). Exit code 0
+   succeeds; 3 (partial) succeeds with a warning, since the snapshot was published; 2 (config),
+   4 (auth) and 5 (incompatible API) fail at once because retrying cannot help; every other
+   failure (including 6, the output lock held by a run outside Airflow) fails the attempt and
+   is retried. A run whose logical date is before yesterday (UTC), such as an old run cleared
+   or retried, is skipped with the reason: it would file today's counts under that old date
+   and overwrite its history (the connector refuses such a date unless `allow_backdate=True`).
    On its `execution_timeout` (2 hours) the run is stopped the connector's way: Airflow 3
    delivers the timeout as SIGALRM to the task's process, and while the extract runs the task
    turns that signal into a stop request (`interrupt=`) instead of letting Airflow raise its
@@ -25,9 +27,15 @@ the workers' environment or their image. Tasks:
    published (the day's earlier partition, if any, stays as it was), the staging is cleaned,
    the lock released and the run record says `interrupted`; the task pushes the summary as
    XCom `summary` and fails with `AirflowTaskTimeout`, so Airflow retries it like any timeout.
-2. `weekly_report` compares that snapshot with the one 7 days earlier and writes one HTML page,
-   `<report dir>/downloads-7d-<date>.html`. A dataset holding a single snapshot (the first day)
-   skips the task instead of failing it.
+2. `model_versions_weekly_report`, Mondays at 06:30 UTC (three hours after that day's
+   snapshot), task `weekly_report`: `connector.compute_report` over the 7 days up to the run's
+   logical date, from the dataset the config names (`output.uri` and its
+   `output.storage_options`), written as one HTML page with `connector.write_report`:
+   `<report dir>/downloads-7d-<date>.html`. When that day's snapshot is missing (its extract
+   failed), the window ends at the latest one before it and the task log says so. A dataset
+   with fewer than two snapshots (the first days) skips the task instead of failing it. It
+   reads the config without needing its tokens (`load_config(..., placeholders=True)`): a
+   report calls no registry.
 
 Settings: an Airflow Variable, else an environment variable of the workers, else the default:
 
@@ -37,8 +45,8 @@ Settings: an Airflow Variable, else an environment variable of the workers, else
 
 The registry token never goes into Airflow's metadata: the config reads it as
 `${MODEL_REGISTRY_TOKEN}` from the workers' environment, and the task masks it in the task log.
-Give the config an absolute `output.uri`: the report task reads the dataset the extract task
-names in its summary, and a relative path would depend on the worker's working directory.
+Give the config an absolute `output.uri`: both DAGs read it, and a relative path would depend
+on the worker's working directory.
 
 The connector is imported inside the tasks, so parsing this file (which the DAG processor does
 every few minutes) stays fast and needs nothing beyond Airflow.
@@ -66,6 +74,7 @@ from airflow.sdk.exceptions import (
 log = logging.getLogger(__name__)
 
 DAG_ID = "model_versions"
+REPORT_DAG_ID = "model_versions_weekly_report"
 REPORT_DAYS = 7
 
 # (Variable, environment variable, default)
@@ -152,6 +161,13 @@ def timeout_stops(interrupt: Any) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
+DEFAULT_ARGS = {
+    "owner": "data-platform",
+    "retries": 2,
+    "retry_delay": timedelta(minutes=30),  # a registry outage (exit 8) may be over by then
+}
+
+
 @dag(
     dag_id=DAG_ID,
     schedule=CronTriggerTimetable("15 3 * * *", timezone="UTC"),
@@ -159,16 +175,12 @@ def timeout_stops(interrupt: Any) -> Iterator[None]:
     catchup=False,
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=6),
-    default_args={
-        "owner": "data-platform",
-        "retries": 2,
-        "retry_delay": timedelta(minutes=30),  # a registry outage (exit 8) may be over by then
-    },
+    default_args=DEFAULT_ARGS,
     tags=["model-versions", "etl"],
     doc_md=__doc__,
 )
 def model_versions() -> None:
-    """Daily registry snapshot, then the 7-day download report."""
+    """Daily registry snapshot."""
 
     @task(execution_timeout=timedelta(hours=2))
     def extract_snapshot() -> dict[str, Any]:
@@ -195,35 +207,55 @@ def model_versions() -> None:
             interrupt.close()
         return task_result(summary, context)
 
+    extract_snapshot()
+
+
+@dag(
+    dag_id=REPORT_DAG_ID,
+    schedule=CronTriggerTimetable("30 6 * * 1", timezone="UTC"),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["model-versions", "report"],
+    doc_md=__doc__,
+)
+def model_versions_weekly_report() -> None:
+    """Weekly: downloads gained over the last 7 days, as one HTML page."""
+
     @task(execution_timeout=timedelta(minutes=30))
-    def weekly_report(summary: dict[str, Any]) -> str:
-        """Downloads gained over the 7 days up to the snapshot just taken, as one HTML page."""
+    def weekly_report() -> str:
+        """Downloads gained over the 7 days up to the run's logical date, as one HTML page."""
         from pathlib import Path
 
-        from connector import compute_report
-        from connector.errors import NoDataError
-        from connector.reporting.render import render, write_output
+        import connector
 
-        end = date.fromisoformat(summary["snapshot_date"])
+        end = run_date(get_current_context())
+        config = connector.load_config(setting(*CONFIG_SETTING), placeholders=True)
         try:
-            result = compute_report(
-                summary["output_uri"], start=end - timedelta(days=REPORT_DAYS), end=end
+            result = connector.compute_report(
+                config.output.uri,
+                start=end - timedelta(days=REPORT_DAYS),
+                end=end,
+                storage_options=config.output.storage_mapping(),
             )
-        except NoDataError as exc:  # a single snapshot so far: nothing to compare yet
+        except connector.NoDataError as exc:  # fewer than two snapshots so far
             raise AirflowSkipException(str(exc)) from exc
         for note in result.notes:
             log.warning("report: %s", note)
         directory = Path(setting(*REPORT_DIR_SETTING))
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / f"downloads-{REPORT_DAYS}d-{end.isoformat()}.html"
-        write_output(path, render(result, "html"))
+        connector.write_report(result, path, "html")
         log.info("wrote %s", path)
         return str(path)
 
-    weekly_report(extract_snapshot())
+    weekly_report()
 
 
 model_versions_dag = model_versions()
+weekly_report_dag = model_versions_weekly_report()
 
-if __name__ == "__main__":  # python airflow_dag.py: one local run, no scheduler needed
+if __name__ == "__main__":  # python airflow_dag.py: one local run of each, no scheduler needed
     model_versions_dag.test()
+    weekly_report_dag.test()

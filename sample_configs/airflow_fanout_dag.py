@@ -1,4 +1,4 @@
-"""Airflow 3 DAG, fan-out variant: N shard tasks in parallel, then one publish, then the report.
+"""Airflow 3 DAGs, fan-out variant: N shard tasks in parallel, then one publish; a weekly report.
 
 The same daily snapshot as `airflow_dag.py`, split so that Airflow spreads the fetching over
 its workers (any number of machines that share the dataset's output). The workers install the
@@ -24,7 +24,9 @@ connector as for `airflow_dag.py`: the wheel `make dist` builds,
    is exit 9), applies the publish guard over all shards together, writes one manifest and
    publishes atomically. Exit 0 succeeds, 3 (partial) succeeds with a warning; 2, 4, 5 and 9
    fail without retrying (a person must look), other failures are retried.
-4. `weekly_report` as in `airflow_dag.py`: the 7-day HTML report up to the snapshot.
+4. `weekly_report`, in its own DAG `model_versions_fanout_weekly_report` (Mondays at 06:30
+   UTC) as in `airflow_dag.py`: the 7-day HTML report up to the run's logical date, through
+   the public library API only, without the registry token.
 
 Settings: an Airflow Variable, else an environment variable of the workers, else the default:
 
@@ -60,6 +62,7 @@ from airflow.sdk.exceptions import (
 log = logging.getLogger(__name__)
 
 DAG_ID = "model_versions_fanout"
+REPORT_DAG_ID = "model_versions_fanout_weekly_report"
 REPORT_DAYS = 7
 
 # (Variable, environment variable, default)
@@ -205,25 +208,29 @@ def publish_snapshot(shards: list[dict[str, int]]) -> dict[str, Any]:
 
 
 @task(execution_timeout=timedelta(minutes=30))
-def weekly_report(summary: dict[str, Any]) -> str:
-    """Downloads gained over the 7 days up to the snapshot just published, as HTML."""
+def weekly_report() -> str:
+    """Downloads gained over the 7 days up to the run's logical date, as one HTML page."""
     from pathlib import Path
 
-    from connector import compute_report
-    from connector.errors import NoDataError
-    from connector.reporting.render import render, write_output
+    import connector
 
-    end = date.fromisoformat(summary["snapshot_date"])
+    end = run_date(get_current_context())
+    config = connector.load_config(setting(*CONFIG_SETTING), placeholders=True)  # no token
     try:
-        result = compute_report(
-            summary["output_uri"], start=end - timedelta(days=REPORT_DAYS), end=end
+        result = connector.compute_report(
+            config.output.uri,
+            start=end - timedelta(days=REPORT_DAYS),
+            end=end,
+            storage_options=config.output.storage_mapping(),
         )
-    except NoDataError as exc:  # a single snapshot so far: nothing to compare yet
+    except connector.NoDataError as exc:  # fewer than two snapshots so far
         raise AirflowSkipException(str(exc)) from exc
+    for note in result.notes:
+        log.warning("report: %s", note)
     directory = Path(setting(*REPORT_DIR_SETTING))
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"downloads-{REPORT_DAYS}d-{end.isoformat()}.html"
-    write_output(path, render(result, "html"))
+    connector.write_report(result, path, "html")
     log.info("wrote %s", path)
     return str(path)
 
@@ -244,16 +251,33 @@ def weekly_report(summary: dict[str, Any]) -> str:
     doc_md=__doc__,
 )
 def model_versions_fanout() -> None:
-    """Daily registry snapshot in N shards, one publish, then the 7-day download report."""
+    """Daily registry snapshot in N shards, one publish."""
 
     shards = plan_shards()
     staged = extract_shard.expand(shard=shards)
     published = publish_snapshot(shards)
     staged >> published
-    weekly_report(published)
+
+
+@dag(
+    dag_id=REPORT_DAG_ID,
+    schedule=CronTriggerTimetable("30 6 * * 1", timezone="UTC"),
+    start_date=datetime(2025, 1, 1, tzinfo=UTC),
+    catchup=False,
+    max_active_runs=1,
+    default_args={"owner": "data-platform", "retries": 2, "retry_delay": timedelta(minutes=10)},
+    tags=["model-versions", "report"],
+    doc_md=__doc__,
+)
+def model_versions_fanout_weekly_report() -> None:
+    """Weekly: downloads gained over the last 7 days, as one HTML page."""
+
+    weekly_report()
 
 
 model_versions_fanout_dag = model_versions_fanout()
+weekly_report_dag = model_versions_fanout_weekly_report()
 
-if __name__ == "__main__":  # python airflow_fanout_dag.py: one local run, no scheduler needed
+if __name__ == "__main__":  # python airflow_fanout_dag.py: one local run of each
     model_versions_fanout_dag.test()
+    weekly_report_dag.test()

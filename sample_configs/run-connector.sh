@@ -12,17 +12,22 @@
 #              ALERT_COMMAND.
 #   COMMAND    run as given; its stdout and stderr are this script's, so the crontab line
 #              appends both to the log (`>> extract.log 2>&1`). Prefix `timeout 6h` to bound a
-#              hung run (timeout's exit 124 pages like any other failure).
+#              hung run: timeout then signals the connector (SIGTERM, to it and its process
+#              group), which stops cleanly, writes its summary and run record, and exits 143;
+#              but timeout itself exits 124, and that is the code this script sees and pages on.
 #
-# Alerts, by the connector's exit code (README, "Exit codes"):
+# Alerts, by the exit code of COMMAND (the connector's: README, "Exit codes"):
 #   0           ok: no alert
 #   3 partial   warn: published, but some models failed (see `failures` in the log); a look in
 #               the morning, not a page
 #   6 lock_held warn: the previous run still holds the output lock (it names its pid and start
 #               time in the log); a page only if it keeps happening
 #   other       page: 1 internal, 2 config, 4 auth, 5 incompatible_api, 7 output,
-#               8 not_published, 126/127 the command could not be run, 130 interrupted
-#               (SIGINT), 143 terminated (SIGTERM, e.g. `timeout`'s), >128 killed by a signal
+#               8 not_published, 9 shards_incomplete, 124 timed_out (`timeout` stopped a run
+#               that took too long), 126/127 the command could not be run, 130 interrupted
+#               (SIGINT), 143 terminated (SIGTERM from anything but `timeout`: a shutdown, a
+#               kill), 137 killed by SIGKILL (`timeout --kill-after`, the OOM killer), other
+#               >128 killed by that signal
 # The script exits with COMMAND's exit code (2 when ENV_FILE cannot be read or no COMMAND is
 # given), so whatever runs it can tell the outcomes apart too.
 #

@@ -360,7 +360,8 @@ def test_unset_variable_deep_in_a_list_is_reported_with_its_key_path() -> None:
         ),
         pytest.param(
             with_change(("orgs", 0, "models", 1), 7),
-            "orgs[0].models[1]: Input should be a valid string",
+            "orgs[0].models[1]: is a number, not text: put the value in quotes to keep it as "
+            "written",
             id="model-not-a-string",
         ),
         pytest.param(

@@ -63,7 +63,7 @@ SDIST = f"model_versions_connector-{__version__}.tar.gz"
 # each byte of registry.memory_budget_bytes added at the peak (153 -> 255 MiB at 64 MiB).
 IMPORTED_BYTES = 155 << 20
 PEAK_PER_BUDGET_BYTE = (255 - 153) / 64
-S3_REQUEST_TIMEOUT = 60  # storage_options.request_timeout_seconds' default (dataset/storage.py)
+S3_REQUEST_TIMEOUT = 60  # storage_options.request_timeout_seconds' default (dataset/objectstore.py)
 
 
 def run(*command: str | Path, **kwargs: Any) -> subprocess.CompletedProcess[str]:

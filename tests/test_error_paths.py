@@ -4,6 +4,7 @@ published outcome survives what goes wrong after the publish."""
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -11,12 +12,14 @@ from pathlib import Path
 import click
 import pytest
 from click.testing import CliRunner, Result
+from dataset_builders import V, write_snapshot
 from helpers import VALID_BODY, ScriptedServer, config_document, json_reply
 from helpers import write_config as write_yaml
 
 import connector.cli.simulate
 from connector.cli import main
-from connector.errors import ExitCode
+from connector.errors import ConfigError, ExitCode
+from connector.reporting.analytics import compute_report
 from connector.simulator.faults import Reply
 from connector.simulator.server import SimulatedRegistry
 
@@ -165,7 +168,27 @@ def test_hostile_server_text_is_escaped_and_the_outcome_survives(
     assert forged == []
 
 
-BAD_VALUES = ["", "-1", "not-a-value", "99999999999999999999", "/nonexistent/dir/x", "\x00"]
+# Values no option should take badly: empty, negative, absurdly large (which once overflowed
+# `timedelta` in `report --days`), not a number, not a finite number, dates at the calendar's
+# ends, terminal control sequences and line breaks (which an `Error:` line must not pass on).
+BAD_VALUES = [
+    "",
+    "-1",
+    "0",
+    "not-a-value",
+    "999999999",
+    "99999999999999999999",
+    "-99999999999999999999",
+    "1e309",
+    "nan",
+    "inf",
+    "9999-12-31",
+    "0001-01-01",
+    "\x1b[2J\x1b[31mred",
+    "a\nError: forged",
+    "\x00",
+]
+RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def _walk() -> list[tuple[str, str]]:
@@ -180,39 +203,105 @@ def _walk() -> list[tuple[str, str]]:
     return found
 
 
+def test_the_walk_reaches_every_numeric_and_date_option() -> None:
+    """The walk below must see the options whose values once crashed (a new one is walked the
+    same way without being named anywhere)."""
+    walked = set(_walk())
+    for pair in [("report", "--days"), ("report", "--top"), ("report", "--start")]:
+        assert pair in walked
+    assert ("extract", "--min-success-ratio") in walked and ("publish", "--shards") in walked
+
+
+@pytest.fixture
+def report_data(tmp_path: Path) -> Path:
+    """Two snapshots, so that a report's window options are really used, not refused early."""
+    root = tmp_path / "data"
+    write_snapshot(root, "2026-01-01", [V("acme", "m", "1.0", 5)])
+    write_snapshot(root, "2026-01-03", [V("acme", "m", "1.0", 9)])
+    return root
+
+
 @pytest.mark.parametrize(("command", "option"), _walk())
 def test_every_option_with_bad_values_gives_an_error_not_a_traceback(
     command: str,
     option: str,
     config: Path,
+    report_data: Path,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """Whatever value an option gets, the command either does its job or says why not: exit 2
+    for a value it refuses, with exactly one `Error:` line and nothing a terminal would act on;
+    never a traceback or an internal error."""
     monkeypatch.chdir(tmp_path)  # `--output -1` is a relative path that does get written
     # `simulate` would serve until stopped once its options parse: only the parsing is tested.
     monkeypatch.setattr(connector.cli.simulate, "serve_forever_cli", lambda _: None)
     base = {
         "extract": ["--config", str(config)],
         "publish": ["--config", str(config), "--date", TODAY, "--shards", "2"],
-        "report": ["--data", str(tmp_path / "out")],
+        "report": ["--data", str(report_data)],
         "validate": ["--config", str(config)],
         "simulate": [],
     }.get(command, ["--config", str(config)])  # a new command: give it a config
-    values = [*BAD_VALUES, str(tmp_path)]  # a directory where a file may be expected
+    blocked = tmp_path / "a-file"
+    blocked.write_text("")
+    values = [*BAD_VALUES, str(tmp_path), str(blocked / "x")]  # a directory; an impossible path
     for value in values:
         arguments = list(base)
         if option in arguments:
             index = arguments.index(option)
             del arguments[index : index + 2]
         result = invoke(command, *arguments, option, value)
-        assert "Traceback" not in result.output, (command, option, value, result.output)
-        assert result.exit_code != ExitCode.INTERNAL, (command, option, value, result.output)
-        assert result.exception is None or isinstance(result.exception, SystemExit), (
-            command,
-            option,
-            value,
-            result.exception,
-        )
+        where = (command, option, value, result.output)
+        assert "Traceback" not in result.output, where
+        assert result.exit_code != ExitCode.INTERNAL, where
+        assert result.exception is None or isinstance(result.exception, SystemExit), where
+        if result.exit_code == ExitCode.CONFIG:
+            errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+            assert len(errors) == 1, where
+            assert not RAW_CONTROL.search(result.output), where
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--days", "999999999"], "--days"),
+        (["--days", "99999999999999999999"], "--days"),
+        (["--memory-limit", "99999999999999999999"], "more than this machine's"),
+        (["--memory-limit", "9" * 400 + "GiB"], "more than this machine's"),
+        (["--memory-limit", "400%"], "more than this machine's"),
+        (["-o", ""], "names a directory, not a file"),
+        (["--storage-option", "endpoint_url"], "expected KEY=VALUE"),
+    ],
+)
+def test_out_of_range_report_options_are_one_error_line(
+    args: list[str], words: str, report_data: Path
+) -> None:
+    result = invoke("report", "--data", str(report_data), *args)
+    assert_clean_error(result, ExitCode.CONFIG, words)
+    assert len([line for line in result.output.splitlines() if line.startswith("Error:")]) == 1
+
+
+@pytest.mark.parametrize("days", [0, 36_601, 999_999_999, 10**20])
+def test_the_library_refuses_an_absurd_window_by_name(days: int, report_data: Path) -> None:
+    """The same bound as `--days`, for `compute_report`: a ConfigError naming `days`, never an
+    OverflowError out of the date arithmetic."""
+    with pytest.raises(ConfigError, match="days must be at least 1 and at most 36600"):
+        compute_report(report_data, days=days)
+    assert compute_report(report_data, days=36_600).window.start.isoformat() == "2026-01-01"
+
+
+@pytest.mark.parametrize("command", ["extract", "publish"])
+@pytest.mark.parametrize("value", ["nan", "NaN", "-0.1", "1.5", "inf"])
+def test_a_success_ratio_that_is_not_a_share_is_refused(
+    command: str, value: str, config: Path, tmp_path: Path
+) -> None:
+    """`nan` passes a range check (every comparison with it is false) and then every publish
+    guard: it must be refused like any other value outside 0..1, before anything runs."""
+    extra = ["--date", TODAY, "--shards", "2"] if command == "publish" else []
+    result = invoke(command, "--config", str(config), *extra, "--min-success-ratio", value)
+    assert_clean_error(result, ExitCode.CONFIG, "--min-success-ratio")
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("option", ["--start", "--end"])

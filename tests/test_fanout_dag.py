@@ -5,7 +5,6 @@ a shard task that fails once and is retried."""
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -47,16 +46,33 @@ def test_shards_go_through_the_library_and_are_mapped_with_expand(tree: ast.Modu
     assert [k.arg for k in publish.keywords] == ["shards"]
     [expand] = found["extract_shard.expand"]
     assert [k.arg for k in expand.keywords] == ["shard"]
-    assert "compute_report" in found
+    [report] = found["connector.compute_report"]
+    assert {k.arg for k in report.keywords} == {"start", "end", "storage_options"}
+    [write] = found["connector.write_report"]
+    assert isinstance(write.args[2], ast.Constant) and write.args[2].value == "html"
 
 
-def test_the_dag_file_uses_only_what_the_connector_has(tree: ast.Module) -> None:
+def test_the_dag_file_uses_only_the_public_library_api(tree: ast.Module) -> None:
+    """`import connector` and names of `connector.__all__` only (as airflow_dag.py)."""
+    used = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("connector"):
-            module = importlib.import_module(node.module or "")
-            assert all(hasattr(module, alias.name) for alias in node.names), node.module
+        if isinstance(node, ast.ImportFrom):
+            assert not (node.module or "").startswith("connector"), node.module
         elif isinstance(node, ast.Attribute) and dotted(node.value) == "connector":
-            assert hasattr(connector, node.attr), f"connector has no {node.attr}"
+            used.add(node.attr)
+    assert used and used <= set(connector.__all__), sorted(used - set(connector.__all__))
+
+
+def test_the_report_is_weekly_and_the_snapshot_daily(tree: ast.Module) -> None:
+    schedules = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and dotted(node.func) == "dag":
+            settings = {k.arg: k.value for k in node.keywords}
+            schedule = settings["schedule"]
+            assert isinstance(schedule, ast.Call)
+            schedules[dotted(settings["dag_id"])] = ast.literal_eval(schedule.args[0]).split()
+    assert schedules["DAG_ID"][2:] == ["*", "*", "*"]
+    assert schedules["REPORT_DAG_ID"][2:] == ["*", "*", "1"]
 
 
 def test_parsing_the_dag_imports_no_connector(tree: ast.Module) -> None:
@@ -87,11 +103,17 @@ IMPORT_CHECK = """
     from airflow.models import DagBag
     bag = DagBag(dag_folder={path!r})
     dag = bag.dags.get({dag_id!r})
+    weekly = bag.dags.get({dag_id!r} + "_weekly_report")
     print(json.dumps({{
         "errors": {{str(k): str(v) for k, v in bag.import_errors.items()}},
         "connector_imported": "connector" in sys.modules,
         "tasks": {{t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}} if dag else {{}},
         "retries": {{t.task_id: t.retries for t in dag.tasks}} if dag else {{}},
+        "weekly": {{
+            "tasks": [t.task_id for t in weekly.tasks],
+            "expression": weekly.timetable.expression,
+            "retries": [t.retries for t in weekly.tasks],
+        }} if weekly else None,
     }}))
 """
 
@@ -103,7 +125,7 @@ DAG_TEST = """
     spec = importlib.util.spec_from_file_location("airflow_fanout_dag", {path!r})
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    dag = module.model_versions_fanout_dag
+    dag = getattr(module, {dag!r})
     for task in dag.tasks:
         task.retry_delay = timedelta(seconds=1)
     run = dag.test(logical_date=datetime.fromisoformat({when!r}))
@@ -125,16 +147,20 @@ def test_the_fanout_dag_imports_cleanly(tmp_path: Path) -> None:
     assert answer["tasks"] == {
         "plan_shards": ["extract_shard", "publish_snapshot"],
         "extract_shard": ["publish_snapshot"],
-        "publish_snapshot": ["weekly_report"],
-        "weekly_report": [],
+        "publish_snapshot": [],
     }
     assert all(retries >= 1 for retries in answer["retries"].values())
+    assert answer["weekly"] == {
+        "tasks": ["weekly_report"],
+        "expression": "30 6 * * 1",
+        "retries": [2],
+    }
 
 
 @pytest.mark.airflow
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-def test_three_shards_a_retried_shard_one_publish_and_the_report(
+def test_three_shards_a_retried_shard_one_publish_and_the_weekly_report(
     tmp_path: Path,
     start_simulator: Callable[..., SimulatedRegistry],
     monkeypatch: pytest.MonkeyPatch,
@@ -166,7 +192,11 @@ def test_three_shards_a_retried_shard_one_publish_and_the_report(
             "MODEL_VERSIONS_SHARDS": "3",
         },
     )
-    code = DAG_TEST.format(path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00")
+    code = DAG_TEST.format(
+        path=str(dag_path),
+        dag="model_versions_fanout_dag",
+        when=f"{day.isoformat()}T03:15:00+00:00",
+    )
     answer = run_python(code, env, timeout=600)
     assert answer["run"] == "success"
     states = {(task, index): (state, tries) for task, index, state, tries in answer["tasks"]}
@@ -175,7 +205,6 @@ def test_three_shards_a_retried_shard_one_publish_and_the_report(
         ("plan_shards", -1): ("success", 1),
         **{("extract_shard", i): ("success", 1) for i in range(3) if i != retried - 1},
         ("publish_snapshot", -1): ("success", 1),
-        ("weekly_report", -1): ("success", 1),
     }
     partition = data / "model_versions" / f"snapshot_date={day.isoformat()}"
     manifest = json.loads((partition / "_manifest.json").read_text(encoding="utf-8"))
@@ -183,6 +212,12 @@ def test_three_shards_a_retried_shard_one_publish_and_the_report(
     assert manifest["targets"] == {"attempted": 6, "succeeded": 6, "failed": 0}
     assert manifest["failures"] == []  # the failed attempt's part was replaced, not merged
     assert not (data / "_shards").exists()
+    code = DAG_TEST.format(
+        path=str(dag_path), dag="weekly_report_dag", when=f"{day.isoformat()}T06:30:00+00:00"
+    )
+    tokenless = {name: value for name, value in env.items() if name != "MODEL_REGISTRY_TOKEN"}
+    weekly = run_python(code, tokenless, timeout=300)
+    assert weekly == {"run": "success", "tasks": [["weekly_report", -1, "success", 1]]}
     page = tmp_path / "reports" / f"downloads-7d-{day.isoformat()}.html"
     assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
@@ -278,7 +313,6 @@ def test_a_shard_task_timeout_stops_the_shard_and_keeps_the_staged_part(
         ["extract_shard", 1, "failed"],
         ["plan_shards", -1, "success"],
         ["publish_snapshot", -1, "upstream_failed"],
-        ["weekly_report", -1, "upstream_failed"],
     ]
     assert len(answer["failures"]) == 2
     for failure in answer["failures"]:

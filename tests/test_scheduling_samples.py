@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import socket
 import stat
 import subprocess
@@ -272,6 +273,8 @@ def test_wrapper_is_an_executable_posix_sh_script() -> None:
         (2, "page", "exited 2 (config)"),
         (4, "page", "exited 4 (auth)"),
         (8, "page", "exited 8 (not_published)"),
+        (124, "page", "exited 124 (timed_out)"),
+        (143, "page", "exited 143 (terminated)"),
     ],
 )
 def test_wrapper_alerts_by_exit_code(
@@ -295,6 +298,26 @@ def test_wrapper_alerts_by_exit_code(
         assert "connector extract --config c.yaml" in message
         assert f"run-connector: {level}: " in result.stderr  # the log says it too
     assert TOKEN not in result.stdout + result.stderr + "".join(alerts)
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils timeout")
+def test_wrapper_pages_a_run_timeout_stopped_with_124_as_its_header_says(
+    wrapper_env: dict[str, Any],
+) -> None:
+    """The crontab's `timeout` in front of the command, for real: timeout exits 124 (the
+    connector's own 143 never reaches the wrapper), which pages as timed_out."""
+    result = run_wrapper(wrapper_env, str(wrapper_env["env_file"]), "timeout", "0.2", "sleep", "30")
+    assert result.returncode == 124
+    assert lines(wrapper_env["alerts"]) == [
+        "page|timeout 0.2 sleep 30 exited 124 (timed_out): see the log"
+    ]
+    header = " ".join(
+        line.lstrip("#").strip()
+        for line in WRAPPER.read_text("utf-8").splitlines()
+        if line.startswith("#")
+    )
+    assert "but timeout itself exits 124" in header and "124 timed_out" in header
+    assert "143 terminated (SIGTERM, e.g. `timeout`" not in header
 
 
 def test_wrapper_names_every_exit_code_like_the_connector() -> None:
@@ -427,10 +450,27 @@ def test_dag_file_calls_the_library_extract_and_report(dag_tree: ast.Module) -> 
     assert "connector.load_config" in calls
     extract = calls["connector.extract"]
     assert [k.arg for k in extract.keywords] == ["date", "interrupt"]  # logical date, not today
-    assert "compute_report" in calls
-    render = calls["render"]
-    assert isinstance(render.args[1], ast.Constant) and render.args[1].value == "html"
-    assert "write_output" in calls
+    report = calls["connector.compute_report"]
+    assert {k.arg for k in report.keywords} == {"start", "end", "storage_options"}
+    write = calls["connector.write_report"]
+    assert isinstance(write.args[2], ast.Constant) and write.args[2].value == "html"
+
+
+def test_dag_file_uses_only_the_public_library_api(dag_tree: ast.Module) -> None:
+    """`import connector` and names of `connector.__all__`, nothing else: a module moved or
+    renamed inside the package must not break a user's DAG."""
+    used = set()
+    for node in ast.walk(dag_tree):
+        if isinstance(node, ast.ImportFrom):
+            assert not (node.module or "").startswith("connector"), node.module
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.name.split(".")[0] == "connector":
+                    assert alias.name == "connector" and alias.asname is None, alias.name
+        elif isinstance(node, ast.Attribute) and dotted(node.value) == "connector":
+            used.add(node.attr)
+    assert used and used <= set(connector.__all__), sorted(used - set(connector.__all__))
+    assert {"compute_report", "write_report", "NoDataError", "extract"} <= used
 
 
 def test_dag_file_imports_only_what_the_connector_has(dag_tree: ast.Module) -> None:
@@ -459,22 +499,44 @@ def test_dag_file_imports_the_connector_only_inside_tasks(dag_tree: ast.Module) 
                 assert node.module.startswith("airflow.sdk"), "Airflow 3: use the airflow.sdk API"
 
 
-def test_dag_file_schedules_daily_without_catchup(dag_tree: ast.Module) -> None:
-    [decorator] = [
-        d
-        for node in ast.walk(dag_tree)
-        if isinstance(node, ast.FunctionDef)
-        for d in node.decorator_list
-        if isinstance(d, ast.Call) and dotted(d.func) == "dag"
-    ]
-    settings = {k.arg: k.value for k in decorator.keywords}
-    assert ast.literal_eval(settings["catchup"]) is False
-    assert ast.literal_eval(settings["max_active_runs"]) == 1
+def _dag_settings(dag_tree: ast.Module) -> dict[str, dict[str, ast.expr]]:
+    """The keyword arguments of every `@dag(...)`, by dag_id's constant name."""
+    found = {}
+    for node in ast.walk(dag_tree):
+        if isinstance(node, ast.FunctionDef):
+            for decorator in node.decorator_list:
+                if isinstance(decorator, ast.Call) and dotted(decorator.func) == "dag":
+                    settings = {k.arg: k.value for k in decorator.keywords if k.arg}
+                    found[dotted(settings["dag_id"])] = settings
+    return found
+
+
+def _cron_fields(settings: dict[str, ast.expr]) -> list[str]:
     schedule = settings["schedule"]
     assert isinstance(schedule, ast.Call) and dotted(schedule.func) == "CronTriggerTimetable"
-    fields = ast.literal_eval(schedule.args[0]).split()
-    assert len(fields) == 5 and fields[2:] == ["*", "*", "*"]  # once a day
-    default_args = settings["default_args"]
+    fields: list[str] = ast.literal_eval(schedule.args[0]).split()
+    assert len(fields) == 5
+    return fields
+
+
+def test_dag_file_schedules_daily_and_weekly_without_catchup(dag_tree: ast.Module) -> None:
+    """The extract daily, the report weekly (its own DAG: one schedule per DAG)."""
+    dags = _dag_settings(dag_tree)
+    assert set(dags) == {"DAG_ID", "REPORT_DAG_ID"}
+    for settings in dags.values():
+        assert ast.literal_eval(settings["catchup"]) is False
+        assert ast.literal_eval(settings["max_active_runs"]) == 1
+        assert dotted(settings["default_args"]) == "DEFAULT_ARGS"
+    assert _cron_fields(dags["DAG_ID"])[2:] == ["*", "*", "*"]  # once a day
+    daily_minute, daily_hour = map(int, _cron_fields(dags["DAG_ID"])[:2])
+    weekly = _cron_fields(dags["REPORT_DAG_ID"])
+    assert weekly[2:4] == ["*", "*"] and weekly[4] in ("1", "mon")  # once a week, on Mondays
+    assert (int(weekly[1]), int(weekly[0])) > (daily_hour, daily_minute)  # after that snapshot
+    [default_args] = [
+        node.value
+        for node in dag_tree.body
+        if isinstance(node, ast.Assign) and dotted(node.targets[0]) == "DEFAULT_ARGS"
+    ]
     assert isinstance(default_args, ast.Dict)
     assert "retries" in [ast.literal_eval(key) for key in default_args.keys if key is not None]
 
@@ -488,19 +550,21 @@ IMPORT_CHECK = """
     with warnings.catch_warnings(record=True) as caught:
         from airflow.models import DagBag
         bag = DagBag(dag_folder={path!r})
-    dag = bag.dags.get("model_versions")
+    def describe(dag):
+        return {{
+            "timetable": type(dag.timetable).__name__,
+            "expression": getattr(dag.timetable, "expression", None),
+            "timezone": str(getattr(dag.timetable, "timezone", "")),
+            "catchup": dag.catchup,
+            "max_active_runs": dag.max_active_runs,
+            "tasks": {{t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}},
+            "retries": {{t.task_id: t.retries for t in dag.tasks}},
+        }}
     print(json.dumps({{
         "errors": {{str(k): str(v) for k, v in bag.import_errors.items()}},
-        "dag_ids": sorted(bag.dags),
         "warnings": [str(w.message) for w in caught if w.filename == {path!r}],
         "connector_imported": "connector" in sys.modules,
-        "timetable": type(dag.timetable).__name__ if dag else None,
-        "expression": getattr(dag.timetable, "expression", None) if dag else None,
-        "timezone": str(getattr(dag.timetable, "timezone", "")) if dag else None,
-        "catchup": dag.catchup if dag else None,
-        "max_active_runs": dag.max_active_runs if dag else None,
-        "tasks": {{t.task_id: sorted(t.downstream_task_ids) for t in dag.tasks}} if dag else {{}},
-        "retries": {{t.task_id: t.retries for t in dag.tasks}} if dag else {{}},
+        "dags": {{dag_id: describe(dag) for dag_id, dag in bag.dags.items()}},
     }}))
 """
 
@@ -511,16 +575,20 @@ def test_dag_imports_cleanly_with_airflow(tmp_path: Path) -> None:
     code = IMPORT_CHECK.format(path=str(DAG_FILE))
     answer = run_python(code, airflow_env(tmp_path), timeout=180)
     assert answer["errors"] == {}
-    assert answer["dag_ids"] == ["model_versions"]
     assert answer["warnings"] == []
     assert answer["connector_imported"] is False  # imported inside the tasks only
-    assert answer["timetable"] == "CronTriggerTimetable"
-    assert answer["expression"] == "15 3 * * *"
-    assert answer["timezone"] == "UTC"
-    assert answer["catchup"] is False
-    assert answer["max_active_runs"] == 1
-    assert answer["tasks"] == {"extract_snapshot": ["weekly_report"], "weekly_report": []}
-    assert all(retries >= 1 for retries in answer["retries"].values())
+    dags = answer["dags"]
+    assert sorted(dags) == ["model_versions", "model_versions_weekly_report"]
+    for dag in dags.values():
+        assert dag["timetable"] == "CronTriggerTimetable"
+        assert dag["timezone"] == "UTC"
+        assert dag["catchup"] is False
+        assert dag["max_active_runs"] == 1
+        assert all(retries >= 1 for retries in dag["retries"].values())
+    assert dags["model_versions"]["expression"] == "15 3 * * *"
+    assert dags["model_versions"]["tasks"] == {"extract_snapshot": []}
+    assert dags["model_versions_weekly_report"]["expression"] == "30 6 * * 1"
+    assert dags["model_versions_weekly_report"]["tasks"] == {"weekly_report": []}
 
 
 DAG_TEST = """
@@ -530,7 +598,7 @@ DAG_TEST = """
     spec = importlib.util.spec_from_file_location("airflow_dag", {path!r})
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    run = module.model_versions_dag.test(logical_date=datetime.fromisoformat({when!r}))
+    run = getattr(module, {dag!r}).test(logical_date=datetime.fromisoformat({when!r}))
     states = {{ti.task_id: str(ti.state) for ti in run.get_task_instances()}}
     print(json.dumps({{"run": str(run.state), "tasks": states}}))
 """
@@ -544,7 +612,8 @@ def test_dag_runs_extract_then_report_with_dag_test(
     start_simulator: Callable[..., SimulatedRegistry],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The DAG's two tasks, run for real by Airflow against the simulated registry."""
+    """The two DAGs, run for real by Airflow against the simulated registry: the daily
+    extract, then the weekly report, which needs no registry token."""
     monkeypatch.setenv("MODEL_REGISTRY_TOKEN", TOKEN)
     registry = start_simulator(orgs=1, models_per_org=3)
     data = tmp_path / "data"
@@ -563,13 +632,18 @@ def test_dag_runs_extract_then_report_with_dag_test(
             "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
         },
     )
-    code = DAG_TEST.format(path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00")
+    code = DAG_TEST.format(
+        path=str(dag_path), dag="model_versions_dag", when=f"{day.isoformat()}T03:15:00+00:00"
+    )
     answer = run_python(code, env, timeout=300)
-    assert answer == {
-        "run": "success",
-        "tasks": {"extract_snapshot": "success", "weekly_report": "success"},
-    }
+    assert answer == {"run": "success", "tasks": {"extract_snapshot": "success"}}
     assert (data / "model_versions" / f"snapshot_date={day.isoformat()}").is_dir()
+    code = DAG_TEST.format(
+        path=str(dag_path), dag="weekly_report_dag", when=f"{day.isoformat()}T06:30:00+00:00"
+    )
+    tokenless = {name: value for name, value in env.items() if name != "MODEL_REGISTRY_TOKEN"}
+    answer = run_python(code, tokenless, timeout=300)
+    assert answer == {"run": "success", "tasks": {"weekly_report": "success"}}
     page = tmp_path / "reports" / f"downloads-7d-{day.isoformat()}.html"
     assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
@@ -596,11 +670,18 @@ def test_dag_skips_a_run_whose_logical_date_is_too_old(
         },
     )
     old = datetime.now(UTC).date() - timedelta(days=30)
-    code = DAG_TEST.format(path=str(dag_path), when=f"{old.isoformat()}T03:15:00+00:00")
+    code = DAG_TEST.format(
+        path=str(dag_path), dag="model_versions_dag", when=f"{old.isoformat()}T03:15:00+00:00"
+    )
     answer = run_python(code, env, timeout=300)
-    assert answer["tasks"] == {"extract_snapshot": "skipped", "weekly_report": "skipped"}
+    assert answer["tasks"] == {"extract_snapshot": "skipped"}
     assert not (data / "model_versions").exists()
     assert registry.stats().requests == 0
+    code = DAG_TEST.format(
+        path=str(dag_path), dag="weekly_report_dag", when=f"{old.isoformat()}T06:30:00+00:00"
+    )
+    answer = run_python(code, env, timeout=300)  # no snapshot to compare: skipped, not failed
+    assert answer["tasks"] == {"weekly_report": "skipped"}
 
 
 def test_dag_file_skips_a_refused_snapshot_date(dag_tree: ast.Module) -> None:
@@ -691,7 +772,7 @@ def test_dag_extract_timeout_stops_the_run_the_connectors_way(
     )
     answer = run_python(code, env, timeout=300)
 
-    assert answer["tasks"] == {"extract_snapshot": "failed", "weekly_report": "upstream_failed"}
+    assert answer["tasks"] == {"extract_snapshot": "failed"}
     [failure] = answer["failures"]
     assert failure["exception"] == "AirflowTaskTimeout"
     assert "execution_timeout" in failure["message"]

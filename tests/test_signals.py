@@ -8,6 +8,7 @@ test waits for the process.
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import threading
 from collections.abc import Callable
@@ -15,12 +16,19 @@ from pathlib import Path
 
 import pytest
 from helpers import TOKEN, config_document, wait_until
-from hung_runs import BOUND, assert_lock_free, hung_run, in_flight, start_extract
+from hung_runs import (
+    BOUND,
+    StderrLines,
+    assert_lock_free,
+    hung_run,
+    in_flight,
+    start_extract,
+)
 
 from connector import extract
 from connector.config import parse_config
 from connector.errors import ExitCode
-from connector.extraction.interrupt import Interrupt
+from connector.extraction.interrupt import REPEAT_WINDOW_SECONDS, Interrupt, SignalHandler
 from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
@@ -112,3 +120,94 @@ def test_the_library_stops_on_request(start_simulator: StartSimulator, tmp_path:
     assert all(f.error_type == "skipped" for f in summary.failures)
     assert not (out / "model_versions").exists()
     assert_lock_free(out)
+
+
+def assert_stopped_cleanly(stdout: str, stderr: str, out: Path, code: int) -> None:
+    """The run ended its own way after a stop: summary, run record, nothing published."""
+    assert "again: exiting at once" not in stderr
+    assert "Traceback" not in stderr
+    summary = json.loads(stdout)
+    assert (summary["outcome"], summary["exit_code"]) == ("interrupted", code)
+    assert summary["published"] is False
+    [record] = (out / "_runs").glob("*/*.json")
+    assert json.loads(record.read_text())["outcome"] == "interrupted"
+    assert not (out / "model_versions").exists()
+    assert_lock_free(out)
+
+
+def test_the_same_signal_twice_at_once_is_one_request_to_stop(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """What `timeout` does: SIGTERM to the connector, then to its process group. The second
+    is sent once the first has been handled (the run logs it), so it is handled on its own,
+    milliseconds later: every time, not by luck. It is the same request: summary and record."""
+    config, out = hung_run(start_simulator, tmp_path)
+    process = start_extract(config)
+    stderr = StderrLines(process)
+    try:
+        wait_until(in_flight(out, process))
+        process.send_signal(signal.SIGTERM)
+        stderr.wait_for("SIGTERM received: stopping")
+        process.send_signal(signal.SIGTERM)
+        assert process.stdout is not None
+        stdout = process.stdout.read()
+        code = process.wait(timeout=BOUND)
+    finally:
+        text = stderr.close(process)
+    assert code == ExitCode.TERMINATED, text
+    assert_stopped_cleanly(stdout, text, out, ExitCode.TERMINATED)
+    assert "SIGTERM again at once: the same request" in text
+
+
+@pytest.mark.skipif(shutil.which("timeout") is None, reason="needs coreutils timeout")
+def test_a_run_under_timeout_ends_with_its_summary_and_timeout_exits_124(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """The sample crontab's `timeout 6h connector extract ...`, for real: timeout is made to
+    expire now (SIGALRM is its own timer's signal), signals the connector and its group, and
+    exits 124 (not 143) while the connector writes its summary and run record."""
+    config, out = hung_run(start_simulator, tmp_path)
+    process = start_extract(config, prefix=("timeout", "300"))
+    try:
+        wait_until(in_flight(out, None))
+        process.send_signal(signal.SIGALRM)
+        stdout, stderr = process.communicate(timeout=BOUND)
+    finally:
+        process.kill()
+    assert process.returncode == 124, stderr
+    assert_stopped_cleanly(stdout, stderr, out, ExitCode.TERMINATED)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(
+    ("second", "after", "exits"),
+    [
+        (signal.SIGTERM, 0.0, None),
+        (signal.SIGTERM, REPEAT_WINDOW_SECONDS - 0.01, None),
+        (signal.SIGTERM, REPEAT_WINDOW_SECONDS, 128 + signal.SIGTERM),
+        (signal.SIGTERM, 60.0, 128 + signal.SIGTERM),
+        (signal.SIGINT, 0.0, 128 + signal.SIGINT),  # another signal is another request
+    ],
+)
+def test_a_repeat_within_the_window_is_the_same_request(
+    second: int, after: float, exits: int | None
+) -> None:
+    clock, exited = FakeClock(), []
+    interrupt = Interrupt()
+    try:
+        handler = SignalHandler(interrupt, clock=clock, exit_now=exited.append)
+        handler(signal.SIGTERM)
+        assert interrupt.requested and interrupt.signum == signal.SIGTERM
+        clock.now += after
+        handler(second)
+        assert exited == ([] if exits is None else [exits])
+        assert interrupt.signum == signal.SIGTERM  # the request stays the first signal's
+    finally:
+        interrupt.close()

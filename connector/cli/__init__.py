@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from connector._version import __version__
-from connector.errors import ConnectorError, ExitCode
+from connector.errors import ConfigError, ConnectorError, ExitCode
 from connector.redaction import printable
 
 # command name -> "module:attribute"; the module is imported on first use.
@@ -76,7 +76,7 @@ class ConnectorGroup(click.Group):
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise  # usage errors and --help: click prints them (exit 2 / 0)
         except ConnectorError as exc:
-            click.echo(f"Error: {printable(str(exc), keep_newlines=True)}", err=True)
+            click.echo(f"Error: {error_text(exc)}", err=True)
             sys.exit(int(exc.exit_code))
         except KeyboardInterrupt:  # Ctrl-C outside a run (a run handles its own signals)
             click.echo("Error: interrupted (Ctrl-C); nothing was published", err=True)
@@ -94,6 +94,16 @@ class ConnectorGroup(click.Group):
             sys.exit(int(ExitCode.OUTPUT))
         except Exception as exc:
             raise _bug(exc) from exc
+
+
+def error_text(exc: ConnectorError) -> str:
+    """The message of an error for one `Error:` line, through `printable`: a value in it (a
+    server's detail, a path, a name given on the command line) cannot forge a line or drive the
+    terminal. A config error keeps its own layout, one problem a line, each escaped alone."""
+    if isinstance(exc, ConfigError):
+        source = printable(exc.source) if exc.source else None
+        return str(ConfigError([printable(problem) for problem in exc.problems], source))
+    return printable(str(exc))
 
 
 def _bug(exc: Exception) -> SystemExit:

@@ -8,10 +8,11 @@ from datetime import date
 
 import click
 
-from connector.cli.options import DAY, config_option, logging_options
+from connector.cli.options import DAY, RATIO, config_option, logging_options
 from connector.config import Config, load_config
 from connector.errors import ConfigError
 from connector.logs import add_secrets, configure_logging
+from connector.redaction import printable
 
 
 def _parse_shard(
@@ -59,7 +60,7 @@ def _parse_processes(_: click.Context, __: click.Parameter, value: str) -> int:
 )
 @click.option(
     "--min-success-ratio",
-    type=click.FloatRange(0, 1),
+    type=RATIO,
     help="Publish only if this share of targets succeeded; overrides output.min_success_ratio.",
 )
 @click.option(
@@ -121,7 +122,7 @@ def extract(
     config: Config = load_config(config_path)
     add_secrets(config.secrets())
     for warning in config.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        click.echo(f"Warning: {printable(warning)}", err=True)
     interrupt = Interrupt()
     with stop_on_signals(interrupt):
         summary = run_extract(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -47,6 +48,27 @@ class DayType(click.ParamType[date]):
 
 
 DAY = DayType()
+
+
+class RatioType(click.FloatRange):
+    """A share from 0 to 1. `nan` passes click's range check (every comparison with it is
+    false) and would then pass every publish guard, so it is refused by name."""
+
+    name = "ratio"
+
+    def __init__(self) -> None:
+        super().__init__(0, 1)
+
+    def convert(
+        self, value: Any, param: click.Parameter | None, ctx: click.Context | None
+    ) -> float:
+        ratio: float = super().convert(value, param, ctx)
+        if math.isnan(ratio):
+            self.fail(f"{value!r} is not a number from 0 to 1", param, ctx)
+        return ratio
+
+
+RATIO = RatioType()
 
 
 def logging_options(function: F) -> F:

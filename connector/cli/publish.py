@@ -8,7 +8,7 @@ from datetime import date
 
 import click
 
-from connector.cli.options import DAY, config_option, logging_options
+from connector.cli.options import DAY, RATIO, config_option, logging_options
 from connector.config import Config, load_config
 from connector.logs import add_secrets, configure_logging
 
@@ -32,7 +32,7 @@ from connector.logs import add_secrets, configure_logging
 )
 @click.option(
     "--min-success-ratio",
-    type=click.FloatRange(0, 1),
+    type=RATIO,
     help="Publish only if this share of all shards' targets succeeded; overrides "
     "output.min_success_ratio.",
 )

@@ -6,6 +6,7 @@ write. Errors are the connector's exceptions; the CLI group turns them into exit
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -13,29 +14,79 @@ from typing import Any
 import click
 
 from connector.cli.options import DAY
+from connector.config import load_output_settings, validate_output
 from connector.dataset.locate import is_object_uri, open_store
+from connector.dataset.objectstore import STORAGE_OPTION_KEYS, endpoint_hint
 from connector.dataset.store import Store
-from connector.errors import ConfigError
+from connector.errors import ConfigError, OutputError
+from connector.redaction import printable
 from connector.reporting.analytics import GROUPINGS, compute_report
-from connector.reporting.render import FORMATS, render, write_output
+from connector.reporting.render import FORMATS, render, write_report
+from connector.reporting.window import MAX_DAYS
+
+_CLI_OPTIONS = "output.storage_options."
 
 
-def _dataset(data: str | None, config_path: Path | None) -> Store:
+def _dataset(data: str | None, config_path: Path | None, given: Mapping[str, str]) -> Store:
     """`--data` wins; otherwise the config's `output.uri` (the config loads only when needed).
-    The config's `output.storage_options` apply to an s3:// dataset either way."""
+    For an s3:// dataset the config's `output.storage_options` apply, each overridden by a
+    `--storage-option` of the same key, and the result is validated as the config's would be."""
     if not data and config_path is None:
         raise click.UsageError(
             "give the dataset with --data URI, or --config FILE to use its output.uri"
         )
     options: dict[str, Any] = {}
+    from_cli = bool(data)
     if config_path is not None:
-        from connector.config import load_output_settings
-
         settings = load_output_settings(config_path)
         data = data or settings.uri
         options = settings.storage_mapping()
     assert data is not None
-    return open_store(data, options if is_object_uri(data) else None)
+    if not is_object_uri(data):
+        if given:
+            raise click.UsageError("--storage-option only applies to an s3:// dataset")
+        return open_store(data)
+    try:
+        checked = validate_output({"uri": data, "storage_options": {**options, **given} or None})
+    except ConfigError as exc:
+        raise ConfigError([_option_named(p, given, from_cli) for p in exc.problems]) from exc
+    return open_store(data, checked.storage_mapping())
+
+
+def _option_named(problem: str, given: Mapping[str, str], data_given: bool) -> str:
+    """A problem found in a value typed on the command line names the option, not the config
+    key it stands for (`--storage-option endpoint_url: ...`, `--data: ...`)."""
+    key, _, rest = problem.partition(": ")
+    if key.startswith(_CLI_OPTIONS) and key[len(_CLI_OPTIONS) :] in given:
+        return f"--storage-option {key[len(_CLI_OPTIONS) :]}: {rest}"
+    if key == "output.uri" and data_given:
+        return f"--data: {rest}"
+    return problem
+
+
+def _storage_options(
+    _ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]
+) -> dict[str, str]:
+    """`--storage-option KEY=VALUE`, repeatable; the keys are `output.storage_options`'."""
+    options: dict[str, str] = {}
+    for value in values:
+        key, sep, setting = value.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(
+                f"{printable(value)!r}: expected KEY=VALUE, KEY one of "
+                f"{', '.join(STORAGE_OPTION_KEYS)}"
+            )
+        if key in options:
+            raise click.BadParameter(f"{printable(key)} is given more than once")
+        options[key] = setting
+    return options
+
+
+def _output_file(_ctx: click.Context, _param: click.Parameter, value: Path | None) -> Path | None:
+    """`-o ""`, `-o .` or `-o dir/..` name no file: refuse them here, not deep in a rename."""
+    if value is not None and value.name in ("", ".", ".."):
+        raise click.BadParameter(f"{printable(str(value))!r} names a directory, not a file")
+    return value
 
 
 def _split_model_filters(
@@ -81,12 +132,23 @@ def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str | Non
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Config file whose output.uri is the dataset (--data wins).",
+    help="Config file whose output.uri is the dataset (--data wins); its "
+    "output.storage_options apply to an s3:// dataset either way.",
+)
+@click.option(
+    "--storage-option",
+    "storage_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    callback=_storage_options,
+    help="An s3:// dataset's output.storage_options setting, e.g. "
+    "endpoint_url=http://minio:9000 (repeatable; wins over --config's).",
 )
 @click.option(
     "--days",
-    type=click.IntRange(min=1),
-    help="Latest snapshot against the latest one at least N days older.  [default: 1]",
+    type=click.IntRange(1, MAX_DAYS),
+    help=f"Latest snapshot against the latest one at least N days older (1 to {MAX_DAYS}).  "
+    "[default: 1]",
 )
 @click.option("--start", type=DAY, help="Window start (YYYY-MM-DD); not with --days.")
 @click.option("--end", type=DAY, help="Window end (YYYY-MM-DD, default: latest); needs --start.")
@@ -120,6 +182,7 @@ def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str | Non
     "-o",
     "--output",
     type=click.Path(dir_okay=False, path_type=Path),
+    callback=_output_file,
     help="Write to FILE (atomically) instead of stdout.",
 )
 @click.option(
@@ -132,6 +195,7 @@ def _memory_limit(_ctx: click.Context, _param: click.Parameter, value: str | Non
 def report(
     data: str | None,
     config_path: Path | None,
+    storage_options: dict[str, str],
     days: int | None,
     start: date | None,
     end: date | None,
@@ -149,23 +213,29 @@ def report(
     if end is not None and start is None:
         raise click.UsageError("--end needs --start")
     orgs, models = _split_model_filters(orgs, models)
-    result = compute_report(
-        _dataset(data, config_path),
-        days=days,
-        start=start,
-        end=end,
-        by=by,
-        top=top or None,
-        org=orgs,
-        model=models,
-        memory_limit=memory_limit,
-    )
-    text = render(result, fmt)
+    location = _dataset(data, config_path, storage_options)
+    try:
+        result = compute_report(
+            location,
+            days=days,
+            start=start,
+            end=end,
+            by=by,
+            top=top or None,
+            org=orgs,
+            model=models,
+            memory_limit=memory_limit,
+        )
+    except OutputError as exc:
+        hint = endpoint_hint(exc) if not location.is_local else ""
+        if not hint:
+            raise
+        raise OutputError(f"{exc}{hint}") from exc
     if fmt in ("csv", "json"):  # the table and the page show their notes themselves
         for note in result.notes:
-            click.echo(f"note: {note}", err=True)
+            click.echo(f"note: {printable(note)}", err=True)
     if output is None:
-        click.echo(text, nl=False)
+        click.echo(render(result, fmt), nl=False)
     else:
-        write_output(output, text)
-        click.echo(f"wrote {output}", err=True)
+        write_report(result, output, fmt)
+        click.echo(f"wrote {printable(str(output))}", err=True)

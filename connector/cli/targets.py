@@ -22,6 +22,7 @@ from connector.errors import (
     decide_exit_code,
 )
 from connector.logs import add_secrets, configure_logging
+from connector.redaction import printable
 
 if TYPE_CHECKING:
     from connector.extraction.plan import TargetPlan
@@ -48,7 +49,7 @@ def targets(config_path: str, output_format: str, log_level: str, log_format: st
     secrets = config.secrets()
     add_secrets(secrets)
     for warning in config.warnings:
-        click.echo(f"Warning: {warning}", err=True)
+        click.echo(f"Warning: {printable(warning)}", err=True)
     with RegistryClient(config.registry, secrets=secrets) as client:
         plan = plan_targets(config, client)
     failures = [error.failure(secrets) for error in plan.failures]  # built once, redacted
@@ -57,11 +58,11 @@ def targets(config_path: str, output_format: str, log_level: str, log_format: st
         click.echo(json.dumps(_document(plan, named, failures), indent=2))
     else:
         for org, model in plan.targets:
-            click.echo(f"{org}/{model}")
-        for warning in plan.warnings:
-            click.echo(f"Warning: {warning}", err=True)
+            click.echo(printable(f"{org}/{model}"))
+        for warning in plan.warnings:  # discovery's warnings quote what the server listed
+            click.echo(f"Warning: {printable(warning)}", err=True)
         for failure in failures:
-            click.echo(f"Error: {failure.message}", err=True)
+            click.echo(f"Error: {printable(failure.message)}", err=True)
         listed = ", ".join(
             f"{org}: {len(d.models)} listed in {d.pages} page(s)"
             for org, d in sorted(plan.discovered.items())

@@ -61,6 +61,23 @@ def s3_filesystem(options: Mapping[str, Any], env: Mapping[str, str] | None = No
     return _s3_client(tuple(sorted((k, v) for k, v in kwargs.items() if v is not None)))
 
 
+# How pyarrow's AWS SDK (curl underneath) says that a host name did not resolve.
+_UNRESOLVED_HOST = ("Could not resolve host", "curlCode: 6,")
+
+
+def endpoint_hint(error: BaseException | str) -> str:
+    """The likely fix when an object-storage error says the S3 host did not resolve ("" for any
+    other error): with no endpoint set, s3:// goes to AWS, and a MinIO/R2 user has forgotten to
+    name theirs. A suffix for the error message, in one place for every caller."""
+    if not any(marker in str(error) for marker in _UNRESOLVED_HOST):
+        return ""
+    return (
+        "; the S3 host could not be resolved: name your S3 service with AWS_ENDPOINT_URL "
+        "(or output.storage_options.endpoint_url in the config; `report --storage-option "
+        "endpoint_url=URL`); without one, s3:// goes to AWS"
+    )
+
+
 @functools.lru_cache(maxsize=16)
 def _s3_client(settings: tuple[tuple[str, Any], ...]) -> Any:
     """One S3FileSystem per distinct settings, reused: building an AWS client resolves the
@@ -140,7 +157,7 @@ class ObjectStore:
         return f"s3://{self.native(path)}"
 
     def _failed(self, what: str, path: str, exc: BaseException) -> OutputError:
-        return OutputError(f"cannot {what} {self.display(path)}: {exc}")
+        return OutputError(f"cannot {what} {self.display(path)}: {exc}{endpoint_hint(exc)}")
 
     def put(self, path: str, data: bytes, *, mode: int = 0o666) -> None:
         try:

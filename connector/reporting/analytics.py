@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -398,13 +398,15 @@ def compute_report(
     org: Sequence[str] | str | None = None,
     model: Sequence[str] | str | None = None,
     memory_limit: int | str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> Report:
     """The report over the window's partitions (only the needed columns), computed by the
     engine within `memory_limit` (bytes, or a size such as "2GiB"; default: half the memory,
-    at most 8 GiB)."""
+    at most 8 GiB). `storage_options`: an s3:// dataset's, as in `output.storage_options`
+    (`config.output.storage_mapping()`)."""
     _check_grouping(by, top)
     limit = parse_memory_limit(memory_limit)
-    store = open_store(data)
+    store = open_store(data, storage_options or None)
     available = snapshot_dates(store)
     if not available:
         raise NoDataError(f"no snapshots under {_shown(data)}: run the extractor first")
@@ -425,7 +427,7 @@ def compute_report(
 
     if not files:
         raise empty()
-    notes = _failure_notes(data, window, orgs, models)
+    notes = _failure_notes(store, window, orgs, models)
     return _summarize(
         rows,
         window,
@@ -451,6 +453,7 @@ def report(
     org: Sequence[str] | str | None = None,
     model: Sequence[str] | str | None = None,
     memory_limit: int | str | None = None,
+    storage_options: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """The report table; window and flags ride along in `DataFrame.attrs`."""
     return compute_report(
@@ -463,4 +466,5 @@ def report(
         org=org,
         model=model,
         memory_limit=memory_limit,
+        storage_options=storage_options,
     ).table

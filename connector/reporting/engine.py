@@ -8,7 +8,7 @@ results, so memory follows the answer, not rows x days.
 
 Rows come from the in-window partitions only and only the needed columns: local Parquet files
 are handed to DuckDB as an explicit list (its own parallel reader); object storage goes through
-the dataset's pyarrow filesystem (`connector.dataset.storage`), streamed into DuckDB file by
+the store's pyarrow filesystem (`connector.dataset.store`), streamed into DuckDB file by
 file, so no DuckDB extension (httpfs) is ever needed: extensions are neither installed nor
 loaded at run time. On object storage each object's size and modification time are compared
 before and after a query, and the query runs again when a publish replaced one meanwhile (the
@@ -78,9 +78,14 @@ def parse_memory_limit(text: str | int | None) -> int:
                 [f"memory limit {text!r}: expected a size like 512MB, 2GiB or 25% of memory"]
             )
         number, unit = float(match.group(1)), match.group(2).lower()
-        size = int(physical_memory() * number / 100 if unit == "%" else number * _UNITS[unit])
+        wanted = physical_memory() * number / 100 if unit == "%" else number * _UNITS[unit]
+        size = int(min(wanted, physical_memory() + 1))  # `1e400` is inf: no int of it
     if size < MEMORY_FLOOR:
         raise ConfigError([f"memory limit {text!r}: at least 1MiB is needed"])
+    if size > physical_memory():  # more than there is cannot be meant (and DuckDB refuses it)
+        raise ConfigError(
+            [f"memory limit {text!r}: more than this machine's {human_size(physical_memory())}"]
+        )
     return size
 
 

@@ -16,6 +16,7 @@ import html
 import json
 from typing import Any
 
+from connector.redaction import printable
 from connector.reporting.analytics import Report
 from connector.reporting.render import (
     _NUM,
@@ -210,12 +211,12 @@ def chart_data(result: Report, limit: int = CHART_MAX_SERIES) -> dict[str, Any]:
     daily = result.daily
     labels = list(dict.fromkeys(daily["group"].tolist()))[:limit] if len(daily) else []
     colours = palette(len(labels))
-    series = []
+    series: list[dict[str, Any]] = []
     for index, label in enumerate(labels):
         points = daily[daily["group"] == label]
         series.append(
             {
-                "label": label,
+                "label": printable(label) if isinstance(label, str) else label,
                 "color": colours[index],
                 "dashed": index >= len(_TABLEAU),
                 "points": [
@@ -280,7 +281,7 @@ def render_html(result: Report) -> str:
         f"default-src 'none'; style-src {_csp_hash(style)}; script-src {_csp_hash(script)};"
         " img-src data:; base-uri 'none'; form-action 'none'"
     )
-    notes = "".join(f"<li>{html.escape(note)}</li>" for note in result.notes)
+    notes = "".join(f"<li>{html.escape(printable(note))}</li>" for note in result.notes)
     title = html.escape(_title(result))
     return f"""<!DOCTYPE html>
 <html lang="en">

@@ -6,6 +6,11 @@ table). The HTML page makes no network request at all: its style, its script and
 are inline, and a Content-Security-Policy with the hashes of exactly that style and script keeps
 anything else from loading or running. The chart (downloads gained per day, per group) is drawn
 by the inline script into an inline SVG, from the data embedded as JSON.
+
+Org, model, version and framework names come from a server. Each format escapes them for its
+medium with `connector.redaction` (STYLE 23): the table and the page show control characters as
+`printable` escapes, CSV neutralises formulas (`csv_cell`), JSON escapes what a terminal would
+act on (`json_printable`), the page HTML-escapes on top.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import pandas as pd
 
 from connector.atomic import write_atomic
 from connector.errors import ConfigError, OutputError
+from connector.redaction import csv_cell, json_printable, printable
 from connector.reporting.analytics import Report
 
 FORMATS = ("table", "csv", "json", "html")
@@ -106,19 +112,31 @@ def records(table: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def render_json(result: Report) -> str:
-    """A JSON list of objects, one per group."""
-    return json.dumps(records(result.table), indent=2, ensure_ascii=False) + "\n"
+    """A JSON list of objects, one per group; strings exactly as stored (JSON-escaped where a
+    terminal would act on a character)."""
+    return json_printable(json.dumps(records(result.table), indent=2, ensure_ascii=False)) + "\n"
+
+
+def _csv_value(value: Any) -> Any:
+    """One CSV cell: numbers as they are (a number cannot carry a formula, and `-3` must stay a
+    number), booleans as true/false, unknown values empty, text through `csv_cell`."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return value
+    return csv_cell(str(value))
 
 
 def render_csv(result: Report) -> str:
-    """CSV with a header row; booleans as true/false, unknown values empty."""
+    """CSV with a header row; booleans as true/false, unknown values empty, text cells safe to
+    open in a spreadsheet (`_csv_value`)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(result.table.columns)
     for row in records(result.table):
-        writer.writerow(
-            "" if v is None else str(v).lower() if isinstance(v, bool) else v for v in row.values()
-        )
+        writer.writerow([_csv_value(value) for value in row.values()])
     return buffer.getvalue()
 
 
@@ -139,7 +157,7 @@ def _cell(column: str, value: Any, width: int | None) -> str:
         return f"{value:,.1f}"
     if isinstance(value, int):
         return f"{value:,}"
-    text = str(value)
+    text = printable(str(value))
     if column == "created_at":
         text = text[:16].replace("T", " ")
     return text if width is None or len(text) <= width else text[: width - 3] + "..."
@@ -218,7 +236,7 @@ def render_table(result: Report) -> str:
         out.append("(no rows)")
     legend = column_notes(columns)
     out += ["", *legend] if legend else []
-    out += [f"note: {note}" for note in result.notes]
+    out += [f"note: {printable(note)}" for note in result.notes]
     return "\n".join(out) + "\n"
 
 
@@ -244,6 +262,12 @@ def render(result: Report, fmt: str = "table") -> str:
     except KeyError:
         raise ConfigError([f"format must be one of {', '.join(FORMATS)}, not {fmt!r}"]) from None
     return renderer(result)
+
+
+def write_report(result: Report, path: str | os.PathLike[str], fmt: str = "html") -> None:
+    """`result` rendered in one of `FORMATS` and written to `path` atomically: `report -o`,
+    and the library's way to save a report (the sample DAG's weekly page)."""
+    write_output(path, render(result, fmt))
 
 
 def write_output(path: str | os.PathLike[str], text: str) -> None:

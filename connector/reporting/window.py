@@ -9,6 +9,9 @@ from datetime import date, timedelta
 from connector.errors import ConfigError, NoDataError
 
 MISSING_DAYS_LISTED = 10  # the report names this many missing days at most; it counts them all
+# The longest `days` window: a century. Snapshots start in 2000 (`connector.cli.options`), so a
+# longer one means the same (the earliest snapshot); refusing it keeps date arithmetic in range.
+MAX_DAYS = 36_600
 
 
 @dataclass(frozen=True)
@@ -51,8 +54,8 @@ def _check_window_options(days: int | None, start: date | None, end: date | None
     problems = []
     if days is not None and (start is not None or end is not None):
         problems.append("days cannot be combined with start/end")
-    if days is not None and days < 1:
-        problems.append(f"days must be at least 1, not {days}")
+    if days is not None and not 1 <= days <= MAX_DAYS:
+        problems.append(f"days must be at least 1 and at most {MAX_DAYS} (a century), not {days}")
     if end is not None and start is None:
         problems.append("end needs a start date too")
     if start is not None and end is not None and start > end:
