@@ -18,15 +18,15 @@ from typing import Any
 
 from connector.redaction import printable
 from connector.reporting.analytics import Report
-from connector.reporting.render import (
-    _NUM,
+from connector.reporting.cells import (
     CHART_MAX_SERIES,
     LABELS,
-    _human_rows,
-    _plain,
-    _summary,
-    _title,
+    NUM_CLASS,
     column_notes,
+    human_rows,
+    plain,
+    summary_line,
+    title,
 )
 
 _TABLEAU = (
@@ -221,7 +221,7 @@ def chart_data(result: Report, limit: int = CHART_MAX_SERIES) -> dict[str, Any]:
                 "dashed": index >= len(_TABLEAU),
                 "points": [
                     {
-                        "date": _plain(row.snapshot_date),
+                        "date": plain(row.snapshot_date),
                         "days": int(row.days),
                         "gained": int(row.downloads_gained),
                         "perDay": float(row.gained_per_day),
@@ -245,16 +245,16 @@ def _csp_hash(source: str) -> str:
 
 
 def _html_table(result: Report) -> str:
-    columns, numeric, rows = _human_rows(result)
+    columns, numeric, rows = human_rows(result)
     head = "".join(
-        f'<th scope="col" title="{html.escape(c)}"{_NUM if n else ""}>'
+        f'<th scope="col" title="{html.escape(c)}"{NUM_CLASS if n else ""}>'
         f"{html.escape(LABELS.get(c, c))}</th>"
         for c, n in zip(columns, numeric, strict=True)
     )
     body = "\n".join(
         "<tr>"
         + "".join(
-            f"<td{_NUM if n else ''}>{html.escape(cell)}</td>"
+            f"<td{NUM_CLASS if n else ''}>{html.escape(cell)}</td>"
             for cell, n in zip(row, numeric, strict=True)
         )
         + "</tr>"
@@ -267,7 +267,7 @@ def _html_table(result: Report) -> str:
 
 
 def _column_notes_html(result: Report) -> str:
-    columns, _, _ = _human_rows(result)
+    columns, _, _ = human_rows(result)
     notes = column_notes(columns)
     return f'<p class="column-notes">{html.escape("; ".join(notes))}</p>' if notes else ""
 
@@ -282,7 +282,7 @@ def render_html(result: Report) -> str:
         " img-src data:; base-uri 'none'; form-action 'none'"
     )
     notes = "".join(f"<li>{html.escape(printable(note))}</li>" for note in result.notes)
-    title = html.escape(_title(result))
+    heading = html.escape(title(result))
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -290,13 +290,13 @@ def render_html(result: Report) -> str:
 <meta http-equiv="Content-Security-Policy" content="{html.escape(policy, quote=False)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <link rel="icon" href="data:,">
-<title>{title}</title>
+<title>{heading}</title>
 <style>{style}</style>
 </head>
 <body>
 <main>
-<h1>{title}</h1>
-<p class="summary">{html.escape(_summary(result))}</p>
+<h1>{heading}</h1>
+<p class="summary">{html.escape(summary_line(result))}</p>
 {f'<ul class="notes">{notes}</ul>' if notes else ""}
 <section>
 <h2>Downloads gained per day</h2>
