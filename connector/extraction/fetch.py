@@ -32,7 +32,7 @@ from connector.errors import (
     TargetFailure,
 )
 from connector.extraction.context import RunContext
-from connector.extraction.interrupt import Interrupt, signal_name
+from connector.extraction.interrupt import REPEAT_WINDOW_SECONDS, Interrupt, signal_name
 from connector.extraction.outcome import Tally
 from connector.extraction.plan import TargetPlan, plan_targets
 from connector.extraction.progress import RejectedOrgs, RunProgress
@@ -243,9 +243,10 @@ def _fetch_pool(
 def _stop(client: RegistryClient, interrupt: Interrupt) -> None:
     """Runs in the interrupt's watcher thread as soon as a stop is requested."""
     log.warning(
-        "%s received: stopping (requests in flight abandoned, nothing published); "
-        "send it again to exit at once",
+        "%s received: stopping (requests in flight abandoned, nothing published); to exit at "
+        "once, send another signal, or the same one again after %g s",
         signal_name(interrupt.signum),
+        REPEAT_WINDOW_SECONDS,
         extra={"event": "interrupted"},
     )
     client.abort()
