@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -32,6 +33,17 @@ LAYOUT_DIRS = (DATASET_DIR, STAGING_DIR, REJECTED_DIR, RUNS_DIR, SHARDS_DIR, HEL
 PARTITION_PREFIX = "snapshot_date="
 DATA_NAME = "part-00000.parquet"  # a partition's one data file, as this version writes it
 MANIFEST_NAME = "_manifest.json"
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of a published day: its store path, its snapshot day, and what it looked
+    like when listed (size and modification time, to notice a file replaced during a read)."""
+
+    path: str
+    day: date
+    size: int | None
+    mtime_ns: int | None
 
 
 def partition_path(day: date) -> str:

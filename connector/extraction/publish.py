@@ -82,6 +82,7 @@ def publish(
     with context.store.lock(LOCK_NAME, context.run_id) as lock:
         for action in partition.recover(context.store):
             log.warning("%s", action, extra={"event": "staging_recovered"})
+        partition.check_format(context.store, context.table_format)
         summary = publish_parts(
             context, shards, check_lock=lock.check, started=started, merged=shards
         )
@@ -169,7 +170,9 @@ def _merge_and_publish(
         partition.check_staged(store, context.run_id, writer.rows)
         check_locks()  # on object storage a lease can be lost: never publish over a newer holder
         manifest = {**manifest, "rows": writer.rows}
-        published = partition.publish_day(store, context.day, context.run_id, manifest)
+        published = partition.publish_day(
+            store, context.day, context.run_id, manifest, table_format=context.table_format
+        )
     finally:
         if published is None:
             writer.abort()

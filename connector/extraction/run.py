@@ -144,6 +144,7 @@ def _extract_locked(
         for action in partition.recover(store):
             log.warning("%s", action, extra={"event": "staging_recovered"})
         try:
+            partition.check_format(store, context.table_format)  # before anything is called
             missing = [] if context.replace else _missing(context, config)
             if missing:
                 log.error(
