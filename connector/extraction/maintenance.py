@@ -15,7 +15,7 @@ from typing import Any
 
 from connector.config import OutputSettings
 from connector.dataset import delta, partition
-from connector.dataset.layout import LOCK_NAME
+from connector.dataset.layout import DATASET_DIR, LOCK_NAME
 from connector.dataset.locate import output_store
 from connector.errors import ConfigError, OutputError
 
@@ -56,4 +56,4 @@ def maintain(
             raise OutputError(f"{store.display()} holds no Delta table yet: nothing to maintain")
         done = delta.maintain(store, optimize=optimize, vacuum_days=vacuum_days)
     log.info("maintained %s: %s", store.display(), done, extra={"event": "maintained"})
-    return {"table": store.display(delta.DATASET_DIR), **done}
+    return {"table": store.display(DATASET_DIR), **done}
