@@ -44,6 +44,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError
 from connector._version import __version__
 from connector.dataset.layout import (
     DATASET_DIR,
+    DELTA_LOG_NAME,
     MANIFEST_NAME,
     PARTITION_PREFIX,
     DataFile,
@@ -56,7 +57,7 @@ from connector.dataset.state import parse_json
 from connector.dataset.store import STORAGE_ERRORS, Store
 from connector.errors import OutputError
 
-LOG_DIR = f"{DATASET_DIR}/_delta_log"
+LOG_DIR = f"{DATASET_DIR}/{DELTA_LOG_NAME}"
 MANIFEST_KEY = "connector.manifest"  # the commit's custom metadata holding the manifest
 APP_PREFIX = "model-versions-connector:"  # txn appId of a run's commit: prefix + run id
 # Table features whose data a plain Parquet read would get wrong (rows hidden by deletion

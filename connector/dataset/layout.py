@@ -33,6 +33,7 @@ LAYOUT_DIRS = (DATASET_DIR, STAGING_DIR, REJECTED_DIR, RUNS_DIR, SHARDS_DIR, HEL
 PARTITION_PREFIX = "snapshot_date="
 DATA_NAME = "part-00000.parquet"  # a partition's one data file, as this version writes it
 MANIFEST_NAME = "_manifest.json"
+DELTA_LOG_NAME = "_delta_log"  # the transaction log of `output.format: delta`
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def check_layout(root: Path) -> None:
     check_entry(root / LOCK_NAME, directory=False)
     dataset = root / DATASET_DIR
     if dataset.is_dir():
+        check_entry(dataset / DELTA_LOG_NAME, directory=True)  # delta-rs writes through it
         with os.scandir(dataset) as entries:
             for entry in entries:
                 if entry.name.startswith("snapshot_date="):
