@@ -12,28 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import pytest
-from click.testing import CliRunner
 from delta_tables import (
     COUNTED,
     commit,
-    counts,
     commit_actions,
+    counts,
     deltalake_counts,
     expected_counts,
     open_delta,
     polars_counts,
 )
-from helpers import TOKEN, config_document, write_config
+from helpers import TOKEN, config_document
 
 from connector import compute_report, extract, load_snapshots, publish
-from connector.cli import main
 from connector.config import parse_config
-from connector.dataset import partition
-from connector.dataset.layout import MANIFEST_NAME, partition_path
 from connector.dataset.reader import read_manifest, snapshot_dates
 from connector.dataset.store import Store
-from connector.errors import ExitCode, OutputError
+from connector.errors import ExitCode
 from connector.simulator.server import SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
@@ -42,7 +37,7 @@ FIRST = date(2026, 1, 1)
 
 
 def delta_config(registry: SimulatedRegistry, store: Store, **output: Any) -> Any:
-    document = config_document(registry, store.uri, output_settings={"format": "delta", **output})  # type: ignore[arg-type]
+    document = config_document(registry, store.uri, output_settings={"format": "delta", **output})
     return parse_config(document, ENV)
 
 
@@ -75,7 +70,7 @@ def test_days_reruns_report_and_time_travel(
     first = [run_day(config, registry, i + 1, day) for i, day in enumerate(days)]
     for i, day in enumerate(days):
         run_day(hive, registry, 9 if i == 0 else i + 1, day)
-    version_of_day_one = read_manifest(store, FIRST)["delta_version"]  # type: ignore[index]
+    version_of_day_one = read_manifest(store, FIRST)["delta_version"]
     untouched = [
         a["add"]["path"] for v in range(1, 5) for a in commit_actions(store, v) if "add" in a
     ]
@@ -118,8 +113,8 @@ def test_days_reruns_report_and_time_travel(
         k: v for k, v in info["connector.manifest"].items() if k != "rows"
     }
     assert manifest["delta_version"] == 5
-    stored = json.loads(store.get(f"{partition_path(FIRST)}/{MANIFEST_NAME}") or b"{}")
-    assert stored == manifest
+    stored = json.loads(store.get("_manifests/2026-01-01.json") or b"{}")
+    assert stored == manifest  # kept outside the table: a vacuum deletes what the log omits
     # Time travel: the version of the first publish still holds day one's first counts.
     old = [row for row in deltalake_counts(store, version_of_day_one) if row[0] == FIRST]
     assert old == expected_counts(registry, 1, FIRST) != expected_counts(registry, 9, FIRST)
@@ -135,3 +130,46 @@ def test_days_reruns_report_and_time_travel(
         pd.testing.assert_frame_equal(report.table, oracle.table)
         assert (report.total_gained, report.notes) == (oracle.total_gained, oracle.notes)
     assert report.total_gained > 0
+
+
+def test_processes_and_shards_publish_their_parts_in_one_commit(
+    start_simulator: StartSimulator, store: Store
+) -> None:
+    registry = start_simulator(orgs=3, models_per_org=4, versions_shape="objects")
+    config = delta_config(registry, store)
+    run_day(config, registry, 1, FIRST, processes=2)
+    assert open_delta(store).version() == 0  # the table's first commit holds both parts
+    for index in (1, 2, 3):
+        part = extract(config, FIRST + timedelta(days=1), allow_backdate=True, shard=(index, 3))
+        assert part.staged, part.render_text()
+    summary = publish(config, FIRST + timedelta(days=1), shards=3)
+    assert summary.exit_code == ExitCode.OK, summary.render_text()
+    assert open_delta(store).version() == 1
+    assert commit(store, 1)["connector.manifest"]["shards"] == 3
+    day_two = [row for row in deltalake_counts(store) if row[0] == FIRST + timedelta(days=1)]
+    assert day_two == expected_counts(registry, 1, FIRST + timedelta(days=1))
+
+
+def test_one_output_holds_one_format(start_simulator: StartSimulator, store: Store) -> None:
+    """A Parquet dataset is never turned into a half table, nor a table fed Parquet files."""
+    registry = start_simulator(orgs=1, models_per_org=2, versions_shape="objects")
+    document = config_document(registry, store.uri)
+    parquet = parse_config(document, ENV)
+    run_day(parquet, registry, 1, FIRST)
+    before = sorted(entry.name for entry in store.list("model_versions"))
+    refused = extract(delta_config(registry, store), FIRST, allow_backdate=True)
+    assert refused.exit_code == ExitCode.OUTPUT
+    assert "holds a Parquet (Hive-partitioned) dataset, but output.format is delta" in (
+        refused.message or ""
+    )
+    assert refused.run_outcome.output_failed and refused.requests == {}  # nothing was called
+    assert sorted(entry.name for entry in store.list("model_versions")) == before
+
+    other = store.uri.rstrip("/") + "-delta"
+    table = parse_config(config_document(registry, other, output_settings={"format": "delta"}), ENV)
+    run_day(table, registry, 1, FIRST)
+    refused = extract(
+        parse_config(config_document(registry, other), ENV), FIRST, allow_backdate=True
+    )
+    assert refused.exit_code == ExitCode.OUTPUT
+    assert "holds a Delta table, but output.format is parquet" in (refused.message or "")

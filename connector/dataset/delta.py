@@ -2,7 +2,7 @@
 
     <output>/model_versions/_delta_log/                 the table's transaction log
     <output>/model_versions/snapshot_date=YYYY-MM-DD/   the day's data files (delta-rs names them)
-                                       /_manifest.json  the manifest of the run that published it
+    <output>/_manifests/YYYY-MM-DD.json                 the manifest of the run that published it
 
 The table root is the Hive dataset's own directory, so every path outside it (`_staging/`,
 `_shards/`, `_runs/`, `_rejected/`, `_held/`, the lock) is the same for both formats and stays
@@ -20,9 +20,10 @@ conflict detection: two days both land, two commits of one day: one wins, the ot
 with nothing of it visible. On S3 the commit is a conditional write (`If-None-Match: *`).
 
 Readers never list the table's directories as Hive partitions (removed files stay until a
-vacuum): the days and files of the current version come from the log. `_manifest.json` (a name
-Delta readers and vacuum leave alone) keeps each day's manifest readable for as long as the day
-exists, also after the log entries of its commit have expired.
+vacuum): the days and files of the current version come from the log. Each day's manifest is
+also kept in `_manifests/`, outside the table (a full vacuum deletes every file under the table
+root that the log does not name, `_manifest.json` of a partition directory included), so it
+stays readable after the log entries of its commit have expired.
 
 Only `history()` and `is_deltatable()` of delta-rs are avoided: they hold the GIL while waiting
 for the store, which would stall an S3 server running in the same process (the tests' moto).
@@ -45,10 +46,9 @@ from connector._version import __version__
 from connector.dataset.layout import (
     DATASET_DIR,
     DELTA_LOG_NAME,
-    MANIFEST_NAME,
+    MANIFESTS_DIR,
     PARTITION_PREFIX,
     DataFile,
-    partition_path,
 )
 from connector.dataset.localstore import LocalStore
 from connector.dataset.objectstore import ENDPOINT_ENV, ObjectStore
@@ -257,26 +257,28 @@ def data_files(store: Store, days: list[date] | None = None) -> list[DataFile]:
         ) from exc
 
 
+def manifest_path(day: date) -> str:
+    """Where the manifest of a day's publish is kept, outside the table."""
+    return f"{MANIFESTS_DIR}/{day.isoformat()}.json"
+
+
 def snapshot_dates(store: Store) -> list[date]:
     """Every day of the current version, plus the days published empty (a commit that removed
-    the day's files and added none; their `_manifest.json` says 0 rows)."""
+    the day's files and added none; their manifest says 0 rows)."""
     days = {file.day for file in data_files(store)}
-    for entry in store.list(DATASET_DIR):
-        if not entry.name.startswith(PARTITION_PREFIX) or entry.kind != "dir":
-            continue
+    for entry in store.list(MANIFESTS_DIR):
         try:
-            day = date.fromisoformat(entry.name.removeprefix(PARTITION_PREFIX))
+            day = date.fromisoformat(entry.name.removesuffix(".json"))
         except ValueError:
             continue
-        if day not in days and _manifest_rows(store, day) == 0:
+        if entry.kind == "file" and day not in days and _manifest_rows(store, day) == 0:
             days.add(day)
     return sorted(days)
 
 
 def _manifest_rows(store: Store, day: date) -> Any:
-    path = f"{partition_path(day)}/{MANIFEST_NAME}"
-    raw = store.get(path)
-    document = None if raw is None else parse_json(raw, store.display(path))
+    raw = store.get(manifest_path(day))
+    document = None if raw is None else parse_json(raw, store.display(manifest_path(day)))
     return document.get("rows") if isinstance(document, dict) else None
 
 

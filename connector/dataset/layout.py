@@ -28,8 +28,17 @@ REJECTED_DIR = "_rejected"
 RUNS_DIR = "_runs"
 SHARDS_DIR = "_shards"
 HELD_DIR = "_held"
+MANIFESTS_DIR = "_manifests"  # a Delta dataset's manifests, one per day, outside the table
 LOCK_NAME = "_connector.lock"
-LAYOUT_DIRS = (DATASET_DIR, STAGING_DIR, REJECTED_DIR, RUNS_DIR, SHARDS_DIR, HELD_DIR)
+LAYOUT_DIRS = (
+    DATASET_DIR,
+    STAGING_DIR,
+    REJECTED_DIR,
+    RUNS_DIR,
+    SHARDS_DIR,
+    HELD_DIR,
+    MANIFESTS_DIR,
+)
 PARTITION_PREFIX = "snapshot_date="
 DATA_NAME = "part-00000.parquet"  # a partition's one data file, as this version writes it
 MANIFEST_NAME = "_manifest.json"

@@ -100,6 +100,9 @@ class Publisher(Protocol):
     def swapped(self, store: Store, day: date, run_id: str) -> bool:
         """Whether the swap of run `run_id` (a killed run's) is what the day now holds."""
 
+    def manifest_path(self, day: date) -> str:
+        """Where the day's manifest is kept for readers."""
+
 
 class HivePublisher:
     """`output.format: parquet`: the partition's one data file, replaced by an atomic move."""
@@ -124,6 +127,9 @@ class HivePublisher:
         footer = read_footer(store, f"{partition_path(day)}/{names[0]}") if names else None
         return (footer or {}).get("run_id") == run_id
 
+    def manifest_path(self, day: date) -> str:
+        return f"{partition_path(day)}/{MANIFEST_NAME}"
+
 
 class DeltaPublisher:
     """`output.format: delta`: one commit to the table (`connector.dataset.delta`)."""
@@ -143,6 +149,9 @@ class DeltaPublisher:
 
     def swapped(self, store: Store, day: date, run_id: str) -> bool:
         return delta.committed(store, run_id)
+
+    def manifest_path(self, day: date) -> str:
+        return delta.manifest_path(day)
 
 
 PUBLISHERS: dict[str, Publisher] = {"parquet": HivePublisher(), "delta": DeltaPublisher()}
@@ -185,12 +194,13 @@ def publish_day(
     Raises OutputError with the published day untouched until the swap."""
     table_format = table_format or dataset_format(store) or "parquet"
     check_format(store, table_format)
-    facts = PUBLISHERS[table_format].replace(store, day, run_id, manifest)
+    publisher = PUBLISHERS[table_format]
+    facts = publisher.replace(store, day, run_id, manifest)
     manifest = {**manifest, **facts}
     partition = partition_path(day)
     # Published: from here on nothing may report failure, or the summary would lie.
     try:
-        store.put(f"{partition}/{MANIFEST_NAME}", encode(manifest))
+        store.put(publisher.manifest_path(day), encode(manifest))
     except OUTPUT_ERRORS as exc:
         log.warning("published %s, but %s; the next run repairs it", partition, exc)
     discard_staging(store, run_id)
@@ -244,17 +254,19 @@ def _finish(store: Store, work: str) -> list[str]:
             f"hand, then delete {store.display(work)} and run again (nothing was changed)"
         )
     publisher = PUBLISHERS["delta" if table_format == "delta" else "parquet"]
-    if not publisher.swapped(store, _day_of(partition), manifest["run_id"]):
+    day = _day_of(partition)
+    if not publisher.swapped(store, day, manifest["run_id"]):
         return []  # the swap never happened: the day is the previous one, whole
-    current = store.get(f"{partition}/{MANIFEST_NAME}")
+    target = publisher.manifest_path(day)
+    current = store.get(target)
     try:
         same = current is not None and parse_json(current, "").get("run_id") == manifest["run_id"]
     except (OutputError, AttributeError):
         same = False
     if same:
         return []
-    store.put(f"{partition}/{MANIFEST_NAME}", encode(manifest))
-    return [f"rewrote {store.display(partition)}/{MANIFEST_NAME} from the publish journal"]
+    store.put(target, encode(manifest))
+    return [f"rewrote {store.display(target)} from the publish journal"]
 
 
 def _day_of(partition: str) -> date:
@@ -271,12 +283,14 @@ def read_manifest(store: Store, day: date) -> dict[str, Any] | None:
     and the manifest): then the manifest of the run whose data is published wins (in the data
     file's footer; for a Delta table, in the journal of the run whose commit landed)."""
     partition = partition_path(day)
-    raw = store.get(f"{partition}/{MANIFEST_NAME}")
-    shown = store.display(f"{partition}/{MANIFEST_NAME}")
+    is_table = delta.is_table(store)
+    path = delta.manifest_path(day) if is_table else f"{partition}/{MANIFEST_NAME}"
+    raw = store.get(path)
+    shown = store.display(path)
     manifest = None if raw is None else parse_json(raw, shown)
     if manifest is not None and not isinstance(manifest, dict):
         raise OutputError(f"{shown} does not hold a JSON object")
-    if delta.is_table(store):
+    if is_table:
         newer = _committed_journal(store, day)
         stale = newer is not None and (manifest or {}).get("run_id") != newer.get("run_id")
         return newer if stale else manifest
