@@ -42,7 +42,7 @@ def maintain(
     log_level: str,
     log_format: str,
 ) -> None:
-    """Compact and vacuum the Delta table (output.format: delta), under the output lock."""
+    """Compact and vacuum the Delta table (output.format: delta) under the output lock."""
     from connector.extraction.maintenance import maintain as run_maintain
 
     configure_logging(log_level, log_format)
