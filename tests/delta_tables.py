@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from datetime import UTC, date
+from datetime import date
 from typing import Any
 
 import polars as pl
@@ -77,7 +77,3 @@ def commit_actions(store: Store, version: int) -> list[dict[str, Any]]:
     raw = store.get(f"model_versions/_delta_log/{version:020d}.json")
     assert raw is not None
     return [json.loads(line) for line in raw.decode().splitlines()]
-
-
-def utc(value: Any) -> Any:
-    return value.astimezone(UTC) if value is not None else None
