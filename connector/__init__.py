@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from connector.errors import ConnectorError, ExitCode, NoDataError
     from connector.extraction.guards import SnapshotDateError
     from connector.extraction.interrupt import Interrupt
+    from connector.extraction.maintenance import maintain
     from connector.extraction.publish import publish
     from connector.extraction.run import extract
     from connector.extraction.summary import RunSummary
@@ -41,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "extract": "connector.extraction.run",
     "load_config": "connector.config",
     "load_snapshots": "connector.dataset.reader",
+    "maintain": "connector.extraction.maintenance",
     "publish": "connector.extraction.publish",
     "report": "connector.reporting.analytics",
     "write_report": "connector.reporting.render",
@@ -63,6 +65,7 @@ __all__ = [
     "extract",
     "load_config",
     "load_snapshots",
+    "maintain",
     "publish",
     "report",
     "write_report",

@@ -355,6 +355,13 @@ class OutputSettings(_Settings):
         description="dataset root: a local path (`~` is expanded), a `file://` URI (empty host "
         "or `localhost` only) or `s3://bucket/prefix`"
     )
+    format: Literal["parquet", "delta"] = Field(
+        "parquet",
+        description="`parquet`: Hive-partitioned Parquet files (`snapshot_date=YYYY-MM-DD/`); "
+        "`delta`: one Delta Lake table partitioned by `snapshot_date` (a day's publish is one "
+        "commit; time travel; see docs/dataset.md). An output holds one format: the other is "
+        "refused",
+    )
     storage_options: StorageOptions | None = Field(
         None,
         description="object storage settings (`s3://` only); a key that looks like a "

@@ -110,6 +110,18 @@ def run_date(context: Any) -> date:
     return date(day.year, day.month, day.day)
 
 
+def lineage_parent(context: Any) -> str | None:
+    """This task's own OpenLineage run (`namespace/job/run_id`) when Airflow's OpenLineage
+    provider is installed, so the connector's lineage events nest under the task; None
+    otherwise (the connector then reads OPENLINEAGE_PARENT_ID, if set)."""
+    try:
+        from airflow.providers.openlineage.plugins.macros import lineage_parent_id
+    except ImportError:
+        return None
+    parent: str = lineage_parent_id(context["ti"])
+    return parent
+
+
 def task_result(summary: Any, context: Any) -> dict[str, Any]:
     """The extract task's XCom for a published snapshot (exit 0, or 3 with a warning); every
     other outcome fails the task, with the summary pushed as XCom `summary`."""
@@ -196,7 +208,12 @@ def model_versions() -> None:
             for secret in config.secrets():
                 mask_secret(secret)
             with timeout_stops(interrupt):
-                summary = connector.extract(config, date=run_date(context), interrupt=interrupt)
+                summary = connector.extract(
+                    config,
+                    date=run_date(context),
+                    interrupt=interrupt,
+                    lineage_parent=lineage_parent(context),
+                )
         except connector.SnapshotDateError as exc:  # an old run cleared or retried
             raise AirflowSkipException(f"not extracting: {exc}") from exc
         except connector.ConnectorError as exc:  # config (2), lock held (6), output (7)

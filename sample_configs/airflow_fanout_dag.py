@@ -140,6 +140,18 @@ def plan_shards() -> list[dict[str, int]]:
     return [{"index": index, "count": count} for index in range(1, count + 1)]
 
 
+def lineage_parent(context: Any) -> str | None:
+    """This task's own OpenLineage run (`namespace/job/run_id`) when Airflow's OpenLineage
+    provider is installed, so the connector's lineage events nest under the task; None
+    otherwise (the connector then reads OPENLINEAGE_PARENT_ID, if set)."""
+    try:
+        from airflow.providers.openlineage.plugins.macros import lineage_parent_id
+    except ImportError:
+        return None
+    parent: str = lineage_parent_id(context["ti"])
+    return parent
+
+
 @task(execution_timeout=timedelta(hours=2), max_active_tis_per_dagrun=16)
 def extract_shard(shard: dict[str, int]) -> dict[str, Any]:
     """Stage one shard for the run's date, replacing what an earlier attempt staged."""
@@ -152,7 +164,11 @@ def extract_shard(shard: dict[str, int]) -> dict[str, Any]:
         config = load_config()
         with timeout_stops(interrupt):
             summary = connector.extract(
-                config, date=run_date(context), shard=(index, count), interrupt=interrupt
+                config,
+                date=run_date(context),
+                shard=(index, count),
+                interrupt=interrupt,
+                lineage_parent=lineage_parent(context),
             )
     except connector.SnapshotDateError as exc:  # an old run cleared or retried: skip it
         raise AirflowSkipException(str(exc)) from exc
@@ -194,7 +210,12 @@ def publish_snapshot(shards: list[dict[str, int]]) -> dict[str, Any]:
     context = get_current_context()
     config = load_config()
     try:
-        summary = connector.publish(config, run_date(context), shards=len(shards))
+        summary = connector.publish(
+            config,
+            run_date(context),
+            shards=len(shards),
+            lineage_parent=lineage_parent(context),
+        )
     except connector.ConnectorError as exc:  # missing/stale shard (9), lock (6), output (7)
         fail(exc.exit_code.name.lower(), str(exc), PERMANENT_PUBLISH_FAILURES)
     result = summary.to_dict()

@@ -41,9 +41,9 @@ def calls(tree: ast.Module) -> dict[str, list[ast.Call]]:
 def test_shards_go_through_the_library_and_are_mapped_with_expand(tree: ast.Module) -> None:
     found = calls(tree)
     [extract] = found["connector.extract"]
-    assert [k.arg for k in extract.keywords] == ["date", "shard", "interrupt"]
+    assert [k.arg for k in extract.keywords] == ["date", "shard", "interrupt", "lineage_parent"]
     [publish] = found["connector.publish"]
-    assert [k.arg for k in publish.keywords] == ["shards"]
+    assert [k.arg for k in publish.keywords] == ["shards", "lineage_parent"]
     [expand] = found["extract_shard.expand"]
     assert [k.arg for k in expand.keywords] == ["shard"]
     [report] = found["connector.compute_report"]

@@ -449,7 +449,8 @@ def test_dag_file_calls_the_library_extract_and_report(dag_tree: ast.Module) -> 
     calls = {dotted(node.func): node for node in ast.walk(dag_tree) if isinstance(node, ast.Call)}
     assert "connector.load_config" in calls
     extract = calls["connector.extract"]
-    assert [k.arg for k in extract.keywords] == ["date", "interrupt"]  # logical date, not today
+    # the logical date, not today; the task's OpenLineage run as the lineage parent
+    assert [k.arg for k in extract.keywords] == ["date", "interrupt", "lineage_parent"]
     report = calls["connector.compute_report"]
     assert {k.arg for k in report.keywords} == {"start", "end", "storage_options"}
     write = calls["connector.write_report"]

@@ -22,6 +22,7 @@ from connector.redaction import printable
 # command name -> "module:attribute"; the module is imported on first use.
 COMMANDS: dict[str, str] = {
     "extract": "connector.cli.extract:extract",
+    "maintain": "connector.cli.maintain:maintain",
     "publish": "connector.cli.publish:publish",
     "report": "connector.cli.report:report",
     "simulate": "connector.cli.simulate:simulate",
@@ -32,6 +33,7 @@ COMMANDS: dict[str, str] = {
 # One line each for `connector --help`, so listing the commands imports none of them.
 SHORT_HELP: dict[str, str] = {
     "extract": "Fetch every configured model's versions and publish the day's snapshot.",
+    "maintain": "Compact and vacuum the Delta table (output.format: delta) under the output lock.",
     "publish": "Merge the staged shards of one date into its snapshot and publish it.",
     "report": "Downloads gained per version, model, org or framework between two snapshots.",
     "simulate": "Serve a simulated model registry on a loopback port until SIGTERM or Ctrl-C.",

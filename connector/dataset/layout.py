@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
@@ -27,11 +28,32 @@ REJECTED_DIR = "_rejected"
 RUNS_DIR = "_runs"
 SHARDS_DIR = "_shards"
 HELD_DIR = "_held"
+MANIFESTS_DIR = "_manifests"  # a Delta dataset's manifests, one per day, outside the table
 LOCK_NAME = "_connector.lock"
-LAYOUT_DIRS = (DATASET_DIR, STAGING_DIR, REJECTED_DIR, RUNS_DIR, SHARDS_DIR, HELD_DIR)
+LAYOUT_DIRS = (
+    DATASET_DIR,
+    STAGING_DIR,
+    REJECTED_DIR,
+    RUNS_DIR,
+    SHARDS_DIR,
+    HELD_DIR,
+    MANIFESTS_DIR,
+)
 PARTITION_PREFIX = "snapshot_date="
 DATA_NAME = "part-00000.parquet"  # a partition's one data file, as this version writes it
 MANIFEST_NAME = "_manifest.json"
+DELTA_LOG_NAME = "_delta_log"  # the transaction log of `output.format: delta`
+
+
+@dataclass(frozen=True)
+class DataFile:
+    """One data file of a published day: its store path, its snapshot day, and what it looked
+    like when listed (size and modification time, to notice a file replaced during a read)."""
+
+    path: str
+    day: date
+    size: int | None
+    mtime_ns: int | None
 
 
 def partition_path(day: date) -> str:
@@ -85,6 +107,7 @@ def check_layout(root: Path) -> None:
     check_entry(root / LOCK_NAME, directory=False)
     dataset = root / DATASET_DIR
     if dataset.is_dir():
+        check_entry(dataset / DELTA_LOG_NAME, directory=True)  # delta-rs writes through it
         with os.scandir(dataset) as entries:
             for entry in entries:
                 if entry.name.startswith("snapshot_date="):

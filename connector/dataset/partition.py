@@ -27,12 +27,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, Protocol
 
-from connector.dataset import legacy
+from connector.dataset import delta, legacy
 from connector.dataset.datafile import DataFileWriter, encode, read_footer
 from connector.dataset.layout import (
     DATA_NAME,
+    DATASET_DIR,
     MANIFEST_NAME,
     STAGING_DIR,
     partition_path,
@@ -86,27 +87,124 @@ def data_files(store: Store, day: date) -> list[str]:
     ]
 
 
-def publish_day(store: Store, day: date, run_id: str, manifest: dict[str, Any]) -> PublishResult:
-    """Replace the partition of `day` with the run's staged, checked data file and write its
-    manifest. Raises OutputError with the published partition untouched until the swap."""
-    partition = partition_path(day)
-    source = staged_file(run_id)
-    existing = data_files(store, day)
-    name = existing[0] if len(existing) == 1 else DATA_NAME  # an earlier version's name stays
-    manifest = {**manifest, "files": [name]}
-    if len(existing) > 1:
-        legacy.replace_multifile_partition(store, day, source, manifest)
-    else:
-        journal = {"partition": partition, "data": name, "run_id": run_id, "manifest": manifest}
+class Publisher(Protocol):
+    """How one table format puts a staged, checked day in place in one atomic step (after a
+    journal naming the run: the one step a kill can leave half done is finished by `recover`).
+    """
+
+    def replace(
+        self, store: Store, day: date, run_id: str, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Swap the staged file in; returns the facts the manifest gains (`files`...)."""
+
+    def swapped(self, store: Store, day: date, run_id: str) -> bool:
+        """Whether the swap of run `run_id` (a killed run's) is what the day now holds."""
+
+    def manifest_path(self, day: date) -> str:
+        """Where the day's manifest is kept for readers."""
+
+
+class HivePublisher:
+    """`output.format: parquet`: the partition's one data file, replaced by an atomic move."""
+
+    def replace(
+        self, store: Store, day: date, run_id: str, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
+        partition = partition_path(day)
+        existing = data_files(store, day)
+        name = existing[0] if len(existing) == 1 else DATA_NAME  # an earlier version's name stays
+        manifest = {**manifest, "files": [name]}
+        if len(existing) > 1:
+            legacy.replace_multifile_partition(store, day, staged_file(run_id), manifest)
+        else:
+            journal = {"partition": partition, "data": name, "run_id": run_id, "manifest": manifest}
+            store.put(f"{staging_path(run_id)}/{JOURNAL_NAME}", encode(journal))
+            store.move(staged_file(run_id), f"{partition}/{name}")
+        return {"files": [name]}
+
+    def swapped(self, store: Store, day: date, run_id: str) -> bool:
+        names = data_files(store, day)
+        footer = read_footer(store, f"{partition_path(day)}/{names[0]}") if names else None
+        return (footer or {}).get("run_id") == run_id
+
+    def manifest_path(self, day: date) -> str:
+        return f"{partition_path(day)}/{MANIFEST_NAME}"
+
+
+class DeltaPublisher:
+    """`output.format: delta`: one commit to the table (`connector.dataset.delta`)."""
+
+    def replace(
+        self, store: Store, day: date, run_id: str, manifest: dict[str, Any]
+    ) -> dict[str, Any]:
+        journal = {
+            "format": "delta",
+            "partition": partition_path(day),
+            "run_id": run_id,
+            "manifest": manifest,
+        }
         store.put(f"{staging_path(run_id)}/{JOURNAL_NAME}", encode(journal))
-        store.move(source, f"{partition}/{name}")
-        # Published: from here on nothing may report failure, or the summary would lie.
-        try:
-            store.put(f"{partition}/{MANIFEST_NAME}", encode(manifest))
-        except OUTPUT_ERRORS as exc:
-            log.warning("published %s, but %s; the next run repairs it", partition, exc)
+        files, version = delta.replace_day(store, day, staged_file(run_id), manifest)
+        return {"files": files, "delta_version": version}
+
+    def swapped(self, store: Store, day: date, run_id: str) -> bool:
+        return delta.committed(store, run_id)
+
+    def manifest_path(self, day: date) -> str:
+        return delta.manifest_path(day)
+
+
+PUBLISHERS: dict[str, Publisher] = {"parquet": HivePublisher(), "delta": DeltaPublisher()}
+
+
+def dataset_format(store: Store) -> str | None:
+    """The format the output holds: "delta" (a table's log), "parquet" (Hive partitions), or
+    None (nothing published yet)."""
+    if delta.is_table(store):
+        return "delta"
+    return "parquet" if delta.holds_parquet(store) else None
+
+
+def check_format(store: Store, wanted: str) -> None:
+    """Refuse to publish one format into an output that holds the other (a Parquet file among
+    a table's files would be invisible to Delta readers and deleted by its vacuum; a table's
+    files would be read as duplicates by Hive readers). Nothing is changed."""
+    found = dataset_format(store)
+    if found is not None and found != wanted:
+        raise OutputError(
+            f"{store.display(DATASET_DIR)} holds a {_FORMAT_NAMES[found]}, but output.format is "
+            f"{wanted}: set output.format: {found}, or give the {wanted} dataset an output.uri "
+            "of its own; nothing was changed"
+        )
+
+
+_FORMAT_NAMES = {"parquet": "Parquet (Hive-partitioned) dataset", "delta": "Delta table"}
+
+
+def publish_day(
+    store: Store,
+    day: date,
+    run_id: str,
+    manifest: dict[str, Any],
+    *,
+    table_format: str | None = None,
+) -> PublishResult:
+    """Replace the day with the run's staged, checked data file and write its manifest, in the
+    output's format (`table_format`; None: the format the output already holds, else parquet).
+    Raises OutputError with the published day untouched until the swap."""
+    table_format = table_format or dataset_format(store) or "parquet"
+    check_format(store, table_format)
+    publisher = PUBLISHERS[table_format]
+    facts = publisher.replace(store, day, run_id, manifest)
+    manifest = {**manifest, **facts}
+    partition = partition_path(day)
+    # Published: from here on nothing may report failure, or the summary would lie.
+    try:
+        store.put(publisher.manifest_path(day), encode(manifest))
+    except OUTPUT_ERRORS as exc:
+        log.warning("published %s, but %s; the next run repairs it", partition, exc)
     discard_staging(store, run_id)
-    return PublishResult(store.display(partition), [name], int(manifest.get("rows") or 0))
+    return PublishResult(store.display(partition), facts["files"], int(manifest.get("rows") or 0))
 
 
 def discard_staging(store: Store, run_id: str) -> None:
@@ -139,33 +237,40 @@ def _finish(store: Store, work: str) -> list[str]:
         return []
     shown = store.display(f"{work}/{JOURNAL_NAME}")
     journal = parse_json(raw, shown)
-    partition, name = (
-        journal.get(k) if isinstance(journal, dict) else None for k in ("partition", "data")
+    partition, name, table_format = (
+        journal.get(k) if isinstance(journal, dict) else None
+        for k in ("partition", "data", "format")
     )
     manifest = journal.get("manifest") if isinstance(journal, dict) else None
     if not (
         isinstance(partition, str)
-        and isinstance(name, str)
         and isinstance(manifest, dict)
+        and isinstance(manifest.get("run_id"), str)
         and legacy.is_partition_path(partition)
-        and _plain(name)
+        and (table_format == "delta" or (isinstance(name, str) and _plain(name)))
     ):
         raise OutputError(
             f"the publish journal {shown} is not of the expected shape; check the dataset by "
             f"hand, then delete {store.display(work)} and run again (nothing was changed)"
         )
-    footer = read_footer(store, f"{partition}/{name}") or {}
-    if footer.get("run_id") != manifest.get("run_id"):
-        return []  # the swap never happened: the partition is the previous one, whole
-    current = store.get(f"{partition}/{MANIFEST_NAME}")
+    publisher = PUBLISHERS["delta" if table_format == "delta" else "parquet"]
+    day = _day_of(partition)
+    if not publisher.swapped(store, day, manifest["run_id"]):
+        return []  # the swap never happened: the day is the previous one, whole
+    target = publisher.manifest_path(day)
+    current = store.get(target)
     try:
         same = current is not None and parse_json(current, "").get("run_id") == manifest["run_id"]
     except (OutputError, AttributeError):
         same = False
     if same:
         return []
-    store.put(f"{partition}/{MANIFEST_NAME}", encode(manifest))
-    return [f"rewrote {store.display(partition)}/{MANIFEST_NAME} from the publish journal"]
+    store.put(target, encode(manifest))
+    return [f"rewrote {store.display(target)} from the publish journal"]
+
+
+def _day_of(partition: str) -> date:
+    return date.fromisoformat(partition.rsplit("=", 1)[-1])
 
 
 def _plain(name: str) -> bool:
@@ -174,16 +279,41 @@ def _plain(name: str) -> bool:
 
 def read_manifest(store: Store, day: date) -> dict[str, Any] | None:
     """The manifest of one published day, or None when it has none. `_manifest.json` unless
-    the data file's footer names another run (a publish killed between the swap and the
-    manifest): the footer belongs to the data, so it wins."""
+    the data it describes is no longer what is published (a publish killed between the swap
+    and the manifest): then the manifest of the run whose data is published wins (in the data
+    file's footer; for a Delta table, in the journal of the run whose commit landed)."""
     partition = partition_path(day)
-    names = data_files(store, day)
-    footer = read_footer(store, f"{partition}/{names[0]}") if len(names) == 1 else None
-    raw = store.get(f"{partition}/{MANIFEST_NAME}")
-    shown = store.display(f"{partition}/{MANIFEST_NAME}")
+    is_table = delta.is_table(store)
+    path = delta.manifest_path(day) if is_table else f"{partition}/{MANIFEST_NAME}"
+    raw = store.get(path)
+    shown = store.display(path)
     manifest = None if raw is None else parse_json(raw, shown)
     if manifest is not None and not isinstance(manifest, dict):
         raise OutputError(f"{shown} does not hold a JSON object")
+    if is_table:
+        newer = _committed_journal(store, day)
+        stale = newer is not None and (manifest or {}).get("run_id") != newer.get("run_id")
+        return newer if stale else manifest
+    names = data_files(store, day)
+    footer = read_footer(store, f"{partition}/{names[0]}") if len(names) == 1 else None
     if footer is not None and (manifest is None or manifest.get("run_id") != footer.get("run_id")):
         return footer
     return manifest
+
+
+def _committed_journal(store: Store, day: date) -> dict[str, Any] | None:
+    """The manifest in a killed run's journal for `day` whose Delta commit landed (rare: the
+    journal exists only until the next run's `recover`)."""
+    for entry in store.list(STAGING_DIR):
+        if entry.kind != "dir":
+            continue
+        raw = store.get(f"{STAGING_DIR}/{entry.name}/{JOURNAL_NAME}", limit=_JOURNAL_BYTES)
+        journal = None if raw is None else parse_json(raw, store.display(STAGING_DIR))
+        if not isinstance(journal, dict) or journal.get("partition") != partition_path(day):
+            continue
+        manifest = journal.get("manifest")
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("run_id"), str):
+            continue
+        if delta.committed(store, manifest["run_id"]):
+            return manifest
+    return None

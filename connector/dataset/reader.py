@@ -9,6 +9,9 @@ list comes from directory names alone, so finding the window of a report costs o
 rows are then read from the in-window partitions only (a corrupt file in another partition is
 never opened) and only for the requested columns.
 
+A Delta table (`output.format: delta`, `connector.dataset.delta`) is recognised by its log and
+read through it: its days and files are those of the table's current version.
+
 `uri` is what the extractor's `output.uri` accepts: a local path, a `file://` URI or
 `s3://bucket/prefix` (with `storage_options` as in `output.storage_options`), or a Store.
 On object storage a partition's one data object can be replaced while a read is in flight; the
@@ -21,7 +24,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -29,8 +31,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 
-from connector.dataset import partition
-from connector.dataset.layout import DATASET_DIR, partition_path
+from connector.dataset import delta, partition
+from connector.dataset.layout import DATASET_DIR, DataFile, partition_path
 from connector.dataset.locate import open_store
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
 from connector.dataset.store import STORAGE_ERRORS, Store
@@ -44,17 +46,6 @@ _HIVE = ds.partitioning(
     pa.schema([pa.field(PARTITION_COLUMN.name, PARTITION_COLUMN.type)]), flavor="hive"
 )
 _READ_ATTEMPTS = 3
-
-
-@dataclass(frozen=True)
-class DataFile:
-    """One data file of a partition: its store path, its snapshot day, and what it looked like
-    when listed (size and modification time, to notice a file replaced during a read)."""
-
-    path: str
-    day: date
-    size: int | None
-    mtime_ns: int | None
 
 
 def _partition_date(name: str) -> date | None:
@@ -75,8 +66,11 @@ def _refuse_link(store: Store, path: str) -> OutputError:
 
 
 def snapshot_dates(uri: Source, storage_options: Mapping[str, Any] | None = None) -> list[date]:
-    """Every published snapshot date, sorted; from directory names only, so it stays cheap."""
+    """Every published snapshot date, sorted; from directory names only, so it stays cheap
+    (of a Delta table: from its log)."""
     store = open_store(uri, storage_options)
+    if delta.is_table(store):
+        return delta.snapshot_dates(store)
     days = []
     for entry in store.list(DATASET_DIR):
         day = _partition_date(entry.name)
@@ -91,7 +85,9 @@ def snapshot_dates(uri: Source, storage_options: Mapping[str, Any] | None = None
 
 def data_files(store: Store, days: Sequence[date]) -> list[DataFile]:
     """The `*.parquet` files of the given partitions, sorted by path (never manifests, temp or
-    hidden files; a link is refused)."""
+    hidden files; a link is refused); of a Delta table, the files its current version holds."""
+    if delta.is_table(store):
+        return delta.data_files(store, list(days))
     found = []
     for day in days:
         directory = partition_path(day)

@@ -38,6 +38,7 @@ class RunContext:
     fingerprint: str  # of the configuration a snapshot's parts must share
     covers: Callable[[str, str], bool]  # whether the config targets org/model when listed
     keep_run_records: int = 100
+    table_format: str = "parquet"  # output.format: how a day is published
     backdated: bool = False
     replace: bool = False
     warnings: tuple[str, ...] = ()
@@ -72,6 +73,7 @@ class RunContext:
             fingerprint=fingerprint(config, uri),
             covers=config.covers,
             keep_run_records=config.output.keep_run_records,
+            table_format=config.output.format,
             backdated=backdated,
             replace=replace,
             warnings=tuple(config.warnings),

@@ -27,6 +27,7 @@ from connector.dataset.published import published_targets
 from connector.dataset.store import STORAGE_ERRORS
 from connector.dates import as_day
 from connector.errors import ConfigError, OutputError, ShardsError
+from connector.extraction import lineage
 from connector.extraction.context import RunContext
 from connector.extraction.guards import describe_missing, missing_targets
 from connector.extraction.outcome import Ending, Tally, merge, now, summarize
@@ -48,12 +49,16 @@ def publish(
     *,
     min_success_ratio: float | None = None,
     replace: bool = False,
+    lineage_parent: str | None = None,
 ) -> RunSummary:
     """Publish the snapshot of `date` (a `date` or `YYYY-MM-DD`) from its `shards` staged parts.
 
     The guards of a one-process run apply to all parts together: `min_success_ratio`, and,
     unless `replace`, the half-config guard (the parts must target every model the date's
     published partition holds). The publish writes its run record under `_runs/`.
+
+    With OpenLineage configured it sends its START and final events; `lineage_parent` as for
+    `extract`.
 
     Raises ShardsError (nothing published) when the parts do not make one snapshot,
     LockHeldError when another run holds the output or one of the parts, OutputError when the
@@ -79,13 +84,19 @@ def publish(
         settings=settings,
     )
     started = time.monotonic()
-    with context.store.lock(LOCK_NAME, context.run_id) as lock:
-        for action in partition.recover(context.store):
-            log.warning("%s", action, extra={"event": "staging_recovered"})
-        summary = publish_parts(
-            context, shards, check_lock=lock.check, started=started, merged=shards
-        )
-        return recorded(context, summary)
+
+    def locked() -> RunSummary:
+        with context.store.lock(LOCK_NAME, context.run_id) as lock:
+            for action in partition.recover(context.store):
+                log.warning("%s", action, extra={"event": "staging_recovered"})
+            partition.check_format(context.store, context.table_format)
+            summary = publish_parts(
+                context, shards, check_lock=lock.check, started=started, merged=shards
+            )
+            return recorded(context, summary)
+
+    step = lineage.publish_step(context, config.source, shards)
+    return lineage.observed(context, step, locked, parent=lineage_parent)
 
 
 def publish_parts(
@@ -169,7 +180,9 @@ def _merge_and_publish(
         partition.check_staged(store, context.run_id, writer.rows)
         check_locks()  # on object storage a lease can be lost: never publish over a newer holder
         manifest = {**manifest, "rows": writer.rows}
-        published = partition.publish_day(store, context.day, context.run_id, manifest)
+        published = partition.publish_day(
+            store, context.day, context.run_id, manifest, table_format=context.table_format
+        )
     finally:
         if published is None:
             writer.abort()

@@ -22,6 +22,7 @@ from connector.dataset.layout import LOCK_NAME
 from connector.dataset.published import published_targets
 from connector.dates import as_optional_day
 from connector.errors import ConfigError, OutputError
+from connector.extraction import lineage
 from connector.extraction.context import RunContext
 from connector.extraction.guards import check_snapshot_date, describe_missing, missing_targets
 from connector.extraction.interrupt import Interrupt
@@ -59,6 +60,7 @@ def extract(
     shard: Shard | None = None,
     processes: int = 1,
     interrupt: Interrupt | None = None,
+    lineage_parent: str | None = None,
 ) -> RunSummary:
     """Run one snapshot. Returns a RunSummary whose `exit_code` says how it went.
 
@@ -80,6 +82,10 @@ def extract(
     in flight are cut, nothing is published, and the summary's outcome is `interrupted`. An
     exception raised in this thread meanwhile (KeyboardInterrupt, an orchestrator's timeout)
     cuts the requests in flight too, cleans up, writes the run record, and propagates.
+
+    With OpenLineage configured, the run sends its START and final events
+    (`connector.extraction.lineage`); `lineage_parent` is the orchestrator's run as
+    `namespace/job/run-uuid` (default: `OPENLINEAGE_PARENT_ID`).
     """
     started = time.monotonic()
     observed_at = (clock or _utc_now)()
@@ -107,11 +113,24 @@ def extract(
     )
     own_interrupt = interrupt is None
     interrupt = interrupt or Interrupt()
+    orgs = [org.name for org in config.orgs]
     try:
         if shard is not None:  # one part, staged for a later `publish`: no output lock
-            return stage_part(context, config, shard, interrupt=interrupt, progress=progress)
+            return lineage.observed(
+                context,
+                lineage.shard_step(context, config.source, orgs, shard),
+                lambda: stage_part(
+                    context, config, shard, interrupt=interrupt, progress=progress, own_id=True
+                ),
+                parent=lineage_parent,
+            )
         parts = max(1, min(processes, config.registry.concurrency))
-        return _extract_locked(context, config, parts, interrupt, progress, started)
+        return lineage.observed(
+            context,
+            lineage.extract_step(context, config.source, orgs),
+            lambda: _extract_locked(context, config, parts, interrupt, progress, started),
+            parent=lineage_parent,
+        )
     finally:
         if own_interrupt:
             interrupt.close()
@@ -143,6 +162,7 @@ def _extract_locked(
         for action in partition.recover(store):
             log.warning("%s", action, extra={"event": "staging_recovered"})
         try:
+            partition.check_format(store, context.table_format)  # before anything is called
             missing = [] if context.replace else _missing(context, config)
             if missing:
                 log.error(

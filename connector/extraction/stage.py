@@ -58,13 +58,15 @@ def stage_part(
     interrupt: Interrupt,
     progress: bool | None = None,
     tick: Callable[[bool], None] | None = None,
+    own_id: bool = False,
 ) -> RunSummary:
     """Fetch part K of N and stage it, replacing what an earlier run of that part staged.
-    Returns the part's summary (`staged` set when it was staged)."""
+    Returns the part's summary (`staged` set when it was staged). The part gets a run id of
+    its own, unless `own_id`: a `--shard` run is its own run (its lineage events name it)."""
     started = time.monotonic()
     index, count = shard
     store, day = context.store, context.day
-    part = context.evolve(run_id=uuid.uuid4().hex)
+    part = context if own_id else context.evolve(run_id=uuid.uuid4().hex)
     label = f"{index}/{count}"
     tally = Tally()
     output_error: OutputError | None = None

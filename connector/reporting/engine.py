@@ -36,7 +36,8 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from connector.atomic import scratch_directory
-from connector.dataset.reader import DataFile, data_files
+from connector.dataset.layout import DataFile
+from connector.dataset.reader import data_files
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
 from connector.dataset.store import Store
 from connector.errors import ConfigError, MemoryLimitError, OutputError
