@@ -6,10 +6,12 @@ installed (`pip install model-versions-connector`). Tasks:
 1. `extract_snapshot` calls `connector.extract(config, date=<the run's logical date>)` and
    returns `summary.to_dict()` (XCom `return_value`; also pushed as XCom `summary` when the
    task fails). Exit code 0 succeeds; 3 (partial) succeeds with a warning, since the snapshot was
-   published; 2 (config), 4 (auth) and 5 (incompatible API) fail at once because retrying
-   cannot help; every other failure (including 6, the output lock held by a run outside
-   Airflow) fails the attempt and is retried. A run whose logical date is before yesterday
-   (UTC), such as an old run cleared or retried, is skipped with the reason: it would file
+   published; 2 (config), 4 (auth), 5 (incompatible API) and 10 (held: a check held the
+   snapshot, which waits under `_held/` for `connector accept` or `discard`; a retry would
+   observe another moment) fail at once because retrying cannot help; every other failure
+   (including 6, the output lock held by a run outside Airflow) fails the attempt and is
+   retried. A run whose logical date is before yesterday (UTC), such as an old run cleared
+   or retried, is skipped with the reason: it would file
    today's counts under that old date and overwrite its history (the connector refuses such a
    date unless `allow_backdate=True`).
    On its `execution_timeout` (2 hours) the run is stopped the connector's way: Airflow 3
@@ -75,7 +77,7 @@ REPORT_DIR_SETTING = (
 )
 
 # Exit codes that another attempt cannot fix: fail without retrying.
-PERMANENT_FAILURES = frozenset({"config", "auth", "incompatible_api"})
+PERMANENT_FAILURES = frozenset({"config", "auth", "incompatible_api", "held"})
 
 
 def setting(variable: str, environment: str, default: str) -> str:

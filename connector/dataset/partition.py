@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from connector.dataset import legacy
+from connector.dataset import held, legacy
 from connector.dataset.datafile import DataFileWriter, encode, read_footer
 from connector.dataset.layout import (
     DATA_NAME,
@@ -86,16 +86,21 @@ def data_files(store: Store, day: date) -> list[str]:
     ]
 
 
-def publish_day(store: Store, day: date, run_id: str, manifest: dict[str, Any]) -> PublishResult:
-    """Replace the partition of `day` with the run's staged, checked data file and write its
-    manifest. Raises OutputError with the published partition untouched until the swap."""
+def publish_day(
+    store: Store, day: date, run_id: str, manifest: dict[str, Any], *, source: str | None = None
+) -> PublishResult:
+    """Replace the partition of `day` with the run's staged, checked data file (or `source`, a
+    held day's file whose footer names `run_id`) and write its manifest. Raises OutputError
+    with the published partition untouched until the swap."""
     partition = partition_path(day)
-    source = staged_file(run_id)
+    source = source or staged_file(run_id)
     existing = data_files(store, day)
     name = existing[0] if len(existing) == 1 else DATA_NAME  # an earlier version's name stays
     manifest = {**manifest, "files": [name]}
     if len(existing) > 1:
-        legacy.replace_multifile_partition(store, day, source, manifest)
+        if source != staged_file(run_id):  # a held file stays where it is until the end
+            store.copy(source, staged_file(run_id))
+        legacy.replace_multifile_partition(store, day, staged_file(run_id), manifest)
     else:
         journal = {"partition": partition, "data": name, "run_id": run_id, "manifest": manifest}
         store.put(f"{staging_path(run_id)}/{JOURNAL_NAME}", encode(journal))
@@ -120,12 +125,15 @@ def discard_staging(store: Store, run_id: str) -> None:
 
 def recover(store: Store) -> list[str]:
     """Finish or discard what earlier, interrupted runs left in `_staging/` (call under the
-    output lock); returns what was done, for the log. A journal means a publish got as far as
-    the swap: `_manifest.json` is brought in line with the partition's data file."""
+    output lock); returns what was done, for the log. A publish journal means a publish got as
+    far as the swap: `_manifest.json` is brought in line with the partition's data file; a hold
+    journal means a check held the day: its move to `_held/` is completed. `_held/` itself is
+    never touched here."""
     actions: list[str] = []
     for entry in store.list(STAGING_DIR):
         path = f"{STAGING_DIR}/{entry.name}"
         if entry.kind == "dir":
+            actions += held.finish_hold(store, path)  # a held day is moved, never deleted
             actions += _finish(store, path)
             actions += legacy.recover_old_journal(store, path)
         store.delete_tree(path)  # a link or file is removed itself, never followed
