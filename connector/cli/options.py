@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
@@ -12,6 +14,7 @@ import click
 from connector.redaction import printable
 
 if TYPE_CHECKING:
+    from connector.dataset.store import Store
     from connector.extraction.summary import RunSummary
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -90,3 +93,40 @@ def write_metrics_or_warn(path: str, summary: RunSummary) -> None:
             "(the run's outcome is unchanged)",
             err=True,
         )
+
+
+summary_format_option = click.option(
+    "--summary-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="The summary on stdout as text or JSON.",
+)
+
+
+def echo_summary(summary: RunSummary, summary_format: str) -> None:
+    """The summary on stdout, as `--summary-format` asks."""
+    if summary_format == "json":
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        click.echo(summary.render_text())
+
+
+def dataset_store(data: str | None, config_path: str | os.PathLike[str] | None) -> Store:
+    """The dataset of a reading command (`report`, `status`): `--data` wins; otherwise the
+    config's `output.uri` (only the `output` section is read: no token is needed). The config's
+    `output.storage_options` apply to an s3:// dataset either way."""
+    from connector.config import load_output_settings
+    from connector.dataset.locate import is_object_uri, open_store
+
+    if not data and config_path is None:
+        raise click.UsageError(
+            "give the dataset with --data URI, or --config FILE to use its output.uri"
+        )
+    options: dict[str, Any] = {}
+    if config_path is not None:
+        settings = load_output_settings(config_path)
+        data = data or settings.uri
+        options = settings.storage_mapping()
+    assert data is not None
+    return open_store(data, options if is_object_uri(data) else None)

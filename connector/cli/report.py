@@ -8,34 +8,13 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 import click
 
-from connector.cli.options import DAY
-from connector.dataset.locate import is_object_uri, open_store
-from connector.dataset.store import Store
+from connector.cli.options import DAY, dataset_store
 from connector.errors import ConfigError
 from connector.reporting.analytics import GROUPINGS, compute_report
 from connector.reporting.render import FORMATS, render, write_output
-
-
-def _dataset(data: str | None, config_path: Path | None) -> Store:
-    """`--data` wins; otherwise the config's `output.uri` (the config loads only when needed).
-    The config's `output.storage_options` apply to an s3:// dataset either way."""
-    if not data and config_path is None:
-        raise click.UsageError(
-            "give the dataset with --data URI, or --config FILE to use its output.uri"
-        )
-    options: dict[str, Any] = {}
-    if config_path is not None:
-        from connector.config import load_output_settings
-
-        settings = load_output_settings(config_path)
-        data = data or settings.uri
-        options = settings.storage_mapping()
-    assert data is not None
-    return open_store(data, options if is_object_uri(data) else None)
 
 
 def _split_model_filters(
@@ -150,7 +129,7 @@ def report(
         raise click.UsageError("--end needs --start")
     orgs, models = _split_model_filters(orgs, models)
     result = compute_report(
-        _dataset(data, config_path),
+        dataset_store(data, config_path),
         days=days,
         start=start,
         end=end,

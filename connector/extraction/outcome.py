@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from connector._version import __version__
-from connector.checks.verdicts import DayChecks
 from connector.errors import RunOutcome, TargetFailure
 from connector.extraction.context import RunContext
 from connector.extraction.guards import describe_missing
@@ -141,8 +140,8 @@ class Ending:
     shard: str | None = None  # "K/N" for a part run
     shards: int | None = None  # how many parts a publish merged
     message: str | None = None  # why parts could not be published (a part's own failure)
-    checks: DayChecks | None = None  # the checks of the staged day (a publish)
-    held: str | None = None  # where a check held the snapshot
+    checks: dict[str, Any] | None = None  # the `checks` document of the staged day
+    held: str | None = None  # where a check held the snapshot (`message` says why)
 
 
 def summarize(context: RunContext, tally: Tally, ending: Ending) -> RunSummary:
@@ -191,7 +190,7 @@ def summarize(context: RunContext, tally: Tally, ending: Ending) -> RunSummary:
         auth_failed_orgs=list(tally.blocked_orgs),
         published=published is not None,
         partition=str(published.partition) if published else None,
-        checks=ending.checks.document() if ending.checks is not None else None,
+        checks=ending.checks,
         held=ending.held,
         rejected_dir=tally.rejected_dir,
         missing_targets=missing,
@@ -219,8 +218,6 @@ def _message(context: RunContext, tally: Tally, outcome: RunOutcome, ending: End
         )
     if ending.output_error is not None:
         return str(ending.output_error)
-    if ending.held is not None and ending.checks is not None:
-        return held_message(context, ending.checks, ending.held)
     if ending.missing:
         return describe_missing(ending.missing, context.day)
     if outcome.discovery_failed:
@@ -238,19 +235,6 @@ def _message(context: RunContext, tally: Tally, outcome: RunOutcome, ending: End
             "published so the previous snapshot stays as it was"
         )
     return None
-
-
-def held_message(context: RunContext, checks: DayChecks, where: str) -> str:
-    """Why nothing was published although everything was fetched, and what to do now."""
-    day = context.day.isoformat()
-    failed = ", ".join(result.describe() for result in checks.failing)
-    return (
-        f"a check held the snapshot of {day} ({failed}): it is kept in {where} and nothing was "
-        "published (earlier snapshots are unchanged); review it, then publish it as observed "
-        f"with `connector accept --config CONFIG --date {day} --run {context.run_id}` or drop "
-        f"it with `connector discard --config CONFIG --date {day} --run {context.run_id}`. Do "
-        "not retry: a new run observes another moment"
-    )
 
 
 def merge(parts: Iterable[RunSummary]) -> Tally:

@@ -36,7 +36,7 @@ from connector.dates import as_day
 from connector.errors import ConfigError, OutputError, ShardsError
 from connector.extraction.context import RunContext
 from connector.extraction.guards import describe_missing, missing_targets
-from connector.extraction.outcome import Ending, Tally, held_message, merge, now, summarize
+from connector.extraction.outcome import Ending, Tally, merge, now, summarize
 from connector.extraction.records import recorded, run_settings
 from connector.extraction.sharding import MAX_SHARDS, shard_of
 from connector.extraction.stage import Part, read_part
@@ -111,14 +111,14 @@ def publish_parts(
     output_error: OutputError | None = None
     missing: list[tuple[str, str]] = []
     with contextlib.ExitStack() as locks:
-        held = [
+        part_locks = [
             locks.enter_context(shards.shard_lock(store, day, index, count, context.run_id))
             for index in range(1, count + 1)
         ]
 
         def check_locks() -> None:  # before the publish: every lease must still be held
             check_lock()
-            for part_lock in held:
+            for part_lock in part_locks:
                 part_lock.check()
 
         parts = check_parts(context, count)
@@ -146,17 +146,33 @@ def publish_parts(
             log.error("output failure: %s", output_error, extra={"event": "output_failed"})
         if checked is not None and (checked.published or checked.held):
             shards.remove_parts(store, day, count)  # the day is published, or kept in _held/
+    checked = checked or _Checked()
+    held = checked.held
     ending = Ending(
         now(),
         elapsed=time.monotonic() - started,
-        published=checked.published if checked else None,
+        published=checked.published,
         output_error=output_error,
         missing=missing,
         shards=merged,
-        checks=checked.checks if checked else None,
-        held=checked.held if checked else None,
+        checks=checked.checks.document() if checked.checks is not None else None,
+        held=held,
+        message=held_message(context, checked.checks, held) if checked.checks and held else None,
     )
     return summarize(context, tally, ending)
+
+
+def held_message(context: RunContext, checks: DayChecks, where: str) -> str:
+    """Why nothing was published although everything was fetched, and what to do now."""
+    day = context.day.isoformat()
+    failed = ", ".join(result.describe() for result in checks.failing)
+    return (
+        f"a check held the snapshot of {day} ({failed}): it is kept in {where} and nothing was "
+        "published (earlier snapshots are unchanged); review it, then publish it as observed "
+        f"with `connector accept --config CONFIG --date {day} --run {context.run_id}` or drop "
+        f"it with `connector discard --config CONFIG --date {day} --run {context.run_id}`. Do "
+        "not retry: a new run observes another moment"
+    )
 
 
 @dataclass(frozen=True)
@@ -197,7 +213,7 @@ def _check_and_publish(
     try:
         for part in parts:
             _copy_rows(context, part, writer.add_table)
-        draft = summarize(context, tally, Ending(now(), shards=merged, checks=checks))
+        draft = summarize(context, tally, Ending(now(), shards=merged, checks=checks.document()))
         manifest = build_manifest(draft, min_success_ratio=context.min_success_ratio)
         writer.close(footer=manifest)
         partition.check_staged(store, context.run_id, writer.rows)

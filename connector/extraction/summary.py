@@ -231,11 +231,6 @@ class RunSummary:
         ]
         if checks.override is not None:
             lines.append(f"  overridden by {checks.override.describe()}")
-        if self.held:
-            lines.append(
-                f"next      connector accept --config CONFIG --date {self.snapshot_date} "
-                f"--run {self.run_id}  (or connector discard ...)"
-            )
         return lines
 
     def _failure_lines(self) -> list[str]:
