@@ -88,7 +88,7 @@ def finish_hold(store: Store, work: str) -> list[str]:
     day, run_id, manifest = (journal.get(key) for key in ("day", "run_id", "manifest"))
     if not (
         isinstance(day, str)
-        and _DAY.match(day)
+        and _is_day(day)
         and isinstance(run_id, str)
         and work == staging_path(run_id)
         and isinstance(manifest, dict)
@@ -122,7 +122,7 @@ def held_days(store: Store, day: date | None = None) -> tuple[list[HeldDay], lis
     problems: list[str] = []
     for dated in store.list(HELD_DIR):
         where = f"{HELD_DIR}/{dated.name}"
-        if not (dated.kind == "dir" and _DAY.match(dated.name)) or not _is_day(dated.name):
+        if dated.kind != "dir" or not _is_day(dated.name):
             problems.append(f"{store.display(where)} is not a held day (not a YYYY-MM-DD folder)")
             continue
         if day is not None and dated.name != day.isoformat():
@@ -136,6 +136,9 @@ def held_days(store: Store, day: date | None = None) -> tuple[list[HeldDay], lis
 
 
 def _is_day(text: str) -> bool:
+    """YYYY-MM-DD, a day of the calendar."""
+    if not _DAY.match(text):
+        return False
     try:
         date.fromisoformat(text)
     except ValueError:

@@ -59,6 +59,7 @@ def accept(
         _recover(context.store)
         chosen = _held_day(context.store, day, run_id)
         try:
+            replaced = (partition.read_manifest(context.store, day) or {}).get("run_id")
             published, manifest = _publish(context, chosen, lock.check, reason)
         except OutputError as exc:
             log.error("output failure: %s", exc, extra={"event": "output_failed"})
@@ -70,6 +71,8 @@ def accept(
             f"failing checks ({failing_text(checks) or 'none'}) are recorded as overridden by "
             f"{checks.override.describe() if checks and checks.override else '?'}"
         )
+        if replaced is not None:
+            message += f"; it replaced the snapshot of run {replaced}"
         log.info("%s", message, extra={"event": "accepted", "run_id": context.run_id})
         ending = Ending(
             now(),
