@@ -41,7 +41,7 @@ def render_status(status: DatasetStatus) -> str:
     lines += [f"problem    {problem}" for problem in status.problems]
     if status.omitted.get("problems"):
         lines.append(f"problem    ... and {status.omitted['problems']} more")
-    return printable("\n".join(lines), keep_newlines=True)
+    return "\n".join(printable(line) for line in lines)  # a newline in a field is escaped
 
 
 def _snapshot_lines(status: DatasetStatus) -> list[str]:
