@@ -77,6 +77,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_report.py
+	$(PY) benchmarks/bench_status.py
 
 clean:
 	rm -rf $(VENV) $(AIRFLOW_VENV) .venv-uv demo-data bench-data .pytest_cache .mypy_cache .ruff_cache
