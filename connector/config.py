@@ -367,8 +367,8 @@ class ChecksSettings(_Settings):
 
     disabled: list[CheckName] = Field(
         default_factory=list,
-        description="checks switched off (recorded as `off`): any of coverage_config, "
-        "coverage_registry, row_count, counts_decreased, counts_lost, empty, duplicates",
+        description="checks switched off: still measured and recorded, with the verdict `off`; "
+        "they hold nothing",
     )
     coverage_config_max_models: int = Field(
         0,

@@ -100,8 +100,9 @@ class Overridden:
 
 @dataclass(frozen=True)
 class DatasetStatus:
-    """What `status` found (see the module docstring); `age` is None when the newest
-    snapshot's observation time is unknown (no snapshot, or an unreadable manifest)."""
+    """The dataset's health as `connector.status` found it: its snapshots and the days missing
+    between them, the last runs, held and overridden snapshots, and the documents it could not
+    read (`problems`); `age` is None when the newest snapshot's observation time is unknown."""
 
     uri: str
     checked_at: datetime

@@ -43,8 +43,10 @@ def accept(
     log_level: str,
     log_format: str,
 ) -> None:
-    """Publish a held snapshot as it was observed, its failing checks recorded as overridden
-    (by this user on this host)."""
+    """Publish a held snapshot as it was observed, its failing checks overridden.
+
+    The failing checks are recorded in the manifest as overridden by this user on this host
+    (and --reason); `connector status` lists the held snapshots."""
     from connector.extraction.decide import accept as accept_held
 
     configure_logging(log_level, log_format)

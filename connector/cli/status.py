@@ -71,9 +71,11 @@ def status(
     max_age: timedelta | None,
     days: int,
 ) -> None:
-    """The dataset's health: first and last snapshot, missing days, the last run of each recent
-    day, held snapshots, snapshots published with overridden checks, the newest snapshot's age.
-    Reads manifests and run records only, never data."""
+    """The dataset's health: days, gaps, last runs, held days, age (exit 11: too old).
+
+    First and last snapshot, the days missing between them, the last run of each recent day,
+    held snapshots, snapshots published with overridden checks, and how long ago the newest
+    snapshot was observed. Reads manifests and run records only, never data."""
     from connector.checks.screen import age_text, render_status
     from connector.checks.status import status as dataset_status
 

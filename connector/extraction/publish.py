@@ -148,6 +148,8 @@ def publish_parts(
             shards.remove_parts(store, day, count)  # the day is published, or kept in _held/
     checked = checked or _Checked()
     held = checked.held
+    if held is not None:
+        tally.files = [DATA_NAME]  # the day's one file, kept under _held/
     ending = Ending(
         now(),
         elapsed=time.monotonic() - started,
