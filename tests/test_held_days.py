@@ -20,13 +20,14 @@ from helpers import (
     json_reply,
     prom_key,
     prom_samples,
+    run_docs_duckdb,
     write_config,
 )
 from s3_objects import DAY1, DAY2, ENV
 from shard_runs import extract_shard, publish
 from stores import parquet_rows, tree
 
-from connector import accept, extract
+from connector import accept, extract, load_snapshots, report
 from connector.cli import main
 from connector.config import parse_config
 from connector.dataset import partition
@@ -306,3 +307,25 @@ def test_a_switched_off_check_lets_the_day_publish_and_says_so(
     assert (checks["coverage_config"]["verdict"], checks["coverage_config"]["value"]) == ("off", 3)
     assert checks["row_count"]["verdict"] == "pass"
     assert (read_manifest(store, DAY2) or {})["checks"]["verdict"] == "passed"
+
+
+def test_no_reader_of_the_dataset_ever_sees_a_held_day(
+    start_simulator: StartSimulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry = start_simulator(orgs=2, models_per_org=3)
+    store = open_store(str(tmp_path / "data"))
+    for number, day in enumerate((DAY1, DAY2), start=1):
+        registry.set_day(number)
+        assert extract(config_for(registry, store), day, allow_backdate=True).exit_code == 0
+    registry.set_day(3)
+    third = DAY2.replace(day=3)
+    held = extract(config_for(registry, store, drop_org=DROPPED_ORG), third, allow_backdate=True)
+    assert held.exit_code == ExitCode.HELD
+    assert set(load_snapshots(store)["snapshot_date"].astype(str)) == {"2026-01-01", "2026-01-02"}
+    published = report(store, days=7, by="model", top=None)
+    assert published.attrs["end_snapshot"] == DAY2
+    assert DROPPED_ORG in set(published["org"])  # the held day (without it) is not the end
+    monkeypatch.chdir(tmp_path)  # the docs' recipe reads data/model_versions as written
+    recipe = run_docs_duckdb()
+    assert set(recipe["org"]) == set(published["org"])
+    assert recipe["download_count"].sum() == published["download_count"].sum()
