@@ -272,6 +272,8 @@ def test_wrapper_is_an_executable_posix_sh_script() -> None:
         (2, "page", "exited 2 (config)"),
         (4, "page", "exited 4 (auth)"),
         (8, "page", "exited 8 (not_published)"),
+        (10, "page", "exited 10 (held): a check held the snapshot"),
+        (11, "page", "exited 11 (stale)"),
     ],
 )
 def test_wrapper_alerts_by_exit_code(
