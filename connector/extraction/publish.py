@@ -138,7 +138,7 @@ def publish_parts(
                     extra={"event": "not_published", "run_id": context.run_id},
                 )
             elif tally.publish_allowed(context.min_success_ratio):
-                checked = _check_and_publish(context, tally, parts, check_locks, merged)
+                checked = _merge_and_publish(context, tally, parts, check_locks, merged)
                 output_error = checked.error
         except OutputError as exc:
             output_error = exc
@@ -172,8 +172,8 @@ def held_message(context: RunContext, checks: DayChecks, where: str) -> str:
         f"a check held the snapshot of {day} ({failed}): it is kept in {where} and nothing was "
         "published (earlier snapshots are unchanged); review it, then publish it as observed "
         f"with `connector accept --config CONFIG --date {day} --run {context.run_id}` or drop "
-        f"it with `connector discard --config CONFIG --date {day} --run {context.run_id}`. Do "
-        "not retry: a new run observes another moment"
+        f"it with `connector discard --config CONFIG --date {day} --run {context.run_id}`; an "
+        "automatic retry would observe another moment, not this one"
     )
 
 
@@ -187,7 +187,7 @@ class _Checked:
     error: OutputError | None = None
 
 
-def _check_and_publish(
+def _merge_and_publish(
     context: RunContext,
     tally: Tally,
     parts: list[Part],
