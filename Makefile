@@ -78,6 +78,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_report.py
+	$(PY) benchmarks/bench_status.py
 
 # The wheel and the sdist (version from connector/_version.py) into $(DIST): what the Airflow
 # samples install and what a private index serves. uv builds the sdist, then the wheel from it,

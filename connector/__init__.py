@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING, Any
 from connector._version import __version__
 
 if TYPE_CHECKING:
+    from connector.checks.status import DatasetStatus, status
     from connector.config import Config, load_config
     from connector.dataset.reader import load_snapshots
     from connector.dataset.schema import DATASET_SCHEMA, FILE_SCHEMA, SCHEMA_VERSION
     from connector.errors import ConnectorError, ExitCode, NoDataError
+    from connector.extraction.decide import accept, discard
     from connector.extraction.guards import SnapshotDateError
     from connector.extraction.interrupt import Interrupt
     from connector.extraction.maintenance import maintain
@@ -31,6 +33,7 @@ _EXPORTS: dict[str, str] = {
     "FILE_SCHEMA": "connector.dataset.schema",
     "SCHEMA_VERSION": "connector.dataset.schema",
     "Config": "connector.config",
+    "DatasetStatus": "connector.checks.status",
     "ConnectorError": "connector.errors",
     "ExitCode": "connector.errors",
     "Interrupt": "connector.extraction.interrupt",
@@ -38,13 +41,16 @@ _EXPORTS: dict[str, str] = {
     "Report": "connector.reporting.analytics",
     "RunSummary": "connector.extraction.summary",
     "SnapshotDateError": "connector.extraction.guards",
+    "accept": "connector.extraction.decide",
     "compute_report": "connector.reporting.analytics",
+    "discard": "connector.extraction.decide",
     "extract": "connector.extraction.run",
     "load_config": "connector.config",
     "load_snapshots": "connector.dataset.reader",
     "maintain": "connector.extraction.maintenance",
     "publish": "connector.extraction.publish",
     "report": "connector.reporting.analytics",
+    "status": "connector.checks.status",
     "write_report": "connector.reporting.render",
 }
 
@@ -54,6 +60,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "Config",
     "ConnectorError",
+    "DatasetStatus",
     "ExitCode",
     "Interrupt",
     "NoDataError",
@@ -61,13 +68,16 @@ __all__ = [
     "RunSummary",
     "SnapshotDateError",
     "__version__",
+    "accept",
     "compute_report",
+    "discard",
     "extract",
     "load_config",
     "load_snapshots",
     "maintain",
     "publish",
     "report",
+    "status",
     "write_report",
 ]
 

@@ -348,6 +348,67 @@ class StorageOptions(_Settings):
         return self.model_dump(exclude_none=True)
 
 
+CheckName = Literal[
+    "coverage_config",
+    "coverage_registry",
+    "row_count",
+    "counts_decreased",
+    "counts_lost",
+    "empty",
+    "duplicates",
+]
+CHECK_NAMES: tuple[str, ...] = get_args(CheckName)  # in the order results are listed
+
+
+class ChecksSettings(_Settings):
+    """The checks of a staged day against the last published day before it (and the config):
+    a check that fails holds the publish (the day is kept under `_held/`, see `connector
+    accept`). Shares are 0..1 and a check fails when its measure is larger than its limit."""
+
+    disabled: list[CheckName] = Field(
+        default_factory=list,
+        description="checks switched off: still measured and recorded, with the verdict `off`; "
+        "they hold nothing",
+    )
+    coverage_config_max_models: int = Field(
+        0,
+        ge=0,
+        description="models of the previous snapshot that the config no longer asks for "
+        "(a dropped org or model, a narrower pattern)",
+    )
+    coverage_registry_max_share: float = Field(
+        0.05,
+        ge=0,
+        le=1,
+        description="share of the previous snapshot's models absent for another reason (the "
+        "registry no longer lists them, they failed, or they have no versions now)",
+    )
+    row_count_max_decrease: float = Field(
+        0.10,
+        ge=0,
+        le=1,
+        description="share by which the rows may go down from the previous snapshot",
+    )
+    counts_decreased_max_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="share of the versions in both snapshots whose `download_count` went down",
+    )
+    counts_lost_max_share: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="share of the versions in both snapshots whose count was known before and "
+        "is null now",
+    )
+
+    @field_validator("disabled")
+    @classmethod
+    def _once(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+
 class OutputSettings(_Settings):
     """Where the dataset goes and when a run may publish."""
 
@@ -381,6 +442,11 @@ class OutputSettings(_Settings):
         ge=1,
         description="run records kept under `<output.uri>/_runs/` (the newest; older ones are "
         "deleted)",
+    )
+    checks: ChecksSettings = Field(
+        default_factory=ChecksSettings,
+        description="the checks before every publish (empty and duplicates are checked on the "
+        "first day too)",
     )
 
     @field_validator("uri")

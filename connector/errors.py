@@ -29,6 +29,8 @@ class ExitCode(IntEnum):
     OUTPUT = 7  # the dataset could not be written or published
     NOT_PUBLISHED = 8  # too few targets succeeded (publish guard); nothing published
     SHARDS_INCOMPLETE = 9  # publish --shards: a shard is missing, stale or duplicated
+    HELD = 10  # a check held the snapshot: kept under _held/ for `connector accept`
+    STALE = 11  # `connector status --max-age`: the newest snapshot is older than that
     INTERRUPTED = 130  # stopped by SIGINT (Ctrl-C) or a stop request; nothing published
     TERMINATED = 143  # stopped by SIGTERM (cron wrapper, Kubernetes, Airflow); nothing published
 
@@ -76,6 +78,18 @@ EXIT_CODE_DOCS: dict[ExitCode, ExitCodeDoc] = {
         "`publish --shards N`: a shard is missing, stale (staged for another date or "
         "configuration) or duplicated",
         "no",
+    ),
+    ExitCode.HELD: ExitCodeDoc(
+        "a check of the staged day against the previous one (or the config) failed: the "
+        "snapshot is kept under `_held/<date>/<run_id>/` and the published ones are unchanged; "
+        "review it (the summary names each failing check, `connector status` lists held days), "
+        "then `connector accept` or `connector discard` it. Do not retry: a new run observes "
+        "another moment",
+        "no (held)",
+    ),
+    ExitCode.STALE: ExitCodeDoc(
+        "`connector status --max-age`: the newest snapshot is older than that, or there is none",
+        "n/a",
     ),
     ExitCode.INTERRUPTED: ExitCodeDoc(
         "stopped by SIGINT (Ctrl-C) or `Interrupt.request()`; summary outcome `interrupted`",
@@ -547,6 +561,7 @@ class RunOutcome:
     incompatible_api: bool = False  # the registry answered 426
     internal_error: bool = False  # a bug, or a shard process that died (--processes)
     output_failed: bool = False  # the dataset could not be written or published
+    held: bool = False  # a check held the snapshot: kept under _held/, nothing published
     orgs_blocked: bool = False  # a token was refused (401/403) for at least one org
     half_config: bool = False  # the run misses models the date's partition holds: not published
     discovery_failed: bool = False  # an org's model listing failed: not published
@@ -561,6 +576,10 @@ EXIT_CODE_PRECEDENCE: tuple[tuple[str, ExitCode], ...] = (
     ("incompatible_api", ExitCode.INCOMPATIBLE_API),
     ("internal_error", ExitCode.INTERNAL),
     ("output_failed", ExitCode.OUTPUT),
+    # Before AUTH: a held day waits for a person's decision and must not be retried (a retry
+    # observes another moment); exit 4 would read as "published if the guard allowed". The
+    # refused token is still named in the summary's failures (and usually is why a check held).
+    ("held", ExitCode.HELD),
     ("orgs_blocked", ExitCode.AUTH),
     ("half_config", ExitCode.NOT_PUBLISHED),
     ("discovery_failed", ExitCode.NOT_PUBLISHED),

@@ -15,11 +15,13 @@ public library API (`import connector`):
    `connector.extract(config, date=<the run's logical date>)` and returns `summary.to_dict()`
    (XCom `return_value`; also pushed as XCom `summary` when the task fails). Exit code 0
    succeeds; 3 (partial) succeeds with a warning, since the snapshot was published; 2 (config),
-   4 (auth) and 5 (incompatible API) fail at once because retrying cannot help; every other
-   failure (including 6, the output lock held by a run outside Airflow) fails the attempt and
-   is retried. A run whose logical date is before yesterday (UTC), such as an old run cleared
-   or retried, is skipped with the reason: it would file today's counts under that old date
-   and overwrite its history (the connector refuses such a date unless `allow_backdate=True`).
+   4 (auth), 5 (incompatible API) and 10 (held: a check held the snapshot, which waits under
+   `_held/` for `connector accept` or `discard`; a retry would observe another moment) fail at
+   once because retrying cannot help; every other failure (including 6, the output lock held by
+   a run outside Airflow) fails the attempt and is retried. A run whose logical date is before
+   yesterday (UTC), such as an old run cleared or retried, is skipped with the reason: it would
+   file today's counts under that old date and overwrite its history (the connector refuses
+   such a date unless `allow_backdate=True`).
    On its `execution_timeout` (2 hours) the run is stopped the connector's way: Airflow 3
    delivers the timeout as SIGALRM to the task's process, and while the extract runs the task
    turns that signal into a stop request (`interrupt=`) instead of letting Airflow raise its
@@ -90,7 +92,7 @@ REPORT_DIR_SETTING = (
 )
 
 # Exit codes that another attempt cannot fix: fail without retrying.
-PERMANENT_FAILURES = frozenset({"config", "auth", "incompatible_api"})
+PERMANENT_FAILURES = frozenset({"config", "auth", "incompatible_api", "held"})
 
 
 def setting(variable: str, environment: str, default: str) -> str:

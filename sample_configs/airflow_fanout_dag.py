@@ -22,8 +22,10 @@ connector as for `airflow_dag.py`: the wheel `make dist` builds,
 3. `publish_snapshot` runs once every shard task succeeded: `connector.publish(config, date,
    shards=N)` checks that the N parts make one snapshot (a missing, stale or duplicated shard
    is exit 9), applies the publish guard over all shards together, writes one manifest and
-   publishes atomically. Exit 0 succeeds, 3 (partial) succeeds with a warning; 2, 4, 5 and 9
-   fail without retrying (a person must look), other failures are retried.
+   publishes atomically. Exit 0 succeeds, 3 (partial) succeeds with a warning; 2, 4, 5, 9 and
+   10 (a check held the snapshot: it is kept under `_held/` for `connector accept` or
+   `discard`; a retry would observe another moment) fail without retrying (a person must
+   look), other failures are retried.
 4. `weekly_report`, in its own DAG `model_versions_fanout_weekly_report` (Mondays at 06:30
    UTC) as in `airflow_dag.py`: the 7-day HTML report up to the run's logical date, through
    the public library API only, without the registry token.
@@ -80,7 +82,9 @@ SHARDS_SETTING = ("model_versions_shards", "MODEL_VERSIONS_SHARDS", "4")
 
 # Outcomes that another attempt cannot fix: fail without retrying.
 PERMANENT_SHARD_FAILURES = frozenset({"config", "incompatible_api"})
-PERMANENT_PUBLISH_FAILURES = frozenset({"config", "auth", "incompatible_api", "shards_incomplete"})
+PERMANENT_PUBLISH_FAILURES = frozenset(
+    {"config", "auth", "incompatible_api", "shards_incomplete", "held"}
+)
 
 
 def setting(variable: str, environment: str, default: str) -> str:

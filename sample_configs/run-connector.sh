@@ -22,12 +22,15 @@
 #               the morning, not a page
 #   6 lock_held warn: the previous run still holds the output lock (it names its pid and start
 #               time in the log); a page only if it keeps happening
+#   10 held     page, its own message: a check held the day's snapshot (kept under _held/);
+#               a person reviews it (`connector status`) and accepts or discards it. Never
+#               retried: a new run observes another moment, not the one that was held
 #   other       page: 1 internal, 2 config, 4 auth, 5 incompatible_api, 7 output,
-#               8 not_published, 9 shards_incomplete, 124 timed_out (`timeout` stopped a run
-#               that took too long), 126/127 the command could not be run, 130 interrupted
-#               (SIGINT), 143 terminated (SIGTERM from anything but `timeout`: a shutdown, a
-#               kill), 137 killed by SIGKILL (`timeout --kill-after`, the OOM killer), other
-#               >128 killed by that signal
+#               8 not_published, 9 shards_incomplete, 11 stale (`connector status
+#               --max-age`), 124 timed_out (`timeout` stopped a run that took too long),
+#               126/127 the command could not be run, 130 interrupted (SIGINT), 143 terminated
+#               (SIGTERM from anything but `timeout`: a shutdown, a kill), 137 killed by SIGKILL
+#               (`timeout --kill-after`, the OOM killer), other >128 killed by that signal
 # The script exits with COMMAND's exit code (2 when ENV_FILE cannot be read or no COMMAND is
 # given), so whatever runs it can tell the outcomes apart too.
 #
@@ -54,6 +57,8 @@ exit_code_name() {
         7) echo output ;;
         8) echo not_published ;;
         9) echo shards_incomplete ;;
+        10) echo held ;;
+        11) echo stale ;;
         124) echo timed_out ;;
         126) echo not_executable ;;
         127) echo command_not_found ;;
@@ -126,6 +131,7 @@ case $status in
     0) ;;
     3) alert warn "$* exited 3 ($name): published, but some models failed; see the failures in the log" ;;
     6) alert warn "$* exited 6 ($name): the previous run is still going; nothing was done" ;;
+    10) alert page "$* exited 10 ($name): a check held the snapshot (see the log); review it with connector status, then connector accept or discard it; do not re-run" ;;
     *) alert page "$* exited $status ($name): see the log" ;;
 esac
 exit "$status"

@@ -16,6 +16,8 @@ FORBIDDEN: dict[str, set[str]] = {
     "dataset": {"http", "extraction", "reporting", "cli", "simulator"},
     "reporting": {"http", "extraction", "cli", "simulator"},
     "extraction": {"reporting", "cli", "simulator"},
+    # the publish checks and the dataset's health: read by extraction/ and reporting/
+    "checks": {"http", "extraction", "reporting", "cli", "simulator"},
 }
 SIMULATOR_USERS = {"simulator", "cli"}
 

@@ -56,6 +56,37 @@ def test_every_gauge_of_the_run_is_there() -> None:
         prom_key("requests", output=OUTPUT, status="200"): 9,
         prom_key("requests", output=OUTPUT, status="429"): 3,
         prom_key("duration_seconds", output=OUTPUT): 0.0,
+        prom_key("held", output=OUTPUT): 0,
+    }
+
+
+def test_each_check_has_its_value_threshold_and_verdict() -> None:
+    checks = {
+        "verdict": "held",
+        "previous_snapshot": None,
+        "results": [
+            {"name": "counts_decreased", "verdict": "fail", "value": 0.031, "threshold": 0.01},
+            {"name": "row_count", "verdict": "skipped", "value": None, "threshold": 0.1},
+            {"name": "empty", "verdict": "pass", "value": 120, "threshold": None},
+        ],
+    }
+    run = summary(checks=checks, held="/data/_held/2026-11-29/r", run_outcome=RunOutcome(held=True))
+    samples = prom_samples(render_metrics(run, now=1.0))
+    assert samples[prom_key("held", output=OUTPUT)] == 1
+    assert samples[prom_key("last_exit_code", output=OUTPUT)] == int(ExitCode.HELD)
+    series = {
+        (name.removeprefix("model_versions_connector_"), dict(labels)["check"]): value
+        for (name, labels), value in samples.items()
+        if "check" in dict(labels)
+    }
+    assert series == {
+        ("check_value", "counts_decreased"): 0.031,
+        ("check_threshold", "counts_decreased"): 0.01,
+        ("check_failed", "counts_decreased"): 1,
+        ("check_threshold", "row_count"): 0.1,  # skipped: no value to report
+        ("check_failed", "row_count"): 0,
+        ("check_value", "empty"): 120,
+        ("check_failed", "empty"): 0,
     }
 
 

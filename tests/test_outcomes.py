@@ -53,6 +53,10 @@ EXIT_CODE_CASES: list[tuple[RunOutcome, ExitCode]] = [
     (RunOutcome(output_failed=True, orgs_blocked=True, guard_failed=True), ExitCode.OUTPUT),
     (RunOutcome(incompatible_api=True, targets_failed=True), ExitCode.INCOMPATIBLE_API),
     (RunOutcome(incompatible_api=True, guard_failed=True), ExitCode.INCOMPATIBLE_API),
+    (RunOutcome(held=True), ExitCode.HELD),
+    (RunOutcome(held=True, targets_failed=True), ExitCode.HELD),  # nothing was published
+    (RunOutcome(held=True, orgs_blocked=True), ExitCode.HELD),  # a decision, not a retry
+    (RunOutcome(output_failed=True, held=True), ExitCode.OUTPUT),
     (
         RunOutcome(
             incompatible_api=True,

@@ -275,6 +275,8 @@ def test_wrapper_is_an_executable_posix_sh_script() -> None:
         (8, "page", "exited 8 (not_published)"),
         (124, "page", "exited 124 (timed_out)"),
         (143, "page", "exited 143 (terminated)"),
+        (10, "page", "exited 10 (held): a check held the snapshot"),
+        (11, "page", "exited 11 (stale)"),
     ],
 )
 def test_wrapper_alerts_by_exit_code(
@@ -789,3 +791,62 @@ def test_dag_extract_timeout_stops_the_run_the_connectors_way(
     assert list((data / "_staging").iterdir()) == []
     second = connector.extract(connector.load_config(fast_config), date=day)
     assert second.exit_code == ExitCode.OK  # the lock was released: the next run takes it
+
+
+DAG_HELD_TEST = """
+    import json
+    from datetime import datetime
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("airflow_dag", {path!r})
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    failures = []
+    def failed(context):
+        failures.append({{
+            "exception": type(context["exception"]).__name__,
+            "message": str(context["exception"]),
+            "try_number": context["ti"].try_number,
+        }})
+    task = module.model_versions_dag.get_task("extract_snapshot")
+    task.on_failure_callback = [failed]
+    run = module.model_versions_dag.test(logical_date=datetime.fromisoformat({when!r}))
+    states = {{ti.task_id: str(ti.state) for ti in run.get_task_instances()}}
+    print(json.dumps({{"run": str(run.state), "tasks": states, "failures": failures}}))
+"""
+
+
+@pytest.mark.airflow
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+def test_dag_fails_a_held_day_at_once_without_retrying(
+    tmp_path: Path,
+    start_simulator: Callable[..., SimulatedRegistry],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A held day waits for a person: a retry would observe another moment, so none is made."""
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", TOKEN)
+    registry = start_simulator(orgs=2, models_per_org=2)
+    data = tmp_path / "data"
+    full = write_config(tmp_path / "full.yaml", config_document(registry, data))
+    day = datetime.now(UTC).date()
+    yesterday = connector.extract(connector.load_config(full), date=day - timedelta(days=1))
+    assert yesterday.exit_code == ExitCode.OK
+    document = config_document(registry, data)
+    document["orgs"] = document["orgs"][:1]  # an org dropped from the config: held
+    narrowed = write_config(tmp_path / "connector.yaml", document)
+    dag_path, env = airflow_home(
+        tmp_path,
+        DAG_FILE,
+        {
+            "MODEL_VERSIONS_CONFIG": str(narrowed),
+            "MODEL_VERSIONS_REPORT_DIR": str(tmp_path / "reports"),
+        },
+    )
+    code = DAG_HELD_TEST.format(path=str(dag_path), when=f"{day.isoformat()}T03:15:00+00:00")
+    answer = run_python(code, env, timeout=300)
+    assert answer["tasks"] == {"extract_snapshot": "failed", "weekly_report": "upstream_failed"}
+    [failure] = answer["failures"]  # one attempt: retries: 2 were not used
+    assert failure["exception"] == "AirflowFailException"
+    assert failure["message"].startswith("extract held (exit 10): a check held the snapshot of")
+    assert len(list((data / "_held" / day.isoformat()).iterdir())) == 1
+    assert not (data / "model_versions" / f"snapshot_date={day.isoformat()}").exists()

@@ -21,22 +21,28 @@ from connector.redaction import printable
 
 # command name -> "module:attribute"; the module is imported on first use.
 COMMANDS: dict[str, str] = {
+    "accept": "connector.cli.accept:accept",
+    "discard": "connector.cli.discard:discard",
     "extract": "connector.cli.extract:extract",
     "maintain": "connector.cli.maintain:maintain",
     "publish": "connector.cli.publish:publish",
     "report": "connector.cli.report:report",
     "simulate": "connector.cli.simulate:simulate",
+    "status": "connector.cli.status:status",
     "targets": "connector.cli.targets:targets",
     "validate": "connector.cli.validate:validate",
 }
 
 # One line each for `connector --help`, so listing the commands imports none of them.
 SHORT_HELP: dict[str, str] = {
+    "accept": "Publish a held snapshot as it was observed, its failing checks overridden.",
+    "discard": "Remove a held snapshot for good; the published snapshots are unchanged.",
     "extract": "Fetch every configured model's versions and publish the day's snapshot.",
     "maintain": "Compact and vacuum the Delta table (output.format: delta) under the output lock.",
     "publish": "Merge the staged shards of one date into its snapshot and publish it.",
     "report": "Downloads gained per version, model, org or framework between two snapshots.",
     "simulate": "Serve a simulated model registry on a loopback port until SIGTERM or Ctrl-C.",
+    "status": "The dataset's health: days, gaps, last runs, held days, age (exit 11: too old).",
     "targets": "Print the resolved target list; calls listModels only (exit 3: a listing failed).",
     "validate": "Check a config file without calling the API (exit 2 on problems).",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Callable
@@ -112,3 +113,20 @@ def write_metrics_or_warn(path: str, summary: RunSummary) -> None:
             "(the run's outcome is unchanged)",
             err=True,
         )
+
+
+summary_format_option = click.option(
+    "--summary-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="The summary on stdout as text or JSON.",
+)
+
+
+def echo_summary(summary: RunSummary, summary_format: str) -> None:
+    """The summary on stdout, as `--summary-format` asks."""
+    if summary_format == "json":
+        click.echo(json.dumps(summary.to_dict(), indent=2))
+    else:
+        click.echo(summary.render_text())

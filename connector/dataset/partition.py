@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
 
-from connector.dataset import delta, legacy
+from connector.dataset import delta, held, legacy
 from connector.dataset.datafile import DataFileWriter, encode, read_footer
 from connector.dataset.layout import (
     DATA_NAME,
@@ -93,9 +93,10 @@ class Publisher(Protocol):
     """
 
     def replace(
-        self, store: Store, day: date, run_id: str, manifest: dict[str, Any]
+        self, store: Store, day: date, run_id: str, manifest: dict[str, Any], source: str
     ) -> dict[str, Any]:
-        """Swap the staged file in; returns the facts the manifest gains (`files`...)."""
+        """Swap the data file `source` (the run's staged file, or a held day's) in; returns
+        the facts the manifest gains (`files`...)."""
 
     def swapped(self, store: Store, day: date, run_id: str) -> bool:
         """Whether the swap of run `run_id` (a killed run's) is what the day now holds."""
@@ -108,18 +109,20 @@ class HivePublisher:
     """`output.format: parquet`: the partition's one data file, replaced by an atomic move."""
 
     def replace(
-        self, store: Store, day: date, run_id: str, manifest: dict[str, Any]
+        self, store: Store, day: date, run_id: str, manifest: dict[str, Any], source: str
     ) -> dict[str, Any]:
         partition = partition_path(day)
         existing = data_files(store, day)
         name = existing[0] if len(existing) == 1 else DATA_NAME  # an earlier version's name stays
         manifest = {**manifest, "files": [name]}
         if len(existing) > 1:
+            if source != staged_file(run_id):  # a held file stays where it is until the end
+                store.copy(source, staged_file(run_id))
             legacy.replace_multifile_partition(store, day, staged_file(run_id), manifest)
         else:
             journal = {"partition": partition, "data": name, "run_id": run_id, "manifest": manifest}
             store.put(f"{staging_path(run_id)}/{JOURNAL_NAME}", encode(journal))
-            store.move(staged_file(run_id), f"{partition}/{name}")
+            store.move(source, f"{partition}/{name}")
         return {"files": [name]}
 
     def swapped(self, store: Store, day: date, run_id: str) -> bool:
@@ -135,7 +138,7 @@ class DeltaPublisher:
     """`output.format: delta`: one commit to the table (`connector.dataset.delta`)."""
 
     def replace(
-        self, store: Store, day: date, run_id: str, manifest: dict[str, Any]
+        self, store: Store, day: date, run_id: str, manifest: dict[str, Any], source: str
     ) -> dict[str, Any]:
         journal = {
             "format": "delta",
@@ -144,7 +147,7 @@ class DeltaPublisher:
             "manifest": manifest,
         }
         store.put(f"{staging_path(run_id)}/{JOURNAL_NAME}", encode(journal))
-        files, version = delta.replace_day(store, day, staged_file(run_id), manifest)
+        files, version = delta.replace_day(store, day, source, manifest)
         return {"files": files, "delta_version": version}
 
     def swapped(self, store: Store, day: date, run_id: str) -> bool:
@@ -188,14 +191,16 @@ def publish_day(
     manifest: dict[str, Any],
     *,
     table_format: str | None = None,
+    source: str | None = None,
 ) -> PublishResult:
-    """Replace the day with the run's staged, checked data file and write its manifest, in the
-    output's format (`table_format`; None: the format the output already holds, else parquet).
-    Raises OutputError with the published day untouched until the swap."""
+    """Replace the day with the run's staged, checked data file (or `source`, a held day's
+    file whose footer names `run_id`) and write its manifest, in the output's format
+    (`table_format`; None: the format the output already holds, else parquet). Raises
+    OutputError with the published day untouched until the swap."""
     table_format = table_format or dataset_format(store) or "parquet"
     check_format(store, table_format)
     publisher = PUBLISHERS[table_format]
-    facts = publisher.replace(store, day, run_id, manifest)
+    facts = publisher.replace(store, day, run_id, manifest, source or staged_file(run_id))
     manifest = {**manifest, **facts}
     partition = partition_path(day)
     # Published: from here on nothing may report failure, or the summary would lie.
@@ -218,12 +223,15 @@ def discard_staging(store: Store, run_id: str) -> None:
 
 def recover(store: Store) -> list[str]:
     """Finish or discard what earlier, interrupted runs left in `_staging/` (call under the
-    output lock); returns what was done, for the log. A journal means a publish got as far as
-    the swap: `_manifest.json` is brought in line with the partition's data file."""
+    output lock); returns what was done, for the log. A publish journal means a publish got as
+    far as the swap: `_manifest.json` is brought in line with the partition's data file; a hold
+    journal means a check held the day: its move to `_held/` is completed. `_held/` itself is
+    never touched here."""
     actions: list[str] = []
     for entry in store.list(STAGING_DIR):
         path = f"{STAGING_DIR}/{entry.name}"
         if entry.kind == "dir":
+            actions += held.finish_hold(store, path)  # a held day is moved, never deleted
             actions += _finish(store, path)
             actions += legacy.recover_old_journal(store, path)
         store.delete_tree(path)  # a link or file is removed itself, never followed

@@ -3,9 +3,10 @@
 `Config` stops at the top of a run: `RunContext.build` reads from it everything the stages below
 need about the output and the run (the store, the day, the run id, batch size, the publish
 guard's ratio, the secrets to scrub, the registry's API root, the fingerprint that ties staged
-parts to one configuration, which models the config covers), and passes this small frozen value
-down instead. Only the fetching of targets still reads the registry and org settings, which are
-what it is about. A context pickles (its store rebuilds itself), so part processes get it as is.
+parts to one configuration, which models the config covers, the publish checks' thresholds),
+and passes this small frozen value down instead. Only the fetching of targets still reads the
+registry and org settings, which are what it is about. A context pickles (its store rebuilds
+itself), so part processes get it as is.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from connector.config import Config, validate_output
+from connector.config import ChecksSettings, Config, validate_output
 from connector.dataset.locate import output_store
 from connector.dataset.store import Store
 from connector.extraction.sharding import fingerprint
@@ -43,6 +44,7 @@ class RunContext:
     replace: bool = False
     warnings: tuple[str, ...] = ()
     settings: Mapping[str, Any] = field(default_factory=dict, repr=False)  # for the record
+    checks: ChecksSettings = field(default_factory=ChecksSettings)  # before every publish
 
     @classmethod
     def build(
@@ -78,6 +80,7 @@ class RunContext:
             replace=replace,
             warnings=tuple(config.warnings),
             settings=dict(settings or {}),
+            checks=config.output.checks,
         )
 
     def evolve(self, **changes: Any) -> RunContext:

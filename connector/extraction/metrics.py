@@ -12,12 +12,14 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.atomic import write_atomic
+from connector.checks.document import read_checks
 from connector.extraction.summary import RunSummary
 
 log = logging.getLogger(__name__)
@@ -64,7 +66,31 @@ def build_registry(
     gauge("duration_seconds", "Wall time of the last run.").labels(**output).set(
         summary.elapsed_seconds
     )
+    gauge("held", "1 if a check held the last run's snapshot (kept under _held/).").labels(
+        **output
+    ).set(1 if summary.held else 0)
+    _check_gauges(gauge, output, summary)
     return registry
+
+
+def _check_gauges(gauge: Callable[..., Gauge], output: dict[str, str], summary: RunSummary) -> None:
+    """One series per check of the last publish: its measured value, its threshold, and
+    whether it failed (a check without a value, skipped on a first day, has no value series)."""
+    checks = read_checks({"checks": summary.checks}, "the summary")
+    if checks is None:
+        return
+    value = gauge("check_value", "The value a publish check measured.", "check")
+    threshold = gauge("check_threshold", "The threshold of a publish check.", "check")
+    failed = gauge(
+        "check_failed", "1 if a publish check failed (held, or overridden by accept).", "check"
+    )
+    for result in checks.results:
+        labels = {**output, "check": result.name}
+        if result.value is not None:
+            value.labels(**labels).set(result.value)
+        if result.threshold is not None:
+            threshold.labels(**labels).set(result.threshold)
+        failed.labels(**labels).set(1 if result.failed else 0)
 
 
 def render_metrics(

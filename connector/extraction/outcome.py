@@ -143,6 +143,8 @@ class Ending:
     shard: str | None = None  # "K/N" for a part run
     shards: int | None = None  # how many parts a publish merged
     message: str | None = None  # why parts could not be published (a part's own failure)
+    checks: dict[str, Any] | None = None  # the `checks` document of the staged day
+    held: str | None = None  # where a check held the snapshot (`message` says why)
 
 
 def summarize(context: RunContext, tally: Tally, ending: Ending) -> RunSummary:
@@ -155,6 +157,7 @@ def summarize(context: RunContext, tally: Tally, ending: Ending) -> RunSummary:
         internal_error=stopped is not None and stopped.bug,
         incompatible_api=tally.incompatible is not None,
         output_failed=ending.output_error is not None,
+        held=ending.held is not None,
         orgs_blocked=bool(tally.blocked_orgs),
         half_config=bool(ending.missing),
         discovery_failed=tally.discovery_blocks(ratio),
@@ -191,6 +194,8 @@ def summarize(context: RunContext, tally: Tally, ending: Ending) -> RunSummary:
         auth_failed_orgs=list(tally.blocked_orgs),
         published=published is not None,
         partition=str(published.partition) if published else None,
+        checks=ending.checks,
+        held=ending.held,
         rejected_dir=tally.rejected_dir,
         missing_targets=missing,
         shard=ending.shard,

@@ -6,6 +6,9 @@ for this date and this configuration, no run staged twice, every target in the o
 names); the publish guard applies to all parts together; their rows are merged into the day's
 one data file, whose footer carries the manifest; then the partition is replaced atomically
 (`connector.dataset.partition`), so readers see the old snapshot or the new one, never a mix.
+Before that, the staged rows are checked against the last published day before this one
+(`connector.checks`): a check that fails holds the day, which is then moved to `_held/`
+(`connector.dataset.held`) instead of published, to be accepted or discarded by a person.
 """
 
 from __future__ import annotations
@@ -14,14 +17,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from connector.checks.measure import check_day
+from connector.checks.verdicts import DayChecks
 from connector.config import Config
 from connector.dataset import partition, shards
-from connector.dataset.layout import LOCK_NAME
+from connector.dataset.held import hold_day
+from connector.dataset.layout import DATA_NAME, LOCK_NAME
 from connector.dataset.partition import PublishResult
 from connector.dataset.published import published_targets
 from connector.dataset.store import STORAGE_ERRORS
@@ -111,18 +118,18 @@ def publish_parts(
     `check_lock` raises OutputError if it was lost); `merged` is what the summary says it
     merged (None for a one-process run)."""
     store, day = context.store, context.day
-    published: PublishResult | None = None
+    checked: _Checked | None = None
     output_error: OutputError | None = None
     missing: list[tuple[str, str]] = []
     with contextlib.ExitStack() as locks:
-        held = [
+        part_locks = [
             locks.enter_context(shards.shard_lock(store, day, index, count, context.run_id))
             for index in range(1, count + 1)
         ]
 
         def check_locks() -> None:  # before the publish: every lease must still be held
             check_lock()
-            for part_lock in held:
+            for part_lock in part_locks:
                 part_lock.check()
 
         parts = check_parts(context, count)
@@ -142,21 +149,53 @@ def publish_parts(
                     extra={"event": "not_published", "run_id": context.run_id},
                 )
             elif tally.publish_allowed(context.min_success_ratio):
-                published = _merge_and_publish(context, tally, parts, check_locks, merged)
+                checked = _merge_and_publish(context, tally, parts, check_locks, merged)
+                output_error = checked.error
         except OutputError as exc:
             output_error = exc
-            log.error("output failure: %s", exc, extra={"event": "output_failed"})
-        if published is not None:
-            shards.remove_parts(store, day, count)
+        if output_error is not None:
+            log.error("output failure: %s", output_error, extra={"event": "output_failed"})
+        if checked is not None and (checked.published or checked.held):
+            shards.remove_parts(store, day, count)  # the day is published, or kept in _held/
+    checked = checked or _Checked()
+    held = checked.held
+    if held is not None:
+        tally.files = [DATA_NAME]  # the day's one file, kept under _held/
     ending = Ending(
         now(),
         elapsed=time.monotonic() - started,
-        published=published,
+        published=checked.published,
         output_error=output_error,
         missing=missing,
         shards=merged,
+        checks=checked.checks.document() if checked.checks is not None else None,
+        held=held,
+        message=held_message(context, checked.checks, held) if checked.checks and held else None,
     )
     return summarize(context, tally, ending)
+
+
+def held_message(context: RunContext, checks: DayChecks, where: str) -> str:
+    """Why nothing was published although everything was fetched, and what to do now."""
+    day = context.day.isoformat()
+    failed = ", ".join(result.describe() for result in checks.failing)
+    return (
+        f"a check held the snapshot of {day} ({failed}): it is kept in {where} and nothing was "
+        "published (earlier snapshots are unchanged); review it, then publish it as observed "
+        f"with `connector accept --config CONFIG --date {day} --run {context.run_id}` or drop "
+        f"it with `connector discard --config CONFIG --date {day} --run {context.run_id}`; an "
+        "automatic retry would observe another moment, not this one"
+    )
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A publish after its checks: published, held, or failed (`error`)."""
+
+    checks: DayChecks | None = None
+    published: PublishResult | None = None
+    held: str | None = None  # where the day is kept
+    error: OutputError | None = None
 
 
 def _merge_and_publish(
@@ -165,26 +204,50 @@ def _merge_and_publish(
     parts: list[Part],
     check_locks: Callable[[], None],
     merged: int | None,
-) -> PublishResult:
-    """The parts' rows into the day's data file (its footer holds the manifest), then the
-    atomic replace of the partition."""
+) -> _Checked:
+    """Check the staged parts against the previous snapshot, merge their rows into the day's
+    data file (its footer holds the manifest, checks included), then the atomic replace of the
+    partition, or, when a check fails, the move of the day to `_held/`."""
     store = context.store
+    try:
+        checks = check_day(
+            store,
+            context.day,
+            [path for part in parts for path in part.staged.files],
+            [target for part in parts for target in part.targets],
+            context.covers,
+            context.checks,
+        )
+    except OutputError as exc:
+        return _Checked(error=exc)
     writer = partition.open_day_writer(store, context.run_id, batch_rows=context.batch_rows)
     published: PublishResult | None = None
+    holding = False
     try:
         for part in parts:
             _copy_rows(context, part, writer.add_table)
-        draft = summarize(context, tally, Ending(now(), shards=merged))
+        draft = summarize(context, tally, Ending(now(), shards=merged, checks=checks.document()))
         manifest = build_manifest(draft, min_success_ratio=context.min_success_ratio)
         writer.close(footer=manifest)
         partition.check_staged(store, context.run_id, writer.rows)
         check_locks()  # on object storage a lease can be lost: never publish over a newer holder
         manifest = {**manifest, "rows": writer.rows}
+        if checks.held:
+            holding = True  # from here on the staged day is never discarded: it is moved
+            where = hold_day(store, context.day, context.run_id, {**manifest, "files": [DATA_NAME]})
+            log.error(
+                "%s",
+                held_message(context, checks, where),
+                extra={"event": "held", "run_id": context.run_id},
+            )
+            return _Checked(checks, held=where)
         published = partition.publish_day(
             store, context.day, context.run_id, manifest, table_format=context.table_format
         )
+    except OutputError as exc:
+        return _Checked(checks, error=exc)
     finally:
-        if published is None:
+        if published is None and not holding:
             writer.abort()
             partition.discard_staging(store, context.run_id)
     log.info(
@@ -193,7 +256,7 @@ def _merge_and_publish(
         published.partition,
         extra={"event": "published", "run_id": context.run_id},
     )
-    return published
+    return _Checked(checks, published=published)
 
 
 def _copy_rows(context: RunContext, part: Part, add: Callable[..., None]) -> None:

@@ -38,7 +38,8 @@ _OPERATIONAL: dict[str, frozenset[str]] = {
             "retry",
         }
     ),
-    "output": frozenset({"min_success_ratio", "batch_rows"}),
+    # The publish's guards (the ratio, the checks) apply when the parts are published.
+    "output": frozenset({"min_success_ratio", "batch_rows", "checks"}),
 }
 
 

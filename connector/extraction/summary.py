@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from pydantic import TypeAdapter, ValidationError
 
 from connector._version import __version__
+from connector.checks.document import read_checks
 from connector.dataset.schema import SCHEMA_VERSION
 from connector.errors import (
     ConnectorError,
@@ -78,6 +79,8 @@ class RunSummary:
     discovery_failed_orgs: list[str] = field(default_factory=list)
     published: bool = False
     partition: str | None = None
+    checks: dict[str, Any] | None = None  # the checks of the staged day (connector.checks)
+    held: str | None = None  # where a check held the snapshot (under _held/), not published
     rejected_dir: str | None = None
     record: str | None = None  # this run's record under <output>/_runs/
     missing_targets: list[str] = field(default_factory=list)  # refused by the half-config guard
@@ -188,6 +191,7 @@ class RunSummary:
         if self.backdated:
             lines.append(f"backdated observed {self.started_at}, filed as {self.snapshot_date}")
         lines += self._published_lines()
+        lines += self._check_lines()
         if self.message:
             lines.append(f"note      {self.message}")
         lines += [f"warning   {warning}" for warning in self.warnings]
@@ -216,7 +220,24 @@ class RunSummary:
                 f"next      connector publish --date {self.snapshot_date} --shards {count} "
                 "once every shard is staged",
             ]
+        if self.held:
+            return [f"held      {self.held}: published nothing; earlier snapshots are unchanged"]
         return ["published nothing; earlier snapshots are unchanged"]
+
+    def _check_lines(self) -> list[str]:
+        """The checks' verdict, and one line per check that held the snapshot."""
+        checks = read_checks({"checks": self.checks}, "the summary")
+        if checks is None:
+            return []
+        against = checks.previous_snapshot or "no earlier snapshot"
+        lines = [f"checks    {checks.verdict} (against {against})"]
+        lines += [
+            f"  FAILED CHECK {r.describe()}" + (f": {r.detail}" if r.threshold is not None else "")
+            for r in checks.failing
+        ]
+        if checks.override is not None:
+            lines.append(f"  overridden by {checks.override.describe()}")
+        return lines
 
     def _failure_lines(self) -> list[str]:
         """One FAILED line per failure (the first few); targets that were never attempted (a
@@ -282,4 +303,6 @@ def build_manifest(summary: RunSummary, *, min_success_ratio: float) -> dict[str
     }
     if summary.shards:
         manifest["shards"] = summary.shards
+    if summary.checks is not None:
+        manifest["checks"] = summary.checks
     return manifest

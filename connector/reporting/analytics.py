@@ -24,6 +24,9 @@ Decisions (the README's "Reports" section repeats them):
   counted in `excluded_unknown_rows`; a version whose end count is unknown is left out altogether.
 * Models listed as failed in the start or end snapshot's `_manifest.json` are named in a note:
   they explain versions counted from their first observation or shown as disappeared.
+* Snapshots in the window published with failing checks overridden (`connector accept`), or
+  whose counters went down since the snapshot before (the `counts_decreased` check), are named
+  in a note too (`connector.checks.flags`).
 * Rows sort by `downloads_gained` descending, then the group keys ascending; `top` keeps the first
   K (None or 0: all); `share_of_gained` is relative to the total over all groups (0 when nothing
   was gained at all).
@@ -40,6 +43,7 @@ from typing import Any
 
 import pandas as pd
 
+from connector.checks.flags import check_notes
 from connector.dataset.locate import open_store
 from connector.dataset.reader import Source, read_manifest, snapshot_dates
 from connector.errors import ConfigError, NoDataError, OutputError
@@ -427,7 +431,7 @@ def compute_report(
 
     if not files:
         raise empty()
-    notes = _failure_notes(store, window, orgs, models)
+    notes = _failure_notes(store, window, orgs, models) + check_notes(store, window.snapshots)
     return _summarize(
         rows,
         window,

@@ -112,6 +112,9 @@ class FaultPlan:
     listing_status: Mapping[str, int] = field(default_factory=dict)
     # how listModels pages misbehave: "", "shift", "repeat" or "shuffle" (see catalog)
     listing_quirk: str = ""
+    # "org/model/version" reports this download_count, whatever the day: 0 a counter reset,
+    # None a count the registry lost (in listings and getModelVersion alike).
+    download_counts: Mapping[str, int | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("rate_5xx", "html_5xx_fraction", "rate_429", "rate_reset", "rate_slow"):
@@ -149,6 +152,10 @@ class FaultPlan:
                 raise ValueError(f"listing_status: {org!r} is not an org")
             if not 400 <= status <= 599:
                 raise ValueError(f"listing_status {org}: {status} is not a 4xx/5xx status")
+        for key, reported in self.download_counts.items():
+            _check_key(key.rpartition("/")[0], "download_counts")
+            if reported is not None and reported < 0:
+                raise ValueError(f"download_counts {key}: {reported} must not be negative")
         if self.listing_quirk not in ("", "shift", "repeat", "shuffle"):
             raise ValueError(
                 f"listing_quirk {self.listing_quirk!r} is not one of shift, repeat, shuffle"
@@ -163,6 +170,7 @@ class FaultPlan:
             "detail_status",
             "fail_first",
             "listing_status",
+            "download_counts",
         ):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
@@ -263,6 +271,22 @@ def _corrupt_summaries(payload: dict[str, Any], field_name: str, value: Any) -> 
         for entry in bad["versions"]
     ]
     return bad
+
+
+def with_counts(payload: dict[str, Any], counts: Mapping[str, int | None]) -> dict[str, Any]:
+    """A listModelVersions body whose summaries of the versions in `counts` report those
+    download counts (`latest` and object entries; a plain-string entry carries none)."""
+
+    def changed(entry: Any) -> Any:
+        if isinstance(entry, dict) and entry.get("version") in counts:
+            return {**entry, "download_count": counts[entry["version"]]}
+        return entry
+
+    return {
+        **payload,
+        "latest": changed(payload.get("latest")),
+        "versions": [changed(entry) for entry in payload["versions"]],
+    }
 
 
 def _oversize_stream(payload: dict[str, Any]) -> tuple[int, Callable[[], Iterator[bytes]]]:

@@ -36,6 +36,7 @@ from connector.simulator.faults import (
     error_reply,
     malformed_reply,
     status_reply,
+    with_counts,
 )
 from connector.simulator.snippet import calendar_line, config_snippet
 
@@ -337,7 +338,7 @@ class SimulatedRegistry:
         if key in plan.malformed:
             return malformed_reply(plan.malformed[key], self.expected_payload(org, parts[6], day))
         fault, delay = self._draw(plan, key)
-        return fault or Reply(200, self._versions_body(org, parts[6], day), delay=delay)
+        return fault or Reply(200, self._versions_body(org, parts[6], day, plan), delay=delay)
 
     def _draw(self, plan: FaultPlan, key: str) -> tuple[Reply | None, float]:
         with self._lock:
@@ -345,7 +346,15 @@ class SimulatedRegistry:
             self._attempts[key] += 1
         return draw_fault(plan, key, attempt)
 
-    def _versions_body(self, org: str, model: str, day: int) -> bytes:
+    def _versions_body(self, org: str, model: str, day: int, plan: FaultPlan) -> bytes:
+        prefix = f"{org}/{model}/"
+        counts = {
+            key.removeprefix(prefix): count
+            for key, count in plan.download_counts.items()
+            if key.startswith(prefix)
+        }
+        if counts:  # a counter incident: not cached (the plan may change back)
+            return _dump(with_counts(self.expected_payload(org, model, day), counts))
         body = self._cache.get((org, model, day))
         if body is None:  # a race computes the same bytes twice, which is harmless
             body = _dump(self.expected_payload(org, model, day))
@@ -364,6 +373,12 @@ class SimulatedRegistry:
         fault, delay = self._draw(plan, f"{key}/{name}")
         if fault is not None:
             return fault
+        if f"{key}/{name}" in plan.download_counts:  # a counter incident: not cached
+            detail = {
+                **data.detail(key, version, day),
+                "download_count": plan.download_counts[f"{key}/{name}"],
+            }
+            return Reply(200, _dump(detail), delay=delay)
         body = self._detail_cache.get((org, model, name, day))
         if body is None:
             body = _dump(data.detail(key, version, day))
