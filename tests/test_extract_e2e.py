@@ -85,6 +85,16 @@ def test_column_types_as_duckdb_and_pandas_see_them(
         "license": "VARCHAR",
         "task": "VARCHAR",
         "tags": "VARCHAR[]",
+        "pretty_name": "VARCHAR",
+        "summary": "VARCHAR",
+        "architecture": "VARCHAR",
+        "base_model": "VARCHAR",
+        "size_category": "VARCHAR",
+        "language": "VARCHAR[]",
+        "task_categories": "VARCHAR[]",
+        "aliases": "VARCHAR[]",
+        "version_count": "INTEGER",
+        "updated_at": "TIMESTAMP WITH TIME ZONE",
         "snapshot_date": "DATE",
     }
     frame = pd.read_parquet(tmp_path / "out" / "model_versions", dtype_backend="numpy_nullable")
@@ -93,6 +103,8 @@ def test_column_types_as_duckdb_and_pandas_see_them(
     assert str(frame["is_latest"].dtype) == "boolean"
     assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
     assert str(frame["file_size_bytes"].dtype) == "Int64"
+    assert str(frame["version_count"].dtype) == "Int32"
+    assert str(frame["updated_at"].dtype) == "datetime64[us, UTC]"
     # strings shape, no detail: only the latest row carries a count; the rest are null, never 0
     latest = frame[frame["is_latest"]]
     assert latest["download_count"].notna().all()
@@ -139,7 +151,7 @@ def test_manifest_records_the_run(
     partition = out / "model_versions" / f"snapshot_date={DAY1}"
     manifest = json.loads((partition / "_manifest.json").read_text())
     assert manifest["snapshot_date"] == DAY1
-    assert manifest["schema_version"] == 2
+    assert manifest["schema_version"] == 3
     assert manifest["targets"] == {"attempted": 10, "succeeded": 9, "failed": 1}
     assert manifest["rows"] == len(dataset_rows(out))
     assert manifest["files"] == sorted(p.name for p in partition.glob("*.parquet"))

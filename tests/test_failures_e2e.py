@@ -19,6 +19,7 @@ from helpers import TOKEN, Hostile, ScriptedServer, config_document, file_hashes
 from connector import extract
 from connector.cli import main
 from connector.config import parse_config
+from connector.credentials import CREDENTIAL_HEADERS
 from connector.dataset.writer import SnapshotWriter
 from connector.errors import ErrorType, ExitCode, OutputError
 from connector.extraction import target as target_module
@@ -374,23 +375,34 @@ def test_token_never_appears_in_any_output(
     logging.getLogger("connector").handlers.clear()
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "api-key"])
 def test_token_echoed_by_a_server_is_scrubbed_everywhere(
-    tmp_path: Path, token_env: str, caplog: pytest.LogCaptureFixture
+    scheme: str, tmp_path: Path, token_env: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A proxy's debug page answering 200 and quoting the request headers."""
+    """A proxy's debug page answering 200 and quoting the request headers, whichever header
+    carried the token: the body kept in `_rejected/` and every log line are scrubbed."""
     page = Hostile(
         Reply(200, b"<html>Access check</html>", content_type="text/html"),
-        echo_authorization=True,
+        echo_credentials=True,
     )
     with ScriptedServer([page]) as server:
         document = {
-            "registry": {"base_url": server.url, "token": "${MODEL_REGISTRY_TOKEN}"},
+            "registry": {
+                "base_url": server.url,
+                "token": "${MODEL_REGISTRY_TOKEN}",
+                "auth_scheme": scheme,
+            },
             "orgs": [{"name": "acme", "models": ["a", "b"]}],
             "output": {"uri": str(tmp_path / "out"), "min_success_ratio": 0},
         }
         summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
+    header = "X-API-Key" if scheme == "api-key" else "Authorization"
+    assert {name for name in server.requests[0] if name in CREDENTIAL_HEADERS} == {header}
     assert summary.exit_code == ExitCode.PARTIAL
+    assert f"{header}: " in summary.failures[0].detail
     assert "[REDACTED]" in summary.failures[0].detail
+    kept = [p.read_text() for p in (tmp_path / "out" / "_rejected").rglob("*.json")]
+    assert kept and all(f"{header}: " in text and "[REDACTED]" in text for text in kept)
     texts = [json.dumps(summary.to_dict()), summary.render_text()]
     logged = [r.getMessage() for r in caplog.records]
     # The library configures no handler, so records reach caplog: the echoed token was logged,

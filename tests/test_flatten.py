@@ -248,7 +248,8 @@ def test_entry_wins_over_latest_which_fills_only_what_the_entry_lacks() -> None:
             "framework": "from-latest",
             "is_public": False,
             "origin": '{"from":"latest"}',
-            "extra": '{"license":"mit","task":"entry"}',
+            "license": "mit",  # a column wherever the summary says it (v3), from latest here
+            "task": "entry",
         }
     )
 
@@ -286,19 +287,19 @@ def test_unknown_fields_land_in_extra_as_json() -> None:
         "links": {"next": None},
         "latest": summary("2.0.0", sha256="ab", name=NAME),
         "versions": [
-            summary("2.0.0", tags=["a", "b"], file_size_bytes=2**70, nested={"x": [{"y": 1.5}]}),
+            summary("2.0.0", tags=["a", "b"], weights=2**70, nested={"x": [{"y": 1.5}]}),
             "1.0.0",
         ],
     }
-    extras = [r["extra"] for r in run(payload)]
-    assert json.loads(extras[0]) == {
+    rows = run(payload)
+    assert json.loads(rows[0]["extra"]) == {
         "_response": {"links": {"next": None}, "total": 2},
-        "file_size_bytes": 2**70,
+        "weights": 2**70,
         "nested": {"x": [{"y": 1.5}]},
         "sha256": "ab",
-        "tags": ["a", "b"],
     }
-    assert extras[1] is None
+    assert rows[0]["tags"] == ["a", "b"]  # a known field is a column, never `extra`
+    assert rows[1]["extra"] is None
 
 
 def test_unknown_response_fields_are_kept_once_on_the_first_row() -> None:
@@ -319,13 +320,10 @@ def test_extra_keeps_non_ascii_text_readable() -> None:
     assert run(payload)[0]["extra"] == '{"note":"modèle ✓"}'
 
 
-@pytest.mark.parametrize(
-    ("entry_name", "extra"),
-    [(NAME, None), (None, None), ("acme/renamed", '{"name":"acme/renamed"}')],
-)
-def test_entry_name_is_kept_only_when_it_differs(entry_name: str | None, extra: Any) -> None:
+@pytest.mark.parametrize("entry_name", [NAME, MODEL, None])
+def test_an_entry_naming_the_model_asked_for_is_taken(entry_name: str | None) -> None:
     payload = {"name": NAME, "versions": [summary("1.0.0", name=entry_name)]}
-    assert run(payload)[0]["extra"] == extra
+    assert run(payload)[0]["extra"] is None
 
 
 def test_a_key_spelled_like_a_known_one_is_not_confused() -> None:
@@ -358,27 +356,31 @@ WEIRD_STRINGS = [
 @pytest.mark.parametrize("text", WEIRD_STRINGS, ids=range(len(WEIRD_STRINGS)))
 def test_any_string_is_kept_exactly(text: str) -> None:
     payload = {
-        "name": text,
-        "latest": summary(text, id=text, framework=text),
-        "versions": [text, summary(text + "-obj", id=text, framework=text)],
+        "name": NAME,
+        "latest": summary(text, id=text, framework=text, pretty_name=text),
+        "versions": [text, summary(text + "-obj", id=text, framework=text, tags=[text])],
     }
     rows = run(payload)
     assert rows == [
-        expected_row(text, 1, True, artifact_id=text, framework=text, model_name=text),
-        expected_row(text + "-obj", 2, False, artifact_id=text, framework=text, model_name=text),
+        expected_row(text, 1, True, artifact_id=text, framework=text, pretty_name=text),
+        expected_row(text + "-obj", 2, False, artifact_id=text, framework=text, tags=[text]),
     ]
     table = rows_to_table(rows)
     assert table.column("version").to_pylist() == [text, text + "-obj"]
-    assert table.column("model_name").to_pylist() == [text, text]
 
 
-def test_top_level_name_need_not_be_org_slash_model() -> None:
-    payload = {"name": "Sentiment (small)", "versions": ["1"]}
-    assert run(payload)[0]["model_name"] == "Sentiment (small)"
+@pytest.mark.parametrize("name", [NAME, MODEL])
+def test_the_list_may_name_the_model_by_slug_or_org_slash_model(name: str) -> None:
+    """The contract documents the list's `name` as "Model name" (either form); the column
+    holds the canonical `org/model` whichever the registry sent."""
+    payload = {"name": name, "versions": ["1"]}
+    assert run(payload)[0]["model_name"] == NAME
 
 
 def test_lone_surrogate_in_extra_is_kept_as_a_json_escape() -> None:
-    payload = json.loads('{"name": "n", "versions": [{"version": "1", "note": "a\\ud800b"}]}')
+    payload = json.loads(
+        '{"name": "sentiment-small", "versions": [{"version": "1", "note": "a\\ud800b"}]}'
+    )
     rows = run(payload)
     extra = table_rows(rows)[0]["extra"]
     assert extra == '{"note":"a\\ud800b"}'
@@ -390,13 +392,16 @@ def test_lone_surrogate_in_extra_is_kept_as_a_json_escape() -> None:
     ("body", "detail"),
     [
         ('{"name": "a\\udc00", "versions": []}', "name: 'a\\udc00' is not valid Unicode"),
-        ('{"name": "n", "versions": ["\\ud800"]}', "versions[0]: '\\ud800' is not valid Unicode"),
         (
-            '{"name": "n", "versions": [{"version": "1", "id": "\\ud800"}]}',
+            '{"name": "sentiment-small", "versions": ["\\ud800"]}',
+            "versions[0]: '\\ud800' is not valid Unicode",
+        ),
+        (
+            '{"name": "sentiment-small", "versions": [{"version": "1", "id": "\\ud800"}]}',
             "versions[0].id: '\\ud800' is not valid Unicode",
         ),
         (
-            '{"name": "n", "versions": [], "latest": {"version": "\\ud800"}}',
+            '{"name": "sentiment-small", "versions": [], "latest": {"version": "\\ud800"}}',
             "latest.version: '\\ud800' is not valid Unicode",
         ),
     ],
@@ -409,7 +414,7 @@ def test_lone_surrogate_in_a_string_column_fails_the_model(body: str, detail: st
 
 
 def test_too_deeply_nested_unknown_field_fails_the_model() -> None:
-    payload: dict[str, Any] = {"name": "n", "versions": [{"version": "1", "deep": []}]}
+    payload: dict[str, Any] = {"name": NAME, "versions": [{"version": "1", "deep": []}]}
     node: list[Any] = payload["versions"][0]["deep"]
     for _ in range(100_000):
         node.append([])

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from helpers import SUMMARY_KEYS, assert_envelope
 
 from connector.cli.simulate import simulate
-from connector.simulator.catalog import DETAIL_FIELDS
+from connector.simulator.catalog import DETAIL_FIELDS, RICH_FIELDS
 from connector.simulator.faults import MALFORMED_KINDS, OVERSIZE_BYTES
 from connector.simulator.server import FaultPlan, SimulatedRegistry, SimulatorConfig
 
@@ -69,7 +69,8 @@ def rows_from_payload(org: str, model: str, payload: dict[str, Any]) -> list[dic
         known = entry if isinstance(entry, dict) else None
         if known is None and latest is not None and latest["version"] == version:
             known = latest
-        created = known and datetime.fromisoformat(known["created_at"].replace("Z", "+00:00"))
+        created = known and datetime.fromisoformat(known["created_at"])
+        updated = known and known["updated_at"] and datetime.fromisoformat(known["updated_at"])
         rows.append(
             {
                 "org": org,
@@ -84,6 +85,8 @@ def rows_from_payload(org: str, model: str, payload: dict[str, Any]) -> list[dic
                 "framework": known and known["framework"],
                 "is_public": known and known["is_public"],
                 "origin": known and known["origin"],
+                **{field: known and known[field] for field in RICH_FIELDS},
+                "updated_at": updated,
                 **dict.fromkeys(DETAIL_FIELDS),  # only getModelVersion has them
             }
         )
@@ -213,7 +216,7 @@ def test_get_model_version_returns_the_detail(
     latest = registry.expected_payload("org-00", "model-0000")["latest"]
     detail = session.get(f"{base}/{latest['version']}").json()
     assert {k: detail[k] for k in SUMMARY_KEYS} == latest
-    assert {"file_size_bytes", "license", "task", "tags"} <= set(detail)
+    assert set(detail) == SUMMARY_KEYS | {"file_size_bytes"}
     next_version = registry.expected_payload("org-00", "model-0000", day=2)["latest"]["version"]
     assert_envelope(session.get(f"{base}/{next_version}"), 404, "not_found_error")
     registry.set_day(2)
@@ -316,6 +319,7 @@ def _check_malformed(kind: str, response: requests.Response) -> None:
         "duplicate_versions": lambda b: len(set(b["versions"])) < len(b["versions"]),
         "missing_name": lambda b: "name" not in b and "versions" in b,
         "wrong_type": lambda b: isinstance(b, list),
+        "wrong_model": lambda b: b["name"] == b["latest"]["name"] == "org-00/model-0000-other",
     }
     assert checks[kind](body)
 

@@ -25,5 +25,6 @@ def validate(config_path: str) -> None:
     )
     click.echo(
         f"OK: {config_path}: {len(config.orgs)} org(s), {len(targets)} model(s){discovered}, "
-        f"registry {config.registry.base_url}, output {config.output.uri}"
+        f"registry {config.registry.base_url} (API root {config.registry.api_root}), "
+        f"output {config.output.uri}"
     )

@@ -84,6 +84,8 @@ class _TargetOutcome:
     dropped: list[DroppedVersion] = field(default_factory=list)
     failure: TargetFailure | None = None
     rejected_body: bytes | None = None  # a 2xx body that failed validation, for _rejected/
+    rejected_request: str | None = None  # the request that body answered
+    warnings: list[str] = field(default_factory=list)  # e.g. its details were capped
     blocks_org: bool = False  # a 401/403: the org's token was refused
     incompatible: bool = False  # a 426: the run aborts
     share: Share | None = None  # the memory budget its rows hold until they are written
@@ -96,7 +98,7 @@ class _Run:
         self.client = client
         self.cancelled = cancelled
         self.secrets = config.secrets()
-        self.tokens = {org.name: config.token_for(org.name) for org in config.orgs}
+        self.credentials = {org.name: config.credential_for(org.name) for org in config.orgs}
         self.version_detail = config.registry.version_detail
         self.concurrency = config.registry.concurrency
 
@@ -110,7 +112,9 @@ class _Run:
                 raise SkippedError(
                     "not attempted: the run was aborted", org=org, model=model, attempts=0
                 )
-            fetched = fetch_target(self.client, org, model, self.tokens[org], self.version_detail)
+            fetched = fetch_target(
+                self.client, org, model, self.credentials[org], self.version_detail
+            )
         except TargetError as exc:
             return self._failed(org, model, started, exc)
         except Exception as exc:  # a bug: keep the run going, say so loudly
@@ -128,6 +132,7 @@ class _Run:
             time.monotonic() - started,
             rows=fetched.rows,
             dropped=fetched.dropped,
+            warnings=fetched.warnings,
             share=fetched.share,
         )
 
@@ -147,6 +152,7 @@ def _failed_outcome(
         elapsed,
         failure=error.failure(secrets),
         rejected_body=error.raw if isinstance(error, PayloadError) else None,
+        rejected_request=error.request,
         blocks_org=isinstance(error, OrgBlockedError),
         incompatible=isinstance(error, RunAbortedError),
     )
@@ -483,6 +489,7 @@ def _record(
         writer.add_rows(outcome.rows)
         tally.succeeded += 1
         tally.dropped += [dropped.to_dict() for dropped in outcome.dropped]
+        tally.warnings += outcome.warnings
         log.debug(
             "%s/%s: %d rows",
             outcome.org,
@@ -510,7 +517,9 @@ def _record(
     if outcome.rejected_body is not None:
         try:
             where = root if isinstance(root, Location) else local_location(root)
-            save_rejected(where, day, failure, outcome.rejected_body, secrets)
+            save_rejected(
+                where, day, failure, outcome.rejected_body, secrets, outcome.rejected_request
+            )
             tally.rejected_dir = where.display(where.join(REJECTED_DIR, day.isoformat()))
         except _EVIDENCE_ERRORS as exc:  # keeping evidence must never cost the run
             log.warning(
