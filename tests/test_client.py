@@ -440,3 +440,29 @@ def test_a_timed_out_401_is_a_timeout_not_an_auth_failure() -> None:
             assert client.blocked("acme") is None
             client.list_model_versions("acme", "b")  # the org is not blocked
     assert caught.value.error_type == "timeout"
+
+
+def test_a_credit_429_is_answered_once_never_retried_and_stops_the_org() -> None:
+    credits = envelope(429, "Insufficient credits for org acme", "rate_limit_error")
+    credits = Reply(credits.status, credits.body, headers=(("Retry-After", "30"),))
+    with ScriptedServer([credits, json_reply(200, VALID_BODY)]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            started = time.monotonic()
+            with pytest.raises(errors.OrgStoppedError) as caught:
+                client.list_model_versions("acme", "a")
+            with pytest.raises(errors.SkippedError, match="org 'acme' is out of credits"):
+                client.list_model_versions("acme", "b")
+            client.list_model_versions("globex", "c")  # other orgs go on, unslowed
+            elapsed = time.monotonic() - started
+    assert [path.split("/")[4] for path in server.paths] == ["acme", "globex"]  # one 429 only
+    assert (caught.value.error_type, caught.value.attempts) == ("insufficient_credits", 1)
+    assert not isinstance(caught.value, errors.OrgBlockedError)  # not an auth problem
+    assert elapsed < 5  # its Retry-After paused no worker: waiting does not bring credits
+
+
+def test_a_429_without_credit_is_retried_as_a_rate_limit() -> None:
+    script = [envelope(429, "Rate limit exceeded", "rate_limit_error"), json_reply(200, VALID_BODY)]
+    with ScriptedServer(script) as server:
+        with RegistryClient(settings(server.url)) as client:
+            result = client.list_model_versions("acme", "a")
+    assert result.attempts == 2 and len(server.requests) == 2

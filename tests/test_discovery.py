@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from ground_truth import dataset_rows, expected, project
-from helpers import TOKEN, ScriptedServer, config_document, json_reply, write_config
+from helpers import TOKEN, ScriptedServer, config_document, envelope, json_reply, write_config
 
 from connector import extract
 from connector.cli import main
@@ -481,3 +481,23 @@ def test_targets_command_exits_3_when_a_listing_fails(
     assert result.stdout.splitlines() == ["org-00/model-0001"]
     assert "Error: org-00/*: HTTP 502" in result.stderr
     assert TOKEN not in result.output
+
+
+def test_a_retried_listing_page_is_named_in_the_retry_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    busy = envelope(503, "busy", "service_unavailable")
+    settings = RegistrySettings.model_validate(
+        {"base_url": "http://x", "token": TOKEN, "retry": {"backoff_base_seconds": 0.01}}
+    )
+    with ScriptedServer([busy, json_reply(200, {"models": names("a")})]) as server:
+        settings = settings.model_copy(update={"base_url": server.url})
+        with RegistryClient(settings) as client, caplog.at_level("WARNING", logger="connector"):
+            found = list_models(client, "acme")
+    assert found.models == ("a",)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert line.startswith("retrying listModels acme/* (page 1) in ")
+    assert "after attempt 1: acme: HTTP 503 server_error (server: service_unavailable): busy" in (
+        line
+    )
+    assert "None" not in line

@@ -44,12 +44,54 @@ def test_dataset_equals_ground_truth(
     result = run_extract(config, "--date", DAY1)
     assert result.exit_code == 0, result.output
     rows = dataset_rows(tmp_path / "out")
+    # The typed summary fields (schema v3) included: equal to the registry's in every row,
+    # wherever it said them (latest, object entries, getModelVersion), never left in `extra`.
     assert project(rows) == project(expected(registry, 1, version_detail))
+    assert all(row["extra"] is None for row in rows)
     if shape == "strings" and version_detail == "missing":
         assert all(row["download_count"] is not None for row in rows)
         assert any(not row["is_latest"] for row in rows)
     assert {row["snapshot_date"].isoformat() for row in rows} == {DAY1}
     assert "targets   8 ok, 0 failed of 8" in result.stdout
+
+
+def test_a_registry_as_the_contract_describes_it_yields_every_model_and_version(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    """Contract v2 as the real service answers: an API key taken as X-API-Key only, a base
+    URL copied with its /api/v1, listModels capped at 25 a page, `versions` as strings, the
+    list named by its slug: every model of the org, every version with its true count and
+    its typed summary fields."""
+    registry = start_simulator(
+        orgs=2,
+        models_per_org=60,
+        versions_per_model=3,
+        auth_scheme="api-key",
+        page_cap=25,
+        versions_shape="strings",
+        list_name="slug",
+    )
+    document = config_document(
+        registry,
+        tmp_path / "out",
+        orgs=[{"name": org, "models": ["*"]} for org in ("org-00", "org-01")],
+        registry_settings={
+            "base_url": f"{registry.url}/api/v1/",
+            "auth_scheme": "api-key",
+            "concurrency": 8,
+        },
+    )
+    config = write_config(tmp_path / "c.yaml", document)
+    result = run_extract(config, "--date", DAY1, "--summary-format", "json")
+    assert result.exit_code == 0, result.output
+    rows = dataset_rows(tmp_path / "out")
+    assert project(rows) == project(expected(registry, 1))
+    assert {row["model"] for row in rows} == {f"model-{i:04d}" for i in range(60)}
+    assert all(row["download_count"] is not None for row in rows)
+    assert all(row["model_name"] == f"{row['org']}/{row['model']}" for row in rows)
+    assert json.loads(result.stdout)["requests_by_operation"]["listModels"] == 6  # 3 pages each
+    stats = registry.stats()
+    assert set(stats.authorization_headers_seen) == {None}
 
 
 def test_column_types_as_duckdb_and_pandas_see_them(

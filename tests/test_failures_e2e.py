@@ -538,3 +538,28 @@ def test_an_output_failure_stops_retries_in_flight(
     assert summary.exit_code == ExitCode.OUTPUT
     assert time.monotonic() - started < 10  # not 30 s of backoff per target
     assert summary.targets_attempted == 6
+
+
+def test_an_org_out_of_credits_is_called_once_and_fails_its_targets(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    """A 429 saying credits ran out is not retried, and the org is not called again: its
+    targets fail as insufficient_credits (the first) and skipped (the rest). Not an auth
+    problem: no exit 4; the publish guard decides (here 2 of 6 targets failed: exit 8)."""
+    registry = start_simulator(orgs=2, models_per_org=3)
+    registry.set_faults(FaultPlan(out_of_credits_orgs=frozenset({"org-01"})))
+    document = config_document(registry, tmp_path / "out", registry_settings={"concurrency": 1})
+    summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
+    assert summary.exit_code == ExitCode.NOT_PUBLISHED
+    stats = registry.stats()
+    assert stats.by_status[429] == 1  # answered once, never retried
+    assert stats.by_target.get("org-01/model-0001") is None
+    failed = {f.model: f for f in summary.failures}
+    assert [f.org for f in summary.failures] == ["org-01"] * 3
+    assert failed["model-0000"].error_type == "insufficient_credits"
+    assert "out of credits" in failed["model-0000"].message
+    assert {failed[m].error_type for m in ("model-0001", "model-0002")} == {"skipped"}
+    assert "org 'org-01' is out of credits" in failed["model-0001"].detail
+    document["output"]["min_success_ratio"] = 0.5
+    published = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
+    assert published.exit_code == ExitCode.PARTIAL and published.published

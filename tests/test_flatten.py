@@ -728,3 +728,73 @@ def test_more_iso_8601_forms(text: str, expected: int) -> None:
 def test_impossible_timestamps_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_timestamp(text)
+
+
+RICH = {
+    "pretty_name": "Sentiment (small)",
+    "summary": "One line.",
+    "task": "text-classification",
+    "architecture": "BertForSequenceClassification",
+    "base_model": "acme/base@1.0.0",
+    "license": "apache-2.0",
+    "size_category": "<1B",
+    "language": ["en", "de"],
+    "tags": ["nlp"],
+    "task_categories": ["nlp"],
+    "aliases": ["prod"],
+    "version_count": 2,
+    "file_size_bytes": 2**40,
+}
+
+
+@pytest.mark.parametrize("where", ["latest", "entry"])
+def test_every_summary_field_is_a_column_wherever_the_list_says_it(where: str) -> None:
+    """v2 kept `latest`'s license, task and tags in `extra` while a detail row had them as
+    columns: two rows of one model disagreed about where a field lives."""
+    fields = {**RICH, "updated_at": "2026-10-02T08:15:00Z"}
+    payload = {
+        "name": NAME,
+        "latest": summary("2.0.0", **(fields if where == "latest" else {})),
+        "versions": [
+            summary("2.0.0", **(fields if where == "entry" else {})),
+            summary("1.0.0", **fields),
+        ],
+    }
+    newest, older = run(payload)
+    for row in (newest, older):
+        assert {key: row[key] for key in RICH} == RICH
+        assert row["updated_at"] == CONTRACT_CREATED
+        assert row["extra"] is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"name": "acme/other"}, "versions[0].name: 'acme/other' names another model"),
+        ({"name": "other/sentiment-small"}, "versions[0].name: 'other/sentiment-small' names"),
+        ({"name": 7}, "versions[0].name: expected a string, got int"),
+        ({"version_count": -1}, "versions[0].version_count: -1 is out of range"),
+        ({"language": "en"}, "versions[0].language: expected a list of strings"),
+        ({"updated_at": 5}, "versions[0].updated_at: expected a string, got int"),
+        ({"pretty_name": ["x"]}, "versions[0].pretty_name: expected a string, got list"),
+    ],
+)
+def test_a_summary_field_of_the_wrong_kind_or_model_fails_the_model(
+    entry: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        run({"name": NAME, "versions": [summary("1.0.0", **entry)]})
+    assert caught.value.detail.startswith(problem)
+
+
+@pytest.mark.parametrize(
+    "name", ["acme/other", "other", "acme/sentiment-small/x", "ACME/sentiment-small"]
+)
+def test_a_list_naming_another_model_is_not_the_answer_to_this_request(name: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        run({"name": name, "versions": ["1.0.0"]})
+    assert caught.value.detail == (
+        f"name: {name!r} names another model than the one requested ('acme/sentiment-small' "
+        "or 'sentiment-small'): the body is not the answer to this request"
+    )
+    assert (caught.value.org, caught.value.model) == (ORG, MODEL)
