@@ -82,8 +82,8 @@ def test_contract_example_with_plain_version_strings() -> None:
 
 def test_rows_name_only_columns_and_the_table_follows_schema_order() -> None:
     detailed = parse_versions(CONTRACT_EXAMPLE, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)
-    detail = {**CONTRACT_EXAMPLE["latest"], "license": "mit", "task": "t", "tags": ["a"]}
-    detail |= {"file_size_bytes": 1, "sha256": "ab"}  # sha256: unknown, kept in `extra`
+    detail = {**CONTRACT_EXAMPLE["latest"], **RICH, "updated_at": "2026-10-02T08:15:00Z"}
+    detail |= {"sha256": "ab"}  # unknown, kept in `extra`
     detailed.add_detail("2.1.0", detail)
     rows = [*flatten(CONTRACT_EXAMPLE, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)]
     rows += detailed.rows()

@@ -71,16 +71,18 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _string(value: Any, where: str) -> str | None:
-    if value is not None and not isinstance(value, str):
+# The readers of summary fields: each takes a value that is not null (a null field stays
+# null without a call) and returns it as its column holds it, or raises naming `where`.
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
         raise _InvalidError(f"{where}: expected a string, got {_type_name(value)}")
-    return value if value is None else _text(value, where)
+    return _text(value, where)
 
 
-def _count(value: Any, where: str, high: int = _INT64_MAX) -> int | None:
+def _count(value: Any, where: str, high: int = _INT64_MAX) -> int:
     """A count between 0 and `high` (JSON booleans and floats refused: they are not counts)."""
-    if value is None:
-        return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise _InvalidError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
     if not 0 <= value <= high:
@@ -88,19 +90,17 @@ def _count(value: Any, where: str, high: int = _INT64_MAX) -> int | None:
     return value
 
 
-def _small_count(value: Any, where: str) -> int | None:
+def _small_count(value: Any, where: str) -> int:
     return _count(value, where, _INT32_MAX)
 
 
-def _boolean(value: Any, where: str) -> bool | None:
-    if value is not None and not isinstance(value, bool):
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
         raise _InvalidError(f"{where}: expected a boolean, got {_type_name(value)}")
     return value
 
 
-def _timestamp(value: Any, where: str) -> int | None:
-    if value is None:
-        return None
+def _timestamp(value: Any, where: str) -> int:
     if not isinstance(value, str):
         raise _InvalidError(f"{where}: expected a string, got {_type_name(value)}")
     try:
@@ -109,16 +109,19 @@ def _timestamp(value: Any, where: str) -> int | None:
         raise _InvalidError(f"{where}: {exc}") from exc
 
 
-def _strings(value: Any, where: str) -> list[str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+def _strings(value: Any, where: str) -> list[str]:
+    """A list of strings, kept as parsed (no copy: nothing else holds it)."""
+    if not isinstance(value, list):
         raise _InvalidError(f"{where}: expected a list of strings, got {value!r:.80}")
-    return [_text(item, where) for item in value]
+    for item in value:
+        if not isinstance(item, str):
+            raise _InvalidError(f"{where}: expected a list of strings, got {value!r:.80}")
+        _text(item, where)
+    return value
 
 
-def _json(value: Any, where: str) -> str | None:
-    return None if value is None else _json_text(value)
+def _json(value: Any, where: str) -> str:
+    return _json_text(value)
 
 
 # Every field of a ModelArtifactSummary the schema has a column for: API key -> (column,
@@ -138,6 +141,7 @@ _FIELDS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
     "version_count": ("version_count", _small_count),
     "updated_at": ("updated_at", _timestamp),
 }
+_NAMING_KEYS = frozenset({"name", "version"})  # checked, not recorded per row
 # The fields a version listed without them needs getModelVersion for (`missing`).
 _SUMMARY_FIELDS = (
     "artifact_id",
@@ -162,15 +166,17 @@ class _Summary:
             raise _InvalidError(f"{where}.version: expected a string, got {_type_name(version)}")
         self.version = _text(version, f"{where}.version")
         _check_name(entry.get("name"), f"{where}.name", names)
-        self.fields: dict[str, Any] = {
-            column: read(entry.get(key), f"{where}.{key}")
-            for key, (column, read) in _FIELDS.items()
-        }
-        self.unknown = {
-            key: value
-            for key, value in entry.items()
-            if key not in _FIELDS and key not in ("name", "version")
-        }
+        # One pass over what the entry holds (a field it omits, or nulls, stays null).
+        self.fields: dict[str, Any] = {}
+        self.unknown: dict[str, Any] = {}
+        for key, value in entry.items():
+            known = _FIELDS.get(key)
+            if known is not None:
+                if value is not None:
+                    column, read = known
+                    self.fields[column] = read(value, f"{where}.{key}")
+            elif key not in _NAMING_KEYS:
+                self.unknown[key] = value
 
     def fill_from(self, other: _Summary) -> None:
         """Fill only what this entry lacks: the `versions` entry wins over `latest`."""
