@@ -284,8 +284,10 @@ def test_unusable_names_are_one_bounded_warning_and_a_bad_body_fails() -> None:
     found, paths = scripted_listing([page])
     assert found.models == ("good", "plain") and len(paths) == 2  # page 2 repeats: the end
     [warning] = found.warnings
-    assert warning.startswith("org acme: listModels listed 1200 entry(ies) with no usable model")
-    assert warning.endswith(" and 1195 more") and "page 1 [1] 'other/../x'" in warning
+    # 1,199 distinct unusable names, counted once; the entry without a name is counted each
+    # time it is listed (twice a page, on two pages): nothing tells two of them apart.
+    assert warning.startswith("org acme: listModels listed 1203 entry(ies) with no usable model")
+    assert warning.endswith(" and 1198 more") and "page 1 [1] 'other/../x'" in warning
     assert len(warning) < 600  # a count and five examples, whatever the page holds
     failed, _ = scripted_listing([{"data": []}])
     assert "no `models` (or `items`) list" in str(failed)
@@ -501,3 +503,12 @@ def test_a_retried_listing_page_is_named_in_the_retry_line(
         line
     )
     assert "None" not in line
+
+
+def test_an_entry_whose_name_nests_deeply_is_one_more_unusable_entry() -> None:
+    deep: Any = "x"
+    for _ in range(900):  # as deep as json.loads goes
+        deep = [deep]
+    found, _ = scripted_listing([{"models": [{"name": deep}, *names("a")], "total": 2}])
+    assert found.models == ("a",)
+    assert "page 1 [0] (a list as name)" in found.warnings[0]

@@ -25,7 +25,6 @@ entries a hostile page holds.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from dataclasses import dataclass, field
@@ -41,8 +40,6 @@ MAX_PAGES = 10_000  # a million models at 100 a page: past this a listing is bro
 PAGE_SLACK = 1
 MAX_EXAMPLES = 5
 _LIST_KEYS = ("models", "items")
-_KEY_CHARS = 400
-_JSON = json.JSONEncoder(sort_keys=True, default=repr).encode
 
 
 @dataclass(frozen=True)
@@ -84,10 +81,6 @@ class _Paging:
     total: int | None
     limit: int | None
 
-    @property
-    def sent(self) -> bool:
-        return (self.has_next, self.total_pages, self.total) != (None, None, None)
-
 
 def list_models(
     client: RegistryClient,
@@ -120,11 +113,11 @@ class _Listing:
     def __init__(self, org: str) -> None:
         self.org = org
         self.pages = 0
-        self._seen: dict[str, None] = {}  # every distinct entry listed, for `total`
+        self._seen: dict[str, None] = {}  # every distinct name listed
+        self._nameless = 0
         self._own: set[str] = set()
         self._unusable = _Examples()
         self._foreign = _Examples()
-        self._first_total: int | None = None
         self._total: int | None = None  # the last page's
         self._most_total = 0
         self._most_pages = 0
@@ -139,14 +132,14 @@ class _Listing:
         for index, entry in enumerate(entries):
             self._take(entry, f"page {page} [{index}]")
         self._count(paging, len(entries))
-        if not entries or len(self._seen) == before:
+        if len(self._seen) == before:  # empty, or nothing it names was new
             return False
         if paging.has_next is not None:
             more = paging.has_next
         elif paging.total_pages is not None:
             more = page < paging.total_pages
         elif paging.total is not None:
-            more = len(self._seen) < paging.total
+            more = self.listed < paging.total
         else:
             more = len(entries) >= (paging.limit or PAGE_LIMIT)
         budget = self._budget()
@@ -158,37 +151,39 @@ class _Listing:
             )
         return more
 
+    @property
+    def listed(self) -> int:
+        """Distinct entries listed so far, for `total`: named ones once each, and every one
+        without a name (they cannot be told apart, and name no model to look for)."""
+        return len(self._seen) + self._nameless
+
     def _take(self, entry: Any, where: str) -> None:
-        """Count one entry once: an own model, another org's, or one with no usable name
-        (told apart by its content, so the same entry on a repeated page is not new)."""
+        """Count one entry, a name once: an own model, another org's, or an unusable one."""
         name = entry.get("name") if isinstance(entry, dict) else entry
         if not isinstance(name, str):
-            key, kind = f"\0{_JSON(entry)[:_KEY_CHARS]}", self._unusable
-        else:
-            owner, slash, slug = name.partition("/")
-            if not slash:
-                owner, slug = self.org, name
-            usable = bool(re.fullmatch(MODEL_PATTERN, slug))
-            if owner == self.org and usable:
-                key, kind = slug, None
-            elif usable and re.fullmatch(ORG_PATTERN, owner):
-                key, kind = name, self._foreign
-            else:
-                key, kind = name, self._unusable
-        if key in self._seen:
+            self._nameless += 1
+            kind = "no name" if name is None else f"a {type(name).__name__} as name"
+            self._unusable.add(f"{where} ({kind})")  # never its repr: it may nest deeply
             return
-        self._seen[key] = None
-        if kind is None:
-            self._own.add(key)
-        elif kind is self._foreign:
-            kind.add(repr(name))
+        if name in self._seen:
+            return
+        owner, slash, slug = name.partition("/")
+        if not slash:
+            owner, slug = self.org, name
+        usable = re.fullmatch(MODEL_PATTERN, slug) is not None
+        if owner == self.org and usable:
+            if slug not in self._own:  # `slug` and `org/slug` are one model
+                self._own.add(slug)
+                self._seen[name] = None
+        elif usable and re.fullmatch(ORG_PATTERN, owner):
+            self._seen[name] = None
+            self._foreign.add(repr(name))
         else:
-            kind.add(f"{where} {str(name)[:80]!r}")
+            self._seen[name] = None
+            self._unusable.add(f"{where} {name[:80]!r}")
 
     def _count(self, paging: _Paging, length: int) -> None:
         if paging.total is not None:
-            if self._first_total is None:
-                self._first_total = paging.total
             self._total = paging.total
             self._most_total = max(self._most_total, paging.total)
         if paging.total_pages is not None:
@@ -207,7 +202,7 @@ class _Listing:
 
     def finish(self) -> Discovery:
         """The discovery, or the PayloadError of a listing shorter than its `total`."""
-        listed, total = len(self._seen), self._total
+        listed, total = self.listed, self._total
         fell = self._most_total - total if total is not None else 0
         stopped = (
             f"; {fell} more stopped being listed while paging (total fell from "
