@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from connector.config_source import key_path, load_yaml, quote_problem, read_config_text
+from connector.credentials import AuthScheme, Credential, api_key_warning
 from connector.errors import ConfigError
 
 ORG_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
@@ -129,13 +130,19 @@ class RegistrySettings(_Settings):
     """Where the registry is and how to talk to it."""
 
     base_url: str = Field(
-        description="`http(s)://host[:port][/prefix]` of the registry (no `user:password@`, "
-        "query or fragment)"
+        description="`http(s)://host[:port][/prefix]` of the registry, with or without `/api` or "
+        "`/api/v1` (all mean the API root `{base}/api/v1`); no `user:password@`, query or "
+        "fragment"
     )
     token: SecretStr = Field(
-        description="bearer token; write `${MODEL_REGISTRY_TOKEN}`, never a literal (one is "
-        "accepted but warned about); whitespace or control characters (a CRLF env file) and "
-        "non-ASCII characters are refused"
+        description="the token (an API key or a session token); write "
+        "`${MODEL_REGISTRY_TOKEN}`, never a literal (one is accepted but warned about); "
+        "whitespace or control characters (a CRLF env file) and non-ASCII characters are refused"
+    )
+    auth_scheme: AuthScheme = Field(
+        "bearer",
+        description="how the token is sent: `bearer` (`Authorization: Bearer`) or `api-key` "
+        "(`X-API-Key`, as the registry's own client sends `dn_key_` keys); one header per call",
     )
     timeout_seconds: float = Field(
         30.0,
@@ -178,6 +185,25 @@ class RegistrySettings(_Settings):
         "as a plain string (the only way to its download count), `all` for every version, "
         "`off` never; see what a run costs in requests",
     )
+    max_version_details: int = Field(
+        1000,
+        ge=1,
+        description="at most this many getModelVersion calls per model, newest versions first; "
+        "older versions past it keep null counts and the model is named in a warning",
+    )
+
+    @property
+    def api_root(self) -> str:
+        """The API root every request path starts from, `{server}/api/v1`: the registry's own
+        client reads `https://host`, `https://host/api` and `https://host/api/v1` as the same
+        root, behind a path prefix too, so a URL copied in any of these forms works and no
+        request ever goes to `.../api/v1/api/v1/...`."""
+        path = urlsplit(self.base_url).path
+        if path.endswith("/api/v1"):
+            return self.base_url
+        if path.endswith("/api"):
+            return f"{self.base_url}/v1"
+        return f"{self.base_url}/api/v1"
 
     @field_validator("base_url")
     @classmethod
@@ -243,6 +269,16 @@ class OrgSettings(_Settings):
     )
     token: SecretStr | None = Field(
         None, description="token for this org only; unset: `registry.token`"
+    )
+    auth_scheme: AuthScheme | None = Field(
+        None,
+        description="how this org's token is sent (`bearer` or `api-key`); unset: "
+        "`registry.auth_scheme`",
+    )
+    include_public: bool = Field(
+        False,
+        description="discovery also asks for other orgs' public models (`include_public=true`); "
+        "they are counted but never fetched as this org's",
     )
 
     @property
@@ -543,12 +579,45 @@ class Config(_Settings):
                 return model in settings.slugs or settings.wants(model)
         return False
 
-    def token_for(self, org: str) -> str:
-        """The org's own token if it has one, else the registry token."""
-        for settings in self.orgs:
-            if settings.name == org and settings.token is not None:
-                return settings.token.get_secret_value()
-        return self.registry.token.get_secret_value()
+    def credential_for(self, org: str) -> Credential:
+        """The org's token and scheme: its own where set, else the registry's."""
+        registry = self.registry
+        token, scheme = registry.token.get_secret_value(), registry.auth_scheme
+        setting = "registry.auth_scheme"
+        for index, settings in enumerate(self.orgs):
+            if settings.name != org:
+                continue
+            if settings.token is not None:
+                token = settings.token.get_secret_value()
+            if settings.auth_scheme is not None:
+                scheme, setting = settings.auth_scheme, f"orgs[{index}].auth_scheme"
+        return Credential(token, scheme, setting)
+
+    def auth_warnings(self) -> list[str]:
+        """A warning for each API-key-looking token configured to go as Bearer."""
+        registry = self.registry
+        found = [
+            api_key_warning(
+                "registry.token",
+                registry.token.get_secret_value(),
+                registry.auth_scheme,
+                "registry.auth_scheme",
+            )
+        ]
+        for index, org in enumerate(self.orgs):
+            if org.token is None and org.auth_scheme is None:
+                continue  # registry.token as registry.auth_scheme sends it: checked above
+            where = f"orgs[{index}].token" if org.token is not None else "registry.token"
+            credential = self.credential_for(org.name)
+            found.append(
+                api_key_warning(
+                    f"{where} (org {org.name})",
+                    credential.token,
+                    credential.scheme,
+                    credential.setting,
+                )
+            )
+        return [warning for warning in found if warning is not None]
 
     def secrets(self) -> list[str]:
         """Every token in this config, so outputs can be scrubbed of them."""
@@ -681,7 +750,7 @@ def parse_config(
         config = None
     if problems or config is None:
         raise ConfigError(list(dict.fromkeys(problems)), source)
-    config._warnings = tuple(_literal_token_warnings(raw))
+    config._warnings = (*_literal_token_warnings(raw), *config.auth_warnings())
     config._source = source
     return config
 

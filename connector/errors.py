@@ -191,6 +191,7 @@ class ErrorType(StrEnum):
     TLS_ERROR = "tls_error"
     REDIRECT_REFUSED = "redirect_refused"
     INVALID_TOKEN = "invalid_token"
+    INSUFFICIENT_CREDITS = "insufficient_credits"  # a 429 whose detail says: out of credits
     REQUEST_ERROR = "request_error"
     # A 2xx answer whose body cannot be used.
     INVALID_JSON = "invalid_json"
@@ -198,6 +199,7 @@ class ErrorType(StrEnum):
     DUPLICATE_VERSION = "duplicate_version"
     PAYLOAD_TOO_LARGE = "payload_too_large"
     LISTING_UNBOUNDED = "listing_unbounded"
+    LISTING_INCOMPLETE = "listing_incomplete"
     # The connector itself.
     INVALID_SLUG = "invalid_slug"
     SKIPPED = "skipped"
@@ -301,11 +303,14 @@ class TargetError(ConnectorError):
         errors: list[dict[str, Any]] | None = None,
         attempts: int = 1,
         retry_after: float | None = None,
+        request: str | None = None,
     ) -> None:
         """`error_type` is the connector's own word for the failure; `server_error_type` the
         `type` of the registry's error envelope, kept beside it and never in its place;
-        `retry_after` the seconds a Retry-After header asked for."""
+        `retry_after` the seconds a Retry-After header asked for; `request` the call that got
+        the failed answer (`GET /api/v1/...`: method and path, never a credential)."""
         self.detail = detail
+        self.request = request
         self.server_error_type = server_error_type
         self.org = org
         self.model = model
@@ -318,7 +323,8 @@ class TargetError(ConnectorError):
         super().__init__(detail)
 
     def __str__(self) -> str:
-        target = f"{self.org}/{self.model}" if self.org or self.model else "request"
+        # model None: a call about the whole org (listModels)
+        target = f"{self.org}/{self.model}" if self.model is not None else self.org or "request"
         status = f"HTTP {self.status} " if self.status is not None else ""
         server = (
             f" (server: {self.server_error_type})"
@@ -381,9 +387,17 @@ class PayloadError(TargetFailedError):
         self.raw = raw
 
 
-class OrgBlockedError(TargetError):
-    """401/403: the org's token is missing, wrong or may not read the org; no more calls (or
-    retries) for that org, its other models are skipped, and the run exits 4."""
+class OrgStoppedError(TargetError):
+    """The org can take no more calls this run: no more calls (or retries) for it, its other
+    models are skipped. As such (a 429 saying the org is out of credits, which waiting does
+    not clear) it fails its targets like any failure; the publish guard decides the exit."""
+
+    error_type = ErrorType.INSUFFICIENT_CREDITS
+
+
+class OrgBlockedError(OrgStoppedError):
+    """401/403: the org's token is missing, wrong or may not read the org; the org is stopped
+    as above, and the run exits 4."""
 
     error_type = ErrorType.AUTHENTICATION
     exit_code = ExitCode.AUTH
@@ -508,6 +522,7 @@ _STATUS_TYPES = frozenset(STATUS_ERROR_TYPES.values()) | {
 _ACTIONS: dict[ErrorType, type[TargetError]] = {
     ErrorType.AUTHENTICATION: OrgBlockedError,
     ErrorType.PERMISSION: OrgBlockedError,
+    ErrorType.INSUFFICIENT_CREDITS: OrgStoppedError,
     ErrorType.UPGRADE_REQUIRED: RunAbortedError,
     ErrorType.SKIPPED: SkippedError,
     ErrorType.INVALID_JSON: PayloadError,
@@ -515,6 +530,7 @@ _ACTIONS: dict[ErrorType, type[TargetError]] = {
     ErrorType.DUPLICATE_VERSION: PayloadError,
     ErrorType.PAYLOAD_TOO_LARGE: PayloadError,
     ErrorType.LISTING_UNBOUNDED: PayloadError,
+    ErrorType.LISTING_INCOMPLETE: PayloadError,
 }
 
 

@@ -6,10 +6,12 @@ import importlib.util
 import logging
 import os
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from helpers import TOKEN
+import trustme
+from helpers import TOKEN, PrivateCA
 from s3_objects import S3_KEY_ID, S3_SECRET
 
 from connector.simulator.server import SimulatedRegistry, SimulatorConfig
@@ -59,6 +61,18 @@ def start_simulator() -> Iterator[Callable[..., SimulatedRegistry]]:
     yield start
     for registry in started:
         registry.stop()
+
+
+@pytest.fixture
+def private_ca(tmp_path: Path) -> PrivateCA:
+    """A private CA and a certificate for 127.0.0.1 (TLS test servers)."""
+    authority = trustme.CA()
+    issued = authority.issue_cert("127.0.0.1")
+    bundle, chain, key = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
+    authority.cert_pem.write_to_path(str(bundle))
+    chain.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
+    issued.private_key_pem.write_to_path(str(key))
+    return PrivateCA(bundle, (chain, key))
 
 
 @pytest.fixture

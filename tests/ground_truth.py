@@ -10,6 +10,7 @@ from typing import Any
 
 import duckdb
 
+from connector.simulator.catalog import RICH_FIELDS
 from connector.simulator.server import SimulatedRegistry
 
 DAY1, DAY2 = "2026-01-01", "2026-01-02"
@@ -27,9 +28,7 @@ COMPARED = [
     "is_public",
     "origin",
     "file_size_bytes",
-    "license",
-    "task",
-    "tags",
+    *RICH_FIELDS,  # license, task, tags and the rest of the summary (schema v3)
 ]
 
 
@@ -44,8 +43,9 @@ def dataset_rows(output: Path, day: str | None = None) -> list[dict[str, Any]]:
     rows = [dict(zip(columns, values, strict=True)) for values in relation.fetchall()]
     for row in rows:
         row["origin"] = json.loads(row["origin"]) if row["origin"] is not None else None
-        if row["created_at"] is not None:
-            row["created_at"] = row["created_at"].astimezone(UTC)
+        for column in ("created_at", "updated_at"):
+            if row[column] is not None:
+                row[column] = row[column].astimezone(UTC)
     return rows
 
 

@@ -26,7 +26,9 @@ from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
 from connector.cli import main
+from connector.credentials import CREDENTIAL_HEADERS
 from connector.dataset.schema import COLUMN_NAMES
+from connector.simulator.catalog import RICH_FIELDS
 from connector.simulator.faults import Reply
 from connector.simulator.server import SimulatedRegistry
 
@@ -213,11 +215,12 @@ def write_config(path: Path, document: dict[str, Any]) -> Path:
 class Hostile:
     """`reply` with what a proxy or broken server does and the simulator never does (its
     faults are per body): headers sent as 100 extra lines one per `header_seconds`, or the
-    request's Authorization header echoed into the body. Only ScriptedServer plays these."""
+    request's credential headers (`Authorization`, `X-API-Key`) echoed into the body. Only
+    ScriptedServer plays these."""
 
     reply: Reply
     header_seconds: float = 0.0
-    echo_authorization: bool = False
+    echo_credentials: bool = False
 
 
 def dripping(body: bytes, seconds: float, status: int = 200) -> Reply:
@@ -240,7 +243,8 @@ def envelope(status: int, detail: str, error_type: str, **headers: str) -> Reply
     return json_reply(status, {"code": status, "detail": detail, "type": error_type}, **headers)
 
 
-# The fields of a version summary in the registry's `objects` shape.
+# The fields of a version summary in the registry's `objects` shape (contract v2: the
+# optional manifest fields too, each possibly null).
 SUMMARY_KEYS = {
     "id",
     "name",
@@ -250,6 +254,7 @@ SUMMARY_KEYS = {
     "framework",
     "is_public",
     "origin",
+    *RICH_FIELDS,
 }
 
 
@@ -278,6 +283,14 @@ VALID_BODY = {
 
 
 Scripted = Reply | Hostile
+
+
+@dataclass(frozen=True)
+class PrivateCA:
+    """A private CA (trustme) and a server certificate it issued for 127.0.0.1."""
+
+    bundle: Path  # the CA's certificate, what `registry.ca_bundle` points at
+    server: tuple[Path, Path]  # (certificate chain, key) for the HTTPS test server
 
 
 class ScriptedServer:
@@ -333,8 +346,10 @@ class ScriptedServer:
             handler.close_connection = True
             return
         body = reply.body
-        if hostile.echo_authorization:  # like a WAF or debug page that shows the request
-            body += f"<pre>{handler.headers.get('Authorization')}</pre>".encode()
+        if hostile.echo_credentials:  # like a WAF or debug page that shows the request
+            for name in CREDENTIAL_HEADERS:
+                if name in handler.headers:
+                    body += f"<pre>{name}: {handler.headers[name]}</pre>".encode()
         handler.send_response(reply.status)
         handler.send_header("Content-Type", reply.content_type)
         for name, value in reply.headers:

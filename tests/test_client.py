@@ -5,18 +5,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
-import trustme
-from helpers import TOKEN, VALID_BODY, Hostile, ScriptedServer, dripping, envelope, json_reply
+from helpers import (
+    TOKEN,
+    VALID_BODY,
+    Hostile,
+    PrivateCA,
+    ScriptedServer,
+    dripping,
+    envelope,
+    json_reply,
+)
 
 from connector import errors
 from connector.config import RegistrySettings
+from connector.credentials import Credential
 from connector.http.client import USER_AGENT, RegistryClient
 from connector.http.ratelimit import RateLimiter
 from connector.simulator.faults import Reply
@@ -41,17 +48,24 @@ def test_success_sends_bearer_token_user_agent_and_escaped_path() -> None:
             result = client.list_model_versions("acme", "m.v2_x-1")
     assert result.payload == VALID_BODY
     assert (result.status, result.attempts) == (200, 1)
+    assert result.request == "GET /api/v1/org/acme/models/m.v2_x-1/versions"
     assert server.requests[0]["Authorization"] == f"Bearer {TOKEN}"
+    assert "X-API-Key" not in server.requests[0]
     assert server.requests[0]["User-Agent"] == USER_AGENT
     assert USER_AGENT.startswith("model-versions-connector/")
     assert server.paths == ["/api/v1/org/acme/models/m.v2_x-1/versions"]
 
 
-def test_per_org_token_overrides_default() -> None:
+def test_per_org_credential_overrides_default() -> None:
     with ScriptedServer([json_reply(200, VALID_BODY)]) as server:
         with RegistryClient(settings(server.url)) as client:
-            client.list_model_versions("acme", "m", token="org-token")
+            client.list_model_versions("acme", "m", Credential("org-token"))
+            client.list_model_versions("acme", "m", Credential("org-key", "api-key"))
     assert server.requests[0]["Authorization"] == "Bearer org-token"
+    assert (server.requests[1]["X-API-Key"], server.requests[1].get("Authorization")) == (
+        "org-key",
+        None,
+    )
 
 
 @pytest.mark.parametrize(
@@ -90,16 +104,16 @@ def test_client_errors_are_not_retried(
     assert len(server.requests) == 1
     error = caught.value
     assert type(error) is error_class
+    # A 401 says how the token went and that the other scheme exists (test_auth.py).
+    detail = f"nope {status}" + (f" ({Credential(TOKEN).refused_hint()})" if status == 401 else "")
     assert (error.status, error.error_type, error.detail, error.attempts) == (
         status,
         error_type,
-        f"nope {status}",
+        detail,
         1,
     )
     assert (error.org, error.model, error.server_error_type) == ("acme", "m", server_type)
-    assert f"acme/m: HTTP {status} {error_type} (server: {server_type}): nope {status}" == str(
-        error
-    )
+    assert f"acme/m: HTTP {status} {error_type} (server: {server_type}): {detail}" == str(error)
 
 
 @pytest.mark.parametrize(
@@ -399,25 +413,6 @@ def test_rate_limit_is_shared_by_threads() -> None:
     assert server.arrivals[-1] - server.arrivals[0] >= 0.9
 
 
-@dataclass(frozen=True)
-class PrivateCA:
-    """A private CA (trustme) and a server certificate it issued for 127.0.0.1."""
-
-    bundle: Path  # the CA's certificate, what `registry.ca_bundle` points at
-    server: tuple[Path, Path]  # (certificate chain, key) for the HTTPS test server
-
-
-@pytest.fixture
-def private_ca(tmp_path: Path) -> PrivateCA:
-    authority = trustme.CA()
-    issued = authority.issue_cert("127.0.0.1")
-    bundle, chain, key = tmp_path / "ca.pem", tmp_path / "server.pem", tmp_path / "server.key"
-    authority.cert_pem.write_to_path(str(bundle))
-    chain.write_bytes(b"".join(blob.bytes() for blob in issued.cert_chain_pems))
-    issued.private_key_pem.write_to_path(str(key))
-    return PrivateCA(bundle, (chain, key))
-
-
 def test_tls_is_verified_by_default(private_ca: PrivateCA) -> None:
     with ScriptedServer([json_reply(200, VALID_BODY)], tls=private_ca.server) as server:
         with RegistryClient(settings(server.url)) as client:
@@ -445,3 +440,29 @@ def test_a_timed_out_401_is_a_timeout_not_an_auth_failure() -> None:
             assert client.blocked("acme") is None
             client.list_model_versions("acme", "b")  # the org is not blocked
     assert caught.value.error_type == "timeout"
+
+
+def test_a_credit_429_is_answered_once_never_retried_and_stops_the_org() -> None:
+    credits = envelope(429, "Insufficient credits for org acme", "rate_limit_error")
+    credits = Reply(credits.status, credits.body, headers=(("Retry-After", "30"),))
+    with ScriptedServer([credits, json_reply(200, VALID_BODY)]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            started = time.monotonic()
+            with pytest.raises(errors.OrgStoppedError) as caught:
+                client.list_model_versions("acme", "a")
+            with pytest.raises(errors.SkippedError, match="org 'acme' is out of credits"):
+                client.list_model_versions("acme", "b")
+            client.list_model_versions("globex", "c")  # other orgs go on, unslowed
+            elapsed = time.monotonic() - started
+    assert [path.split("/")[4] for path in server.paths] == ["acme", "globex"]  # one 429 only
+    assert (caught.value.error_type, caught.value.attempts) == ("insufficient_credits", 1)
+    assert not isinstance(caught.value, errors.OrgBlockedError)  # not an auth problem
+    assert elapsed < 5  # its Retry-After paused no worker: waiting does not bring credits
+
+
+def test_a_429_without_credit_is_retried_as_a_rate_limit() -> None:
+    script = [envelope(429, "Rate limit exceeded", "rate_limit_error"), json_reply(200, VALID_BODY)]
+    with ScriptedServer(script) as server:
+        with RegistryClient(settings(server.url)) as client:
+            result = client.list_model_versions("acme", "a")
+    assert result.attempts == 2 and len(server.requests) == 2

@@ -11,6 +11,7 @@ from helpers import TOKEN, VALID_BODY, ScriptedServer, envelope, json_reply
 
 from connector import errors
 from connector.config import RegistrySettings
+from connector.credentials import Credential
 from connector.http.client import RegistryClient
 from connector.simulator.faults import Reply
 
@@ -24,10 +25,13 @@ def settings(url: str) -> RegistrySettings:
     )
 
 
-def test_list_models_asks_for_one_page_oldest_first_with_the_token() -> None:
+@pytest.mark.parametrize("include_public", [False, True])
+def test_list_models_asks_for_one_page_oldest_first_with_the_token(include_public: bool) -> None:
     with ScriptedServer([json_reply(200, {"models": []})]) as server:
         with RegistryClient(settings(server.url)) as client:
-            result = client.list_models("acme", 3, 100, token="org-token")
+            result = client.list_models(
+                "acme", 3, 100, Credential("org-token"), include_public=include_public
+            )
     assert result.payload == {"models": []}
     split = urlsplit(server.paths[0])
     assert split.path == "/api/v1/org/acme/models"
@@ -36,6 +40,7 @@ def test_list_models_asks_for_one_page_oldest_first_with_the_token() -> None:
         "limit": ["100"],
         "sort_by": ["created_at"],
         "sort_dir": ["asc"],
+        "include_public": ["true" if include_public else "false"],  # always said, never implied
     }
     assert server.requests[0]["Authorization"] == "Bearer org-token"
 
@@ -43,9 +48,33 @@ def test_list_models_asks_for_one_page_oldest_first_with_the_token() -> None:
 def test_get_model_version_escapes_the_version_into_one_path_segment() -> None:
     with ScriptedServer([json_reply(200, DETAIL)]) as server:
         with RegistryClient(settings(server.url)) as client:
-            result = client.get_model_version("acme", "m", "1.0.0+build/../x y")
+            result = client.get_model_version("acme", "m", "1.0.0+build..x y?#%2e\\")
+            client.get_model_version("acme", "m", "...")  # not a dot segment: a name
     assert result.payload == DETAIL
-    assert server.paths == ["/api/v1/org/acme/models/m/1.0.0%2Bbuild%2F..%2Fx%20y"]
+    assert server.paths == [
+        "/api/v1/org/acme/models/m/1.0.0%2Bbuild..x%20y%3F%23%252e%5C",
+        "/api/v1/org/acme/models/m/...",
+    ]
+
+
+@pytest.mark.parametrize("version", [".", "..", "", "a/b", "../versions", "/", "1.0/.."])
+def test_a_version_that_cannot_be_one_segment_is_refused_never_sent(version: str) -> None:
+    """`.../models/m/..` would be the org's listing, `.../m/.` the model itself: a URL
+    library normalises both, so the credential would go to another endpoint."""
+    with ScriptedServer([json_reply(200, DETAIL)]) as server:
+        with RegistryClient(settings(server.url)) as client:
+            with pytest.raises(errors.TargetFailedError) as caught:
+                client.get_model_version("acme", "m", version)
+            client.get_model_version("acme", "m", "1.0.0")
+    assert server.paths == ["/api/v1/org/acme/models/m/1.0.0"]  # only the good one went out
+    error = caught.value
+    assert (error.org, error.model, error.error_type, error.attempts) == (
+        "acme",
+        "m",
+        "invalid_slug",
+        0,
+    )
+    assert f"version {version!r} cannot be sent as one URL path segment" in error.detail
 
 
 @pytest.mark.parametrize(

@@ -196,8 +196,10 @@ def test_targets_are_in_configuration_order() -> None:
     ("org", "expected"),
     [("acme", TOKEN), ("globex", GLOBEX), ("not-configured", TOKEN)],
 )
-def test_token_for_uses_the_org_override_else_the_registry_token(org: str, expected: str) -> None:
-    assert parse_config(valid_raw(), ENV).token_for(org) == expected
+def test_credential_for_uses_the_org_override_else_the_registry_token(
+    org: str, expected: str
+) -> None:
+    assert parse_config(valid_raw(), ENV).credential_for(org).token == expected
 
 
 def test_secrets_lists_every_token() -> None:
@@ -276,7 +278,7 @@ def test_environment_defaults_to_os_environ(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("GLOBEX_TOKEN", "globex-from-os-environ")
     config = parse_config(valid_raw())
     assert config.registry.token.get_secret_value() == "from-os-environ"
-    assert config.token_for("globex") == "globex-from-os-environ"
+    assert config.credential_for("globex").token == "globex-from-os-environ"
 
 
 def test_unset_variable_is_reported_with_its_key_path() -> None:
@@ -633,7 +635,7 @@ def test_literal_tokens_produce_warnings() -> None:
         LITERAL_WARNING.format(where="registry.token"),
         LITERAL_WARNING.format(where="orgs[1].token"),
     )
-    assert config.token_for("globex") == GLOBEX
+    assert config.credential_for("globex").token == GLOBEX
 
 
 def test_environment_tokens_produce_no_warning() -> None:
@@ -793,7 +795,7 @@ def test_full_sample_config_shows_the_defaults() -> None:
     assert config.registry == defaults.registry
     assert config.output == defaults.output
     assert config.targets() == defaults.targets()
-    assert config.token_for("globex") == GLOBEX
+    assert config.credential_for("globex").token == GLOBEX
 
 
 def test_minimal_sample_config_equals_defaults() -> None:

@@ -21,6 +21,7 @@ def test_demo_discovers_every_model_and_reports_gains_for_old_versions(
     assert demo.main(workdir) == 0
     config = yaml.safe_load((workdir / "demo.yaml").read_text())
     assert config["registry"]["version_detail"] == "missing"
+    assert config["registry"]["auth_scheme"] == "api-key"  # the registry client's way
     assert all(org["models"] == ["*"] for org in config["orgs"])
     output = capfd.readouterr().out
     assert "by operation: getModelVersion: " in output and "listModels: 2" in output

@@ -12,13 +12,15 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 from ground_truth import dataset_rows, expected, project
-from helpers import TOKEN, ScriptedServer, config_document, json_reply, write_config
+from helpers import TOKEN, ScriptedServer, config_document, envelope, json_reply, write_config
 
 from connector import extract
 from connector.cli import main
 from connector.config import RegistrySettings, parse_config
-from connector.errors import ConfigError, ExitCode
-from connector.extraction.plan import PAGE_LIMIT, list_models, plan_targets
+from connector.errors import ConfigError, ExitCode, TargetError
+from connector.extraction import listing
+from connector.extraction.listing import PAGE_LIMIT, list_models
+from connector.extraction.plan import plan_targets
 from connector.http.client import RegistryClient
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
@@ -100,7 +102,25 @@ def test_validate_counts_patterns_without_calling_anything(tmp_path: Path) -> No
     assert "1 model(s) and 1 pattern(s) resolved by listModels at run time" in result.stdout
 
 
-# --- paging -------------------------------------------------------------------------------
+# --- paging ------------------------------------------------------------------------------
+
+
+def scripted_listing(pages: list[dict[str, Any]], **org: Any) -> tuple[Any, list[str]]:
+    """`list_models` against a server answering `pages` in order (the last one repeats);
+    returns the discovery (or the error it raised) and the paths the server saw."""
+    settings = RegistrySettings.model_validate({"base_url": "http://x", "token": TOKEN})
+    with ScriptedServer([json_reply(200, page) for page in pages]) as server:
+        settings = settings.model_copy(update={"base_url": server.url})
+        with RegistryClient(settings) as client:
+            try:
+                found: Any = list_models(client, "acme", **org)
+            except TargetError as exc:
+                found = exc
+    return found, server.paths
+
+
+def names(*slugs: str) -> list[dict[str, str]]:
+    return [{"name": f"acme/{slug}"} for slug in slugs]
 
 
 def test_every_listed_model_is_found_over_many_pages_in_sorted_order(
@@ -111,41 +131,144 @@ def test_every_listed_model_is_found_over_many_pages_in_sorted_order(
     assert result.failures == [] and result.warnings == []
     assert result.targets == [("org-00", m) for m in listed(registry, "org-00")]
     assert len(result.targets) == 2 * PAGE_LIMIT + 7 - 3
-    assert result.discovered["org-00"].pages == 3  # the third page is short: the last
+    assert result.discovered["org-00"].pages == 3  # has_next is false on the third
     assert registry.stats().by_operation == {"listModels": 3}
 
 
-def test_a_full_last_page_ends_at_the_empty_page_after_it(
+def test_a_capped_limit_never_ends_the_listing_while_has_next_says_more(
     start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
-    registry = start_simulator(orgs=1, models_per_org=PAGE_LIMIT)
+    """The server serves 50 a page whatever `limit` asks, as the registry may: a page of 50
+    for a limit of 100 is not the last one while `has_next` says another follows."""
+    registry = start_simulator(orgs=1, models_per_org=130, page_cap=50)
     result = plan(registry, tmp_path, {"name": "org-00", "models": ["*"]})
-    assert len(result.targets) == PAGE_LIMIT
+    assert result.failures == [] and result.warnings == []
+    assert len(result.targets) == 130
+    assert result.targets == [("org-00", m) for m in listed(registry, "org-00")]
+    assert registry.stats().by_operation == {"listModels": 3}
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        lambda page, pages, total: {"has_next": page < pages},
+        lambda page, pages, total: {"total_pages": pages},
+        lambda page, pages, total: {"total": total},
+    ],
+    ids=["has_next", "total_pages", "total"],
+)
+def test_each_paging_field_alone_says_whether_another_page_follows(fields: Any) -> None:
+    slugs = [f"m{i}" for i in range(7)]  # three a page, whatever limit says
+    pages = [
+        {"models": names(*slugs[i : i + 3]), **fields(i // 3 + 1, 3, 7)} for i in range(0, 7, 3)
+    ]
+    found, paths = scripted_listing(pages)
+    assert found.models == tuple(slugs) and found.warnings == ()
+    assert len(paths) == 3  # no request after the last page
+
+
+def test_without_paging_fields_a_short_page_is_the_last() -> None:
+    found, paths = scripted_listing([{"models": names("a", "b")}])
+    assert (found.models, len(paths)) == (("a", "b"), 1)
+    full = {"models": names(*(f"m{i:03d}" for i in range(PAGE_LIMIT)))}
+    found, paths = scripted_listing([full, {"models": []}])
+    assert (len(found.models), len(paths)) == (PAGE_LIMIT, 2)  # the empty page ends it
+
+
+def test_a_listing_short_of_its_total_fails_discovery_and_blocks_the_publish(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    """Pages that say total 130 but end after 100: the 30 missing models are unknown, so the
+    discovery failed; a snapshot without them is never published."""
+    registry = start_simulator(orgs=2, models_per_org=130, page_cap=50)
+    out = tmp_path / "out"
+    orgs = [{"name": "org-00", "models": ["*"]}, {"name": "org-01", "models": ["model-0001"]}]
+    registry.set_faults(FaultPlan(listing_hidden=30))
+    summary = extract(parse_config(document(registry, out, *orgs)), allow_backdate=True)
+    assert summary.exit_code == ExitCode.NOT_PUBLISHED
+    assert not summary.published and not (out / "model_versions").exists()
+    assert summary.discovery_failed_orgs == ["org-00"]
+    [failure] = [f for f in summary.failures if f.org == "org-00"]
+    assert failure.error_type == "listing_incomplete"
+    assert failure.detail == (
+        "listModels (discovery): listModels ended after 2 page(s) with 100 distinct model(s), "
+        "but the registry's total is 130: 30 model(s) were never listed; the org's models are "
+        "not all known"
+    )
+    assert registry.stats().by_operation["listModels"] == 2
+    [kept] = (out / "_rejected").rglob("*.json")
+    record = json.loads(kept.read_text())
+    assert record["request"].startswith("GET /api/v1/org/org-00/models?page=2&limit=100")
+
+
+def test_models_that_stopped_being_listed_while_paging_are_told_apart() -> None:
+    """`total` fell from 6 to 5 between the pages: one model was deleted (or hidden)
+    meanwhile; that one is not missing, but a total of 5 with 4 listed still is one short."""
+    first = {"models": names("a", "b", "c"), "total": 6, "has_next": True}
+    short = {"models": names("d"), "total": 5, "has_next": False}
+    failed, _ = scripted_listing([first, short])
+    assert failed.error_type == "listing_incomplete"
+    assert failed.detail == (
+        "listModels ended after 2 page(s) with 4 distinct model(s), but the registry's total "
+        "is 5: 1 model(s) were never listed; 1 more stopped being listed while paging (total "
+        "fell from 6 to 5: deleted or hidden meanwhile), not counted as missing; the org's "
+        "models are not all known"
+    )
+    complete = {"models": names("d", "e"), "total": 5, "has_next": False}
+    found, _ = scripted_listing([first, complete])
+    assert found.models == ("a", "b", "c", "d", "e")
+    assert found.warnings == (
+        "org acme: all 5 listed; 1 more stopped being listed while paging (total fell from 6 "
+        "to 5: deleted or hidden meanwhile), not counted as missing",
+    )
+
+
+def test_a_page_adding_no_new_model_ends_the_listing(
+    start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    """A server ignoring `page` repeats page 1: read twice, not forever; with its `total` it
+    is then seen to be short, so the discovery fails instead of giving 100 of 150."""
+    registry = start_simulator(orgs=1, models_per_org=PAGE_LIMIT + 50)
+    registry.set_faults(FaultPlan(listing_quirk="repeat"))
+    result = plan(registry, tmp_path, {"name": "org-00", "models": ["*"]})
     assert registry.stats().by_operation == {"listModels": 2}
+    assert [f.error_type for f in result.failures] == ["listing_incomplete"]
+    assert "with 100 distinct model(s), but the registry's total is 150" in str(result.failures)
+    page = {"models": names(*(f"m{i:03d}" for i in range(PAGE_LIMIT)))}  # no paging fields
+    found, paths = scripted_listing([page])
+    assert (len(found.models), len(paths)) == (PAGE_LIMIT, 2)
+
+
+def test_pages_past_the_budget_fail_the_listing(monkeypatch: pytest.MonkeyPatch) -> None:
+    endless = iter(range(10**6))
+
+    def pages(count: int, **fields: Any) -> list[dict[str, Any]]:
+        return [{"models": names(f"m{next(endless)}"), **fields} for _ in range(count)]
+
+    failed, paths = scripted_listing(pages(10, total_pages=2, has_next=True))
+    assert failed.error_type == "listing_unbounded"
+    assert len(paths) == 3  # total_pages 2, and one page of slack for models created meanwhile
+    assert "past the 3 page(s) its total_pages/total allow" in failed.detail
+    failed, paths = scripted_listing(pages(10, total=4, has_next=True))  # a page holds 1
+    assert (failed.error_type, len(paths)) == ("listing_unbounded", 5)
+    monkeypatch.setattr(listing, "MAX_PAGES", 6)  # the hard cap, when no figure is sent
+    failed, paths = scripted_listing(pages(10, has_next=True))
+    assert (failed.error_type, len(paths)) == ("listing_unbounded", 6)
 
 
 @pytest.mark.parametrize("quirk", ["shift", "shuffle"])
-def test_overlapping_or_reordered_pages_give_each_model_once(
+def test_overlapping_or_reordered_pages_give_each_model_once_or_fail(
     quirk: str, start_simulator: StartSimulator, tmp_path: Path
 ) -> None:
     registry = start_simulator(orgs=1, models_per_org=3 * PAGE_LIMIT + 10)
     registry.set_faults(FaultPlan(listing_quirk=quirk))
     result = plan(registry, tmp_path, {"name": "org-00", "models": ["*"]})
-    models = [model for _, model in result.targets]
-    assert models == sorted(set(models))  # sorted, each once
-    assert set(models) <= set(listed(registry, "org-00"))
     if quirk == "shift":  # a model created at the top during paging: nothing is lost
-        assert models == listed(registry, "org-00")
-
-
-def test_a_server_ignoring_page_is_read_once_not_forever(
-    start_simulator: StartSimulator, tmp_path: Path
-) -> None:
-    registry = start_simulator(orgs=1, models_per_org=PAGE_LIMIT + 50)
-    registry.set_faults(FaultPlan(listing_quirk="repeat"))
-    result = plan(registry, tmp_path, {"name": "org-00", "models": ["*"]})
-    assert len(result.targets) == PAGE_LIMIT
-    assert registry.stats().by_operation == {"listModels": 2}  # page 2 repeated page 1: stop
+        assert result.failures == []
+        assert [model for _, model in result.targets] == listed(registry, "org-00")
+    else:  # pages reordered each time: some models are never listed, and the total says so
+        assert [f.error_type for f in result.failures] == ["listing_incomplete"]
+        assert result.targets == []
 
 
 def test_items_is_accepted_as_the_list_key(start_simulator: StartSimulator, tmp_path: Path) -> None:
@@ -154,20 +277,39 @@ def test_items_is_accepted_as_the_list_key(start_simulator: StartSimulator, tmp_
     assert [m for _, m in result.targets] == listed(registry, "org-00")
 
 
-def test_unusable_names_are_skipped_with_a_warning_and_a_bad_body_fails() -> None:
-    page = {"models": [{"name": "acme/good"}, {"name": "other/../x"}, {"id": 1}, "acme/plain"]}
-    settings = RegistrySettings.model_validate({"base_url": "http://x", "token": TOKEN})
-    with ScriptedServer([json_reply(200, page)]) as server:
-        settings = settings.model_copy(update={"base_url": server.url})
-        with RegistryClient(settings) as client:
-            discovery = list_models(client, "acme")
-    assert discovery.models == ("good", "plain")
-    assert len(discovery.warnings) == 2 and "models[1]" in discovery.warnings[0]
-    with ScriptedServer([json_reply(200, {"data": []})]) as server:
-        settings = settings.model_copy(update={"base_url": server.url})
-        with RegistryClient(settings) as client, pytest.raises(Exception) as caught:
-            list_models(client, "acme")
-    assert "no `models` (or `items`) list" in str(caught.value)
+def test_unusable_names_are_one_bounded_warning_and_a_bad_body_fails() -> None:
+    junk = [{"name": "other/../x"}, {"id": 1}, {"name": "acme/-bad"}]
+    junk += [{"name": f"acme/bad slug {i}"} for i in range(1197)]
+    page = {"models": [*names("good"), *junk, *junk, "acme/plain", "plain"]}  # each twice
+    found, paths = scripted_listing([page])
+    assert found.models == ("good", "plain") and len(paths) == 2  # page 2 repeats: the end
+    [warning] = found.warnings
+    # 1,199 distinct unusable names, counted once; the entry without a name is counted each
+    # time it is listed (twice a page, on two pages): nothing tells two of them apart.
+    assert warning.startswith("org acme: listModels listed 1203 entry(ies) with no usable model")
+    assert warning.endswith(" and 1198 more") and "page 1 [1] 'other/../x'" in warning
+    assert len(warning) < 600  # a count and five examples, whatever the page holds
+    failed, _ = scripted_listing([{"data": []}])
+    assert "no `models` (or `items`) list" in str(failed)
+    failed, _ = scripted_listing([{"models": [], "has_next": "yes"}])
+    assert "has_next is a str, not a boolean" in str(failed)
+
+
+@pytest.mark.parametrize("include_public", [False, True])
+def test_other_orgs_public_models_are_counted_never_fetched_as_the_org_s(
+    include_public: bool, start_simulator: StartSimulator, tmp_path: Path
+) -> None:
+    registry = start_simulator(orgs=3, models_per_org=8)
+    org = {"name": "org-00", "models": ["*"], "include_public": include_public}
+    result = plan(registry, tmp_path, org)
+    assert result.failures == []  # the total counts them, and so does the listing
+    assert [model for _, model in result.targets] == listed(registry, "org-00")
+    assert all(o == "org-00" for o, _ in result.targets)
+    if include_public:
+        [warning] = result.warnings
+        assert "model(s) of other orgs (public models), not fetched as org-00's" in warning
+    else:
+        assert result.warnings == []
 
 
 # --- matching -----------------------------------------------------------------------------
@@ -341,3 +483,32 @@ def test_targets_command_exits_3_when_a_listing_fails(
     assert result.stdout.splitlines() == ["org-00/model-0001"]
     assert "Error: org-00/*: HTTP 502" in result.stderr
     assert TOKEN not in result.output
+
+
+def test_a_retried_listing_page_is_named_in_the_retry_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    busy = envelope(503, "busy", "service_unavailable")
+    settings = RegistrySettings.model_validate(
+        {"base_url": "http://x", "token": TOKEN, "retry": {"backoff_base_seconds": 0.01}}
+    )
+    with ScriptedServer([busy, json_reply(200, {"models": names("a")})]) as server:
+        settings = settings.model_copy(update={"base_url": server.url})
+        with RegistryClient(settings) as client, caplog.at_level("WARNING", logger="connector"):
+            found = list_models(client, "acme")
+    assert found.models == ("a",)
+    [line] = [r.getMessage() for r in caplog.records if r.getMessage().startswith("retrying")]
+    assert line.startswith("retrying listModels acme/* (page 1) in ")
+    assert "after attempt 1: acme: HTTP 503 server_error (server: service_unavailable): busy" in (
+        line
+    )
+    assert "None" not in line
+
+
+def test_an_entry_whose_name_nests_deeply_is_one_more_unusable_entry() -> None:
+    deep: Any = "x"
+    for _ in range(900):  # as deep as json.loads goes
+        deep = [deep]
+    found, _ = scripted_listing([{"models": [{"name": deep}, *names("a")], "total": 2}])
+    assert found.models == ("a",)
+    assert "page 1 [0] (a list as name)" in found.warnings[0]

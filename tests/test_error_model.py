@@ -16,6 +16,7 @@ from connector.errors import (
     ConfigError,
     ErrorType,
     OrgBlockedError,
+    OrgStoppedError,
     PayloadError,
     RetryableError,
     RunAbortedError,
@@ -137,6 +138,7 @@ def test_retryable_words_are_only_failures_to_get_an_answer() -> None:
 ACTIONS: dict[ErrorType, type[TargetError]] = {
     ErrorType.AUTHENTICATION: OrgBlockedError,
     ErrorType.PERMISSION: OrgBlockedError,
+    ErrorType.INSUFFICIENT_CREDITS: OrgStoppedError,
     ErrorType.UPGRADE_REQUIRED: RunAbortedError,
     ErrorType.SKIPPED: SkippedError,
     ErrorType.INVALID_JSON: PayloadError,
@@ -144,6 +146,7 @@ ACTIONS: dict[ErrorType, type[TargetError]] = {
     ErrorType.DUPLICATE_VERSION: PayloadError,
     ErrorType.PAYLOAD_TOO_LARGE: PayloadError,
     ErrorType.LISTING_UNBOUNDED: PayloadError,
+    ErrorType.LISTING_INCOMPLETE: PayloadError,
 }
 
 
@@ -160,7 +163,9 @@ def test_every_word_has_one_action(word: ErrorType) -> None:
 
 
 @pytest.mark.parametrize(
-    "cls", [PayloadError, OrgBlockedError, RunAbortedError, SkippedError], ids=lambda c: c.__name__
+    "cls",
+    [PayloadError, OrgStoppedError, OrgBlockedError, RunAbortedError, SkippedError],
+    ids=lambda c: c.__name__,
 )
 def test_a_class_default_word_leads_back_to_the_class(cls: type[TargetError]) -> None:
     assert error_class(cls.error_type) is cls
@@ -192,6 +197,7 @@ def test_only_the_action_classes_remain() -> None:
         "RetryableError",
         "TargetFailedError",
         "PayloadError",
+        "OrgStoppedError",
         "OrgBlockedError",
         "RunAbortedError",
         "SkippedError",
@@ -200,6 +206,9 @@ def test_only_the_action_classes_remain() -> None:
 
 def test_blocking_and_aborting_carry_their_exit_codes() -> None:
     assert OrgBlockedError("d").exit_code == errors.ExitCode.AUTH
+    # Out of credits stops the org's calls but is not an auth problem: no exit code of its own.
+    assert OrgStoppedError("d").exit_code == errors.ExitCode.INTERNAL
+    assert not isinstance(OrgStoppedError("d"), OrgBlockedError)
     assert RunAbortedError("d").exit_code == errors.ExitCode.INCOMPATIBLE_API
 
 

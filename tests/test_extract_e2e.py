@@ -44,12 +44,54 @@ def test_dataset_equals_ground_truth(
     result = run_extract(config, "--date", DAY1)
     assert result.exit_code == 0, result.output
     rows = dataset_rows(tmp_path / "out")
+    # The typed summary fields (schema v3) included: equal to the registry's in every row,
+    # wherever it said them (latest, object entries, getModelVersion), never left in `extra`.
     assert project(rows) == project(expected(registry, 1, version_detail))
+    assert all(row["extra"] is None for row in rows)
     if shape == "strings" and version_detail == "missing":
         assert all(row["download_count"] is not None for row in rows)
         assert any(not row["is_latest"] for row in rows)
     assert {row["snapshot_date"].isoformat() for row in rows} == {DAY1}
     assert "targets   8 ok, 0 failed of 8" in result.stdout
+
+
+def test_a_registry_as_the_contract_describes_it_yields_every_model_and_version(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    """Contract v2 as the real service answers: an API key taken as X-API-Key only, a base
+    URL copied with its /api/v1, listModels capped at 25 a page, `versions` as strings, the
+    list named by its slug: every model of the org, every version with its true count and
+    its typed summary fields."""
+    registry = start_simulator(
+        orgs=2,
+        models_per_org=60,
+        versions_per_model=3,
+        auth_scheme="api-key",
+        page_cap=25,
+        versions_shape="strings",
+        list_name="slug",
+    )
+    document = config_document(
+        registry,
+        tmp_path / "out",
+        orgs=[{"name": org, "models": ["*"]} for org in ("org-00", "org-01")],
+        registry_settings={
+            "base_url": f"{registry.url}/api/v1/",
+            "auth_scheme": "api-key",
+            "concurrency": 8,
+        },
+    )
+    config = write_config(tmp_path / "c.yaml", document)
+    result = run_extract(config, "--date", DAY1, "--summary-format", "json")
+    assert result.exit_code == 0, result.output
+    rows = dataset_rows(tmp_path / "out")
+    assert project(rows) == project(expected(registry, 1))
+    assert {row["model"] for row in rows} == {f"model-{i:04d}" for i in range(60)}
+    assert all(row["download_count"] is not None for row in rows)
+    assert all(row["model_name"] == f"{row['org']}/{row['model']}" for row in rows)
+    assert json.loads(result.stdout)["requests_by_operation"]["listModels"] == 6  # 3 pages each
+    stats = registry.stats()
+    assert set(stats.authorization_headers_seen) == {None}
 
 
 def test_column_types_as_duckdb_and_pandas_see_them(
@@ -85,6 +127,16 @@ def test_column_types_as_duckdb_and_pandas_see_them(
         "license": "VARCHAR",
         "task": "VARCHAR",
         "tags": "VARCHAR[]",
+        "pretty_name": "VARCHAR",
+        "summary": "VARCHAR",
+        "architecture": "VARCHAR",
+        "base_model": "VARCHAR",
+        "size_category": "VARCHAR",
+        "language": "VARCHAR[]",
+        "task_categories": "VARCHAR[]",
+        "aliases": "VARCHAR[]",
+        "version_count": "INTEGER",
+        "updated_at": "TIMESTAMP WITH TIME ZONE",
         "snapshot_date": "DATE",
     }
     frame = pd.read_parquet(tmp_path / "out" / "model_versions", dtype_backend="numpy_nullable")
@@ -93,6 +145,8 @@ def test_column_types_as_duckdb_and_pandas_see_them(
     assert str(frame["is_latest"].dtype) == "boolean"
     assert str(frame["created_at"].dtype) == "datetime64[us, UTC]"
     assert str(frame["file_size_bytes"].dtype) == "Int64"
+    assert str(frame["version_count"].dtype) == "Int32"
+    assert str(frame["updated_at"].dtype) == "datetime64[us, UTC]"
     # strings shape, no detail: only the latest row carries a count; the rest are null, never 0
     latest = frame[frame["is_latest"]]
     assert latest["download_count"].notna().all()
@@ -140,7 +194,7 @@ def test_manifest_records_the_run(
     partition = out / "model_versions" / f"snapshot_date={DAY1}"
     manifest = json.loads((partition / "_manifest.json").read_text())
     assert manifest["snapshot_date"] == DAY1
-    assert manifest["schema_version"] == 2
+    assert manifest["schema_version"] == 3
     assert manifest["targets"] == {"attempted": 10, "succeeded": 9, "failed": 1}
     assert manifest["rows"] == len(dataset_rows(out))
     assert manifest["files"] == sorted(p.name for p in partition.glob("*.parquet"))

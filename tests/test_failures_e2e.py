@@ -19,6 +19,7 @@ from helpers import TOKEN, Hostile, ScriptedServer, config_document, file_hashes
 from connector import extract
 from connector.cli import main
 from connector.config import parse_config
+from connector.credentials import CREDENTIAL_HEADERS
 from connector.dataset.datafile import DataFileWriter
 from connector.dataset.localstore import LocalStore
 from connector.errors import ErrorType, ExitCode, OutputError
@@ -375,23 +376,34 @@ def test_token_never_appears_in_any_output(
     logging.getLogger("connector").handlers.clear()
 
 
+@pytest.mark.parametrize("scheme", ["bearer", "api-key"])
 def test_token_echoed_by_a_server_is_scrubbed_everywhere(
-    tmp_path: Path, token_env: str, caplog: pytest.LogCaptureFixture
+    scheme: str, tmp_path: Path, token_env: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A proxy's debug page answering 200 and quoting the request headers."""
+    """A proxy's debug page answering 200 and quoting the request headers, whichever header
+    carried the token: the body kept in `_rejected/` and every log line are scrubbed."""
     page = Hostile(
         Reply(200, b"<html>Access check</html>", content_type="text/html"),
-        echo_authorization=True,
+        echo_credentials=True,
     )
     with ScriptedServer([page]) as server:
         document = {
-            "registry": {"base_url": server.url, "token": "${MODEL_REGISTRY_TOKEN}"},
+            "registry": {
+                "base_url": server.url,
+                "token": "${MODEL_REGISTRY_TOKEN}",
+                "auth_scheme": scheme,
+            },
             "orgs": [{"name": "acme", "models": ["a", "b"]}],
             "output": {"uri": str(tmp_path / "out"), "min_success_ratio": 0},
         }
         summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
+    header = "X-API-Key" if scheme == "api-key" else "Authorization"
+    assert {name for name in server.requests[0] if name in CREDENTIAL_HEADERS} == {header}
     assert summary.exit_code == ExitCode.PARTIAL
+    assert f"{header}: " in summary.failures[0].detail
     assert "[REDACTED]" in summary.failures[0].detail
+    kept = [p.read_text() for p in (tmp_path / "out" / "_rejected").rglob("*.json")]
+    assert kept and all(f"{header}: " in text and "[REDACTED]" in text for text in kept)
     texts = [json.dumps(summary.to_dict()), summary.render_text()]
     logged = [r.getMessage() for r in caplog.records]
     # The library configures no handler, so records reach caplog: the echoed token was logged,
@@ -527,3 +539,28 @@ def test_an_output_failure_stops_retries_in_flight(
     assert summary.exit_code == ExitCode.OUTPUT
     assert time.monotonic() - started < 10  # not 30 s of backoff per target
     assert summary.targets_attempted == 6
+
+
+def test_an_org_out_of_credits_is_called_once_and_fails_its_targets(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    """A 429 saying credits ran out is not retried, and the org is not called again: its
+    targets fail as insufficient_credits (the first) and skipped (the rest). Not an auth
+    problem: no exit 4; the publish guard decides (here 2 of 6 targets failed: exit 8)."""
+    registry = start_simulator(orgs=2, models_per_org=3)
+    registry.set_faults(FaultPlan(out_of_credits_orgs=frozenset({"org-01"})))
+    document = config_document(registry, tmp_path / "out", registry_settings={"concurrency": 1})
+    summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
+    assert summary.exit_code == ExitCode.NOT_PUBLISHED
+    stats = registry.stats()
+    assert stats.by_status[429] == 1  # answered once, never retried
+    assert stats.by_target.get("org-01/model-0001") is None
+    failed = {f.model: f for f in summary.failures}
+    assert [f.org for f in summary.failures] == ["org-01"] * 3
+    assert failed["model-0000"].error_type == "insufficient_credits"
+    assert "out of credits" in failed["model-0000"].message
+    assert {failed[m].error_type for m in ("model-0001", "model-0002")} == {"skipped"}
+    assert "org 'org-01' is out of credits" in failed["model-0001"].detail
+    document["output"]["min_success_ratio"] = 0.5
+    published = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
+    assert published.exit_code == ExitCode.PARTIAL and published.published

@@ -82,8 +82,8 @@ def test_contract_example_with_plain_version_strings() -> None:
 
 def test_rows_name_only_columns_and_the_table_follows_schema_order() -> None:
     detailed = parse_versions(CONTRACT_EXAMPLE, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)
-    detail = {**CONTRACT_EXAMPLE["latest"], "license": "mit", "task": "t", "tags": ["a"]}
-    detail |= {"file_size_bytes": 1, "sha256": "ab"}  # sha256: unknown, kept in `extra`
+    detail = {**CONTRACT_EXAMPLE["latest"], **RICH, "updated_at": "2026-10-02T08:15:00Z"}
+    detail |= {"sha256": "ab"}  # unknown, kept in `extra`
     detailed.add_detail("2.1.0", detail)
     rows = [*flatten(CONTRACT_EXAMPLE, org=ORG, model=MODEL, extracted_at=EXTRACTED_AT)]
     rows += detailed.rows()
@@ -248,7 +248,8 @@ def test_entry_wins_over_latest_which_fills_only_what_the_entry_lacks() -> None:
             "framework": "from-latest",
             "is_public": False,
             "origin": '{"from":"latest"}',
-            "extra": '{"license":"mit","task":"entry"}',
+            "license": "mit",  # a column wherever the summary says it (v3), from latest here
+            "task": "entry",
         }
     )
 
@@ -286,19 +287,19 @@ def test_unknown_fields_land_in_extra_as_json() -> None:
         "links": {"next": None},
         "latest": summary("2.0.0", sha256="ab", name=NAME),
         "versions": [
-            summary("2.0.0", tags=["a", "b"], file_size_bytes=2**70, nested={"x": [{"y": 1.5}]}),
+            summary("2.0.0", tags=["a", "b"], weights=2**70, nested={"x": [{"y": 1.5}]}),
             "1.0.0",
         ],
     }
-    extras = [r["extra"] for r in run(payload)]
-    assert json.loads(extras[0]) == {
+    rows = run(payload)
+    assert json.loads(rows[0]["extra"]) == {
         "_response": {"links": {"next": None}, "total": 2},
-        "file_size_bytes": 2**70,
+        "weights": 2**70,
         "nested": {"x": [{"y": 1.5}]},
         "sha256": "ab",
-        "tags": ["a", "b"],
     }
-    assert extras[1] is None
+    assert rows[0]["tags"] == ["a", "b"]  # a known field is a column, never `extra`
+    assert rows[1]["extra"] is None
 
 
 def test_unknown_response_fields_are_kept_once_on_the_first_row() -> None:
@@ -319,13 +320,10 @@ def test_extra_keeps_non_ascii_text_readable() -> None:
     assert run(payload)[0]["extra"] == '{"note":"modèle ✓"}'
 
 
-@pytest.mark.parametrize(
-    ("entry_name", "extra"),
-    [(NAME, None), (None, None), ("acme/renamed", '{"name":"acme/renamed"}')],
-)
-def test_entry_name_is_kept_only_when_it_differs(entry_name: str | None, extra: Any) -> None:
+@pytest.mark.parametrize("entry_name", [NAME, MODEL, None])
+def test_an_entry_naming_the_model_asked_for_is_taken(entry_name: str | None) -> None:
     payload = {"name": NAME, "versions": [summary("1.0.0", name=entry_name)]}
-    assert run(payload)[0]["extra"] == extra
+    assert run(payload)[0]["extra"] is None
 
 
 def test_a_key_spelled_like_a_known_one_is_not_confused() -> None:
@@ -358,27 +356,31 @@ WEIRD_STRINGS = [
 @pytest.mark.parametrize("text", WEIRD_STRINGS, ids=range(len(WEIRD_STRINGS)))
 def test_any_string_is_kept_exactly(text: str) -> None:
     payload = {
-        "name": text,
-        "latest": summary(text, id=text, framework=text),
-        "versions": [text, summary(text + "-obj", id=text, framework=text)],
+        "name": NAME,
+        "latest": summary(text, id=text, framework=text, pretty_name=text),
+        "versions": [text, summary(text + "-obj", id=text, framework=text, tags=[text])],
     }
     rows = run(payload)
     assert rows == [
-        expected_row(text, 1, True, artifact_id=text, framework=text, model_name=text),
-        expected_row(text + "-obj", 2, False, artifact_id=text, framework=text, model_name=text),
+        expected_row(text, 1, True, artifact_id=text, framework=text, pretty_name=text),
+        expected_row(text + "-obj", 2, False, artifact_id=text, framework=text, tags=[text]),
     ]
     table = rows_to_table(rows)
     assert table.column("version").to_pylist() == [text, text + "-obj"]
-    assert table.column("model_name").to_pylist() == [text, text]
 
 
-def test_top_level_name_need_not_be_org_slash_model() -> None:
-    payload = {"name": "Sentiment (small)", "versions": ["1"]}
-    assert run(payload)[0]["model_name"] == "Sentiment (small)"
+@pytest.mark.parametrize("name", [NAME, MODEL])
+def test_the_list_may_name_the_model_by_slug_or_org_slash_model(name: str) -> None:
+    """The contract documents the list's `name` as "Model name" (either form); the column
+    holds the canonical `org/model` whichever the registry sent."""
+    payload = {"name": name, "versions": ["1"]}
+    assert run(payload)[0]["model_name"] == NAME
 
 
 def test_lone_surrogate_in_extra_is_kept_as_a_json_escape() -> None:
-    payload = json.loads('{"name": "n", "versions": [{"version": "1", "note": "a\\ud800b"}]}')
+    payload = json.loads(
+        '{"name": "sentiment-small", "versions": [{"version": "1", "note": "a\\ud800b"}]}'
+    )
     rows = run(payload)
     extra = table_rows(rows)[0]["extra"]
     assert extra == '{"note":"a\\ud800b"}'
@@ -390,13 +392,16 @@ def test_lone_surrogate_in_extra_is_kept_as_a_json_escape() -> None:
     ("body", "detail"),
     [
         ('{"name": "a\\udc00", "versions": []}', "name: 'a\\udc00' is not valid Unicode"),
-        ('{"name": "n", "versions": ["\\ud800"]}', "versions[0]: '\\ud800' is not valid Unicode"),
         (
-            '{"name": "n", "versions": [{"version": "1", "id": "\\ud800"}]}',
+            '{"name": "sentiment-small", "versions": ["\\ud800"]}',
+            "versions[0]: '\\ud800' is not valid Unicode",
+        ),
+        (
+            '{"name": "sentiment-small", "versions": [{"version": "1", "id": "\\ud800"}]}',
             "versions[0].id: '\\ud800' is not valid Unicode",
         ),
         (
-            '{"name": "n", "versions": [], "latest": {"version": "\\ud800"}}',
+            '{"name": "sentiment-small", "versions": [], "latest": {"version": "\\ud800"}}',
             "latest.version: '\\ud800' is not valid Unicode",
         ),
     ],
@@ -409,7 +414,7 @@ def test_lone_surrogate_in_a_string_column_fails_the_model(body: str, detail: st
 
 
 def test_too_deeply_nested_unknown_field_fails_the_model() -> None:
-    payload: dict[str, Any] = {"name": "n", "versions": [{"version": "1", "deep": []}]}
+    payload: dict[str, Any] = {"name": NAME, "versions": [{"version": "1", "deep": []}]}
     node: list[Any] = payload["versions"][0]["deep"]
     for _ in range(100_000):
         node.append([])
@@ -723,3 +728,73 @@ def test_more_iso_8601_forms(text: str, expected: int) -> None:
 def test_impossible_timestamps_are_refused(text: str) -> None:
     with pytest.raises(ValueError):
         parse_timestamp(text)
+
+
+RICH = {
+    "pretty_name": "Sentiment (small)",
+    "summary": "One line.",
+    "task": "text-classification",
+    "architecture": "BertForSequenceClassification",
+    "base_model": "acme/base@1.0.0",
+    "license": "apache-2.0",
+    "size_category": "<1B",
+    "language": ["en", "de"],
+    "tags": ["nlp"],
+    "task_categories": ["nlp"],
+    "aliases": ["prod"],
+    "version_count": 2,
+    "file_size_bytes": 2**40,
+}
+
+
+@pytest.mark.parametrize("where", ["latest", "entry"])
+def test_every_summary_field_is_a_column_wherever_the_list_says_it(where: str) -> None:
+    """v2 kept `latest`'s license, task and tags in `extra` while a detail row had them as
+    columns: two rows of one model disagreed about where a field lives."""
+    fields = {**RICH, "updated_at": "2026-10-02T08:15:00Z"}
+    payload = {
+        "name": NAME,
+        "latest": summary("2.0.0", **(fields if where == "latest" else {})),
+        "versions": [
+            summary("2.0.0", **(fields if where == "entry" else {})),
+            summary("1.0.0", **fields),
+        ],
+    }
+    newest, older = run(payload)
+    for row in (newest, older):
+        assert {key: row[key] for key in RICH} == RICH
+        assert row["updated_at"] == CONTRACT_CREATED
+        assert row["extra"] is None
+
+
+@pytest.mark.parametrize(
+    ("entry", "problem"),
+    [
+        ({"name": "acme/other"}, "versions[0].name: 'acme/other' names another model"),
+        ({"name": "other/sentiment-small"}, "versions[0].name: 'other/sentiment-small' names"),
+        ({"name": 7}, "versions[0].name: expected a string, got int"),
+        ({"version_count": -1}, "versions[0].version_count: -1 is out of range"),
+        ({"language": "en"}, "versions[0].language: expected a list of strings"),
+        ({"updated_at": 5}, "versions[0].updated_at: expected a string, got int"),
+        ({"pretty_name": ["x"]}, "versions[0].pretty_name: expected a string, got list"),
+    ],
+)
+def test_a_summary_field_of_the_wrong_kind_or_model_fails_the_model(
+    entry: dict[str, Any], problem: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        run({"name": NAME, "versions": [summary("1.0.0", **entry)]})
+    assert caught.value.detail.startswith(problem)
+
+
+@pytest.mark.parametrize(
+    "name", ["acme/other", "other", "acme/sentiment-small/x", "ACME/sentiment-small"]
+)
+def test_a_list_naming_another_model_is_not_the_answer_to_this_request(name: str) -> None:
+    with pytest.raises(PayloadError) as caught:
+        run({"name": name, "versions": ["1.0.0"]})
+    assert caught.value.detail == (
+        f"name: {name!r} names another model than the one requested ('acme/sentiment-small' "
+        "or 'sentiment-small'): the body is not the answer to this request"
+    )
+    assert (caught.value.org, caught.value.model) == (ORG, MODEL)

@@ -57,18 +57,26 @@ iso_timestamps = st.one_of(
 plain_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=10)
 versions_text = st.one_of(st.sampled_from(["1.0.0", "2.0.0", "1.0", "v1", ""]), plain_text)
 valid_timestamps = st.datetimes(timezones=st.none() | offsets).map(lambda d: d.isoformat())
+valid_names = st.sampled_from(["acme/model", "model"])  # the names that mean the model asked for
+string_lists = st.none() | st.lists(plain_text, max_size=3)
+RICH_STRINGS = ("pretty_name", "summary", "task", "architecture", "base_model", "license")
+RICH_LISTS = ("language", "tags", "task_categories", "aliases")
 
 # Every field well-typed: these must always flatten.
 valid_fields: dict[str, st.SearchStrategy[Any]] = {
     "id": st.none() | st.uuids().map(str) | plain_text,
-    "name": st.none() | st.just("acme/model") | plain_text,
+    "name": st.none() | valid_names,
     "created_at": st.none() | valid_timestamps,
     "download_count": st.none() | st.integers(min_value=0, max_value=INT64_MAX),
     "framework": st.none() | st.sampled_from(["safetensors", "pytorch"]) | plain_text,
     "is_public": st.none() | st.booleans(),
     "origin": json_values,
-    "tags": json_values,
-    "file_size_bytes": big_ints,
+    "file_size_bytes": st.none() | st.integers(min_value=0, max_value=INT64_MAX),
+    **{key: st.none() | plain_text for key in (*RICH_STRINGS, "size_category")},
+    **{key: string_lists for key in RICH_LISTS},
+    "version_count": st.none() | st.integers(min_value=0, max_value=2**31 - 1),
+    "updated_at": st.none() | valid_timestamps,
+    "sha256": json_values,  # a field the schema does not know: kept in `extra`
 }
 valid_summaries = st.fixed_dictionaries({"version": versions_text}, optional=valid_fields)
 # Any field may hold anything, the version included.
@@ -82,6 +90,10 @@ garbage_fields: dict[str, st.SearchStrategy[Any]] = {
     "is_public": json_scalars,
     "origin": json_values,
     "_response": json_values,
+    "tags": json_values,
+    "version_count": st.one_of(big_ints, json_scalars),
+    "updated_at": st.one_of(iso_timestamps, json_scalars),
+    "license": json_scalars,
 }
 any_summaries = st.fixed_dictionaries(
     {"version": versions_text}, optional={k: v for k, v in garbage_fields.items() if k != "version"}
@@ -89,7 +101,7 @@ any_summaries = st.fixed_dictionaries(
 
 valid_payloads = st.fixed_dictionaries(
     {
-        "name": st.just("acme/model") | plain_text,
+        "name": valid_names,
         "versions": st.lists(
             versions_text | valid_summaries,
             unique_by=lambda e: e if isinstance(e, str) else e["version"],
@@ -100,7 +112,7 @@ valid_payloads = st.fixed_dictionaries(
 )
 shaped_payloads = st.fixed_dictionaries(
     {
-        "name": st.one_of(st.just("acme/model"), weird_text),
+        "name": st.one_of(valid_names, weird_text),
         "versions": st.lists(st.one_of(versions_text, any_summaries, json_values), max_size=6),
     },
     optional={
@@ -135,6 +147,11 @@ OPTIONAL_TYPES: dict[str, type] = {
     "is_public": bool,
     "origin": str,
     "extra": str,
+    "file_size_bytes": int,
+    **dict.fromkeys((*RICH_STRINGS, "size_category"), str),
+    **dict.fromkeys(RICH_LISTS, list),
+    "version_count": int,
+    "updated_at": int,
 }
 
 
@@ -150,7 +167,7 @@ def _check_row(row: dict[str, Any]) -> None:
     values = table_rows([row])[0]  # fails on a key that is no column
     assert values["extracted_at"] == EXTRACTED_AT
     assert (values["org"], values["model"]) == ("acme", "model")
-    assert isinstance(values["model_name"], str)
+    assert values["model_name"] == "acme/model"
     assert isinstance(values["version"], str)
     assert type(values["is_latest"]) is bool
     rank = values["version_rank"]
@@ -205,3 +222,8 @@ def test_well_typed_payloads_always_flatten_exactly(payload: dict[str, Any]) -> 
             assert row["download_count"] == entry["download_count"]
         if entry is not None and entry.get("is_public") is not None:
             assert row["is_public"] is entry["is_public"]
+        for key in (*RICH_STRINGS, *RICH_LISTS, "version_count"):  # typed columns, never extra
+            if entry is not None and entry.get(key) is not None:
+                assert row[key] == entry[key], key
+        extra = json.loads(row["extra"]) if row.get("extra") else {}
+        assert not set(extra) & {*RICH_STRINGS, *RICH_LISTS, "version_count", "updated_at"}

@@ -103,9 +103,11 @@ def test_redaction_leaves_other_text_alone() -> None:
     assert redact(text, [SLASHED_TOKEN]) == text
 
 
-def test_no_encoding_of_the_token_reaches_any_output(tmp_path: Path) -> None:
+@pytest.mark.parametrize("scheme", ["bearer", "api-key"])
+def test_no_encoding_of_the_token_reaches_any_output(scheme: str, tmp_path: Path) -> None:
+    header = f"X-API-Key: {SLASHED_TOKEN}" if scheme == "api-key" else ""
     echoed = " ".join(
-        [*encodings(SLASHED_TOKEN).values(), *embedded_base64(SLASHED_TOKEN).values()]
+        [header, *encodings(SLASHED_TOKEN).values(), *embedded_base64(SLASHED_TOKEN).values()]
     )
     detail = json.dumps({"code": 404, "type": "not_found", "detail": f"echo: {echoed}"})
     rejected = f"<html>echo: {echoed}</html>".encode()
@@ -120,7 +122,7 @@ def test_no_encoding_of_the_token_reaches_any_output(tmp_path: Path) -> None:
             server,  # type: ignore[arg-type]
             out,
             orgs=[{"name": "acme", "models": ["a", "b", "m"]}],
-            registry_settings={"concurrency": 1},
+            registry_settings={"concurrency": 1, "auth_scheme": scheme},
             output_settings={"min_success_ratio": 0.3},
         )
         config = write_config(tmp_path / "c.yaml", document)
@@ -130,6 +132,11 @@ def test_no_encoding_of_the_token_reaches_any_output(tmp_path: Path) -> None:
             env={"MODEL_REGISTRY_TOKEN": SLASHED_TOKEN},
         )
     assert result.exit_code == ExitCode.PARTIAL, result.output
+    sent = "X-API-Key" if scheme == "api-key" else "Authorization"
+    assert all(
+        sent in request and len(request.keys() & {"X-API-Key", "Authorization"}) == 1
+        for request in server.requests
+    )
     written = [p.read_text() for p in out.rglob("*.json")]
     assert any("_rejected" in str(p) for p in out.rglob("*.json"))
     everything = result.stdout + result.stderr + "".join(written)

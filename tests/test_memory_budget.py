@@ -12,6 +12,7 @@ import pytest
 from helpers import TOKEN, ScriptedServer, config_document, json_reply, wait_until, write_config
 
 from connector.config import RegistrySettings, load_config
+from connector.credentials import Credential
 from connector.errors import PayloadError, SkippedError
 from connector.extraction.run import extract
 from connector.extraction.target import FetchedTarget, fetch_target
@@ -21,11 +22,12 @@ from connector.simulator.faults import Reply
 
 
 def large_body(versions: int = 2000) -> dict[str, Any]:
-    """A version list of `versions` summary objects (about 200 KB)."""
+    """A version list of `versions` summary objects (about 200 KB) of model `m`, named by its
+    slug (as the contract allows), so that it answers for `m` in any org."""
     entries = [
         {
             "id": f"id-{i:06d}",
-            "name": "acme/m",
+            "name": "m",
             "version": f"1.0.{i}",
             "created_at": "2026-01-01T00:00:00Z",
             "download_count": i,
@@ -33,7 +35,7 @@ def large_body(versions: int = 2000) -> dict[str, Any]:
         }
         for i in range(versions)
     ]
-    return {"name": "acme/m", "latest": entries[-1], "versions": entries}
+    return {"name": "m", "latest": entries[-1], "versions": entries}
 
 
 def settings(url: str, **overrides: Any) -> RegistrySettings:
@@ -146,11 +148,12 @@ def test_version_lists_in_flight_hold_at_most_the_budget(tmp_path: Path) -> None
         lock = threading.Lock()
 
         def fetch(model: str) -> None:
-            target = fetch_target(client, "acme", model, TOKEN, "missing")
+            target = fetch_target(client, "acme", model, Credential(TOKEN), "missing")
             with lock:
                 fetched.append(target)
 
-        threads = [threading.Thread(target=fetch, args=(f"m{i}",)) for i in range(8)]
+        # The same model eight times: every answer must name the model asked for.
+        threads = [threading.Thread(target=fetch, args=("m",)) for _ in range(8)]
         for thread in threads:
             thread.start()
         wait_until(lambda: len(fetched) == 2 and client.memory.waiting == 6)
@@ -176,7 +179,7 @@ def test_a_failed_body_gives_its_share_back() -> None:
     ):
         for _ in range(2):
             with pytest.raises(PayloadError):
-                fetch_target(client, "acme", "m", TOKEN, "missing")
+                fetch_target(client, "acme", "m", Credential(TOKEN), "missing")
             assert client.memory.held == 0
         assert client.memory.high_water > 0
 
@@ -211,7 +214,7 @@ def test_waiting_for_the_budget_does_not_count_against_the_attempts_deadline() -
         worker.join(timeout=10)
     [result] = results
     assert result.attempts == 1
-    assert result.payload["name"] == "acme/m"
+    assert result.payload["name"] == "m"
 
 
 def test_an_abort_ends_a_wait_for_the_budget_as_skipped() -> None:
@@ -248,7 +251,7 @@ def test_a_run_whose_every_body_is_over_the_budget_completes(
         document = config_document(
             server,  # type: ignore[arg-type]
             tmp_path / "out",
-            orgs=[{"name": "acme", "models": [f"m{i}" for i in range(8)]}],
+            orgs=[{"name": f"org{i}", "models": ["m"]} for i in range(8)],
             registry_settings={"concurrency": 8, "memory_budget_bytes": 1024 * 1024},
         )
         config = load_config(write_config(tmp_path / "c.yaml", document))

@@ -13,6 +13,7 @@ from connector.errors import (
     RETRYABLE_STATUSES,
     ExitCode,
     OrgBlockedError,
+    OrgStoppedError,
     PayloadError,
     RetryableError,
     RunAbortedError,
@@ -412,3 +413,34 @@ def test_non_standard_json_constants_are_rejected(constant: str) -> None:
         parse_payload(body, {"Content-Type": "application/json"}, org="a", model="b", status=200)
     assert caught.value.error_type == "invalid_json"
     assert f"{constant.lstrip('-')} is not valid JSON" in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("detail", "credits"),
+    [
+        ("Insufficient credits: org acme has no credits left", True),
+        ("CREDIT balance exhausted", True),  # any mention, as the registry's client reads it
+        ("Rate limit exceeded", False),
+        ("Too many requests from a discredited key", True),  # the client's rule, taken as is
+    ],
+)
+def test_a_429_that_mentions_credit_is_out_of_credits_not_a_rate_limit(
+    detail: str, credits: bool
+) -> None:
+    error = classify(429, envelope(429, detail, "rate_limit_error"), {**JSON, "Retry-After": "1"})
+    if credits:
+        assert type(error) is OrgStoppedError  # not retried; the org is stopped
+        assert error.error_type == "insufficient_credits"
+        assert error.detail == (
+            f"the org is out of credits; calls for it stop until credits are added: {detail}"
+        )
+    else:
+        assert type(error) is RetryableError and error.error_type == "rate_limited"
+    assert error.exit_code is not ExitCode.AUTH
+
+
+def test_credit_in_a_429_that_is_not_the_envelope_is_a_rate_limit() -> None:
+    """Only the envelope's detail says it (a proxy's page mentioning credit cards does not)."""
+    page = b"<html>429: add a credit card to raise your limit</html>"
+    error = classify(429, page, {"Content-Type": "text/html"})
+    assert type(error) is RetryableError and error.error_type == "rate_limited"

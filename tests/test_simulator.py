@@ -23,9 +23,14 @@ from click.testing import CliRunner
 from helpers import SUMMARY_KEYS, assert_envelope
 
 from connector.cli.simulate import simulate
-from connector.simulator.catalog import DETAIL_FIELDS
+from connector.simulator.catalog import DETAIL_FIELDS, RICH_FIELDS
 from connector.simulator.faults import MALFORMED_KINDS, OVERSIZE_BYTES
-from connector.simulator.server import FaultPlan, SimulatedRegistry, SimulatorConfig
+from connector.simulator.server import (
+    FaultPlan,
+    SimulatedRegistry,
+    SimulatorConfig,
+    startup_notes,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 MakeRegistry = Callable[..., SimulatedRegistry]
@@ -69,7 +74,8 @@ def rows_from_payload(org: str, model: str, payload: dict[str, Any]) -> list[dic
         known = entry if isinstance(entry, dict) else None
         if known is None and latest is not None and latest["version"] == version:
             known = latest
-        created = known and datetime.fromisoformat(known["created_at"].replace("Z", "+00:00"))
+        created = known and datetime.fromisoformat(known["created_at"])
+        updated = known and known["updated_at"] and datetime.fromisoformat(known["updated_at"])
         rows.append(
             {
                 "org": org,
@@ -84,6 +90,8 @@ def rows_from_payload(org: str, model: str, payload: dict[str, Any]) -> list[dic
                 "framework": known and known["framework"],
                 "is_public": known and known["is_public"],
                 "origin": known and known["origin"],
+                **{field: known and known[field] for field in RICH_FIELDS},
+                "updated_at": updated,
                 **dict.fromkeys(DETAIL_FIELDS),  # only getModelVersion has them
             }
         )
@@ -213,7 +221,7 @@ def test_get_model_version_returns_the_detail(
     latest = registry.expected_payload("org-00", "model-0000")["latest"]
     detail = session.get(f"{base}/{latest['version']}").json()
     assert {k: detail[k] for k in SUMMARY_KEYS} == latest
-    assert {"file_size_bytes", "license", "task", "tags"} <= set(detail)
+    assert set(detail) == SUMMARY_KEYS | {"file_size_bytes"}
     next_version = registry.expected_payload("org-00", "model-0000", day=2)["latest"]["version"]
     assert_envelope(session.get(f"{base}/{next_version}"), 404, "not_found_error")
     registry.set_day(2)
@@ -316,6 +324,7 @@ def _check_malformed(kind: str, response: requests.Response) -> None:
         "duplicate_versions": lambda b: len(set(b["versions"])) < len(b["versions"]),
         "missing_name": lambda b: "name" not in b and "versions" in b,
         "wrong_type": lambda b: isinstance(b, list),
+        "wrong_model": lambda b: b["name"] == b["latest"]["name"] == "org-00/model-0000-other",
     }
     assert checks[kind](body)
 
@@ -475,6 +484,12 @@ def test_lifecycle_and_validation() -> None:
         FaultPlan(rate_5xx=0.7, rate_429=0.7)
     with pytest.raises(ValueError):
         FaultPlan(retry_after="soon")
+    with pytest.raises(ValueError, match="auth scheme 'basic'"):
+        SimulatorConfig(org_auth_schemes={"org-00": "basic"})
+    with pytest.raises(ValueError, match="page_cap"):
+        SimulatorConfig(page_cap=0)
+    with pytest.raises(ValueError, match="listing_hidden"):
+        FaultPlan(listing_hidden=-1)
     assert SimulatorConfig(start_date=date(2025, 5, 1)).start_date.year == 2025
 
 
@@ -523,11 +538,19 @@ def test_cli_prints_its_token_calendar_and_a_config_that_works(tmp_path: Path) -
         assert document["orgs"] == [
             {"name": "org-00", "models": ["model-0000", "model-0001", "model-0002"]}
         ]
+        # The command files the simulated day's counts under the simulated date, not today's.
+        command = re.search(r"MODEL_REGISTRY_TOKEN=sim-token (connector extract .*)$", text, re.M)
+        assert command is not None
+        assert command.group(1) == (
+            "connector extract --config sim.yaml --date 2026-01-03 --allow-backdate"
+        )
         document["output"]["uri"] = str(tmp_path / "data")
         config = tmp_path / "sim.yaml"
         config.write_text(yaml.safe_dump(document))
+        arguments = command.group(1).split()[1:]
         extract = subprocess.run(
-            [sys.executable, "-m", "connector", "extract", "--config", str(config)],
+            [sys.executable, "-m", "connector", *arguments],
+            cwd=tmp_path,
             env={**env, "MODEL_REGISTRY_TOKEN": "sim-token"},
             capture_output=True,
             text=True,
@@ -537,6 +560,19 @@ def test_cli_prints_its_token_calendar_and_a_config_that_works(tmp_path: Path) -
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=10)
     assert extract.returncode == 0, extract.stdout + extract.stderr
+    assert (tmp_path / "data" / "model_versions" / "snapshot_date=2026-01-03").is_dir()
+
+
+def test_the_startup_notes_of_an_api_key_registry_say_so_and_configure_it(
+    make_registry: MakeRegistry,
+) -> None:
+    registry = make_registry(auth_scheme="api-key", token="dn_key_sim", day=2)
+    notes = startup_notes(registry)
+    assert "token dn_key_sim (every request must send X-API-Key: dn_key_sim)" in notes
+    snippet = notes[notes.index("# a config") : notes.index("Stop with")]
+    registry_settings = yaml.safe_load(snippet)["registry"]
+    assert registry_settings["auth_scheme"] == "api-key"
+    assert "--date 2026-01-02 --allow-backdate" in notes
 
 
 def test_simulate_serves_the_demos_versions_shape_by_default() -> None:
@@ -556,6 +592,8 @@ def test_simulate_serves_the_demos_versions_shape_by_default() -> None:
         ["--malformed", "org-00/model-0000=nope"],
         ["--not-found", "no-slash"],
         ["--versions-shape", "tuples"],
+        ["--auth-scheme", "basic"],
+        ["--page-cap", "0"],
     ],
 )
 def test_cli_rejects_invalid_values(arguments: list[str]) -> None:

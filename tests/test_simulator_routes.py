@@ -46,14 +46,53 @@ def test_list_models_pages_with_the_contract_defaults_and_limits(
     registry = make(orgs=1, models_per_org=120, empty_models=1)
     first = session.get(models_url(registry)).json()
     assert (first["page"], first["limit"], first["total"]) == (1, 50, 119)  # defaults
+    assert (first["total_pages"], first["has_next"], first["has_prev"]) == (3, True, False)
     assert len(first["models"]) == 50 and set(first["models"][0]) == SUMMARY_KEYS
     pages = [session.get(models_url(registry, page=p, limit=100)).json() for p in (1, 2, 3)]
-    assert [len(p["models"]) for p in pages] == [100, 19, 0]  # shorter than limit: the last
+    assert [len(p["models"]) for p in pages] == [100, 19, 0]
+    assert [(p["total_pages"], p["has_next"], p["has_prev"]) for p in pages] == [
+        (2, True, False),
+        (2, False, True),
+        (2, False, True),
+    ]
     names = [m["name"] for p in pages for m in p["models"]]
     assert len(names) == len(set(names)) == 119
     assert "org-00/model-0119" not in names  # the empty model has no summary to list
-    for query in ({"limit": 101}, {"limit": 0}, {"page": 0}, {"page": "x"}):
+    for query in (
+        {"limit": 101},
+        {"limit": 0},
+        {"page": 0},
+        {"page": "x"},
+        {"sort_by": "size"},
+        {"sort_dir": "up"},
+        {"include_public": "yes"},
+    ):
         assert_envelope(session.get(models_url(registry, **query)), 422, "validation_error")
+
+
+def test_a_capped_limit_pages_by_the_paging_fields(
+    make: MakeRegistry, session: requests.Session
+) -> None:
+    registry = make(orgs=1, models_per_org=130, page_cap=50)
+    pages = [session.get(models_url(registry, page=p, limit=100)).json() for p in (1, 2, 3)]
+    assert [len(p["models"]) for p in pages] == [50, 50, 30]  # the cap, not the 100 asked
+    assert [(p["limit"], p["total"], p["total_pages"]) for p in pages] == [(50, 130, 3)] * 3
+    assert [p["has_next"] for p in pages] == [True, True, False]
+    registry.set_faults(FaultPlan(listing_hidden=30))  # counted in total, never listed
+    pages = [session.get(models_url(registry, page=p, limit=100)).json() for p in (1, 2, 3)]
+    assert [len(p["models"]) for p in pages] == [50, 50, 0]
+    assert [(p["total"], p["has_next"]) for p in pages] == [(130, True), (130, False), (130, False)]
+
+
+def test_include_public_lists_other_orgs_public_models_after_the_org_s_own(
+    make: MakeRegistry, session: requests.Session
+) -> None:
+    registry = make(orgs=3, models_per_org=8)
+    own = session.get(models_url(registry, include_public="false")).json()["models"]
+    both = session.get(models_url(registry, include_public="true")).json()["models"]
+    assert [m["name"] for m in both[: len(own)]] == [m["name"] for m in own]
+    others = both[len(own) :]
+    assert others and all(m["is_public"] and not m["name"].startswith("org-00/") for m in others)
 
 
 def test_items_key_and_paging_quirks(make: MakeRegistry, session: requests.Session) -> None:
@@ -83,6 +122,7 @@ def test_get_model_version_serves_the_detail_of_live_versions_only(
         assert set(body) == SUMMARY_KEYS | set(DETAIL_FIELDS)
         assert body["download_count"] == row["download_count"]
         assert {k: body[k] for k in DETAIL_FIELDS} == {k: row[k] for k in DETAIL_FIELDS}
+        assert body["license"] == row["license"] and body["tags"] == row["tags"]
     assert_envelope(session.get(detail_url(registry, "9.9.9")), 404, "not_found_error")
     assert_envelope(session.get(detail_url(registry, "1.0", "ghost")), 404, "not_found_error")
 

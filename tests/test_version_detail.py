@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from ground_truth import dataset_rows, expected, project
-from helpers import config_document, table_rows
+from helpers import TOKEN, ScriptedServer, config_document, json_reply, table_rows
 
 from connector import extract
 from connector.config import parse_config
@@ -192,3 +192,198 @@ def test_a_forbidden_org_blocks_its_detail_requests_too(
     assert summary.requests_by_operation.get("getModelVersion", 0) == sum(
         1 for r in registry.expected_rows(1) if r["org"] == "org-00" and not r["is_latest"]
     )
+
+
+# --- the whole summary, wherever the registry says it (schema v3) -------------------------
+
+
+def test_a_detail_fills_every_rich_field_and_the_list_fills_what_it_lacks() -> None:
+    listed = parse_versions(
+        {
+            "name": "m",  # the slug: the contract allows either form for the list
+            "latest": {"version": "2.0.0", "name": NAME, "license": "mit", "aliases": ["prod"]},
+            "versions": ["2.0.0", "1.0.0"],
+        },
+        org="acme",
+        model="m",
+        extracted_at=0,
+    )
+    listed.add_detail(
+        "1.0.0",
+        {
+            "version": "1.0.0",
+            "name": "acme/m",
+            "pretty_name": "M",
+            "summary": "s",
+            "architecture": "ViTModel",
+            "base_model": "acme/base@1.0.0",
+            "size_category": "<1B",
+            "language": ["en"],
+            "task_categories": ["vision"],
+            "aliases": [],
+            "version_count": 2,
+            "updated_at": "2026-01-02T00:00:00+01:00",
+        },
+    )
+    latest, old = (as_dict(row) for row in listed.rows())
+    assert (latest["model_name"], latest["license"], latest["aliases"]) == (NAME, "mit", ["prod"])
+    assert latest["pretty_name"] is None  # the list said nothing more of it
+    assert {k: old[k] for k in ("pretty_name", "language", "aliases", "version_count")} == {
+        "pretty_name": "M",
+        "language": ["en"],
+        "aliases": [],
+        "version_count": 2,
+    }
+    assert old["updated_at"] == 1_767_308_400_000_000  # 2026-01-01T23:00:00Z
+    assert old["extra"] is None
+
+
+@pytest.mark.parametrize(
+    "detail,message",
+    [
+        (
+            {"version": "1.0.0", "name": "acme/other"},
+            "getModelVersion '1.0.0'.name: 'acme/other' names another model than the one "
+            "requested ('acme/m' or 'm'): the body is not the answer to this request",
+        ),
+        ({"version": "1.0.0", "name": "other/m"}, "names another model"),
+        ({"version": "1.0.0", "name": "ACME/M"}, "names another model"),  # compared exactly
+        ({"version": "1.0.1"}, "answered for version '1.0.1': not the answer to this request"),
+        ({"version": "1.0.0", "version_count": 2**31}, "version_count: 2147483648 is out of"),
+        ({"version": "1.0.0", "aliases": "prod"}, "aliases: expected a list of strings"),
+        ({"version": "1.0.0", "updated_at": "soon"}, "updated_at: not an ISO 8601 timestamp"),
+    ],
+)
+def test_a_detail_for_another_model_or_version_is_not_this_model_s_data(
+    detail: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(PayloadError) as caught:
+        versions().add_detail("1.0.0", detail, b"the body")
+    assert message in caught.value.detail
+    assert caught.value.raw == b"the body"
+
+
+def test_a_wrong_model_body_is_rejected_with_the_request_it_answered(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=1, models_per_org=10)
+    registry.set_faults(FaultPlan(malformed={"org-00/model-0001": "wrong_model"}))
+    summary = run(registry, tmp_path / "out")
+    assert summary.exit_code == ExitCode.PARTIAL
+    [failure] = summary.failures
+    assert (failure.model, failure.error_type) == ("model-0001", "invalid_payload")
+    assert "'org-00/model-0001-other' names another model" in failure.detail
+    rows = dataset_rows(tmp_path / "out")
+    assert "model-0001" not in {row["model"] for row in rows}
+    kept = json.loads(
+        (tmp_path / "out" / "_rejected" / "2026-01-01" / "org-00" / "model-0001.json").read_text()
+    )
+    assert kept["request"] == "GET /api/v1/org/org-00/models/model-0001/versions"
+    assert '"name":"org-00/model-0001-other"' in kept["body"]
+
+
+def test_a_detail_answering_for_another_version_fails_its_model_and_is_kept(
+    tmp_path: Path, token_env: str
+) -> None:
+    wrong = {"version": "9.9.9", "name": NAME, "download_count": 5}
+    script = [json_reply(200, LIST_BODY), json_reply(200, wrong)]
+    with ScriptedServer(script) as server:
+        document = config_document(
+            server,  # type: ignore[arg-type]
+            tmp_path / "out",
+            orgs=[{"name": "acme", "models": ["m"]}],
+            registry_settings={"concurrency": 1},
+        )
+        summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
+    assert summary.exit_code == ExitCode.NOT_PUBLISHED
+    [failure] = summary.failures
+    assert "getModelVersion '1.0.0': answered for version '9.9.9'" in failure.detail
+    kept = json.loads(
+        (tmp_path / "out" / "_rejected" / "2026-01-01" / "acme" / "m.json").read_text()
+    )
+    assert kept["request"] == "GET /api/v1/org/acme/models/m/1.0.0"
+    assert json.loads(kept["body"]) == wrong
+    assert TOKEN not in json.dumps(kept)
+
+
+@pytest.mark.parametrize("listed", ["..", ".", "", "a/b"])
+def test_a_listed_version_that_cannot_be_a_path_segment_fails_its_model_unsent(
+    listed: str, tmp_path: Path, token_env: str
+) -> None:
+    body = {**LIST_BODY, "versions": ["2.0.0", listed, "1.0.0"]}
+    with ScriptedServer([json_reply(200, body), json_reply(200, {})]) as server:
+        document = config_document(
+            server,  # type: ignore[arg-type]
+            tmp_path / "out",
+            orgs=[{"name": "acme", "models": ["m"]}],
+            registry_settings={"concurrency": 1},
+        )
+        summary = extract(parse_config(document), date(2026, 1, 1), allow_backdate=True)
+    [failure] = summary.failures
+    assert (failure.error_type, failure.model) == ("invalid_slug", "m")
+    assert f"getModelVersion {listed!r}: version {listed!r} cannot be sent" in failure.detail
+    assert server.paths == ["/api/v1/org/acme/models/m/versions"]  # and nothing else, ever
+
+
+# --- bounded, and linear --------------------------------------------------------------------
+
+
+def test_details_past_the_cap_leave_null_counts_and_a_warning_naming_the_model(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    registry = start_simulator(orgs=1, models_per_org=3, versions_per_model=8, seed=3)
+    summary = run(registry, tmp_path / "out", version_detail="all", max_version_details=2)
+    assert summary.exit_code == ExitCode.OK, summary.failures
+    rows = dataset_rows(tmp_path / "out")
+    truth = {(r["model"], r["version"]): r for r in expected(registry, 1, "all")}
+    for row in rows:
+        fetched = row["version_rank"] <= 2  # the newest two of each model
+        assert (row["file_size_bytes"] is not None) is fetched
+        counted = fetched or row["is_latest"]
+        assert row["download_count"] == (
+            truth[(row["model"], row["version"])]["download_count"] if counted else None
+        )
+    capped = sorted({r["model"] for r in rows if r["version_rank"] > 2})
+    assert capped and sorted(w.split(":")[0] for w in summary.warnings) == [
+        f"org-00/{model}" for model in capped
+    ]
+    assert (
+        "more than registry.max_version_details=2: the newest 2 were fetched"
+        in (summary.warnings[0])
+    )
+    assert summary.requests_by_operation["getModelVersion"] == sum(
+        min(2, len([r for r in rows if r["model"] == m])) for m in {r["model"] for r in rows}
+    )
+
+
+class CountedVersion(str):
+    """A version string that counts how often it is compared for equality."""
+
+    comparisons = 0
+
+    def __eq__(self, other: object) -> bool:
+        CountedVersion.comparisons += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_merging_and_dropping_details_is_linear_in_the_number_of_versions() -> None:
+    """Each add_detail and drop finds its version directly: a search through the list (or a
+    rebuilt list per drop) would compare n^2/2 times, 20 million for these 6,000 versions."""
+    count = 6_000
+    names = [f"1.0.{i}" for i in range(count)]
+    listed = parse_versions(
+        {"name": NAME, "versions": names}, org="acme", model="m", extracted_at=0
+    )
+    CountedVersion.comparisons = 0
+    for index, name in enumerate(names):
+        version = CountedVersion(name)
+        if index % 2:
+            listed.drop(version)
+        else:
+            listed.add_detail(version, {"version": name, "download_count": index})
+    assert CountedVersion.comparisons <= 2 * count
+    rows = listed.rows()
+    assert len(rows) == count // 2
+    assert rows[-1]["download_count"] == count - 2

@@ -122,7 +122,20 @@ _RATE = click.FloatRange(0.0, 1.0)
     show_default=True,
     envvar="SIMULATOR_TOKEN",
     show_envvar=True,
-    help="Bearer token every request must carry.",
+    help="Token every request must carry (in the --auth-scheme header).",
+)
+@click.option(
+    "--auth-scheme",
+    default="bearer",
+    show_default=True,
+    type=click.Choice(["bearer", "api-key"]),
+    help="How the token must come: Authorization: Bearer, or X-API-Key (and no other).",
+)
+@click.option(
+    "--page-cap",
+    default=None,
+    type=click.IntRange(min=1),
+    help="listModels serves at most this many models a page, whatever `limit` asks.",
 )
 @click.option(
     "--latency-ms",
@@ -182,6 +195,12 @@ _RATE = click.FloatRange(0.0, 1.0)
 )
 @click.option("--upgrade-required", is_flag=True, help="Answer 426 to every request.")
 @click.option(
+    "--out-of-credits-org",
+    multiple=True,
+    metavar="ORG",
+    help="Answer 429 'Insufficient credits' to every request for this org (repeatable).",
+)
+@click.option(
     "--malformed",
     multiple=True,
     metavar="ORG/MODEL=KIND",
@@ -204,6 +223,8 @@ def simulate(
     empty_models: int,
     day: int,
     token: str,
+    auth_scheme: str,
+    page_cap: int | None,
     latency_ms: float,
     versions_shape: str,
     rate_5xx: float,
@@ -216,6 +237,7 @@ def simulate(
     not_found: frozenset[str],
     forbidden_org: tuple[str, ...],
     upgrade_required: bool,
+    out_of_credits_org: tuple[str, ...],
     malformed: tuple[str, ...],
     status: tuple[str, ...],
 ) -> None:
@@ -233,6 +255,7 @@ def simulate(
             not_found=not_found,
             forbidden_orgs=frozenset(forbidden_org),
             upgrade_required=upgrade_required,
+            out_of_credits_orgs=frozenset(out_of_credits_org),
             status_for={k: int(v) for k, v in _assignments(status, "--status", int).items()},
             malformed={k: str(v) for k, v in _assignments(malformed, "--malformed", str).items()},
         )
@@ -244,6 +267,8 @@ def simulate(
             empty_models=empty_models,
             day=day,
             token=token,
+            auth_scheme=auth_scheme,
+            page_cap=page_cap,
             latency_seconds=latency_ms / 1000,
             versions_shape=versions_shape,
             faults=faults,

@@ -49,7 +49,8 @@ def validate(config_path: str, require_env: bool) -> None:
     click.echo(
         printable(
             f"OK: {config_path}: {len(config.orgs)} org(s), {len(targets)} model(s){discovered}, "
-            f"registry {config.registry.base_url}, output {config.output.uri}"
+            f"registry {config.registry.base_url} (API root {config.registry.api_root}), "
+            f"output {config.output.uri}"
         )
     )
     if variables:

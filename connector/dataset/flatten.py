@@ -9,15 +9,14 @@ be recorded faithfully raises `PayloadError` for that model instead of being gue
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
 from typing import Any
 
 import pyarrow as pa
 
 from connector.dataset.schema import FILE_SCHEMA
+from connector.dataset.timestamps import parse_timestamp
 from connector.errors import ErrorType, PayloadError
 
 Row = dict[str, Any]
@@ -26,23 +25,9 @@ Timestamps as epoch microseconds. Named, not positional, so that a new column me
 `Column` in schema.py and the line here that fills it, and no tuple order anywhere."""
 
 _TOP_LEVEL_KEYS = frozenset({"name", "latest", "versions"})
-_SUMMARY_KEYS = frozenset(
-    {"id", "name", "version", "created_at", "download_count", "framework", "is_public", "origin"}
-)
-_DETAIL_KEYS = frozenset({"file_size_bytes", "license", "task", "tags"})
-_KNOWN_KEYS = _SUMMARY_KEYS | _DETAIL_KEYS
 VERSION_DETAIL_MODES = ("missing", "all", "off")
 _INT64_MAX = 2**63 - 1
-_EPOCH = datetime(1970, 1, 1)
-_MICROSECOND = timedelta(microseconds=1)
-_MIN_MICROS = (datetime.min - _EPOCH) // _MICROSECOND
-_MAX_MICROS = (datetime.max - _EPOCH) // _MICROSECOND
-# fromisoformat rejects ISO 8601's leap second (:60) and end-of-day (24:00); both are valid.
-_SPECIAL_TIME = re.compile(
-    r"^(?P<date>[0-9-]+[T ])(?P<h>\d\d):?(?P<m>\d\d)(?::?(?P<s>\d\d))?(?P<rest>.*)$"
-)
-_ORDINAL_DATE = re.compile(r"^(\d{4})-?(\d{3})(?=[T ]|$)")
-_MAX_TIMESTAMP_CHARS = 64
+_INT32_MAX = 2**31 - 1
 
 
 class _InvalidError(Exception):
@@ -53,60 +38,6 @@ class _InvalidError(Exception):
         super().__init__(detail)
         self.detail = detail
         self.error_type = error_type
-
-
-def parse_timestamp(text: str) -> int:
-    """ISO 8601 text (any offset, any fraction) to UTC epoch microseconds; no offset means UTC."""
-    if len(text) > _MAX_TIMESTAMP_CHARS:
-        raise ValueError(f"not an ISO 8601 timestamp: {text[:40]!r}... is too long")
-    original, leap, carry = text, False, timedelta(0)
-    try:  # the common case first: fromisoformat is C and takes most forms as they come
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        # RFC 3339 allows 't' and 'z'; ISO 8601 allows ordinal dates (2026-275).
-        text = _ORDINAL_DATE.sub(_calendar_date, text.strip().upper())
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            try:
-                parsed, carry, leap = _parse_special_time(text)
-            except ValueError:
-                raise ValueError(f"not an ISO 8601 timestamp: {original!r}") from None
-    offset = parsed.utcoffset() or timedelta(0)
-    naive = parsed.replace(tzinfo=None)
-    # Arithmetic on naive values so years near 1 or 9999 with an offset do not overflow.
-    micros = ((naive - _EPOCH) - offset + carry) // _MICROSECOND
-    if not _MIN_MICROS <= micros <= _MAX_MICROS:
-        # Parquet could hold it, but pandas, pyarrow's to_pylist and most readers could not.
-        raise ValueError(f"{original!r} is outside the years 0001-9999 once converted to UTC")
-    if leap and (micros // 1_000_000 - 1) % 86_400 != 86_399:
-        raise ValueError(f"{original!r}: a leap second only exists at 23:59:60 UTC")
-    return micros
-
-
-def _calendar_date(match: re.Match[str]) -> str:
-    year, day_of_year = int(match[1]), int(match[2])
-    first = date(year, 1, 1)
-    if not 1 <= day_of_year <= (date(year, 12, 31) - first).days + 1:
-        raise ValueError(f"day {day_of_year} does not exist in {year}")
-    return (first + timedelta(days=day_of_year - 1)).isoformat()
-
-
-def _parse_special_time(text: str) -> tuple[datetime, timedelta, bool]:
-    """Leap seconds (:60) and end of day (24:00), which fromisoformat rejects.
-    Returns the parsed value, what to add to it, and whether it was a leap second."""
-    match = _SPECIAL_TIME.match(text)
-    if match is None:
-        raise ValueError(f"not an ISO 8601 timestamp: {text!r}")
-    hour, minute, second = int(match["h"]), int(match["m"]), int(match["s"] or 0)
-    if second == 60:  # 23:59:60 in UTC, so 05:29:60 at +05:30: checked once in UTC
-        patched = f"{match['date']}{hour:02d}:{minute:02d}:59{match['rest']}"
-        return datetime.fromisoformat(patched), timedelta(seconds=1), True
-    if hour == 24 and minute == 0 and second == 0 and not re.match(r"^[.,]0*[1-9]", match["rest"]):
-        rest = re.sub(r"^[.,]\d+", "", match["rest"])
-        patched = f"{match['date']}23:59:59{rest}"
-        return datetime.fromisoformat(patched), timedelta(seconds=1), False
-    raise ValueError(f"not an ISO 8601 timestamp: {text!r}")
 
 
 # Built once: json.dumps with non-default options constructs an encoder on every call.
@@ -140,66 +71,112 @@ def _type_name(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
+# The readers of summary fields: each takes a value that is not null (a null field stays
+# null without a call) and returns it as its column holds it, or raises naming `where`.
+
+
+def _string(value: Any, where: str) -> str:
+    if not isinstance(value, str):
+        raise _InvalidError(f"{where}: expected a string, got {_type_name(value)}")
+    return _text(value, where)
+
+
+def _count(value: Any, where: str, high: int = _INT64_MAX) -> int:
+    """A count between 0 and `high` (JSON booleans and floats refused: they are not counts)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _InvalidError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
+    if not 0 <= value <= high:
+        raise _InvalidError(f"{where}: {value} is out of range")
+    return value
+
+
+def _small_count(value: Any, where: str) -> int:
+    return _count(value, where, _INT32_MAX)
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise _InvalidError(f"{where}: expected a boolean, got {_type_name(value)}")
+    return value
+
+
+def _timestamp(value: Any, where: str) -> int:
+    if not isinstance(value, str):
+        raise _InvalidError(f"{where}: expected a string, got {_type_name(value)}")
+    try:
+        return parse_timestamp(value)
+    except (ValueError, OverflowError) as exc:
+        raise _InvalidError(f"{where}: {exc}") from exc
+
+
+def _strings(value: Any, where: str) -> list[str]:
+    """A list of strings, kept as parsed (no copy: nothing else holds it)."""
+    if not isinstance(value, list):
+        raise _InvalidError(f"{where}: expected a list of strings, got {value!r:.80}")
+    for item in value:
+        if not isinstance(item, str):
+            raise _InvalidError(f"{where}: expected a list of strings, got {value!r:.80}")
+        _text(item, where)
+    return value
+
+
+def _json(value: Any, where: str) -> str:
+    return _json_text(value)
+
+
+# Every field of a ModelArtifactSummary the schema has a column for: API key -> (column,
+# reader). The same table reads `latest`, an object entry of `versions` and a getModelVersion
+# body, so no row of a model disagrees with another about where a field lives.
+_FIELDS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
+    "id": ("artifact_id", _string),
+    "created_at": ("created_at", _timestamp),
+    "download_count": ("download_count", _count),
+    "framework": ("framework", _string),
+    "is_public": ("is_public", _boolean),
+    "origin": ("origin", _json),
+    "file_size_bytes": ("file_size_bytes", _count),
+    **{key: (key, _string) for key in ("pretty_name", "summary", "task", "architecture")},
+    **{key: (key, _string) for key in ("base_model", "license", "size_category")},
+    **{key: (key, _strings) for key in ("language", "tags", "task_categories", "aliases")},
+    "version_count": ("version_count", _small_count),
+    "updated_at": ("updated_at", _timestamp),
+}
+_NAMING_KEYS = frozenset({"name", "version"})  # checked, not recorded per row
+# The fields a version listed without them needs getModelVersion for (`missing`).
+_SUMMARY_FIELDS = (
+    "artifact_id",
+    "created_at",
+    "download_count",
+    "framework",
+    "is_public",
+    "origin",
+)
+
+
 class _Summary:
     """The known fields of one summary object, validated and keyed by the column each fills,
-    plus what the schema does not know."""
+    plus what the schema does not know. Its `name`, when given, must name the model asked for
+    (`names`: the slug or `org/model`): a summary of another model is not this model's data."""
 
     __slots__ = ("fields", "unknown", "version")
 
-    def __init__(
-        self, entry: dict[str, Any], where: str, model_name: str, detail: bool = False
-    ) -> None:
-        """`detail`: a getModelVersion body, whose detail fields become columns; in a list
-        entry they are not part of the summary, so they stay in `extra` as any unknown field."""
+    def __init__(self, entry: dict[str, Any], where: str, names: frozenset[str]) -> None:
         version = entry.get("version")
         if not isinstance(version, str):
             raise _InvalidError(f"{where}.version: expected a string, got {_type_name(version)}")
         self.version = _text(version, f"{where}.version")
+        _check_name(entry.get("name"), f"{where}.name", names)
+        # One pass over what the entry holds (a field it omits, or nulls, stays null).
         self.fields: dict[str, Any] = {}
-        known = _KNOWN_KEYS if detail else _SUMMARY_KEYS
-        self.unknown = {k: v for k, v in entry.items() if k not in known}
-        name = entry.get("name")
-        if name is not None and name != model_name:
-            self.unknown["name"] = name
-        self._read(entry, where)
-        if detail:
-            self._read_detail(entry, where)
-
-    def _read(self, entry: dict[str, Any], where: str) -> None:
-        self.fields["artifact_id"] = _string(entry.get("id"), f"{where}.id")
-        self.fields["framework"] = _string(entry.get("framework"), f"{where}.framework")
-        self.fields["download_count"] = _count(
-            entry.get("download_count"), f"{where}.download_count"
-        )
-        public = entry.get("is_public")
-        if public is not None and not isinstance(public, bool):
-            raise _InvalidError(f"{where}.is_public: expected a boolean, got {_type_name(public)}")
-        self.fields["is_public"] = public
-        created = entry.get("created_at")
-        if created is not None:
-            if not isinstance(created, str):
-                raise _InvalidError(
-                    f"{where}.created_at: expected a string, got {_type_name(created)}"
-                )
-            try:
-                created = parse_timestamp(created)
-            except (ValueError, OverflowError) as exc:
-                raise _InvalidError(f"{where}.created_at: {exc}") from exc
-        self.fields["created_at"] = created
-        origin = entry.get("origin")
-        self.fields["origin"] = None if origin is None else _json_text(origin)
-
-    def _read_detail(self, entry: dict[str, Any], where: str) -> None:
-        for key in ("license", "task"):
-            self.fields[key] = _string(entry.get(key), f"{where}.{key}")
-        size = entry.get("file_size_bytes")
-        self.fields["file_size_bytes"] = _count(size, f"{where}.file_size_bytes")
-        tags = entry.get("tags")
-        if tags is not None:
-            if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
-                raise _InvalidError(f"{where}.tags: expected a list of strings, got {tags!r:.80}")
-            tags = [_text(tag, f"{where}.tags") for tag in tags]
-        self.fields["tags"] = tags
+        self.unknown: dict[str, Any] = {}
+        for key, value in entry.items():
+            known = _FIELDS.get(key)
+            if known is not None:
+                if value is not None:
+                    column, read = known
+                    self.fields[column] = read(value, f"{where}.{key}")
+            elif key not in _NAMING_KEYS:
+                self.unknown[key] = value
 
     def fill_from(self, other: _Summary) -> None:
         """Fill only what this entry lacks: the `versions` entry wins over `latest`."""
@@ -214,31 +191,18 @@ class _Summary:
         return any(self.fields.get(key) is not None for key in _SUMMARY_FIELDS)
 
 
-_SUMMARY_FIELDS = (
-    "artifact_id",
-    "created_at",
-    "download_count",
-    "framework",
-    "is_public",
-    "origin",
-)
-
-
-def _string(value: Any, where: str) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise _InvalidError(f"{where}: expected a string, got {_type_name(value)}")
-    return value if value is None else _text(value, where)
-
-
-def _count(value: Any, where: str) -> int | None:
-    """A non-negative int64 (JSON booleans and floats refused: they are not counts)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _InvalidError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
-    if not 0 <= value <= _INT64_MAX:
-        raise _InvalidError(f"{where}: {value} is out of range")
-    return value
+def _check_name(name: Any, where: str, names: frozenset[str]) -> None:
+    """A name that is not the model asked for means the body answers another request."""
+    if name is None:
+        return
+    if not isinstance(name, str):
+        raise _InvalidError(f"{where}: expected a string, got {_type_name(name)}")
+    if name not in names:
+        asked = " or ".join(repr(n) for n in sorted(names))
+        raise _InvalidError(
+            f"{where}: {name[:120]!r} names another model than the one requested ({asked}): "
+            "the body is not the answer to this request"
+        )
 
 
 @dataclass
@@ -246,6 +210,7 @@ class _Ranked:
     rank: int | None
     version: str
     summary: _Summary | None
+    dropped: bool = False
 
 
 class VersionList:
@@ -254,24 +219,28 @@ class VersionList:
     In steps so the caller can fetch what the rows lack in between: `needing_detail` says which
     versions to ask for, `add_detail` validates and merges each answer (the detail wins, the
     list entry fills what it lacks), `drop` removes a version deleted since it was listed, and
-    `rows` builds the rows.
+    `rows` builds the rows. Each step costs the same whatever the number of versions (entries
+    are found by version, never searched), so a model of many versions stays linear.
     """
 
     def __init__(
         self, payload: Any, org: str, model: str, extracted_at: int, body: bytes | None = None
     ) -> None:
         self.org, self.model, self._body = org, model, body
-        self.name, self._ranked, latest, self._response_extra = _parse(payload)
+        self._names = frozenset({model, f"{org}/{model}"})
+        self._ranked, latest, self._response_extra = _parse(payload, self._names)
+        self._by_version = {entry.version: entry for entry in self._ranked}
         self._latest_version = latest.version if latest is not None else None
         self._prefix: Row = {
             "extracted_at": extracted_at,
             "org": org,
             "model": model,
-            "model_name": self.name,
+            "model_name": f"{org}/{model}",  # what every name in the body was checked to be
         }
 
     def needing_detail(self, mode: str) -> list[str]:
-        """Versions to fetch: those with no summary (`missing`), every one (`all`), or none."""
+        """Versions to fetch, newest first: those with no summary (`missing`), every one
+        (`all`), or none."""
         if mode == "off":
             return []
         return [
@@ -282,10 +251,10 @@ class VersionList:
 
     def add_detail(self, version: str, payload: Any, body: bytes | None = None) -> None:
         """Merge one getModelVersion body; PayloadError (naming org, model and version, `raw`
-        the detail's `body`) if it is invalid."""
-        entry = next(e for e in self._ranked if e.version == version)
+        the detail's `body`) if it is invalid or answers for another model or version."""
+        entry = self._by_version[version]
         try:
-            entry.summary = _merge_detail(payload, version, self.name, entry.summary)
+            entry.summary = _merge_detail(payload, version, self._names, entry.summary)
         except _InvalidError as exc:
             raise _payload_error(exc, self.org, self.model, body) from None
         except RecursionError as exc:
@@ -298,10 +267,11 @@ class VersionList:
 
     def drop(self, version: str) -> None:
         """Leave out a version that no longer exists (a 404 on its detail)."""
-        self._ranked = [e for e in self._ranked if e.version != version]
+        self._by_version[version].dropped = True
 
     def rows(self) -> list[Row]:
         """One row per version; unknown response-level fields go on the first row only."""
+        kept = [entry for entry in self._ranked if not entry.dropped]
         try:
             return [
                 _row(
@@ -312,7 +282,7 @@ class VersionList:
                     entry.version == self._latest_version,
                     self._response_extra if index == 0 else {},
                 )
-                for index, entry in enumerate(self._ranked)
+                for index, entry in enumerate(kept)
             ]
         except RecursionError as exc:  # json.loads took it, but re-encoding `extra` went deeper
             raise PayloadError(
@@ -320,13 +290,18 @@ class VersionList:
             ) from exc
 
 
-def _merge_detail(payload: Any, version: str, model_name: str, entry: _Summary | None) -> _Summary:
+def _merge_detail(
+    payload: Any, version: str, names: frozenset[str], entry: _Summary | None
+) -> _Summary:
     where = f"getModelVersion {version!r}"
     if not isinstance(payload, dict):
         raise _InvalidError(f"{where}: body is a JSON {_type_name(payload)}, expected an object")
-    detail = _Summary(payload, where, model_name, detail=True)
+    detail = _Summary(payload, where, names)
     if detail.version != version:
-        raise _InvalidError(f"{where}: answered for version {detail.version!r}")
+        raise _InvalidError(
+            f"{where}: answered for version {detail.version[:120]!r}: not the answer to this "
+            "request"
+        )
     if entry is not None:
         detail.fill_from(entry)
     return detail
@@ -356,15 +331,18 @@ def _payload_error(error: _InvalidError, org: str, model: str, body: bytes | Non
     return PayloadError(error.detail, org=org, model=model, error_type=error.error_type, raw=body)
 
 
-def _parse(payload: Any) -> tuple[str, list[_Ranked], _Summary | None, dict[str, Any]]:
-    """(model name, entries by rank with `latest` merged in, latest, unknown top-level keys)."""
+def _parse(
+    payload: Any, names: frozenset[str]
+) -> tuple[list[_Ranked], _Summary | None, dict[str, Any]]:
+    """(entries by rank with `latest` merged in, latest, unknown top-level keys); the list's
+    `name` must be one of `names` (the slug or `org/model`, compared exactly)."""
     if not isinstance(payload, dict):
         raise _InvalidError(f"body is a JSON {_type_name(payload)}, expected an object")
     name = payload.get("name")
     if not isinstance(name, str):
         detail = "missing" if name is None else f"a {_type_name(name)}, expected a string"
         raise _InvalidError(f"name: {detail}")
-    _text(name, "name")
+    _check_name(_text(name, "name"), "name", names)
     versions = payload.get("versions")
     if not isinstance(versions, list):
         detail = "missing" if versions is None else f"a {_type_name(versions)}, expected a list"
@@ -373,8 +351,8 @@ def _parse(payload: Any) -> tuple[str, list[_Ranked], _Summary | None, dict[str,
     if latest_raw is not None and not isinstance(latest_raw, dict):
         raise _InvalidError(f"latest: a {_type_name(latest_raw)}, expected an object or null")
 
-    entries = _read_entries(versions, name)
-    latest = _Summary(latest_raw, "latest", name) if latest_raw is not None else None
+    entries = _read_entries(versions, names)
+    latest = _Summary(latest_raw, "latest", names) if latest_raw is not None else None
     ranked = [_Ranked(rank, version, summary) for rank, (version, summary) in enumerate(entries, 1)]
     if latest is not None:
         position = next((i for i, e in enumerate(entries) if e[0] == latest.version), None)
@@ -388,10 +366,12 @@ def _parse(payload: Any) -> tuple[str, list[_Ranked], _Summary | None, dict[str,
                 summary.fill_from(latest)
             ranked[position] = _Ranked(position + 1, latest.version, summary)
     response_extra = {k: v for k, v in payload.items() if k not in _TOP_LEVEL_KEYS}
-    return name, ranked, latest, response_extra
+    return ranked, latest, response_extra
 
 
-def _read_entries(versions: Sequence[Any], model_name: str) -> list[tuple[str, _Summary | None]]:
+def _read_entries(
+    versions: Sequence[Any], names: frozenset[str]
+) -> list[tuple[str, _Summary | None]]:
     entries: list[tuple[str, _Summary | None]] = []
     first_seen: dict[str, int] = {}
     for index, entry in enumerate(versions):
@@ -399,7 +379,7 @@ def _read_entries(versions: Sequence[Any], model_name: str) -> list[tuple[str, _
         if isinstance(entry, str):
             version, summary = _text(entry, where), None
         elif isinstance(entry, dict):
-            summary = _Summary(entry, where, model_name)
+            summary = _Summary(entry, where, names)
             version = summary.version
         else:
             raise _InvalidError(f"{where}: a {_type_name(entry)}, expected a string or an object")

@@ -3,8 +3,10 @@ came. An error answer (400, 404, ...) is not kept: its failure record has the st
 error type, the server's type and detail.
 
 One JSON file per rejected target: `<output>/_rejected/<date>/<org>/<model>.json`, holding the
-error and the first `MAX_BODY_BYTES` of the body (tokens scrubbed). Readers of the dataset never
-see these: they live outside `model_versions/`. Each is one atomic put on the store.
+error, the request the body answered (method and path: a body that names another model is
+judged against what was asked) and the first `MAX_BODY_BYTES` of the body (tokens scrubbed).
+Readers of the dataset never see these: they live outside `model_versions/`. Each is one atomic
+put on the store.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ def rejected_dir(day: date) -> str:
 
 
 def save_rejected(
-    store: Store, day: date, failure: TargetFailure, raw: bytes, secrets: list[str]
+    store: Store,
+    day: date,
+    failure: TargetFailure,
+    raw: bytes,
+    secrets: list[str],
+    request: str | None = None,
 ) -> str:
     """Write the failure record and the (truncated, redacted) body; returns where it went."""
     # Redact the whole body first: a token cut in half by the truncation would not match.
@@ -41,6 +48,7 @@ def save_rejected(
     document: dict[str, Any] = {
         **failure.to_dict(),
         "detail": redact(failure.detail, secrets),  # redacted already; kept as a safeguard
+        "request": None if request is None else redact(request, secrets),
         "body_bytes": len(raw),
         "body_truncated": len(raw) > MAX_BODY_BYTES,
         "body": kept,

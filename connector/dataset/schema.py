@@ -12,8 +12,9 @@ from typing import Any, NamedTuple
 import pandas as pd
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
-"""2 appended the getModelVersion detail columns; v1 files read with them as nulls."""
+SCHEMA_VERSION = 3
+"""2 appended the getModelVersion detail columns, 3 the rest of the summary's optional fields;
+older files read with the newer columns as nulls (columns are only ever appended)."""
 
 
 class Column(NamedTuple):
@@ -24,6 +25,8 @@ class Column(NamedTuple):
     nullable: bool
     doc: str
 
+
+_STRINGS = pa.list_(pa.field("element", pa.string()))
 
 PARTITION_COLUMN = Column(
     "snapshot_date",
@@ -38,7 +41,13 @@ COLUMNS: tuple[Column, ...] = (
     ),
     Column("org", pa.string(), False, "org slug as configured"),
     Column("model", pa.string(), False, "model slug as configured"),
-    Column("model_name", pa.string(), False, "the name the API returned (usually `org/model`)"),
+    Column(
+        "model_name",
+        pa.string(),
+        False,
+        "`org/model`, the canonical name (every name in the answer is checked to be it or the "
+        "slug; v1/v2 files hold the list's `name` as returned)",
+    ),
     Column("version", pa.string(), False, "version string exactly as sent (semver or not)"),
     Column(
         "version_rank",
@@ -55,13 +64,23 @@ COLUMNS: tuple[Column, ...] = (
     Column("origin", pa.string(), True, "origin tracking metadata as JSON text, where known"),
     Column("extra", pa.string(), True, "fields the schema does not know yet, as a JSON object"),
     # v2: the getModelVersion detail fields, appended so v1 and v2 files merge by name.
-    Column("file_size_bytes", pa.int64(), True, "artifact size in bytes, from the version detail"),
-    Column("license", pa.string(), True, "license, from the version detail"),
-    Column("task", pa.string(), True, "task (e.g. text-classification), from the version detail"),
+    Column("file_size_bytes", pa.int64(), True, "artifact size in bytes, where the answer says it"),
+    Column("license", pa.string(), True, "SPDX identifier or free-form label, where known"),
+    Column("task", pa.string(), True, "ML task label (e.g. text-generation), where known"),
     # "element", the name Parquet gives list items, so a file read back equals FILE_SCHEMA.
-    Column(
-        "tags", pa.list_(pa.field("element", pa.string())), True, "tags, from the version detail"
-    ),
+    Column("tags", _STRINGS, True, "tags, where known"),
+    # v3: the summary's other optional fields, from `latest`, an object entry of `versions` or
+    # getModelVersion alike (v2 filled license, task and tags from the detail only).
+    Column("pretty_name", pa.string(), True, "display name, where known"),
+    Column("summary", pa.string(), True, "one-line description, where known"),
+    Column("architecture", pa.string(), True, "e.g. LlamaForCausalLM, where known"),
+    Column("base_model", pa.string(), True, "parent model (org/name@version), where known"),
+    Column("size_category", pa.string(), True, "size bucket (e.g. 1-7B), where known"),
+    Column("language", _STRINGS, True, "ISO 639-1 codes, where known"),
+    Column("task_categories", _STRINGS, True, "task categories, where known"),
+    Column("aliases", _STRINGS, True, "named aliases set after publishing (e.g. prod)"),
+    Column("version_count", pa.int32(), True, "the model's number of versions, as it said"),
+    Column("updated_at", pa.timestamp("us", tz="UTC"), True, "last update, where known"),
 )
 
 COLUMN_NAMES: tuple[str, ...] = tuple(c.name for c in COLUMNS)

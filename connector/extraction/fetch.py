@@ -58,6 +58,8 @@ class _TargetOutcome:
     dropped: list[DroppedVersion] = field(default_factory=list)
     failure: TargetFailure | None = None
     rejected_body: bytes | None = None  # a 2xx body that failed validation, for _rejected/
+    rejected_request: str | None = None  # the request that body answered
+    warnings: list[str] = field(default_factory=list)  # e.g. its details were capped
     blocks_org: bool = False  # a 401/403: the org's token was refused
     incompatible: bool = False  # a 426: the run aborts
     share: Share | None = None  # the memory budget its rows hold until they are written
@@ -73,6 +75,7 @@ def _failed_outcome(
         elapsed,
         failure=error.failure(secrets),
         rejected_body=error.raw if isinstance(error, PayloadError) else None,
+        rejected_request=error.request,
         blocks_org=isinstance(error, OrgBlockedError),
         incompatible=isinstance(error, RunAbortedError),
     )
@@ -88,7 +91,7 @@ class _Fetcher:
         self.client = client
         self.interrupt = interrupt
         self.cancelled = threading.Event()  # a 426, or a stop: no new requests, no retries
-        self.tokens = {org.name: config.token_for(org.name) for org in config.orgs}
+        self.credentials = {org.name: config.credential_for(org.name) for org in config.orgs}
         self.version_detail = config.registry.version_detail
         self.concurrency = config.registry.concurrency
 
@@ -104,7 +107,9 @@ class _Fetcher:
                 raise SkippedError(
                     f"not attempted: {self.why_not_attempted()}", org=org, model=model, attempts=0
                 )
-            fetched = fetch_target(self.client, org, model, self.tokens[org], self.version_detail)
+            fetched = fetch_target(
+                self.client, org, model, self.credentials[org], self.version_detail
+            )
         except TargetError as exc:
             if isinstance(exc, RunAbortedError):
                 self.cancelled.set()
@@ -128,6 +133,7 @@ class _Fetcher:
             time.monotonic() - started,
             rows=fetched.rows,
             dropped=fetched.dropped,
+            warnings=fetched.warnings,
             share=fetched.share,
         )
 
@@ -270,6 +276,8 @@ def _record(
         tally.succeeded += 1
         for dropped in outcome.dropped:
             tally.dropped.add(dropped.to_dict())
+        for warning in outcome.warnings:
+            tally.warn(warning)
         log.debug(
             "%s/%s: %d rows",
             outcome.org,
@@ -295,13 +303,19 @@ def _record(
         },
     )
     if outcome.rejected_body is not None:
-        _keep_rejected(context, tally, failure, outcome.rejected_body)
+        _keep_rejected(context, tally, failure, outcome.rejected_body, outcome.rejected_request)
 
 
-def _keep_rejected(context: RunContext, tally: Tally, failure: TargetFailure, body: bytes) -> None:
+def _keep_rejected(
+    context: RunContext,
+    tally: Tally,
+    failure: TargetFailure,
+    body: bytes,
+    request: str | None,
+) -> None:
     store = context.store
     try:
-        save_rejected(store, context.day, failure, body, list(context.secrets))
+        save_rejected(store, context.day, failure, body, list(context.secrets), request)
         tally.rejected_dir = store.display(rejected_dir(context.day))
     except OUTPUT_ERRORS as exc:  # keeping evidence must never cost the run
         log.warning(

@@ -18,7 +18,7 @@ from types import TracebackType
 
 from tqdm import tqdm
 
-from connector.errors import ErrorType, OrgBlockedError, TargetFailure
+from connector.errors import ErrorType, OrgStoppedError, TargetFailure
 from connector.redaction import redact
 
 log = logging.getLogger("connector.extraction.run")
@@ -59,9 +59,10 @@ class RunProgress:
 
 
 class RejectedOrgs:
-    """Gathers the failures that a rejected token caused, to report them once per org."""
+    """Gathers the failures that a stopped org (token rejected, out of credits) caused, to
+    report them once per org."""
 
-    def __init__(self, blocked: Callable[[str], OrgBlockedError | None]) -> None:
+    def __init__(self, blocked: Callable[[str], OrgStoppedError | None]) -> None:
         self._blocked = blocked
         self._counts: Counter[str] = Counter()
 
@@ -81,9 +82,15 @@ class RejectedOrgs:
             blocker = self._blocked(org)
             if blocker is None:  # pragma: no cover - absorb() only counts blocked orgs
                 continue
+            why = (
+                "out of credits"
+                if blocker.error_type is ErrorType.INSUFFICIENT_CREDITS
+                else "token rejected"
+            )
             log.error(
-                "org %s: token rejected (HTTP %s %s: %s); %d model(s) failed or not attempted",
+                "org %s: %s (HTTP %s %s: %s); %d model(s) failed or not attempted",
                 org,
+                why,
                 blocker.status,
                 blocker.error_type,
                 redact(blocker.detail, secrets),

@@ -5,18 +5,28 @@ pool (its concurrency), and the client's rate limiter, retries, deadline, token 
 with every other request. A model is published whole or not at all: a detail that still fails
 after its retries fails the model (naming the version), except a 404, which means the version
 was deleted between the list and the detail call: its row is dropped and recorded.
+
+Details are bounded per model (`registry.max_version_details`), newest versions first: past the
+cap the oldest versions keep their rows with null counts (as with `version_detail: off`) and
+the model is named in a warning. Failing the model instead would lose the counts already known
+for its newest versions, and with them a whole model from the day's snapshot, for want of
+counts of its oldest versions, which change least.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from connector.credentials import Credential
 from connector.dataset.flatten import Row, VersionList, parse_versions
-from connector.errors import ErrorType, TargetError
+from connector.errors import ErrorType, PayloadError, TargetError
 from connector.http.budget import Share
 from connector.http.client import FetchResult, RegistryClient
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -40,33 +50,36 @@ class DroppedVersion:
 
 @dataclass
 class FetchedTarget:
-    """The rows of one target and the versions dropped from them; `share` is the memory
-    budget its version list holds, released by the caller once the rows are in the writer."""
+    """The rows of one target, the versions dropped from them and what to warn about;
+    `share` is the memory budget its version list holds, released by the caller once the rows
+    are in the writer."""
 
     rows: list[Row] = field(default_factory=list)
     dropped: list[DroppedVersion] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
     share: Share | None = None
 
 
 def fetch_target(
-    client: RegistryClient, org: str, model: str, token: str, version_detail: str
+    client: RegistryClient, org: str, model: str, credential: Credential, version_detail: str
 ) -> FetchedTarget:
-    """List the versions, fetch the details `version_detail` asks for, build the rows.
+    """List the versions, fetch the details `version_detail` asks for (at most
+    `registry.max_version_details`, newest first), build the rows.
 
     Raises the TargetError of whichever call failed; for a detail, its message names the
-    operation and the version (a PayloadError's `raw` keeps the offending body). The list's
-    memory share is released here on a failure, by the caller after a success."""
+    operation and the version (a PayloadError's `raw` and `request` keep the offending body
+    and the call it answered). The list's memory share is released here on a failure, by the
+    caller after a success."""
     # In a list that _build empties: no name here keeps the parsed body alive meanwhile.
-    return _build(
-        client, org, model, token, version_detail, [client.list_model_versions(org, model, token)]
-    )
+    listed = [client.list_model_versions(org, model, credential)]
+    return _build(client, org, model, credential, version_detail, listed)
 
 
 def _build(
     client: RegistryClient,
     org: str,
     model: str,
-    token: str,
+    credential: Credential,
     version_detail: str,
     listed: list[FetchResult],
 ) -> FetchedTarget:
@@ -76,14 +89,17 @@ def _build(
     share = listed[0].share
     try:
         result = listed.pop()
-        body = result.body
+        body, request = result.body, result.request
         extracted_at = int(time.time() * 1_000_000)
-        versions = parse_versions(
-            result.payload, org=org, model=model, extracted_at=extracted_at, body=body
-        )
+        try:
+            versions = parse_versions(
+                result.payload, org=org, model=model, extracted_at=extracted_at, body=body
+            )
+        except PayloadError as exc:
+            raise exc.evolve(request=request) from exc
         del result
         fetched = FetchedTarget(share=share)
-        _add_details(client, org, model, token, version_detail, versions, fetched)
+        _add_details(client, org, model, credential, version_detail, versions, fetched)
         fetched.rows = versions.rows()
     except BaseException:
         if share is not None:
@@ -96,14 +112,24 @@ def _add_details(
     client: RegistryClient,
     org: str,
     model: str,
-    token: str,
+    credential: Credential,
     version_detail: str,
     versions: VersionList,
     fetched: FetchedTarget,
 ) -> None:
-    for version in versions.needing_detail(version_detail):
+    wanted = versions.needing_detail(version_detail)
+    cap = client.settings.max_version_details
+    if len(wanted) > cap:
+        warning = (
+            f"{org}/{model}: {len(wanted)} versions need getModelVersion, more than "
+            f"registry.max_version_details={cap}: the newest {cap} were fetched, the "
+            f"{len(wanted) - cap} oldest keep null counts"
+        )
+        log.warning("%s", warning, extra={"event": "version_details_capped", "org": org})
+        fetched.warnings.append(warning)
+    for version in wanted[:cap]:
         try:
-            detail = client.get_model_version(org, model, version, token)
+            detail = client.get_model_version(org, model, version, credential)
         except TargetError as exc:
             if exc.error_type is ErrorType.NOT_FOUND:  # deleted since it was listed
                 versions.drop(version)
@@ -111,4 +137,7 @@ def _add_details(
                 continue
             # A new error naming the call; the raised one stays as it was.
             raise exc.evolve(detail=f"getModelVersion {version!r}: {exc.detail}") from exc
-        versions.add_detail(version, detail.payload, detail.body)
+        try:
+            versions.add_detail(version, detail.payload, detail.body)
+        except PayloadError as exc:
+            raise exc.evolve(request=detail.request) from exc

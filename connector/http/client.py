@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import http.cookiejar
 import logging
-import re
 import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import requests
 import urllib3
@@ -30,17 +28,18 @@ from tenacity import (
 )
 
 from connector._version import __version__
-from connector.config import MODEL_PATTERN, ORG_PATTERN, RegistrySettings
+from connector.config import RegistrySettings
+from connector.credentials import Credential
 from connector.errors import (
     ErrorType,
-    OrgBlockedError,
+    OrgStoppedError,
     PayloadError,
     RetryableError,
     SkippedError,
     TargetError,
-    TargetFailedError,
     target_error,
 )
+from connector.http import routes
 from connector.http.budget import MEMORY_PER_BODY_BYTE, BudgetAbortedError, MemoryBudget, Share
 from connector.http.deadline import AttemptDeadline, DeadlineAdapter, DeadlineMonitor
 from connector.http.ratelimit import RateLimiter
@@ -61,14 +60,21 @@ OPERATIONS = (LIST_MODEL_VERSIONS, LIST_MODELS, GET_MODEL_VERSION)
 
 @dataclass(frozen=True)
 class _Call:
-    """One attempt at one target: the context every error of that attempt is built with."""
+    """One attempt at one target: the context every error of that attempt is built with;
+    `request` is its method and path (`routes.request_line`)."""
 
     org: str
     model: str | None
     attempt: int
+    request: str | None = None
 
     def context(self) -> dict[str, Any]:
-        return {"org": self.org, "model": self.model, "attempts": self.attempt}
+        return {
+            "org": self.org,
+            "model": self.model,
+            "attempts": self.attempt,
+            "request": self.request,
+        }
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ class FetchResult:
     body_bytes: int
     elapsed_seconds: float
     share: Share | None = None
+    request: str = ""  # method and path, for a body kept under _rejected/
 
 
 class RegistryClient:
@@ -100,12 +107,13 @@ class RegistryClient:
     ) -> None:
         self._settings = settings
         self.memory = memory or MemoryBudget(settings.memory_budget_bytes)
-        self._default_token = settings.token.get_secret_value()
-        self._secrets = [self._default_token, *(secrets or [])]
+        token = settings.token.get_secret_value()
+        self._default = Credential(token, settings.auth_scheme)
+        self._secrets = [token, *(secrets or [])]
         self._limiter = rate_limiter or RateLimiter(settings.max_requests_per_second)
         self._cancelled = cancelled or threading.Event()
         self._deadlines = DeadlineMonitor()
-        self._blocked: dict[str, OrgBlockedError] = {}  # org -> the 401/403 that blocked it
+        self._blocked: dict[str, OrgStoppedError] = {}  # org -> the answer that stopped it
         self._session = requests.Session()
         adapter = DeadlineAdapter(pool_maxsize=settings.concurrency, max_retries=0)
         self._session.mount("http://", adapter)
@@ -124,7 +132,7 @@ class RegistryClient:
         self.requests_by_operation: Counter[str] = Counter()
 
     def __repr__(self) -> str:
-        return f"RegistryClient(base_url={self._settings.base_url!r}, token=<redacted>)"
+        return f"RegistryClient(api_root={self.api_root!r}, token=<redacted>)"
 
     def abort(self) -> None:
         """The run stopped: start no request or retry, and cut the ones in flight now."""
@@ -137,8 +145,8 @@ class RegistryClient:
         self._session.close()
         self._deadlines.close()
 
-    def blocked(self, org: str) -> OrgBlockedError | None:
-        """The 401/403 that stopped all calls for `org`, if one did."""
+    def blocked(self, org: str) -> OrgStoppedError | None:
+        """The answer (401/403, out of credits) that stopped all calls for `org`, if one did."""
         return self._blocked.get(org)
 
     def __enter__(self) -> RegistryClient:
@@ -147,50 +155,44 @@ class RegistryClient:
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    def _path(self, org: str, model: str | None = None) -> str:
-        """The `/api/v1/org/{org}[/models/{model}]` prefix; slugs are validated and escaped
-        before they reach a path."""
-        if not re.fullmatch(ORG_PATTERN, org):
-            raise _invalid_slug(f"invalid org slug {org!r}", org, model)
-        path = f"{self._settings.base_url}/api/v1/org/{quote(org, safe='')}/models"
-        if model is None:
-            return path
-        if not re.fullmatch(MODEL_PATTERN, model):
-            raise _invalid_slug(f"invalid model slug {model!r}", org, model)
-        return f"{path}/{quote(model, safe='')}"
+    @property
+    def settings(self) -> RegistrySettings:
+        """The registry settings this client was made with."""
+        return self._settings
 
-    def versions_url(self, org: str, model: str) -> str:
-        """The listModelVersions URL."""
-        return f"{self._path(org, model)}/versions"
+    @property
+    def api_root(self) -> str:
+        """The API root requests go to (`RegistrySettings.api_root`)."""
+        return self._settings.api_root
 
-    def models_url(self, org: str, page: int, limit: int) -> str:
-        """The listModels URL of one page, oldest first: a model created while the pages are
-        read then lands on a later page instead of shifting every page by one."""
-        query = urlencode(
-            {"page": page, "limit": limit, "sort_by": "created_at", "sort_dir": "asc"}
-        )
-        return f"{self._path(org)}?{query}"
-
-    def version_url(self, org: str, model: str, version: str) -> str:
-        """The getModelVersion URL; the version (any string the registry listed) is escaped."""
-        return f"{self._path(org, model)}/{quote(version, safe='')}"
-
-    def list_model_versions(self, org: str, model: str, token: str | None = None) -> FetchResult:
+    def list_model_versions(
+        self, org: str, model: str, credential: Credential | None = None
+    ) -> FetchResult:
         """GET one model's version list, retrying transient failures; raises a TargetError.
         Its body holds a share of the memory budget (`FetchResult.share`) until released."""
-        url = self.versions_url(org, model)
-        return self._call(LIST_MODEL_VERSIONS, url, org, model, token, budgeted=True)
+        url = routes.versions_url(self.api_root, org, model)
+        return self._call(LIST_MODEL_VERSIONS, url, org, model, credential, budgeted=True)
 
-    def list_models(self, org: str, page: int, limit: int, token: str | None = None) -> FetchResult:
+    def list_models(
+        self,
+        org: str,
+        page: int,
+        limit: int,
+        credential: Credential | None = None,
+        *,
+        include_public: bool = False,
+    ) -> FetchResult:
         """GET one page of an org's models (discovery); raises a TargetError (model None)."""
-        return self._call(LIST_MODELS, self.models_url(org, page, limit), org, None, token)
+        url = routes.models_url(self.api_root, org, page, limit, include_public)
+        return self._call(LIST_MODELS, url, org, None, credential, f"* (page {page})")
 
     def get_model_version(
-        self, org: str, model: str, version: str, token: str | None = None
+        self, org: str, model: str, version: str, credential: Credential | None = None
     ) -> FetchResult:
-        """GET the full detail of one version; raises a TargetError."""
-        url = self.version_url(org, model, version)
-        return self._call(GET_MODEL_VERSION, url, org, model, token, f"{model} {version!r}")
+        """GET the summary of one version; raises a TargetError (before any request for a
+        version that cannot be one path segment)."""
+        url = routes.version_url(self.api_root, org, model, version)
+        return self._call(GET_MODEL_VERSION, url, org, model, credential, f"{model} {version!r}")
 
     def _call(
         self,
@@ -198,7 +200,7 @@ class RegistryClient:
         url: str,
         org: str,
         model: str | None,
-        token: str | None,
+        credential: Credential | None,
         label: str | None = None,
         *,
         budgeted: bool = False,
@@ -207,7 +209,8 @@ class RegistryClient:
         retries, abort, size cap, memory budget (`budgeted`: version lists, the only large
         bodies; details are fetched while their list holds its share, so they never wait on
         the budget); every attempt is counted by status and by operation."""
-        token = token or self._default_token
+        credential = credential or self._default
+        request = routes.request_line(url)
         started = time.monotonic()
         attempts = 0
         retry = self._settings.retry
@@ -217,7 +220,8 @@ class RegistryClient:
             self._before_attempt(_Call(org, model, attempts))  # a skip is not an attempt
             attempts += 1
             self._count_operation(operation)
-            return self._attempt(url, token, _Call(org, model, attempts), budgeted)
+            call = _Call(org, model, attempts, request)
+            return self._attempt(url, credential, call, budgeted)
 
         def sleep(seconds: float) -> None:
             if self._cancelled.wait(seconds):
@@ -243,16 +247,16 @@ class RegistryClient:
         status, body, payload, share = retrying(attempt)
         self._limiter.record_success()
         elapsed = time.monotonic() - started
-        return FetchResult(payload, body, status, attempts, len(body), elapsed, share)
+        return FetchResult(payload, body, status, attempts, len(body), elapsed, share, request)
 
     def _attempt(
-        self, url: str, token: str, call: _Call, budgeted: bool
+        self, url: str, credential: Credential, call: _Call, budgeted: bool
     ) -> tuple[int, bytes, Any, Share | None]:
         """One attempt; a budgeted body's share is released here unless it is returned."""
         share: list[Share] = []  # filled by _read_body, which may take it before the body
         try:
             status, body, payload = self._attempt_with(
-                url, token, call, share if budgeted else None
+                url, credential, call, share if budgeted else None
             )
         except BaseException:
             for held in share:
@@ -261,7 +265,7 @@ class RegistryClient:
         return status, body, payload, share[0] if share else None
 
     def _attempt_with(
-        self, url: str, token: str, call: _Call, share: list[Share] | None
+        self, url: str, credential: Credential, call: _Call, share: list[Share] | None
     ) -> tuple[int, bytes, Any]:
         settings = self._settings
         deadline = self._deadlines.watch(settings.timeout_seconds)
@@ -270,11 +274,12 @@ class RegistryClient:
                 deadline,
                 self._session.get(
                     url,
-                    headers={"Authorization": f"Bearer {token}"},
+                    # Exactly one credential header; the session itself carries none.
+                    headers=credential.headers(),
                     timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
                     stream=True,
-                    # Redirects are not followed: the token must only ever go to base_url, and
-                    # each hop would need its own deadline and size cap.
+                    # Redirects are not followed: the credential must only ever go to the
+                    # registry's own origin, and each hop would need its own deadline and cap.
                     allow_redirects=False,
                 ) as response,
             ):
@@ -282,7 +287,7 @@ class RegistryClient:
                 body = self._read_body(response, deadline, call, share)
                 deadline.finish()
         except Exception as exc:
-            failure = self._failure(exc, deadline, call)
+            failure = self._failure(exc, deadline, call, credential)
             if failure is None or failure is exc:
                 raise
             raise failure from exc
@@ -307,9 +312,11 @@ class RegistryClient:
                 status=status,
             )
         error = error_for_status(status, headers, body, secrets=self._secrets, **call.context())
-        if isinstance(error, OrgBlockedError):
+        if status == 401:  # which scheme went out, and that the other one exists
+            error = error.evolve(detail=f"{error.detail} ({credential.refused_hint()})")
+        if isinstance(error, OrgStoppedError):
             self._blocked.setdefault(call.org, error)
-        if status == 429:
+        if status == 429 and isinstance(error, RetryableError):  # not for out of credits
             retry_after = error.retry_after
             pause = (
                 self._settings.retry.backoff_base_seconds if retry_after is None else retry_after
@@ -318,7 +325,7 @@ class RegistryClient:
         raise error
 
     def _failure(
-        self, error: Exception, deadline: AttemptDeadline, call: _Call
+        self, error: Exception, deadline: AttemptDeadline, call: _Call, credential: Credential
     ) -> TargetError | None:
         """The TargetError an attempt's exception stands for (None: a bug, re-raised as is),
         counted under the status it got or `transport_error`."""
@@ -333,7 +340,7 @@ class RegistryClient:
             self._count("transport_error")
             if deadline.expired:
                 return self._timed_out(call)
-            return _transport_error(error, call, self._secrets)
+            return _transport_error(error, call, self._secrets, credential)
         if deadline.expired:  # e.g. a TLS read racing the deadline's shutdown
             self._count("transport_error")
             return self._timed_out(call)
@@ -419,10 +426,14 @@ class RegistryClient:
         attempts already made."""
         blocker = self._blocked.get(done.org)
         if blocker is not None:
+            where = blocker.model or "the model listing"
+            why = (
+                f"org {done.org!r} is out of credits"
+                if blocker.error_type is ErrorType.INSUFFICIENT_CREDITS
+                else f"the token for org {done.org!r} was rejected earlier"
+            )
             raise SkippedError(
-                f"not attempted: the token for org {done.org!r} was rejected earlier "
-                f"(HTTP {blocker.status} on {blocker.model or 'the model listing'})",
-                **done.context(),
+                f"not attempted: {why} (HTTP {blocker.status} on {where})", **done.context()
             )
         if not self._limiter.acquire(self._cancelled):
             raise SkippedError("not attempted: the run was aborted", **done.context())
@@ -481,25 +492,21 @@ def _too_large(size: int, limit: int, call: _Call, status: int) -> PayloadError:
     )
 
 
-def _invalid_slug(detail: str, org: str, model: str | None) -> TargetFailedError:
-    return TargetFailedError(
-        detail, org=org, model=model, attempts=0, error_type=ErrorType.INVALID_SLUG
-    )
-
-
 def _transport_error(
     error: requests.RequestException | urllib3.exceptions.HTTPError,
     call: _Call,
     secrets: list[str],
+    credential: Credential | None = None,
 ) -> TargetError:
     """Name requests' and urllib3's exceptions (the body is read through urllib3 directly);
     whether each kind is retried is `errors.is_retryable`'s decision, not this function's."""
     exceptions = requests.exceptions
     if isinstance(error, exceptions.InvalidHeader):
         # Its message quotes the header value, which is the token: never pass it on.
+        header = credential.header if credential else "credential"
         return target_error(
             ErrorType.INVALID_TOKEN,
-            "the Authorization header is invalid: check the token for stray whitespace or "
+            f"the {header} header is invalid: check the token for stray whitespace or "
             "control characters",
             **call.context(),
         )

@@ -9,8 +9,9 @@ back to its pool is detached first, so a late expiry can never cut a request tha
 thread has started on the same keep-alive connection.
 
 Wired in through `DeadlineAdapter`, a `requests` adapter whose urllib3 pools (direct and
-through a proxy) create such connections. A connect that is still running when the deadline
-passes is bounded by the connect timeout and then cut at once.
+through a proxy) create such connections; they also read responses through `framing.py`. A
+connect that is still running when the deadline passes is bounded by the connect timeout and
+then cut at once.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from typing import Any
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from connector.http.framing import FramedResponse, discard_if_unclean
 
 log = logging.getLogger(__name__)
 _current = threading.local()
@@ -221,20 +224,22 @@ def _attach(connection: Any) -> None:
 
 
 class _DeadlineHTTPConnection(_AttachesToAttempt, HTTPConnection):
-    pass
+    response_class = FramedResponse  # interim 1xx skipped, unclean ends seen (framing.py)
 
 
 class _DeadlineHTTPSConnection(_AttachesToAttempt, HTTPSConnection):
-    pass
+    response_class = FramedResponse
 
 
 class _DetachOnReturn:
-    """Mixin for urllib3 pools: a connection coming back is no longer its attempt's."""
+    """Mixin for urllib3 pools: a connection coming back is no longer its attempt's, and one
+    whose last response did not end cleanly is closed rather than kept for another request."""
 
     def _put_conn(self, conn: Any) -> None:
         attempt: AttemptDeadline | None = getattr(conn, "_deadline_attempt", None)
         if attempt is not None:
             attempt.detach(conn)
+        discard_if_unclean(conn)
         super()._put_conn(conn)  # type: ignore[misc]
 
 

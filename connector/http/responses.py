@@ -26,6 +26,7 @@ from connector.redaction import redact
 _SNIPPET_CHARS = 200
 _REDACT_BYTES = 64 * 1024  # the snippet comes from the start: this is far past any cut
 _TAGS = re.compile(r"<[^>]+>")
+_CREDIT = re.compile("credit", re.IGNORECASE)
 _SPACE = re.compile(r"\s+")
 
 
@@ -68,10 +69,15 @@ def error_for_status(
     model: str | None,
     attempts: int = 1,
     secrets: Iterable[str] = (),
+    request: str | None = None,
 ) -> TargetError:
     """The exception for a non-2xx response, from the error envelope where there is one; its
     class (retry, fail the target, block the org, abort) is decided by `errors.error_class`.
-    The body is not kept: `_rejected/` holds only 2xx bodies that failed validation."""
+    The body is not kept: `_rejected/` holds only 2xx bodies that failed validation.
+
+    A 429 whose envelope `detail` mentions credit is the org being out of credits, as the
+    registry's own client reads it (InsufficientCreditsError): waiting does not clear it, so
+    it is `insufficient_credits`, never retried, rather than `rate_limited`."""
     secrets = list(secrets)
     content_type = headers.get("Content-Type", "")
     envelope: Any = None
@@ -81,9 +87,11 @@ def error_for_status(
     except (ValueError, RecursionError):  # RecursionError: nested too deeply
         is_json = False
     server_type: str | None = None
+    server_detail: str | None = None
     errors: list[dict[str, Any]] = []
     if isinstance(envelope, dict) and ("detail" in envelope or "type" in envelope):
         detail = str(envelope.get("detail") or "(no detail)")
+        server_detail = detail
         if isinstance(envelope.get("type"), str):
             server_type = envelope["type"]
         if isinstance(envelope.get("errors"), list):
@@ -92,13 +100,18 @@ def error_for_status(
         kind = content_type.split(";")[0].strip() or "unknown content type"
         what = "error body without the envelope" if is_json else "non-JSON error body"
         detail = f"{what} ({kind}): {body_snippet(body, content_type, secrets)}"
+    error_type = status_error_type(status)
+    if status == 429 and server_detail is not None and _CREDIT.search(server_detail):
+        error_type = ErrorType.INSUFFICIENT_CREDITS
+        detail = f"the org is out of credits; calls for it stop until credits are added: {detail}"
     return target_error(
-        status_error_type(status),
+        error_type,
         redact(detail, secrets),
         org=org,
         model=model,
         status=status,
         attempts=attempts,
+        request=request,
         server_error_type=server_type,
         errors=[json.loads(redact(json.dumps(e), secrets)) for e in errors],
         retry_after=parse_retry_after(headers.get("Retry-After")),
@@ -139,8 +152,10 @@ def parse_payload(
     status: int,
     attempts: int = 1,
     secrets: Iterable[str] = (),
+    request: str | None = None,
 ) -> Any:
-    """The JSON document of a 2xx response; PayloadError (raw body kept) if it is not JSON."""
+    """The JSON document of a 2xx response; PayloadError (raw body and the request it
+    answered kept) if it is not JSON."""
     try:
         return json.loads(
             body,
@@ -165,5 +180,6 @@ def parse_payload(
             model=model,
             status=status,
             attempts=attempts,
+            request=request,
             error_type=ErrorType.INVALID_JSON,
         ) from exc

@@ -23,8 +23,34 @@ _FUTURE_DAYS = (2, 3, 4, 5, 7, 9, 12, 15, 20, 30)
 _LICENSES = ("apache-2.0", "mit", "cc-by-4.0", "proprietary")
 _TASKS = ("text-classification", "text-generation", "object-detection", "embeddings")
 _TAGS = ("nlp", "vision", "quantized", "distilled", "multilingual", "experimental")
+_ARCHITECTURES = ("BertForSequenceClassification", "LlamaForCausalLM", "ViTModel", None)
+_SIZES = ("<1B", "1-7B", "7-70B", ">70B", None)
+_LANGUAGES = (["en"], ["en", "de", "fr"], None)
+_CATEGORIES = {
+    "text-classification": "nlp",
+    "text-generation": "nlp",
+    "object-detection": "vision",
+    "embeddings": "retrieval",
+}
 
-DETAIL_FIELDS = ("file_size_bytes", "license", "task", "tags")
+# The optional manifest fields of every summary (ModelArtifactSummary), as the contract names
+# them; a null is a field the model did not declare.
+RICH_FIELDS = (
+    "pretty_name",
+    "summary",
+    "task",
+    "architecture",
+    "base_model",
+    "license",
+    "size_category",
+    "language",
+    "tags",
+    "task_categories",
+    "aliases",
+    "version_count",
+    "updated_at",
+)
+DETAIL_FIELDS = ("file_size_bytes",)  # only getModelVersion carries them
 
 Catalog = dict[tuple[str, str], tuple["Version", ...]]
 
@@ -163,29 +189,54 @@ def live(versions: tuple[Version, ...], day: int) -> list[Version]:
     return [v for v in reversed(versions) if v.release_day <= day]
 
 
-def summary(key: str, version: Version, day: int) -> dict[str, Any]:
-    """The ModelArtifactSummary of a version as the API serialises it."""
+def summary(key: str, version: Version, day: int, version_count: int) -> dict[str, Any]:
+    """The ModelArtifactSummary of a version as the API serialises it; `version_count` is the
+    number of the model's versions released by `day`."""
     return {
         "id": version.artifact_id,
         "name": key,
         "version": version.version,
-        "created_at": version.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": _timestamp(version.created_at),
         "download_count": version.downloads(day),
         "framework": version.framework,
         "is_public": version.is_public,
         "origin": dict(version.origin),
+        **_manifest(key, version),
+        "version_count": version_count,
     }
 
 
-def detail(key: str, version: Version, day: int) -> dict[str, Any]:
+def _timestamp(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _manifest(key: str, version: Version) -> dict[str, Any]:
+    """The optional fields a model's manifest declares for a version; some left null."""
+    rng = random.Random(f"manifest:{version.artifact_id}")
+    task = rng.choice(_TASKS)
+    updated = version.created_at + timedelta(hours=rng.randint(1, 72))
+    return {
+        "pretty_name": f"{key.partition('/')[2].title()} {version.version}",
+        "summary": rng.choice((f"A {task} model.", None)),
+        "task": task,
+        "architecture": rng.choice(_ARCHITECTURES),
+        "base_model": rng.choice((None, f"{key.partition('/')[0]}/base@1.0.0")),
+        "license": rng.choice(_LICENSES),
+        "size_category": rng.choice(_SIZES),
+        "language": rng.choice(_LANGUAGES),
+        "tags": sorted(rng.sample(_TAGS, rng.randint(0, 3))),
+        "task_categories": [_CATEGORIES[task]],
+        "aliases": rng.choice((["stable"], [], None)),
+        "updated_at": rng.choice((_timestamp(updated), None)),
+    }
+
+
+def detail(key: str, version: Version, day: int, version_count: int) -> dict[str, Any]:
     """getModelVersion's body: the summary plus fields only the detail endpoint has."""
     rng = random.Random(version.artifact_id)
     return {
-        **summary(key, version, day),
+        **summary(key, version, day, version_count),
         "file_size_bytes": rng.randint(10**6, 10**10),
-        "license": rng.choice(_LICENSES),
-        "task": rng.choice(_TASKS),
-        "tags": sorted(rng.sample(_TAGS, rng.randint(0, 3))),
     }
 
 
@@ -195,15 +246,18 @@ def _carries_summary(shape: str, index: int) -> bool:
 
 
 def versions_payload(
-    key: str, versions: tuple[Version, ...], day: int, shape: str
+    key: str, versions: tuple[Version, ...], day: int, shape: str, list_name: str = "canonical"
 ) -> dict[str, Any]:
-    """listModelVersions' body; "mixed" alternates string and object, starting with a string."""
-    summaries = [summary(key, version, day) for version in live(versions, day)]
+    """listModelVersions' body; "mixed" alternates string and object, starting with a string.
+    The list's own `name` is `org/model` (`canonical`, as the contract's example) or the slug."""
+    released = live(versions, day)
+    summaries = [summary(key, version, day, len(released)) for version in released]
     entries: list[Any] = [
         entry if _carries_summary(shape, index) else entry["version"]
         for index, entry in enumerate(summaries)
     ]
-    return {"name": key, "latest": summaries[0] if summaries else None, "versions": entries}
+    name = key if list_name == "canonical" else key.partition("/")[2]
+    return {"name": name, "latest": summaries[0] if summaries else None, "versions": entries}
 
 
 def expected_rows(
@@ -218,11 +272,15 @@ def expected_rows(
     rows = []
     for (org, model), versions in catalog.items():
         key = f"{org}/{model}"
-        for index, version in enumerate(live(versions, day)):
+        released = live(versions, day)
+        for index, version in enumerate(released):
             listed = index == 0 or _carries_summary(shape, index)
             fetched = version_detail == "all" or (version_detail == "missing" and not listed)
             known = listed or fetched
-            extra = detail(key, version, day) if fetched else {}
+            full = detail(key, version, day, len(released))
+            rich = {name: full[name] if known else None for name in RICH_FIELDS}
+            if rich["updated_at"] is not None:
+                rich["updated_at"] = datetime.fromisoformat(rich["updated_at"])
             rows.append(
                 {
                     "org": org,
@@ -237,28 +295,80 @@ def expected_rows(
                     "framework": version.framework if known else None,
                     "is_public": version.is_public if known else None,
                     "origin": dict(version.origin) if known else None,
-                    **{name: extra.get(name) for name in DETAIL_FIELDS},
+                    **rich,
+                    **{name: full[name] if fetched else None for name in DETAIL_FIELDS},
                 }
             )
     return rows
 
 
 LISTING_QUIRKS = ("", "shift", "repeat", "shuffle")
+_CHOICES = {
+    "sort_by": ("created_at", "name", "updated_at", "download_count"),
+    "sort_dir": ("asc", "desc"),
+    "include_public": ("true", "false"),
+}
+
+
+@dataclass(frozen=True)
+class ListingStyle:
+    """How listModels answers: `key` names the list (`models`, or `items` as some deployments
+    answer); `cap` is the most items a page holds whatever `limit` asked (the registry may cap
+    it); `hidden` models at the end are counted in `total` but never listed; `quirk` misbehaves
+    the way real listings do: `shift` starts each page after the first one model early (a model
+    created at the top during paging), `repeat` ignores `page`, `shuffle` reorders the models
+    differently for every page."""
+
+    key: str = "models"
+    cap: int | None = None
+    hidden: int = 0
+    quirk: str = ""
 
 
 def models_page(
-    catalog: Catalog, org: str, day: int, query: str, key: str = "models", quirk: str = ""
+    catalog: Catalog, org: str, day: int, query: str, style: ListingStyle = ListingStyle()
 ) -> dict[str, Any] | list[Any]:
     """listModels' body for one page, or the 422 `errors` list if the query is invalid.
 
     Models without versions are left out: there is no summary to give for them. The order is
-    the catalog's, whatever `sort_by` says, so pages stay stable while the day moves. `key`
-    names the list (`models`, or `items` as some deployments answer). `quirk` misbehaves the
-    way real listings do: `shift` starts each page after the first one model early (a model
-    created at the top during paging), `repeat` ignores `page`, `shuffle` reorders the
-    models differently for every page.
+    the catalog's, whatever `sort_by` says, so pages stay stable while the day moves. With
+    `include_public=true`, the public models of other orgs follow the org's own.
     """
     params = parse_qs(query)
+    values, errors = _page_query(params)
+    if errors:
+        return errors
+    page, limit = values["page"], min(values["limit"], style.cap or values["limit"])
+    public = params.get("include_public", ["false"])[-1] == "true"
+    summaries = [
+        summary(f"{owner}/{model}", released[0], day, len(released))
+        for (owner, model), every in catalog.items()
+        if (released := live(every, day)) and (owner == org or (public and released[0].is_public))
+    ]
+    summaries.sort(key=lambda entry: not entry["name"].startswith(f"{org}/"))  # own first
+    total = len(summaries)
+    summaries = summaries[: max(0, total - style.hidden)]
+    pages = -(-len(summaries) // limit)
+    start = (page - 1) * limit
+    if style.quirk == "shift" and page > 1:
+        start -= 1
+    elif style.quirk == "repeat":
+        start = 0
+    elif style.quirk == "shuffle":
+        random.Random(f"{org}:{page}").shuffle(summaries)
+    return {
+        style.key: summaries[start : start + limit],
+        "total": total,
+        "page": page,
+        "limit": limit,
+        "total_pages": pages,
+        "has_next": page < pages,
+        "has_prev": page > 1,
+    }
+
+
+def _page_query(params: dict[str, list[str]]) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """`page` and `limit` (at most 100) as numbers, and the 422 errors of the query."""
     values, errors = {"page": 1, "limit": 50}, []
     for name, high in (("page", None), ("limit", 100)):
         raw = params.get(name, [str(values[name])])[-1]
@@ -268,19 +378,9 @@ def models_page(
             errors.append({"loc": ["query", name], "msg": msg, "type": "value_error"})
         else:
             values[name] = int(raw)
-    if errors:
-        return errors
-    page, limit = values["page"], values["limit"]
-    summaries = [
-        summary(f"{org}/{model}", versions[0], day)
-        for (owner, model), every in catalog.items()
-        if owner == org and (versions := live(every, day))
-    ]
-    start = (page - 1) * limit
-    if quirk == "shift" and page > 1:
-        start -= 1
-    elif quirk == "repeat":
-        start = 0
-    elif quirk == "shuffle":
-        random.Random(f"{org}:{page}").shuffle(summaries)
-    return {key: summaries[start : start + limit], "total": len(summaries), **values}
+    for name, choices in _CHOICES.items():
+        given = params.get(name, [choices[0]])[-1]
+        if given not in choices:
+            msg = f"{name} must be one of {', '.join(choices)}"
+            errors.append({"loc": ["query", name], "msg": msg, "type": "value_error"})
+    return values, errors

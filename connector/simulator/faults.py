@@ -32,6 +32,7 @@ MALFORMED_KINDS: frozenset[str] = frozenset(
         "oversize",
         "drip",
         "wrong_type",
+        "wrong_model",
     }
 )
 
@@ -115,6 +116,10 @@ class FaultPlan:
     # "org/model/version" reports this download_count, whatever the day: 0 a counter reset,
     # None a count the registry lost (in listings and getModelVersion alike).
     download_counts: Mapping[str, int | None] = field(default_factory=dict)
+    # listModels counts this many models in `total` that its pages never list
+    listing_hidden: int = 0
+    # every call for these orgs answers 429 "Insufficient credits" (waiting does not help)
+    out_of_credits_orgs: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         for name in ("rate_5xx", "html_5xx_fraction", "rate_429", "rate_reset", "rate_slow"):
@@ -160,9 +165,12 @@ class FaultPlan:
             raise ValueError(
                 f"listing_quirk {self.listing_quirk!r} is not one of shift, repeat, shuffle"
             )
+        if self.listing_hidden < 0:
+            raise ValueError(f"listing_hidden must not be negative, got {self.listing_hidden}")
         # Freeze the containers too, so a plan shared between threads cannot change under them.
         object.__setattr__(self, "not_found", frozenset(self.not_found))
         object.__setattr__(self, "forbidden_orgs", frozenset(self.forbidden_orgs))
+        object.__setattr__(self, "out_of_credits_orgs", frozenset(self.out_of_credits_orgs))
         for name in (
             "status_for",
             "malformed",
@@ -356,4 +364,10 @@ def _malformed_payload(kind: str, payload: dict[str, Any]) -> Any:
         return {key: value for key, value in payload.items() if key != "name"}
     if kind == "wrong_type":
         return versions
+    if kind == "wrong_model":  # another model's list: the answer to another request
+        other = f"{payload['name']}-other"
+        renamed = {**payload, "name": other}
+        if isinstance(payload.get("latest"), dict):
+            renamed["latest"] = {**payload["latest"], "name": other}
+        return renamed
     raise ValueError(f"unknown malformed kind {kind!r}")

@@ -21,12 +21,13 @@ import threading
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from connector.credentials import AUTH_SCHEMES
 from connector.simulator import catalog as data
 from connector.simulator.faults import (
     MALFORMED_KINDS,
@@ -78,6 +79,14 @@ class SimulatorConfig:
     start_date: date = date(2026, 1, 1)
     token: str = "sim-token"
     org_tokens: Mapping[str, str] = field(default_factory=dict)
+    # How the token must come: "bearer" (Authorization: Bearer) or "api-key" (X-API-Key);
+    # exactly one credential header, the other one absent. Per org where given.
+    auth_scheme: str = "bearer"
+    org_auth_schemes: Mapping[str, str] = field(default_factory=dict)
+    # listModels serves at most this many models a page, whatever `limit` asks (None: 100).
+    page_cap: int | None = None
+    # The version list's own `name`: "canonical" (org/model) or "slug", both as the contract says.
+    list_name: str = "canonical"
     latency_seconds: float = 0.0
     versions_shape: str = DEFAULT_VERSIONS_SHAPE
     models_key: str = "models"  # listModels' list key: "models" (the contract) or "items"
@@ -96,6 +105,13 @@ class SimulatorConfig:
             raise ValueError("latency_seconds must not be negative")
         if self.models_key not in ("models", "items"):
             raise ValueError("models_key must be models or items")
+        for scheme in (self.auth_scheme, *self.org_auth_schemes.values()):
+            if scheme not in AUTH_SCHEMES:
+                raise ValueError(f"auth scheme {scheme!r} is not one of {', '.join(AUTH_SCHEMES)}")
+        if self.page_cap is not None and self.page_cap < 1:
+            raise ValueError(f"page_cap must be at least 1, got {self.page_cap}")
+        if self.list_name not in ("canonical", "slug"):
+            raise ValueError("list_name must be canonical or slug")
         if self.versions_shape not in data.VERSIONS_SHAPES:
             raise ValueError(f"versions_shape must be one of {', '.join(data.VERSIONS_SHAPES)}")
         if not is_loopback_host(self.host):
@@ -103,6 +119,7 @@ class SimulatorConfig:
         if not 0 <= self.port <= 65535:
             raise ValueError(f"port {self.port} is out of range")
         object.__setattr__(self, "org_tokens", MappingProxyType(dict(self.org_tokens)))
+        object.__setattr__(self, "org_auth_schemes", MappingProxyType(dict(self.org_auth_schemes)))
 
 
 @dataclass(frozen=True)
@@ -115,10 +132,19 @@ class SimulatorStats:
     by_target: dict[str, int]
     authorization_headers_seen: list[str | None]
     by_operation: dict[str, int] = field(default_factory=dict)  # API routes by operationId
+    api_key_headers_seen: list[str | None] = field(default_factory=list)
 
 
 def _dump(value: Any) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
+
+
+@dataclass(frozen=True)
+class _Credentials:
+    """The credential headers a request carried (None: absent)."""
+
+    authorization: str | None
+    api_key: str | None
 
 
 def _operation(parts: list[str]) -> str | None:
@@ -229,6 +255,7 @@ class SimulatedRegistry:
                 by_target=dict(self._by_target),
                 authorization_headers_seen=list(self._auth_seen),
                 by_operation=dict(self._by_operation),
+                api_key_headers_seen=list(self._keys_seen),
             )
 
     def reset_stats(self) -> None:
@@ -239,6 +266,7 @@ class SimulatedRegistry:
             self._by_target: Counter[str] = Counter()
             self._by_operation: Counter[str] = Counter()
             self._auth_seen: list[str | None] = []
+            self._keys_seen: list[str | None] = []
 
     # -- ground truth ------------------------------------------------------------------------
 
@@ -250,7 +278,10 @@ class SimulatedRegistry:
         """The body a fault-free 200 of listModelVersions returns."""
         day = self.day if day is None else day
         versions = self._versions(org, model)
-        return data.versions_payload(f"{org}/{model}", versions, day, self.config.versions_shape)
+        config = self.config
+        return data.versions_payload(
+            f"{org}/{model}", versions, day, config.versions_shape, config.list_name
+        )
 
     def expected_rows(
         self, day: int | None = None, version_detail: str = "missing"
@@ -275,18 +306,19 @@ class SimulatedRegistry:
 
     # -- answering ---------------------------------------------------------------------------
 
-    def _respond(self, method: str, path: str, authorization: str | None) -> Reply:
+    def _respond(self, method: str, path: str, credentials: _Credentials) -> Reply:
         """Decide the answer to one request and count it."""
         with self._lock:
             plan, day = self._faults, self._day
         split = urlsplit(path)
         parts = [unquote(part) for part in split.path.split("/")]
         target = f"{parts[4]}/{parts[6]}" if len(parts) == 8 and parts[7] == "versions" else None
-        reply = self._decide(method, parts, split.query, authorization, plan, day)
+        reply = self._decide(method, parts, split.query, credentials, plan, day)
         with self._lock:
             self._requests += 1
             self._by_status[reply.status] += 1
-            self._auth_seen.append(authorization)
+            self._auth_seen.append(credentials.authorization)
+            self._keys_seen.append(credentials.api_key)
             if target is not None and parts[:4] == ["", "api", "v1", "org"]:
                 self._by_target[target] += 1
             operation = _operation(parts)
@@ -299,12 +331,13 @@ class SimulatedRegistry:
         method: str,
         parts: list[str],
         query: str,
-        authorization: str | None,
+        credentials: _Credentials,
         plan: FaultPlan,
         day: int,
     ) -> Reply:
-        """Apply the precedence: 405, 426, unknown path, 401, 403, 404, status_for, redirect,
-        malformed, then the random faults drawn for this key's attempt number."""
+        """Apply the precedence: 405, 426, unknown path, 401, 403, out of credits, 404,
+        status_for, redirect, malformed, then the random faults drawn for this key's attempt
+        number."""
         if method != "GET":
             allow = (("Allow", "GET"), ("Connection", "close"))
             return error_reply(405, f"Method {method} not allowed", headers=allow)
@@ -317,11 +350,13 @@ class SimulatedRegistry:
         ):
             return error_reply(404, "No such endpoint: " + "/".join(parts))
         org = parts[4]
-        if authorization != f"Bearer {self.config.org_tokens.get(org, self.config.token)}":
-            headers = (("WWW-Authenticate", 'Bearer realm="registry"'),)
-            return error_reply(401, "Authentication failed", headers=headers)
+        refused = self._refused(org, credentials)
+        if refused is not None:
+            return refused
         if org in plan.forbidden_orgs:
             return error_reply(403, f"This token may not read org {org}")
+        if org in plan.out_of_credits_orgs:  # the registry client's InsufficientCreditsError
+            return error_reply(429, f"Insufficient credits: org {org} has no credits left")
         if org not in self._orgs:
             return error_reply(404, f"Org {org} not found")
         if len(parts) == 6:
@@ -339,6 +374,22 @@ class SimulatedRegistry:
             return malformed_reply(plan.malformed[key], self.expected_payload(org, parts[6], day))
         fault, delay = self._draw(plan, key)
         return fault or Reply(200, self._versions_body(org, parts[6], day, plan), delay=delay)
+
+    def _refused(self, org: str, credentials: _Credentials) -> Reply | None:
+        """A 401 unless the org's token came in its scheme's header, and no other credential."""
+        config = self.config
+        scheme = config.org_auth_schemes.get(org, config.auth_scheme)
+        token = config.org_tokens.get(org, config.token)
+        expected = (
+            _Credentials(None, token)
+            if scheme == "api-key"
+            else _Credentials(f"Bearer {token}", None)
+        )
+        if credentials == expected:
+            return None
+        challenge = "ApiKey" if scheme == "api-key" else "Bearer"
+        headers = (("WWW-Authenticate", f'{challenge} realm="registry"'),)
+        return error_reply(401, "Authentication failed", headers=headers)
 
     def _draw(self, plan: FaultPlan, key: str) -> tuple[Reply | None, float]:
         with self._lock:
@@ -374,23 +425,26 @@ class SimulatedRegistry:
         if fault is not None:
             return fault
         if f"{key}/{name}" in plan.download_counts:  # a counter incident: not cached
+            count = len(data.live(self._catalog[(org, model)], day))
             detail = {
-                **data.detail(key, version, day),
+                **data.detail(key, version, day, count),
                 "download_count": plan.download_counts[f"{key}/{name}"],
             }
             return Reply(200, _dump(detail), delay=delay)
         body = self._detail_cache.get((org, model, name, day))
         if body is None:
-            body = _dump(data.detail(key, version, day))
+            count = len(data.live(self._catalog[(org, model)], day))
+            body = _dump(data.detail(key, version, day, count))
             self._detail_cache[(org, model, name, day)] = body
         return Reply(200, body, delay=delay)
 
     def _models_reply(self, org: str, query: str, plan: FaultPlan, day: int) -> Reply:
         if org in plan.listing_status:
             return status_reply(plan.listing_status[org], f"{org}/*", plan.retry_after)
-        page = data.models_page(
-            self._catalog, org, day, query, self.config.models_key, plan.listing_quirk
+        style = data.ListingStyle(
+            self.config.models_key, self.config.page_cap, plan.listing_hidden, plan.listing_quirk
         )
+        page = data.models_page(self._catalog, org, day, query, style)
         if isinstance(page, list):
             return error_reply(422, "Invalid query parameters", errors=page)
         fault, delay = self._draw(plan, f"{org}?page={page['page']}&limit={page['limit']}")
@@ -419,9 +473,8 @@ class _Handler(BaseHTTPRequestHandler):
         """Silenced: test and benchmark output stays readable."""
 
     def do_GET(self) -> None:
-        reply = self.server.registry._respond(
-            self.command, self.path, self.headers.get("Authorization")
-        )
+        credentials = _Credentials(self.headers.get("Authorization"), self.headers.get("X-API-Key"))
+        reply = self.server.registry._respond(self.command, self.path, credentials)
         delay = self.server.latency + reply.delay
         if delay > 0 and self.server.stopping.wait(delay):
             self.close_connection = True
@@ -504,19 +557,24 @@ class _Server6(_Server):
 
 
 def startup_notes(registry: SimulatedRegistry) -> str:
-    """What a person needs to point the connector at this simulator: the token it expects,
-    its calendar, and a config to paste."""
+    """What a person needs to point the connector at this simulator: the token it expects and
+    how, its calendar, a config to paste, and the command that files the simulated day's
+    counts under the simulated date (not today's real one)."""
     config = registry.config
+    day = config.start_date + timedelta(days=registry.day - 1)
     snippet = config_snippet(
         registry.url,
         "./sim-data",
         registry.targets(),
         header="a config for this simulator: save it as sim.yaml, then "
-        f"MODEL_REGISTRY_TOKEN={config.token} connector extract --config sim.yaml",
+        f"MODEL_REGISTRY_TOKEN={config.token} connector extract --config sim.yaml "
+        f"--date {day.isoformat()} --allow-backdate",
+        auth_scheme=config.auth_scheme,
     )
+    header = "X-API-Key: " if config.auth_scheme == "api-key" else "Authorization: Bearer "
     return (
-        f"token {config.token} (every request must send Authorization: Bearer {config.token})\n"
-        f"{calendar_line(config.start_date, config.day)}\n"
+        f"token {config.token} (every request must send {header}{config.token})\n"
+        f"{calendar_line(config.start_date, registry.day)}\n"
         f"{snippet}"
         "Stop with Ctrl-C or SIGTERM."
     )

@@ -14,9 +14,11 @@ def config_snippet(
     *,
     header: str,
     discover: bool = False,
+    auth_scheme: str = "bearer",
 ) -> str:
-    """YAML for every (org, model) of the simulator; the token comes from the environment.
-    `discover` lists each org as `models: ["*"]` with `version_detail: missing` instead."""
+    """YAML for every (org, model) of the simulator; the token comes from the environment and
+    goes as `auth_scheme` says. `discover` lists each org as `models: ["*"]` with
+    `version_detail: missing` instead."""
     by_org: dict[str, list[str]] = {}
     for org, model in targets:
         by_org.setdefault(org, []).append(model)
@@ -25,9 +27,11 @@ def config_snippet(
         for org, models in by_org.items()
     )
     detail = "  version_detail: missing\n" if discover else ""
+    scheme = f"  auth_scheme: {auth_scheme}\n" if auth_scheme != "bearer" else ""
     return (
         f"# {header}\n"
-        f"registry:\n  base_url: {url}\n  token: ${{MODEL_REGISTRY_TOKEN}}\n  concurrency: 8\n"
+        f"registry:\n  base_url: {url}\n  token: ${{MODEL_REGISTRY_TOKEN}}\n{scheme}"
+        "  concurrency: 8\n"
         f"{detail}"
         f"orgs:\n{orgs}\n"
         f"output:\n  uri: {output}\n"
