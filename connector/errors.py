@@ -268,11 +268,23 @@ ERROR_TYPE_DOCS: dict[ErrorType, ErrorTypeDoc] = {
         "the model fails (nothing is kept: the body was not read)",
     ),
     ErrorType.LISTING_UNBOUNDED: ErrorTypeDoc(
-        "`listModels` gave full, new pages past the page limit", "the org's discovery fails"
+        "`listModels` said another page follows past the pages its `total_pages`/`total` "
+        "allow (or the hard cap)",
+        "the org's discovery fails",
+    ),
+    ErrorType.LISTING_INCOMPLETE: ErrorTypeDoc(
+        "`listModels` ended with fewer distinct models than its `total`",
+        "the org's discovery fails; nothing is published",
+    ),
+    ErrorType.INSUFFICIENT_CREDITS: ErrorTypeDoc(
+        "a 429 whose detail mentions credit: the org is out of credits",
+        "not retried; the org is stopped: its other models are `skipped`; no exit code of its "
+        "own (3, or 8 through the publish guard)",
     ),
     ErrorType.INVALID_SLUG: ErrorTypeDoc(
-        "an org or model name that is not a valid slug reached the client",
-        "the model fails before any request",
+        "an org or model that is not a valid slug, or a listed version that cannot be one URL "
+        "path segment (empty, `.`, `..`, containing `/`), reached the client",
+        "the model fails before that request",
     ),
     ErrorType.SKIPPED: ErrorTypeDoc(
         "not attempted: its org was blocked, or the run aborted or was stopped",

@@ -71,7 +71,7 @@ class RunContext:
             batch_rows=config.output.batch_rows,
             min_success_ratio=ratio,
             secrets=tuple(config.secrets()),
-            registry=config.registry.base_url,
+            registry=config.registry.api_root,
             fingerprint=fingerprint(config, uri),
             covers=config.covers,
             keep_run_records=config.output.keep_run_records,
