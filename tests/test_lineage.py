@@ -87,8 +87,8 @@ def test_an_extract_sends_one_valid_start_complete_pair(
         assert event["job"]["name"] == "daily.extract"
         assert event["job"]["facets"]["jobType"]["jobType"] == "EXTRACT"
         assert [(d["namespace"], d["name"]) for d in event["inputs"]] == [
-            (registry.url, "orgs/org-00"),
-            (registry.url, "orgs/org-01"),
+            (registry.url, "api/v1/orgs/org-00"),
+            (registry.url, "api/v1/orgs/org-01"),
         ]
         [output] = event["outputs"]
         assert (output["namespace"], output["name"]) == (

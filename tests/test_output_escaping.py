@@ -170,7 +170,7 @@ def test_server_names_reach_no_terminal_raw_from_any_command(
     failed = json_reply(404, {"code": 404, "type": "not_found", "detail": f"gone {hostile}"})
     monkeypatch.setenv("MODEL_REGISTRY_TOKEN", "t0k3n-for-the-scripted-server")
     outputs = []
-    with ScriptedServer([listing, json_reply(200, body), failed]) as server:
+    with ScriptedServer([listing, failed, json_reply(200, body)]) as server:  # gone, then m
         document = {
             "registry": {"base_url": server.url, "token": "${MODEL_REGISTRY_TOKEN}"},
             "orgs": [{"name": "acme", "models": ["m", "gone"]}],

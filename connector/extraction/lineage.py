@@ -128,7 +128,8 @@ def store_dataset(store: Store, path: str) -> Dataset:
 
 
 def registry_inputs(registry: str, orgs: Iterable[str]) -> tuple[Dataset, ...]:
-    """One input per org: namespace the registry's origin, name its API path to the org."""
+    """One input per org: namespace the registry's origin, name its API root's path to the org
+    (`registry` is the resolved root, so every way of writing `base_url` gives one name)."""
     parts = urlsplit(registry)
     base = parts.path.strip("/")
     return tuple(
