@@ -3,6 +3,7 @@ what the config says about them: against real servers that accept one scheme onl
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -240,3 +241,21 @@ def test_an_unknown_scheme_is_a_config_error_naming_the_key(tmp_path: Path) -> N
     assert result.exit_code == 2
     assert "registry.auth_scheme: Input should be 'bearer' or 'api-key'" in result.stderr
     assert "orgs[0].auth_scheme: Input should be 'bearer' or 'api-key'" in result.stderr
+
+
+def test_the_summary_and_the_manifest_name_the_resolved_api_root(
+    start_simulator: Any, tmp_path: Path
+) -> None:
+    """A base URL copied with `/api/` at its end: the run says which API root it read."""
+    registry = start_simulator(orgs=1, models_per_org=2)
+    document = config_document(registry, tmp_path / "out")
+    document["registry"]["base_url"] = f"{registry.url}/api/"
+    summary = extract(
+        parse_config(document, env={"MODEL_REGISTRY_TOKEN": TOKEN}),
+        "2026-01-01",
+        allow_backdate=True,
+    )
+    assert summary.registry == f"{registry.url}/api/v1"
+    assert f"registry  {registry.url}/api/v1" in summary.render_text()
+    [manifest] = (tmp_path / "out").glob("model_versions/*/_manifest.json")
+    assert json.loads(manifest.read_text())["registry"] == f"{registry.url}/api/v1"
