@@ -19,10 +19,10 @@ from connector.config import (
     RegistrySettings,
     RetrySettings,
     interpolate,
-    key_path,
     load_config,
     parse_config,
 )
+from connector.config.source import key_path
 from connector.errors import ConfigError, ExitCode
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_configs"
