@@ -45,7 +45,7 @@ def _config_fields(model: type[BaseModel], prefix: str) -> Iterator[tuple[str, F
         section = _section_model(field.annotation)
         if section is None:
             if not field.description:
-                raise ValueError(f"config key {path} has no description: add one in connector/config/")
+                raise ValueError(f"config key {path} has no description (connector/config/)")
             yield path, field
             continue
         if field.description:
