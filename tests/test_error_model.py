@@ -9,7 +9,7 @@ import pytest
 import requests
 import urllib3
 
-from connector import errors
+from connector import error_docs, errors
 from connector.errors import (
     RETRYABLE_ERROR_TYPES,
     RETRYABLE_STATUSES,
@@ -37,8 +37,8 @@ from connector.http.client import _Call, _transport_error
 def test_every_word_of_the_vocabulary_says_what_happened_and_what_is_done() -> None:
     """The docs' table is generated from ERROR_TYPE_DOCS: a word without an entry would stop
     `make docs`; this says so before the docs are built."""
-    assert set(errors.ERROR_TYPE_DOCS) == set(ErrorType)
-    assert all(doc.happened and doc.action for doc in errors.ERROR_TYPE_DOCS.values())
+    assert set(error_docs.ERROR_TYPE_DOCS) == set(ErrorType)
+    assert all(doc.happened and doc.action for doc in error_docs.ERROR_TYPE_DOCS.values())
 
 
 def test_a_failure_record_outside_the_vocabulary_is_refused() -> None:

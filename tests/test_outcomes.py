@@ -12,8 +12,8 @@ from helpers import TOKEN, config_document
 
 from connector import extract
 from connector.config import parse_config
+from connector.error_docs import EXIT_CODE_DOCS
 from connector.errors import (
-    EXIT_CODE_DOCS,
     EXIT_CODE_PRECEDENCE,
     ErrorType,
     ExitCode,

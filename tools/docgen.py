@@ -2,7 +2,7 @@
 `make test` fails when one is stale).
 
 Each function returns Markdown for one `[[[cog ...]]]` block, taken from the code alone (the
-pydantic models, `schema.COLUMNS`, `errors.EXIT_CODE_DOCS` and `ERROR_TYPE_DOCS`, the click
+pydantic models, `schema.COLUMNS`, `error_docs.EXIT_CODE_DOCS` and `ERROR_TYPE_DOCS`, the click
 commands, `connector.__all__`): a key, column, code, error type or command added in code shows up
 in the docs on the next `make docs`, and one added without its description fails it, naming what
 to describe.
@@ -128,14 +128,15 @@ def schema_table() -> str:
 
 
 def exit_codes_table() -> str:
-    """Every exit code with its meaning, from `errors.EXIT_CODE_DOCS`."""
-    from connector.errors import EXIT_CODE_DOCS, ExitCode
+    """Every exit code with its meaning, from `error_docs.EXIT_CODE_DOCS`."""
+    from connector.error_docs import EXIT_CODE_DOCS
+    from connector.errors import ExitCode
 
     lines = ["| code | name | meaning | published? |", "|---|---|---|---|"]
     for code in ExitCode:
         doc = EXIT_CODE_DOCS.get(code)
         if doc is None:
-            raise ValueError(f"ExitCode.{code.name} has no entry in errors.EXIT_CODE_DOCS")
+            raise ValueError(f"ExitCode.{code.name} has no entry in error_docs.EXIT_CODE_DOCS")
         name = f"`{code.name.lower()}`"
         lines.append(f"| {int(code)} | {name} | {_cell(doc.meaning)} | {doc.published} |")
     return "\n".join(lines) + "\n"
@@ -151,13 +152,14 @@ def exit_code_precedence() -> str:
 
 def error_types_table() -> str:
     """Every `error_type` word, what happened and what the connector does about it."""
-    from connector.errors import ERROR_TYPE_DOCS, ErrorType
+    from connector.error_docs import ERROR_TYPE_DOCS
+    from connector.errors import ErrorType
 
     lines = ["| error_type | what happened | what the connector does |", "|---|---|---|"]
     for word in ErrorType:
         doc = ERROR_TYPE_DOCS.get(word)
         if doc is None:
-            raise ValueError(f"ErrorType.{word.name} has no entry in errors.ERROR_TYPE_DOCS")
+            raise ValueError(f"ErrorType.{word.name} has no entry in error_docs.ERROR_TYPE_DOCS")
         lines.append(f"| `{word.value}` | {_cell(doc.happened)} | {_cell(doc.action)} |")
     return "\n".join(lines) + "\n"
 
