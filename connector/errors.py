@@ -17,7 +17,7 @@ from connector.redaction import printable, redact
 
 
 class ExitCode(IntEnum):
-    """Process exit codes; what each means for the operator is in `EXIT_CODE_DOCS`."""
+    """Process exit codes; what each means for the operator is in `connector.error_docs`."""
 
     OK = 0
     INTERNAL = 1  # a bug: an exception the connector did not expect
