@@ -25,6 +25,8 @@ def test_demo_discovers_every_model_and_reports_gains_for_old_versions(
     assert all(org["models"] == ["*"] for org in config["orgs"])
     output = capfd.readouterr().out
     assert "by operation: getModelVersion: " in output and "listModels: 2" in output
+    assert "snapshots  2 from 2026-01-01 to 2026-01-02" in output  # connector status
+    assert "missing    no day between them" in output
 
     frame = load_snapshots(workdir / "dataset")
     assert len(frame) > 0 and frame["download_count"].notna().all()

@@ -3,7 +3,7 @@
 Starts the simulator on a free loopback port, shows the targets discovery resolves (`models:
 ["*"]`), runs `connector extract` (the real command, in a child process, as cron would) for two
 simulated days, reads rows back from the Parquet dataset, prints a downloads-gained report by
-version, and stops the simulator. The registry takes the token as an API key in `X-API-Key`
+version and the dataset's health (`connector status`), and stops the simulator. The registry takes the token as an API key in `X-API-Key`
 only (`auth_scheme: api-key`, as the registry's own client sends `dn_key_` keys) and answers
 `versions` as plain strings, as the contract's own example does, so the counts of every
 version but the latest come from per-version detail (`version_detail: missing`): the report
@@ -82,6 +82,8 @@ def main(workdir: Path = Path("demo-data")) -> int:
     unknown = int(frame["download_count"].isna().sum())
     print(f"rows with an unknown download count: {unknown} (per-version detail filled the rest)")
     code = _run("report", "--data", str(output), "--days", "1", "--by", "version", "--top", "10")
+    if code == 0:  # the dataset's health: days, gaps, the last runs, held days, age
+        code = _run("status", "--data", str(output))
     print(f"\nThe dataset and the config are in {workdir}/ (deleted on the next `make demo`).")
     return code
 
