@@ -35,23 +35,16 @@ import functools
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import pandas as pd
 
 from connector.dataset.reader import Source, read_manifest, snapshot_dates
 from connector.dataset.storage import Location, locate
+from connector.dates import DayLike, as_optional_day
 from connector.errors import ConfigError, NoDataError, OutputError
-from connector.reporting.engine import (
-    Engine,
-    FrameRows,
-    LocalFiles,
-    Rows,
-    StreamedFiles,
-    parse_memory_limit,
-    window_files,
-)
+from connector.reporting.engine import Engine, parse_memory_limit
+from connector.reporting.sources import window_rows
 from connector.reporting.window import Window, resolve_window
 
 __all__ = [
@@ -60,10 +53,8 @@ __all__ = [
     "Report",
     "Window",
     "compute_report",
-    "daily_gains",
     "report",
     "resolve_window",
-    "summarize",
 ]
 
 
@@ -190,10 +181,15 @@ def group_table(versions: pd.DataFrame, by: str, days: int) -> pd.DataFrame:
 def _daily(
     engine: Engine, versions: pd.DataFrame, window: Window, by: str, groups: pd.DataFrame
 ) -> pd.DataFrame:
+    """Downloads gained between consecutive snapshots, per group of `groups`: the chart's
+    series. A version's gain at a snapshot is how far its count rose above the highest count
+    seen before (from its baseline), so a dip and recovery is not counted twice; only versions
+    the report counts contribute, and in the usual case (counts that only grow) the series of a
+    group sums to its `downloads_gained`."""
     keys = GROUP_KEYS[by]
     counted = versions.loc[versions["counted"], [*_VERSION_KEYS, "framework", "is_new"]]
     chosen = counted.merge(groups[keys].drop_duplicates(), on=keys)
-    sums = engine.daily_sums(window.start, window.end, chosen, keys)
+    sums = engine.daily_sums(window.snapshots, chosen, keys)
     snapshots = [pd.Timestamp(day) for day in window.snapshots]
     pairs = pd.DataFrame({"previous_snapshot": snapshots[:-1], "snapshot_date": snapshots[1:]})
     daily = groups[keys].drop_duplicates().merge(pairs, how="cross")
@@ -203,23 +199,6 @@ def _daily(
     daily["downloads_gained"] = daily.pop("gained").fillna(0).astype("int64")
     daily["gained_per_day"] = daily["downloads_gained"] / daily["days"]
     return daily
-
-
-def daily_gains(
-    frame: pd.DataFrame, window: Window, by: str = "model", groups: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Downloads gained between consecutive snapshots, per group: the chart's series.
-
-    A version's gain at a snapshot is how far its count rose above the highest count seen before
-    (from its baseline), so a dip and recovery is not counted twice; only versions the report
-    counts contribute, and in the usual case (counts that only grow) the series of a group sums
-    to its `downloads_gained`. `groups` (rows with the group keys) picks and orders the groups.
-    """
-    with Engine(FrameRows(frame)) as engine:
-        versions, _ = classify_versions(engine.observations(window.start, window.end), window)
-        if groups is None:
-            groups = group_table(versions, by, max(window.days, 1))
-        return _daily(engine, versions, window, by, groups)
 
 
 @dataclass(frozen=True)
@@ -241,7 +220,7 @@ class Report:
 
     @functools.cached_property
     def daily(self) -> pd.DataFrame:
-        """Downloads gained between consecutive snapshots per group shown (see `daily_gains`)."""
+        """Downloads gained between consecutive snapshots per group shown (see `_daily`)."""
         return self.daily_source()
 
     @property
@@ -288,39 +267,19 @@ def _check_grouping(by: str, top: int | None) -> None:
         raise ConfigError(problems)
 
 
-def summarize(
-    frame: pd.DataFrame,
-    window: Window,
-    *,
-    by: str = "model",
-    top: int | None = 20,
-    notes: Sequence[str] = (),
-) -> Report:
-    """The report over rows already loaded for `window` (as `load_snapshots` returns them; no
-    I/O); `notes` are added."""
-    _check_grouping(by, top)
-    return _summarize(FrameRows(frame), window, by=by, top=top, notes=notes)
-
-
 def _summarize(
-    rows: Rows,
+    engine: Callable[[], Engine],
     window: Window,
     *,
     by: str,
     top: int | None,
-    notes: Sequence[str] = (),
-    memory_limit: int | None = None,
-    orgs: list[str] | None = None,
-    models: list[str] | None = None,
-    shown: str = "the rows given",
-    empty: Callable[[], NoDataError] | None = None,
+    notes: Sequence[str],
+    empty: Callable[[], NoDataError],
 ) -> Report:
-    def engine() -> Engine:
-        return Engine(rows, memory_limit=memory_limit, orgs=orgs, models=models, shown=shown)
-
+    """The report from the engine's facts; `engine` makes a fresh engine over the same rows."""
     with engine() as facts:
-        seen = facts.observations(window.start, window.end)
-        if seen.empty and empty is not None and not facts.has_rows(window.start, window.end):
+        seen = facts.observations(window.snapshots)
+        if seen.empty and not facts.has_rows(window.snapshots):
             raise empty()
     versions, flags = classify_versions(seen, window)
     table = group_table(versions, by, window.days)
@@ -391,8 +350,8 @@ def compute_report(
     data: Source,
     *,
     days: int | None = None,
-    start: date | None = None,
-    end: date | None = None,
+    start: DayLike | None = None,
+    end: DayLike | None = None,
     by: str = "model",
     top: int | None = 20,
     org: Sequence[str] | str | None = None,
@@ -401,17 +360,17 @@ def compute_report(
 ) -> Report:
     """The report over the window's partitions (only the needed columns), computed by the
     engine within `memory_limit` (bytes, or a size such as "2GiB"; default: half the memory,
-    at most 8 GiB)."""
+    at most 8 GiB). `start` and `end` are a `date` or `YYYY-MM-DD`."""
+    first, last = as_optional_day(start, "start"), as_optional_day(end, "end")
     _check_grouping(by, top)
     limit = parse_memory_limit(memory_limit)
     location = locate(data)
     available = snapshot_dates(location)
     if not available:
         raise NoDataError(f"no snapshots under {_shown(data)}: run the extractor first")
-    window = resolve_window(available, days=days, start=start, end=end)
+    window = resolve_window(available, days=days, start=first, end=last)
     orgs, models = _as_list(org), _as_list(model)
-    files = window_files(location, window.snapshots)
-    rows: Rows = LocalFiles(files) if location.is_local else StreamedFiles(location, files)
+    rows = window_rows(location, window.snapshots)
 
     def empty() -> NoDataError:
         wanted = " and ".join(
@@ -423,36 +382,31 @@ def compute_report(
             f"no rows for {wanted or 'any model'} between {window.start} and {window.end}"
         )
 
-    if not files:
+    if not rows.files:
         raise empty()
+
+    def engine() -> Engine:
+        shown = f"the dataset under {_shown(data)}"
+        return Engine(rows, memory_limit=limit, orgs=orgs, models=models, shown=shown)
+
     notes = _failure_notes(data, window, orgs, models)
-    return _summarize(
-        rows,
-        window,
-        by=by,
-        top=top,
-        notes=notes,
-        memory_limit=limit,
-        orgs=orgs,
-        models=models,
-        shown=f"the dataset under {_shown(data)}",
-        empty=empty,
-    )
+    return _summarize(engine, window, by=by, top=top, notes=notes, empty=empty)
 
 
 def report(
     data: Source,
     *,
     days: int | None = None,
-    start: date | None = None,
-    end: date | None = None,
+    start: DayLike | None = None,
+    end: DayLike | None = None,
     by: str = "model",
     top: int | None = 20,
     org: Sequence[str] | str | None = None,
     model: Sequence[str] | str | None = None,
     memory_limit: int | str | None = None,
 ) -> pd.DataFrame:
-    """The report table; window and flags ride along in `DataFrame.attrs`."""
+    """The report table; window and flags ride along in `DataFrame.attrs`. `start` and `end`
+    are a `date` or `YYYY-MM-DD`."""
     return compute_report(
         data,
         days=days,
