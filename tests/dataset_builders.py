@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from connector.dataset.schema import FILE_SCHEMA
+from connector.dataset.storage import locate
 from connector.reporting.analytics import Report, compute_report
 
 D = date.fromisoformat
@@ -112,3 +113,14 @@ def report_over(snapshots: Mapping[str, Sequence[V]], **options: Any) -> Report:
         result = compute_report(Path(folder), **options)
         assert result.daily is not None  # the chart's series, read while the files exist
     return result
+
+
+def upload(local: Path, bucket: str, prefix: str) -> str:
+    """Copy a local dataset into the bucket; returns its s3:// URI."""
+    fs = locate(f"s3://{bucket}").filesystem
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            key = f"{bucket}/{prefix}/{path.relative_to(local).as_posix()}"
+            with fs.open_output_stream(key) as stream:
+                stream.write(path.read_bytes())
+    return f"s3://{bucket}/{prefix}"

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import report_oracle as oracle
 from click.testing import CliRunner
-from dataset_builders import V, file_table
+from dataset_builders import V, file_table, upload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -335,17 +335,6 @@ def test_spill_directory_is_removed(tmp_path: Path) -> None:
     assert spill.is_dir()
     db.close()
     assert not spill.exists()
-
-
-def upload(local: Path, bucket: str, prefix: str) -> str:
-    """Copy a local dataset into the bucket; returns its s3:// URI."""
-    fs = locate(f"s3://{bucket}").filesystem
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            key = f"{bucket}/{prefix}/{path.relative_to(local).as_posix()}"
-            with fs.open_output_stream(key) as stream:
-                stream.write(path.read_bytes())
-    return f"s3://{bucket}/{prefix}"
 
 
 def test_object_storage_answers_as_the_rules_through_pyarrow(
