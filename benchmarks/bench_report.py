@@ -119,7 +119,7 @@ def main() -> int:
             f"{peak[name] / 2**20:>7.0f} MiB"
         )
     misses = []
-    for by, limit in (("model", 2.0), ("version --top 0", 3.0)):
+    for by, limit in (("model", 1.5), ("version --top 0", 2.0)):
         name = f"report --by {by}, 364 days"
         ratio = wall[name] / base
         if ratio > limit:

@@ -17,8 +17,9 @@ was known (likewise). A version with two rows on one day is reported, never fold
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
-import pyarrow as pa
 
 SPAN_CELLS = 1 << 21  # days x versions held at once (about 20 MB of grids)
 _LOWEST = np.iinfo(np.int64).min
@@ -30,17 +31,24 @@ def span_length(versions: int) -> int:
     return max(1, SPAN_CELLS // max(versions, 1))
 
 
-def _values(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray | None]:
-    """An int64 column's known values and where they are (None: all known)."""
-    if not column.null_count:
-        return column.to_numpy(), None
-    return column.drop_null().to_numpy(), column.is_valid().to_numpy(zero_copy_only=False)
+@dataclass(frozen=True)
+class SpanRows:
+    """The rows of a span: each row's cell and count, where the count is known (None: every
+    row's), and the cells and values of the created_at asked for (None: none) and the cells
+    of the rows naming a framework asked for (None: none)."""
+
+    cell: np.ndarray
+    count: np.ndarray
+    known: np.ndarray | None = None
+    created: tuple[np.ndarray, np.ndarray] | None = None
+    framework: np.ndarray | None = None
 
 
 class Fold:
-    """The carried state for `versions` versions over the days of a window."""
+    """The carried state for `versions` versions over the days of a window, folded a span of
+    at most `span_days` days at a time (the grids are allocated once, for the longest span)."""
 
-    def __init__(self, versions: int) -> None:
+    def __init__(self, versions: int, span_days: int) -> None:
         self.versions = versions
         self.highest = np.full(versions, _LOWEST, np.int64)  # highest known count so far
         self.went_down = np.zeros(versions, bool)
@@ -49,53 +57,51 @@ class Fold:
         self.created = np.zeros(versions, np.int64)  # the first known, in microseconds
         self.created_known = np.zeros(versions, bool)
         self.framework_day = np.full(versions, _NEVER, np.int64)  # last day with a framework
+        cells = span_days * versions
+        self._grid = np.empty(cells, np.int64)
+        self._present = np.empty(cells, bool)
+        self._known = np.empty(cells, bool)
 
-    def add(
-        self,
-        first: int,
-        days: int,
-        cell: np.ndarray,
-        counts: pa.ChunkedArray,
-        created: pa.ChunkedArray | None = None,
-        has_framework: pa.ChunkedArray | None = None,
-    ) -> int | None:
+    def add(self, first: int, days: int, rows: SpanRows) -> int | None:
         """Fold the rows of window days `first` .. `first + days - 1`, which come after every
-        day folded before. `cell` is each row's cell, `counts` its count, `created` its
-        created_at in microseconds (null where unknown or not asked for) and `has_framework`
-        whether it names a framework (false where not asked for). Returns the cell of a version
-        with two rows on one day, or None when there is none (then the rows are folded)."""
-        shape = (days, self.versions)
-        present = np.zeros(shape, bool)
-        present.ravel()[cell] = True
-        if np.count_nonzero(present) != len(cell):
-            ordered = np.sort(cell)
+        day folded before. Returns the cell of a version with two rows on one day, or None
+        when there is none (then the rows are folded)."""
+        size = days * self.versions
+        present = self._present[:size]
+        present.fill(False)
+        present[rows.cell] = True
+        if np.count_nonzero(present) != len(rows.cell):
+            ordered = np.sort(rows.cell)
             return int(ordered[1:][ordered[1:] == ordered[:-1]][0])
-        values, valid = _values(counts)
-        grid = np.full(shape, _LOWEST, np.int64)
+        grid = self._grid[:size]
+        grid.fill(_LOWEST)  # unknown cells hold the lowest: a maximum never takes them
         known = present
-        if valid is None:
-            grid.ravel()[cell] = values
+        if rows.known is None:
+            grid[rows.cell] = rows.count
         else:
-            grid.ravel()[cell[valid]] = values
-            known = np.zeros(shape, bool)
-            known.ravel()[cell[valid]] = True
-        for day in range(days):  # a row of the grid at a time: no temporary of the grid's size
+            cells = rows.cell[rows.known]
+            grid[cells] = rows.count[rows.known]
+            known = self._known[:size]
+            known.fill(False)
+            known[cells] = True
+        self._counts(first, grid.reshape(days, -1), known.reshape(days, -1))
+        if rows.created is not None:
+            self._first_created(*rows.created)
+        if rows.framework is not None and len(rows.framework):
+            self._last_framework(first, rows.framework)
+        return None
+
+    def _counts(self, first: int, grid: np.ndarray, known: np.ndarray) -> None:
+        for day in range(len(grid)):  # a day at a time: no temporary of the grid's size
             row = grid[day]
             self.went_down |= known[day] & (row < self.highest)
-            np.maximum(self.highest, row, out=self.highest)  # unknown cells hold the lowest
+            np.maximum(self.highest, row, out=self.highest)
         fresh = np.flatnonzero((self.first_day == _NEVER) & known.any(axis=0))
         at = known[:, fresh].argmax(axis=0)
         self.first_day[fresh] = first + at
         self.first_count[fresh] = grid[at, fresh]
-        if created is not None and created.null_count < len(created):
-            self._first_created(cell, created)
-        if has_framework is not None:
-            self._last_framework(first, cell, has_framework)
-        return None
 
-    def _first_created(self, cell: np.ndarray, created: pa.ChunkedArray) -> None:
-        values, valid = _values(created)
-        cells = cell if valid is None else cell[valid]
+    def _first_created(self, cells: np.ndarray, values: np.ndarray) -> None:
         version = cells % self.versions
         earliest = np.full(self.versions, np.iinfo(np.int64).max, np.int64)
         np.minimum.at(earliest, version, cells)  # the earliest day is the smallest cell
@@ -103,11 +109,7 @@ class Fold:
         self.created[version[take]] = values[take]
         self.created_known[version[take]] = True
 
-    def _last_framework(self, first: int, cell: np.ndarray, has_framework: pa.ChunkedArray) -> None:
-        flags = has_framework.to_numpy(zero_copy_only=False)
-        cells = cell[flags]
-        if not len(cells):
-            return
+    def _last_framework(self, first: int, cells: np.ndarray) -> None:
         latest = np.full(self.versions, _NEVER, np.int64)
         np.maximum.at(latest, cells % self.versions, cells)
         found = latest != _NEVER
