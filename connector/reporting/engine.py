@@ -13,8 +13,10 @@ One way, three steps, each reading only the files it needs (`connector.reporting
 Measured against a single SQL query (a `lag` window for decreases), this is several times
 faster on the benchmark year: the window sorts every row, the fold sorts none.
 
-A version with two rows on one snapshot day (the writer never produces that; a foreign or
-damaged writer could) is an OutputError naming the day, the version and the files, never a guess.
+A version of the report with two rows on one snapshot day of the window (the writer never
+produces that; a foreign or damaged writer could) is an OutputError naming the day, the version
+and the files, never a guess. (Rows of versions in neither the start nor the end snapshot are
+not read, so they are not checked: they change no number of the report.)
 The chart's daily series is a second, separate query, over the versions of the groups shown.
 
 On object storage a query runs again when a publish replaced an object meanwhile (the reader's
@@ -143,10 +145,10 @@ GROUP BY ALL
 def _span_rows(table: pa.Table) -> SpanRows:
     """A span query's answer as numpy arrays: the cell of a row whose count is unknown comes
     as -1 - cell (one column less to carry), the created_at asked for as a nullable column."""
-    signed = table["cell"].to_numpy()
-    known = signed >= 0
-    everything = bool(known.all())
-    cell = signed if everything else np.where(known, signed, -1 - signed)
+    cell = table["cell"].to_numpy()
+    unknown = np.flatnonzero(cell < 0)
+    if len(unknown):
+        cell = np.where(cell < 0, -1 - cell, cell)
     created = None
     if "created" in table.column_names and table["created"].null_count < table.num_rows:
         has = table["created"].is_valid().to_numpy(zero_copy_only=False)
@@ -154,9 +156,7 @@ def _span_rows(table: pa.Table) -> SpanRows:
     framework = None
     if "has_framework" in table.column_names:
         framework = cell[table["has_framework"].to_numpy(zero_copy_only=False)]
-    return SpanRows(
-        cell, table["count"].to_numpy(), None if everything else known, created, framework
-    )
+    return SpanRows(cell, table["count"].to_numpy(), cell[unknown], created, framework)
 
 
 def _dates(days: Sequence[date], index: np.ndarray) -> pa.Array:

@@ -33,13 +33,13 @@ def span_length(versions: int) -> int:
 
 @dataclass(frozen=True)
 class SpanRows:
-    """The rows of a span: each row's cell and count, where the count is known (None: every
-    row's), and the cells and values of the created_at asked for (None: none) and the cells
-    of the rows naming a framework asked for (None: none)."""
+    """The rows of a span: each row's cell and count (0 where unknown), the cells whose count
+    is unknown (usually few), and the cells and values of the created_at asked for and the
+    cells of the rows naming a framework asked for (None: not asked for)."""
 
     cell: np.ndarray
     count: np.ndarray
-    known: np.ndarray | None = None
+    unknown: np.ndarray
     created: tuple[np.ndarray, np.ndarray] | None = None
     framework: np.ndarray | None = None
 
@@ -75,15 +75,13 @@ class Fold:
             return int(ordered[1:][ordered[1:] == ordered[:-1]][0])
         grid = self._grid[:size]
         grid.fill(_LOWEST)  # unknown cells hold the lowest: a maximum never takes them
+        grid[rows.cell] = rows.count
+        grid[rows.unknown] = _LOWEST
         known = present
-        if rows.known is None:
-            grid[rows.cell] = rows.count
-        else:
-            cells = rows.cell[rows.known]
-            grid[cells] = rows.count[rows.known]
+        if len(rows.unknown):
             known = self._known[:size]
-            known.fill(False)
-            known[cells] = True
+            np.copyto(known, present)
+            known[rows.unknown] = False
         self._counts(first, grid.reshape(days, -1), known.reshape(days, -1))
         if rows.created is not None:
             self._first_created(*rows.created)
