@@ -11,7 +11,7 @@ The rules, as applied here to each version seen in the start or end snapshot:
 * disappeared: in the start snapshot, not in the end one: listed with no count and no gain.
 * `count_decreased`: a known count lower than the one known before it, anywhere in the window.
 * Unknown counts at the start or end snapshot are counted (flags), the version itself is left
-  out when its end count is unknown. created_at is the first known, framework the last known.
+  out when its end count is unknown. created_at and framework are the last known in the window.
 * Groups sort by gain descending then keys ascending (unknown last); `top` keeps the first K.
 * The daily series: per group shown and snapshot, how far each counted version's count rose
   above the highest known before (new versions start from 0 at the start snapshot).
@@ -70,7 +70,7 @@ def version_facts(history: dict[date, dict[str, Any]], window: Window) -> dict[s
     days = sorted(history)
     counts = [(day, history[day]["download_count"]) for day in days]
     known = [(day, count) for day, count in counts if count is not None]
-    created = first([history[day]["created_at"] for day in days])
+    created = first([history[day]["created_at"] for day in reversed(days)])
     end_count = at_end["download_count"] if at_end else None
     counted = end_count is not None
     disappeared = at_start is not None and at_end is None

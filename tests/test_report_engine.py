@@ -190,15 +190,16 @@ def test_the_report_answers_as_the_documented_rules(
 @pytest.mark.parametrize("span_cells", [1, fold.SPAN_CELLS], ids=["a day a span", "one span"])
 def test_the_fold_carries_every_fact_across_spans(tmp_path: Path, span_cells: int) -> None:
     """A count that dips below its high across a run of unknown counts, a created_at known
-    only from the third day (and another later), a framework unknown on the last day, a
-    version first counted mid-window and one only at the end: one day per span, or all."""
+    from the third day and changed on the fourth (unknown on the last day for one version), a
+    framework unknown on the last day, a version first counted mid-window and one only at the
+    end: one day per span, or all. created_at and framework are the last known."""
     early, later = "2020-01-01T00:00:00", "2021-06-01T00:00:00"
     days = [
         [V("a", "x", "1", 50, None, "jax"), V("a", "x", "2", None, None, None)],
         [V("a", "x", "1", None, None, "jax"), V("a", "x", "2", None, None, "onnx")],
         [V("a", "x", "1", None, early, "onnx"), V("a", "x", "2", 7, early, "onnx")],
-        [V("a", "x", "1", 40, later, "onnx"), V("a", "x", "2", 9, None, None)],
-        [V("a", "x", "1", 60, later, None), V("a", "x", "2", 12, early, None)]
+        [V("a", "x", "1", 40, later, "onnx"), V("a", "x", "2", 9, later, None)],
+        [V("a", "x", "1", 60, later, None), V("a", "x", "2", 12, None, None)]
         + [V("a", "y", "9", 5, f"{FIRST + timedelta(days=4)}T00:00:00", "jax")],
     ]
     write(
@@ -213,8 +214,10 @@ def test_the_fold_carries_every_fact_across_spans(tmp_path: Path, span_cells: in
     assert version["counted_from_first_observation"].tolist() == [False, True, False]
     assert version["is_new"].tolist() == [False, False, True]
     assert version["framework"].tolist() == ["onnx", "onnx", "jax"]
-    assert [str(t.date()) for t in version["created_at"]] == ["2020-01-01"] * 2 + [
-        str(FIRST + timedelta(days=4))
+    assert [str(t.date()) for t in version["created_at"]] == [
+        "2021-06-01",
+        "2021-06-01",
+        str(FIRST + timedelta(days=4)),
     ]
 
 

@@ -16,6 +16,8 @@ Decisions (the README's "Reports" section repeats them):
   flagged `counted_from_first_observation`: it existed but was not captured (its model failed
   that day, say), so downloads from before its first observation are not credited to the window.
   Versions seen only between the two snapshots are not in the report.
+* A version's `created_at` and `framework` are the last known in the window (the registry's
+  latest word: normally its row in the end snapshot), for `new in the window` too.
 * A count that goes down anywhere in the window is flagged `count_decreased`; the gain is clipped
   at 0, never negative.
 * A version in the start snapshot but not in the end one is `disappeared`: no end count (it is not

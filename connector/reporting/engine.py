@@ -3,13 +3,13 @@ never reach pandas, so memory follows the answer, not rows x days.
 
 One way, three steps, each reading only the files it needs (`connector.reporting.sources`):
 1. the start and end snapshots give the versions to report on and most of their facts (whether
-   each is in either snapshot, its counts there, its created_at at the start and its framework
-   at the end);
+   each is in either snapshot, its counts there, its created_at and framework at the end);
 2. one pass over every in-window row, a span of days at a time (DuckDB reads a span's files in
-   parallel and joins their rows to those versions), is folded in numpy
-   (`connector.reporting.fold`): whether a count went down, the first known count, and the
-   created_at or framework of the versions the two snapshots left unknown;
-3. only when such a framework was last known on another day, that day's rows are read again.
+   parallel and joins their rows to those versions; numpy folds them, `connector.reporting.fold`):
+   whether a count went down, the first known count,
+   and, for a listed version whose end row does not say, the last day its created_at or its
+   framework was known;
+3. only for such versions (usually none), those days' rows are read again for the value.
 Measured against a single SQL query (a `lag` window for decreases), this is several times
 faster on the benchmark year: the window sorts every row, the fold sorts none.
 
@@ -30,7 +30,6 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import date
 from types import TracebackType
 from typing import Any, TypeVar
@@ -99,24 +98,24 @@ _ENDS = """
 SELECT org, model, version,
   bool_or(j = 0) AS in_start, max(c) FILTER (WHERE j = 0) AS start_count,
   bool_or(j = 1) AS in_end, max(c) FILTER (WHERE j = 1) AS end_count,
-  max(created_at) FILTER (WHERE j = 0) AS start_created,
+  max(created_at) FILTER (WHERE j = 1) AS end_created,
   max(framework) FILTER (WHERE j = 1) AS end_framework
 FROM {rows} GROUP BY org, model, version
 """
 # Step 2: a span's rows of those versions, each as its cell in the span's grid.
 _SPAN = """
 SELECT CASE WHEN r.c IS NULL THEN -1 - {cell} ELSE {cell} END::INTEGER AS cell,
-  coalesce(r.c, 0) AS count{created}{framework}
+  coalesce(r.c, 0) AS count{last}
 FROM {{rows}} AS r JOIN fact_keys AS k USING (org, model, version)
 """
 # Asked for only when some version needs them: a column less is a pass over 19 M rows less.
-_CREATED = ", CASE WHEN k.need_created THEN epoch_us(r.created_at) END AS created"
-_FRAMEWORK = ", k.need_framework AND r.framework IS NOT NULL AS has_framework"
-# Step 3: the framework of version i on the day (index j) it was last known.
-_FRAMEWORKS = """
-SELECT k.i, r.framework FROM {rows} AS r JOIN fact_keys AS k USING (org, model, version)
+_LAST_KNOWN = ", k.need_{column} AND r.{column} IS NOT NULL AS has_{column}"
+# Step 3: the value of `column` for version i on the day (index j) it was last known.
+_LOOKUP = """
+SELECT k.i, r.{column} AS value FROM {{rows}} AS r JOIN fact_keys AS k USING (org, model, version)
 JOIN wanted AS w ON w.i = k.i AND w.j = r.j
 """
+_LAST = ("created_at", "framework")  # the facts a version's latest row in the window gives
 # The chart: per group and snapshot, how far each chosen version's count rose above the
 # highest seen before (new versions start from 0 at the start snapshot).
 _DAILY = """
@@ -144,19 +143,20 @@ GROUP BY ALL
 
 def _span_rows(table: pa.Table) -> SpanRows:
     """A span query's answer as numpy arrays: the cell of a row whose count is unknown comes
-    as -1 - cell (one column less to carry), the created_at asked for as a nullable column."""
+    as -1 - cell (one column less to carry)."""
     cell = table["cell"].to_numpy()
     unknown = np.flatnonzero(cell < 0)
     if len(unknown):
         cell = np.where(cell < 0, -1 - cell, cell)
-    created = None
-    if "created" in table.column_names and table["created"].null_count < table.num_rows:
-        has = table["created"].is_valid().to_numpy(zero_copy_only=False)
-        created = (cell[has], table["created"].drop_null().to_numpy())
-    framework = None
-    if "has_framework" in table.column_names:
-        framework = cell[table["has_framework"].to_numpy(zero_copy_only=False)]
-    return SpanRows(cell, table["count"].to_numpy(), cell[unknown], created, framework)
+    flagged = {
+        column: cell[table[f"has_{column}"].to_numpy(zero_copy_only=False)]
+        if f"has_{column}" in table.column_names
+        else cell[:0]
+        for column in _LAST
+    }
+    return SpanRows(
+        cell, table["count"].to_numpy(), cell[unknown], flagged["created_at"], flagged["framework"]
+    )
 
 
 def _dates(days: Sequence[date], index: np.ndarray) -> pa.Array:
@@ -251,31 +251,34 @@ class Engine:
 
     def _facts(self, days: Sequence[date]) -> pa.Table:
         ends = self._run(_ENDS, [days[0], days[-1]])
-        # Only listed versions (counted at the end, or gone from it) show these facts; for them,
-        # created_at at the start is the first known and a framework at the end the last known.
+        # Only listed versions (counted at the end, or gone from it) show created_at and
+        # framework: the last known in the window, so the end row's unless it does not say.
         counted = pc.and_(ends["in_end"], pc.is_valid(ends["end_count"]))
         listed = pc.or_(counted, pc.invert(ends["in_end"]))
-        need_created = pc.and_not(
-            listed, pc.and_(ends["in_start"], pc.is_valid(ends["start_created"]))
-        )
-        need_framework = pc.and_not(listed, pc.is_valid(ends["end_framework"]))
+        need = {
+            "created_at": pc.and_not(listed, pc.is_valid(ends["end_created"])),
+            "framework": pc.and_not(listed, pc.is_valid(ends["end_framework"])),
+        }
         keys = ends.select(KEYS).append_column("i", pa.array(np.arange(len(ends), dtype=np.int32)))
-        keys = keys.append_column("need_created", need_created)
-        keys = keys.append_column("need_framework", need_framework)
+        for column in _LAST:
+            keys = keys.append_column(f"need_{column}", need[column])
         sql = _SPAN.format(
             cell="(r.j * $versions + k.i)",
-            created=_CREATED if pc.any(need_created).as_py() else "",
-            framework=_FRAMEWORK if pc.any(need_framework).as_py() else "",
+            last="".join(
+                _LAST_KNOWN.format(column=column)
+                for column in _LAST
+                if pc.any(need[column]).as_py()
+            ),
         )
         self._con.register("fact_keys", keys)
         try:
             fold = self._fold(sql, days, keys)
-            framework = self._frameworks(days, fold, ends["end_framework"])
+            created = self._last_known("created_at", days, fold.created_day, ends["end_created"])
+            framework = self._last_known(
+                "framework", days, fold.framework_day, ends["end_framework"]
+            )
         finally:
             self._con.unregister("fact_keys")
-        created = pa.array(fold.created, pa.int64(), mask=~fold.created_known).cast(
-            DATASET_SCHEMA.field("created_at").type
-        )
         return pa.table(
             {
                 **{name: ends[name] for name in KEYS},
@@ -286,65 +289,44 @@ class Engine:
                 "first_date": _dates(days, fold.first_day),
                 "first_count": pa.array(fold.first_count, mask=fold.first_day < 0),
                 "went_down": pa.array(fold.went_down),
-                "created_at": pc.if_else(
-                    need_created, created, ends["start_created"].cast(created.type)
-                ),
+                "created_at": created,
                 "framework": framework,
             }
         )
 
     def _fold(self, sql: str, days: Sequence[date], keys: pa.Table) -> Fold:
-        """Every span of `days` read and folded; DuckDB reads the next span (in a thread, on
-        this connection: the fold never touches it) while numpy folds this one."""
+        """Every span of `days` read and folded in turn."""
         versions = len(keys)
         step = span_length(versions)
         fold = Fold(versions, min(step, len(days)))
-        spans = [
-            days[first : first + step] for first in range(0, len(days) if versions else 0, step)
-        ]
-
-        def read(span: Sequence[date]) -> SpanRows:
-            return _span_rows(self._run(sql, span, {"versions": versions}))
-
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = [pool.submit(read, span) for span in spans[:1]]
-            for index, span in enumerate(spans):
-                rows = pending.pop().result()
-                pending += [
-                    pool.submit(read, next_span) for next_span in spans[index + 1 : index + 2]
-                ]
-                twice = fold.add(index * step, len(span), rows)
-                if twice is not None:
-                    raise self._duplicate(span[twice // versions], keys.slice(twice % versions, 1))
+        for first in range(0, len(days) if versions else 0, step):
+            span = days[first : first + step]
+            rows = _span_rows(self._run(sql, span, {"versions": versions}))
+            twice = fold.add(first, len(span), rows)
+            if twice is not None:
+                raise self._duplicate(span[twice // versions], keys.slice(twice % versions, 1))
         return fold
 
-    def _frameworks(self, days: Sequence[date], fold: Fold, at_end: pa.ChunkedArray) -> pa.Array:
-        """Each version's last known framework: the end snapshot's, else read from the day
-        the fold found it last known on (usually no day at all)."""
-        wanted = np.flatnonzero(fold.framework_day >= 0)
+    def _last_known(
+        self, column: str, days: Sequence[date], last_day: np.ndarray, at_end: pa.ChunkedArray
+    ) -> pa.Array:
+        """Each version's last known `column`: the end row's, else read from the day the fold
+        found it last known on (usually no version needs that)."""
+        kind = DATASET_SCHEMA.field(column).type
+        wanted = np.flatnonzero(last_day >= 0)
+        values = at_end.combine_chunks().cast(kind)
         if not len(wanted):
-            return at_end.combine_chunks()
-        on = sorted({int(day) for day in fold.framework_day[wanted]})
-        position = {day: index for index, day in enumerate(on)}
-        pairs = pa.table(
-            {
-                "i": pa.array(wanted.astype(np.int32)),
-                "j": pa.array(
-                    [position[int(day)] for day in fold.framework_day[wanted]], pa.int32()
-                ),
-            }
-        )
+            return values
+        on, position = np.unique(last_day[wanted], return_inverse=True)
+        pairs = pa.table({"i": wanted.astype(np.int32), "j": position.astype(np.int32)})
         self._con.register("wanted", pairs)
         try:
-            found = self._run(_FRAMEWORKS, [days[day] for day in on])
+            found = self._run(_LOOKUP.format(column=column), [days[day] for day in on])
         finally:
             self._con.unregister("wanted")
-        values = at_end.combine_chunks().to_pylist()
-        for i, framework in zip(
-            found["i"].to_pylist(), found["framework"].to_pylist(), strict=True
-        ):
-            values[i] = framework
-        return pa.array(values, DATASET_SCHEMA.field("framework").type)
+        index = np.arange(len(values))
+        index[found["i"].to_numpy()] = len(values) + np.arange(len(found))
+        return pa.concat_arrays([values, found["value"].combine_chunks().cast(kind)]).take(index)
 
     def _duplicate(self, day: date, key: pa.Table) -> OutputError:
         org, model, version = (key[name][0].as_py() for name in KEYS)

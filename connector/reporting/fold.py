@@ -10,9 +10,9 @@ and the state carried from span to span is a few numbers per version. Memory fol
 versions and `SPAN_CELLS`, never rows x days.
 
 What is folded, per version: whether a count went down (below the highest known before it),
-the first known count and its day, the first known `created_at` (only for the versions the
-caller asks for: the others take theirs from the start snapshot) and the last day a framework
-was known (likewise). A version with two rows on one day is reported, never folded.
+the first known count and its day, and, for the versions the caller asks about (those whose
+end-snapshot row does not say), the last day their created_at and their framework were known.
+A version with two rows on one day is reported, never folded.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SPAN_CELLS = 1 << 21  # days x versions held at once (about 20 MB of grids)
+SPAN_CELLS = 1 << 20  # days x versions held at once (about 10 MB of grids)
 _LOWEST = np.iinfo(np.int64).min
 _NEVER = -1
 
@@ -34,14 +34,14 @@ def span_length(versions: int) -> int:
 @dataclass(frozen=True)
 class SpanRows:
     """The rows of a span: each row's cell and count (0 where unknown), the cells whose count
-    is unknown (usually few), and the cells and values of the created_at asked for and the
-    cells of the rows naming a framework asked for (None: not asked for)."""
+    is unknown (usually few), and the cells of the rows with a created_at or a framework the
+    caller asked about (usually none)."""
 
     cell: np.ndarray
     count: np.ndarray
     unknown: np.ndarray
-    created: tuple[np.ndarray, np.ndarray] | None = None
-    framework: np.ndarray | None = None
+    created: np.ndarray
+    framework: np.ndarray
 
 
 class Fold:
@@ -54,9 +54,8 @@ class Fold:
         self.went_down = np.zeros(versions, bool)
         self.first_day = np.full(versions, _NEVER, np.int64)  # window day of the first count
         self.first_count = np.zeros(versions, np.int64)
-        self.created = np.zeros(versions, np.int64)  # the first known, in microseconds
-        self.created_known = np.zeros(versions, bool)
-        self.framework_day = np.full(versions, _NEVER, np.int64)  # last day with a framework
+        self.created_day = np.full(versions, _NEVER, np.int64)  # last day it was known on
+        self.framework_day = np.full(versions, _NEVER, np.int64)  # likewise
         cells = span_days * versions
         self._grid = np.empty(cells, np.int64)
         self._present = np.empty(cells, bool)
@@ -83,10 +82,8 @@ class Fold:
             np.copyto(known, present)
             known[rows.unknown] = False
         self._counts(first, grid.reshape(days, -1), known.reshape(days, -1))
-        if rows.created is not None:
-            self._first_created(*rows.created)
-        if rows.framework is not None and len(rows.framework):
-            self._last_framework(first, rows.framework)
+        self._last_day(first, rows.created, self.created_day)
+        self._last_day(first, rows.framework, self.framework_day)
         return None
 
     def _counts(self, first: int, grid: np.ndarray, known: np.ndarray) -> None:
@@ -99,16 +96,11 @@ class Fold:
         self.first_day[fresh] = first + at
         self.first_count[fresh] = grid[at, fresh]
 
-    def _first_created(self, cells: np.ndarray, values: np.ndarray) -> None:
-        version = cells % self.versions
-        earliest = np.full(self.versions, np.iinfo(np.int64).max, np.int64)
-        np.minimum.at(earliest, version, cells)  # the earliest day is the smallest cell
-        take = (cells == earliest[version]) & ~self.created_known[version]
-        self.created[version[take]] = values[take]
-        self.created_known[version[take]] = True
-
-    def _last_framework(self, first: int, cells: np.ndarray) -> None:
+    def _last_day(self, first: int, cells: np.ndarray, last: np.ndarray) -> None:
+        """Each version's last day among `cells` (later spans overwrite earlier ones)."""
+        if not len(cells):
+            return
         latest = np.full(self.versions, _NEVER, np.int64)
-        np.maximum.at(latest, cells % self.versions, cells)
+        np.maximum.at(latest, cells % self.versions, cells)  # the latest day: the largest cell
         found = latest != _NEVER
-        self.framework_day[found] = first + latest[found] // self.versions
+        last[found] = first + latest[found] // self.versions
