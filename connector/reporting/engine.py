@@ -147,7 +147,8 @@ def _span_rows(table: pa.Table) -> SpanRows:
     cell = table["cell"].to_numpy()
     unknown = np.flatnonzero(cell < 0)
     if len(unknown):
-        cell = np.where(cell < 0, -1 - cell, cell)
+        cell = cell if cell.flags.writeable else cell.copy()  # one chunk comes read-only
+        cell[unknown] = -1 - cell[unknown]
     flagged = {
         column: cell[table[f"has_{column}"].to_numpy(zero_copy_only=False)]
         if f"has_{column}" in table.column_names

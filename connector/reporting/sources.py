@@ -33,7 +33,6 @@ from connector.errors import OutputError
 COLUMNS = ["org", "model", "version", "created_at", "download_count", "framework"]
 _FILE_SCHEMA = pa.schema([DATASET_SCHEMA.field(name) for name in COLUMNS])
 _STREAM_SCHEMA = pa.schema([pa.field("j", pa.int32()), *_FILE_SCHEMA])
-_RELATION = "window_rows"
 _AS_ROWS = "j, org, model, version, created_at, download_count AS c, framework"
 
 
@@ -92,7 +91,8 @@ class Rows:
         orgs: Sequence[str] = (),
         models: Sequence[str] = (),
     ) -> str:
-        """Name a relation holding the rows of `days` (after the org and model filters)."""
+        """A relation (a subquery to put in FROM) holding the rows of `days`, after the org and
+        model filters."""
         raise NotImplementedError
 
     def fingerprint(self) -> Any:
@@ -118,21 +118,14 @@ class LocalFiles(Rows):
         index = {day: position for position, day in enumerate(days)}
         files = [file for file in self.files if file.day in index]
         if not files:
-            empty = pa.Table.from_batches([], _STREAM_SCHEMA)
-            con.register("no_rows", empty)
-            con.execute(
-                f"CREATE OR REPLACE TEMP VIEW {_RELATION} AS SELECT {_AS_ROWS} FROM no_rows"
-            )
-            return _RELATION
+            con.register("no_rows", pa.Table.from_batches([], _STREAM_SCHEMA))
+            return f"(SELECT {_AS_ROWS} FROM no_rows)"
         paths = ", ".join(_sql_text(_glob_literal(file.path)) for file in files)
         positions = ", ".join(str(index[file.day]) for file in files)
-        con.execute(
-            f"""CREATE OR REPLACE TEMP VIEW {_RELATION} AS
+        return f"""(
             SELECT [{positions}][file_index::BIGINT + 1]::INTEGER AS {_AS_ROWS}
             FROM read_parquet([{paths}], union_by_name = true, hive_partitioning = false)
-            {_filters(orgs, models)}"""
-        )
-        return _RELATION
+            {_filters(orgs, models)})"""
 
 
 class StreamedFiles(Rows):
@@ -177,10 +170,7 @@ class StreamedFiles(Rows):
         files = [file for file in self.files if file.day in index]
         batches = self._batches(files, index, orgs, models)
         con.register("streamed_rows", pa.RecordBatchReader.from_batches(_STREAM_SCHEMA, batches))
-        con.execute(
-            f"CREATE OR REPLACE TEMP VIEW {_RELATION} AS SELECT {_AS_ROWS} FROM streamed_rows"
-        )
-        return _RELATION
+        return f"(SELECT {_AS_ROWS} FROM streamed_rows)"
 
     def fingerprint(self) -> Any:
         days = sorted({file.day for file in self.files})
