@@ -5,8 +5,10 @@ Writes the synthetic year once (benchmarks/synthetic_year.py: 365 daily partitio
 the same run and each in a fresh child process, alternating (medians of 3): `connector report
 --days 364` by model and by version with `--top 0`, and the README's DuckDB query (read from
 README.md, with the dataset's path and the same window substituted), run as a user would
-(`duckdb.sql(query).df()`). Peak RSS is the child's own (ru_maxrss from wait4); the growth is
-364 days against 30. Exits non-zero while a target is missed.
+(`duckdb.sql(query).df()`); both sides pay python's start and their imports. Peak RSS is the
+child's own (ru_maxrss from wait4); the growth is 364 days against 30. Targets: by model at most
+1.5 x the query, by version with `--top 0` at most 2 x, peak RSS under 1 GiB and growing less
+than 30 % from 30 to 364 days. Prints the ratios; exits non-zero while a target is missed.
 """
 
 from __future__ import annotations

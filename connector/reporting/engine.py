@@ -144,11 +144,9 @@ GROUP BY ALL
 def _span_rows(table: pa.Table) -> SpanRows:
     """A span query's answer as numpy arrays: the cell of a row whose count is unknown comes
     as -1 - cell (one column less to carry)."""
-    cell = table["cell"].to_numpy()
+    cell = table["cell"].to_numpy().astype(np.intp)  # numpy's index type: converted once
     unknown = np.flatnonzero(cell < 0)
-    if len(unknown):
-        cell = cell if cell.flags.writeable else cell.copy()  # one chunk comes read-only
-        cell[unknown] = -1 - cell[unknown]
+    cell[unknown] = -1 - cell[unknown]
     flagged = {
         column: cell[table[f"has_{column}"].to_numpy(zero_copy_only=False)]
         if f"has_{column}" in table.column_names

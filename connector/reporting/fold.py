@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SPAN_CELLS = 1 << 20  # days x versions held at once (about 10 MB of grids)
+SPAN_CELLS = 3 << 19  # days x versions at once: 1.5 M cells, about 15 MB of grids
 _LOWEST = np.iinfo(np.int64).min
 _NEVER = -1
 
