@@ -15,8 +15,8 @@ faster on the benchmark year: the window sorts every row, the fold sorts none.
 
 A version of the report with two rows on one snapshot day of the window (the writer never
 produces that; a foreign or damaged writer could) is an OutputError naming the day, the version
-and the files, never a guess. (Rows of versions in neither the start nor the end snapshot are
-not read, so they are not checked: they change no number of the report.)
+and the files, never a guess. (Rows of versions the report leaves out, such as those seen only
+between the two snapshots, are not read, so they are not checked: they change no number.)
 The chart's daily series is a second, separate query, over the versions of the groups shown.
 
 On object storage a query runs again when a publish replaced an object meanwhile (the reader's
@@ -269,7 +269,7 @@ class Engine:
                 if pc.any(need[column]).as_py()
             ),
         )
-        self._con.register("fact_keys", keys)
+        self._con.register("fact_keys", keys.filter(listed))  # the others are left out
         try:
             fold = self._fold(sql, days, keys)
             created = self._last_known("created_at", days, fold.created_day, ends["end_created"])
