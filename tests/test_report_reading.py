@@ -111,6 +111,18 @@ def test_the_command_says_which_file_and_column_in_one_line(tmp_path: Path) -> N
     )
 
 
+def test_a_file_name_cannot_forge_a_line_of_the_error(tmp_path: Path) -> None:
+    """A foreign writer chose the file's name: a newline in it is escaped, one Error line."""
+    dataset(tmp_path)
+    table = pq.read_table(tmp_path / DAMAGED)
+    forged = tmp_path / f"model_versions/snapshot_date={DAY2}/x\nError: all fine.parquet"
+    pq.write_table(replace_column(table, "download_count", None), forged)
+    result = CliRunner().invoke(main, ["report", "--data", str(tmp_path), "--days", "2"])
+    assert result.exit_code == ExitCode.OUTPUT, result.output
+    assert result.stderr.count("\n") == 1
+    assert "x\\nError: all fine.parquet has no column 'download_count'" in result.stderr
+
+
 def test_the_base_columns_are_schema_v1_and_lead_the_schema() -> None:
     """Every file the connector wrote has schema v1's columns; later versions append."""
     assert SCHEMA_VERSION >= 2

@@ -44,6 +44,7 @@ from connector.dataset.storage import STORAGE_ERRORS, Location, list_entries, lo
 from connector.dataset.writer import MANIFEST_NAME
 from connector.dates import DayLike, as_optional_day
 from connector.errors import ConfigError, OutputError
+from connector.redaction import printable
 
 Source = str | os.PathLike[str] | Location
 
@@ -120,8 +121,9 @@ def _refuse_links(partition: str) -> None:
         raise OutputError(f"cannot list {partition}: {exc.strerror or exc}") from exc
     if links:
         raise OutputError(
-            f"{links[0]} is a symbolic link: the reader never follows links inside the dataset "
-            "(the connector never writes one); replace it with the file itself or remove it"
+            f"{printable(links[0])} is a symbolic link: the reader never follows links inside "
+            "the dataset (the connector never writes one); replace it with the file itself or "
+            "remove it"
         )
 
 
@@ -171,7 +173,9 @@ def _fits(actual: pa.DataType, expected: pa.DataType) -> bool:
 def check_schema(shown: str, schema: pa.Schema, columns: Iterable[str]) -> None:
     """OutputError naming the file (`shown`) and the column when the file lacks one of
     `columns` that every connector file has, or holds one whose type does not read as the
-    schema's: a damaged or foreign file must never turn into a column of nulls."""
+    schema's: a damaged or foreign file must never turn into a column of nulls. (The file's
+    name and types are escaped: a foreign writer chose them.)"""
+    shown = printable(shown)
     for name in columns:
         if name == PARTITION_COLUMN.name:
             continue
@@ -187,8 +191,8 @@ def check_schema(shown: str, schema: pa.Schema, columns: Iterable[str]) -> None:
         actual = schema.field(index).type
         if not _fits(actual, expected):
             raise OutputError(
-                f"{shown}: column {name!r} is {actual}, expected {expected}: the file is "
-                "damaged or was not written by the connector"
+                f"{shown}: column {name!r} is {printable(str(actual))}, expected {expected}: "
+                "the file is damaged or was not written by the connector"
             )
 
 
@@ -199,7 +203,7 @@ def check_files(location: Location, paths: Sequence[str], columns: Sequence[str]
         try:
             schema = ds.dataset(path, format="parquet", filesystem=location.filesystem).schema
         except (pa.ArrowException, OSError) as exc:
-            raise OutputError(f"cannot read {shown}: {exc}") from exc
+            raise OutputError(f"cannot read {printable(shown)}: {printable(str(exc))}") from exc
         check_schema(shown, schema, columns)
 
 

@@ -222,7 +222,8 @@ class Report:
 
     @functools.cached_property
     def daily(self) -> pd.DataFrame:
-        """Downloads gained between consecutive snapshots per group shown (see `_daily`)."""
+        """Downloads gained between consecutive snapshots per group shown: how far each counted
+        version's count rose above the highest seen before (from its baseline)."""
         return self.daily_source()
 
     @property

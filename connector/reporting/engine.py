@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 from connector.atomic import scratch_directory
 from connector.dataset.schema import DATASET_SCHEMA, to_dataframe
 from connector.errors import ConfigError, MemoryLimitError, OutputError
+from connector.redaction import printable
 from connector.reporting.fold import Fold, SpanRows, span_length
 from connector.reporting.sources import Rows
 
@@ -329,7 +330,7 @@ class Engine:
 
     def _duplicate(self, day: date, key: pa.Table) -> OutputError:
         org, model, version = (key[name][0].as_py() for name in KEYS)
-        files = self.rows.files_of(day)
+        files = [printable(path) for path in self.rows.files_of(day)]
         shown = ", ".join(files[:3]) + (", ..." if len(files) > 3 else "")
         return OutputError(
             f"the snapshot of {day} holds org {org!r}, model {model!r}, version {version!r} more "

@@ -29,6 +29,7 @@ from connector.dataset.reader import check_files, check_schema, data_files
 from connector.dataset.schema import DATASET_SCHEMA
 from connector.dataset.storage import Location
 from connector.errors import OutputError
+from connector.redaction import printable
 
 COLUMNS = ["org", "model", "version", "created_at", "download_count", "framework"]
 _FILE_SCHEMA = pa.schema([DATASET_SCHEMA.field(name) for name in COLUMNS])
@@ -153,7 +154,7 @@ class StreamedFiles(Rows):
                 check_schema(shown, dataset.schema, COLUMNS)
                 table = dataset.to_table(columns=COLUMNS, filter=row_filter).cast(_FILE_SCHEMA)
             except (pa.ArrowException, OSError) as exc:
-                raise OutputError(f"cannot read {shown}: {exc}") from exc
+                raise OutputError(f"cannot read {printable(shown)}: {printable(str(exc))}") from exc
             day = pa.array(np.full(table.num_rows, index[file.day], np.int32))
             yield from pa.Table.from_arrays(
                 [day, *table.columns], schema=_STREAM_SCHEMA
