@@ -142,21 +142,28 @@ GROUP BY ALL
 """
 
 
-def _span_rows(table: pa.Table) -> SpanRows:
-    """A span query's answer as numpy arrays: the cell of a row whose count is unknown comes
-    as -1 - cell (one column less to carry)."""
-    cell = table["cell"].to_numpy().astype(np.intp)  # numpy's index type: converted once
-    unknown = np.flatnonzero(cell < 0)
-    cell[unknown] = -1 - cell[unknown]
-    flagged = {
-        column: cell[table[f"has_{column}"].to_numpy(zero_copy_only=False)]
-        if f"has_{column}" in table.column_names
-        else cell[:0]
-        for column in _LAST
-    }
-    return SpanRows(
-        cell, table["count"].to_numpy(), cell[unknown], flagged["created_at"], flagged["framework"]
-    )
+def _span_rows(table: pa.Table) -> list[SpanRows]:
+    """A span query's answer as numpy views of its chunks (no copy of a chunk without an
+    unknown count): the cell of a row whose count is unknown comes as -1 - cell (one column
+    less to carry)."""
+    chunks = []
+    for batch in table.to_batches():
+        cell = batch.column("cell").to_numpy()
+        unknown = np.flatnonzero(cell < 0)
+        if len(unknown):
+            cell = cell.copy()
+            cell[unknown] = -1 - cell[unknown]
+        flagged = {
+            column: cell[batch.column(f"has_{column}").to_numpy(zero_copy_only=False)]
+            if f"has_{column}" in batch.schema.names
+            else cell[:0]
+            for column in _LAST
+        }
+        count = batch.column("count").to_numpy()
+        chunks.append(
+            SpanRows(cell, count, cell[unknown], flagged["created_at"], flagged["framework"])
+        )
+    return chunks
 
 
 def _dates(days: Sequence[date], index: np.ndarray) -> pa.Array:

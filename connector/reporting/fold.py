@@ -17,11 +17,12 @@ A version with two rows on one day is reported, never folded.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-SPAN_CELLS = 3 << 19  # days x versions at once: 1.5 M cells, about 15 MB of grids
+SPAN_CELLS = 1 << 21  # days x versions at once: 2 M cells, about 20 MB of grids
 _LOWEST = np.iinfo(np.int64).min
 _NEVER = -1
 
@@ -33,9 +34,9 @@ def span_length(versions: int) -> int:
 
 @dataclass(frozen=True)
 class SpanRows:
-    """The rows of a span: each row's cell and count (0 where unknown), the cells whose count
-    is unknown (usually few), and the cells of the rows with a created_at or a framework the
-    caller asked about (usually none)."""
+    """Rows of a span (a chunk of them): each row's cell and count (0 where unknown), the cells
+    whose count is unknown (usually few), and the cells of the rows with a created_at or a
+    framework the caller asked about (usually none)."""
 
     cell: np.ndarray
     count: np.ndarray
@@ -61,29 +62,32 @@ class Fold:
         self._present = np.empty(cells, bool)
         self._known = np.empty(cells, bool)
 
-    def add(self, first: int, days: int, rows: SpanRows) -> int | None:
-        """Fold the rows of window days `first` .. `first + days - 1`, which come after every
-        day folded before. Returns the cell of a version with two rows on one day, or None
-        when there is none (then the rows are folded)."""
+    def add(self, first: int, days: int, chunks: Sequence[SpanRows]) -> int | None:
+        """Fold the rows of window days `first` .. `first + days - 1` (in chunks, as the query
+        answered them: scattered as they are, never concatenated), which come after every day
+        folded before. Returns the cell of a version with two rows on one day, or None when
+        there is none (then the rows are folded)."""
         size = days * self.versions
-        present = self._present[:size]
+        present, grid = self._present[:size], self._grid[:size]
         present.fill(False)
-        present[rows.cell] = True
-        if np.count_nonzero(present) != len(rows.cell):
-            ordered = np.sort(rows.cell)
-            return int(ordered[1:][ordered[1:] == ordered[:-1]][0])
-        grid = self._grid[:size]
         grid.fill(_LOWEST)  # unknown cells hold the lowest: a maximum never takes them
-        grid[rows.cell] = rows.count
-        grid[rows.unknown] = _LOWEST
+        for chunk in chunks:
+            present[chunk.cell] = True
+            grid[chunk.cell] = chunk.count
+            grid[chunk.unknown] = _LOWEST
+        if np.count_nonzero(present) != sum(len(chunk.cell) for chunk in chunks):
+            ordered = np.sort(np.concatenate([chunk.cell for chunk in chunks]))
+            return int(ordered[1:][ordered[1:] == ordered[:-1]][0])
         known = present
-        if len(rows.unknown):
+        if any(len(chunk.unknown) for chunk in chunks):
             known = self._known[:size]
             np.copyto(known, present)
-            known[rows.unknown] = False
+            for chunk in chunks:
+                known[chunk.unknown] = False
         self._counts(first, grid.reshape(days, -1), known.reshape(days, -1))
-        self._last_day(first, rows.created, self.created_day)
-        self._last_day(first, rows.framework, self.framework_day)
+        for chunk in chunks:
+            self._last_day(first, chunk.created, self.created_day)
+            self._last_day(first, chunk.framework, self.framework_day)
         return None
 
     def _counts(self, first: int, grid: np.ndarray, known: np.ndarray) -> None:
@@ -97,10 +101,10 @@ class Fold:
         self.first_count[fresh] = grid[at, fresh]
 
     def _last_day(self, first: int, cells: np.ndarray, last: np.ndarray) -> None:
-        """Each version's last day among `cells` (later spans overwrite earlier ones)."""
+        """Each version's last day among `cells`, if later than the one in `last`."""
         if not len(cells):
             return
         latest = np.full(self.versions, _NEVER, np.int64)
         np.maximum.at(latest, cells % self.versions, cells)  # the latest day: the largest cell
         found = latest != _NEVER
-        last[found] = first + latest[found] // self.versions
+        last[found] = np.maximum(last[found], first + latest[found] // self.versions)
