@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 
 from connector.dataset.layout import DATASET_DIR
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_dataframe
@@ -201,7 +202,7 @@ def check_files(location: Location, paths: Sequence[str], columns: Sequence[str]
     for path in paths:
         shown = location.display(path)
         try:
-            schema = ds.dataset(path, format="parquet", filesystem=location.filesystem).schema
+            schema = pq.read_schema(path, filesystem=location.filesystem)
         except (pa.ArrowException, OSError) as exc:
             raise OutputError(f"cannot read {printable(shown)}: {printable(str(exc))}") from exc
         check_schema(shown, schema, columns)

@@ -70,11 +70,9 @@ class Fold:
         size = days * self.versions
         present, grid = self._present[:size], self._grid[:size]
         present.fill(False)
-        grid.fill(_LOWEST)  # unknown cells hold the lowest: a maximum never takes them
-        for chunk in chunks:
+        for chunk in chunks:  # cells no row names keep an older span's values: never read
             present[chunk.cell] = True
             grid[chunk.cell] = chunk.count
-            grid[chunk.unknown] = _LOWEST
         if np.count_nonzero(present) != sum(len(chunk.cell) for chunk in chunks):
             ordered = np.sort(np.concatenate([chunk.cell for chunk in chunks]))
             return int(ordered[1:][ordered[1:] == ordered[:-1]][0])
@@ -91,10 +89,11 @@ class Fold:
         return None
 
     def _counts(self, first: int, grid: np.ndarray, known: np.ndarray) -> None:
+        """went_down, highest and the first known count, reading only the known cells."""
         for day in range(len(grid)):  # a day at a time: no temporary of the grid's size
-            row = grid[day]
-            self.went_down |= known[day] & (row < self.highest)
-            np.maximum(self.highest, row, out=self.highest)
+            row, known_row = grid[day], known[day]
+            self.went_down |= known_row & (row < self.highest)
+            np.maximum(self.highest, row, out=self.highest, where=known_row)
         fresh = np.flatnonzero((self.first_day == _NEVER) & known.any(axis=0))
         at = known[:, fresh].argmax(axis=0)
         self.first_day[fresh] = first + at
