@@ -143,14 +143,16 @@ GROUP BY ALL
 
 
 def _span_rows(table: pa.Table) -> list[SpanRows]:
-    """A span query's answer as numpy arrays, a chunk at a time (never concatenated): the
-    counts as views, the cells in numpy's index type (converted once, not at each scatter);
-    the cell of a row whose count is unknown comes as -1 - cell (one column less to carry)."""
+    """A span query's answer as numpy views of its chunks (no copy of a chunk without an
+    unknown count): the cell of a row whose count is unknown comes as -1 - cell (one column
+    less to carry)."""
     chunks = []
     for batch in table.to_batches():
-        cell = batch.column("cell").to_numpy().astype(np.intp)
+        cell = batch.column("cell").to_numpy()
         unknown = np.flatnonzero(cell < 0)
-        cell[unknown] = -1 - cell[unknown]
+        if len(unknown):
+            cell = cell.copy()
+            cell[unknown] = -1 - cell[unknown]
         flagged = {
             column: cell[batch.column(f"has_{column}").to_numpy(zero_copy_only=False)]
             if f"has_{column}" in batch.schema.names
