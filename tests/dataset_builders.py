@@ -1,21 +1,23 @@
 """A small dataset builder for the reader, report and render tests: they write Parquet files
-into the published layout themselves (`V`, `write_snapshot`, `daily_dataset`) or build what
-`load_snapshots` would return in memory (`snapshot_frame`)."""
+into the published layout themselves (`V`, `write_snapshot`, `daily_dataset`), and
+`report_over` computes the report over a few snapshots written to a temporary dataset."""
 
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from connector.dataset.schema import DATASET_SCHEMA, FILE_SCHEMA, to_dataframe
+from connector.dataset.locate import open_store as locate
+from connector.dataset.schema import FILE_SCHEMA
+from connector.reporting.analytics import Report, compute_report
 
 D = date.fromisoformat
 
@@ -89,16 +91,6 @@ def write_snapshot(
     return partition
 
 
-def snapshot_frame(snapshots: Mapping[str, Sequence[V]]) -> pd.DataFrame:
-    """What `load_snapshots` returns for these snapshots, built in memory (no I/O)."""
-    tables = []
-    for text, versions in snapshots.items():
-        table = file_table(D(text), versions)
-        days = pa.array([D(text)] * len(versions), pa.date32())
-        tables.append(table.add_column(0, "snapshot_date", days).cast(DATASET_SCHEMA))
-    return to_dataframe(pa.concat_tables(tables))
-
-
 def daily_dataset(root: Path, first: str, days: int, models: int = 3) -> list[date]:
     """A dataset with `days` daily snapshots; model i gains 100*(i+1) per day on version 1.0."""
     start = D(first)
@@ -110,3 +102,25 @@ def daily_dataset(root: Path, first: str, days: int, models: int = 3) -> list[da
         ]
         write_snapshot(root, day, rows)
     return dates
+
+
+def report_over(snapshots: Mapping[str, Sequence[V]], **options: Any) -> Report:
+    """`compute_report` over these snapshots, written to a temporary dataset first; the daily
+    series is computed before the dataset is removed."""
+    with tempfile.TemporaryDirectory() as folder:
+        for day, versions in snapshots.items():
+            write_snapshot(Path(folder), day, versions)
+        result = compute_report(Path(folder), **options)
+        assert result.daily is not None  # the chart's series, read while the files exist
+    return result
+
+
+def upload(local: Path, bucket: str, prefix: str) -> str:
+    """Copy a local dataset into the bucket; returns its s3:// URI."""
+    fs = locate(f"s3://{bucket}").filesystem
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            key = f"{bucket}/{prefix}/{path.relative_to(local).as_posix()}"
+            with fs.open_output_stream(key) as stream:
+                stream.write(path.read_bytes())
+    return f"s3://{bucket}/{prefix}"

@@ -1,439 +1,219 @@
-"""The test oracle: the report as the pandas implementation computed it before the engine.
+"""The test oracle: what `connector report` must answer, recomputed in plain Python one version
+at a time from the rules in the docstring of `connector/reporting/analytics.py` (not from its
+code: nothing here is shared with the engine but the choice of the window, `resolve_window`,
+which tests/test_report.py checks on its own). Slow and obvious on purpose.
 
-A frozen copy of `connector/reporting/analytics.py` from before `connector/reporting/engine.py`
-(loading every in-window row into pandas via `load_snapshots`); tests/test_report_engine.py
-asserts that the engine gives exactly its answers. Do not "fix" this file to match the engine:
-a rule change goes into both, on purpose. Its rules, as the module docstring had them:
-
-* Window. `days=N` compares the latest snapshot with the latest snapshot at least N days older;
-  when no snapshot is that old, the earliest one is used and a note says the window is shorter.
-  `start`/`end`: the end snapshot is the latest on or before `end` (default: the latest), the start
-  snapshot the latest on or before `start`, else the earliest after it. Both resolving to the same
-  snapshot, or a dataset with a single snapshot, raise `NoDataError` with a clear message.
-  `days` in the output is the real distance between the two snapshots, so `gained_per_day` stays
-  right across missing days (counted in a note that names the first few).
-* Gain of a version = end count - baseline, never below 0. The baseline is its count at the start
-  snapshot; 0 for a version *new in the window* (absent from the start snapshot, `created_at` on
-  or after the start snapshot's date, midnight UTC); otherwise (absent from the start snapshot but
-  older or without `created_at`, or its start count unknown) its first known count in the window,
-  flagged `counted_from_first_observation`: it existed but was not captured (its model failed
-  that day, say), so downloads from before its first observation are not credited to the window.
-  Versions seen only between the two snapshots are not in the report.
-* A count that goes down anywhere in the window is flagged `count_decreased`; the gain is clipped
-  at 0, never negative.
-* A version in the start snapshot but not in the end one is `disappeared`: no end count (it is not
-  part of the group's `download_count`) and 0 gain; it is still listed with `--by version`.
-* Rows whose count is unknown (null) at the start or end snapshot are excluded from the gain and
-  counted in `excluded_unknown_rows`; a version whose end count is unknown is left out altogether.
-* Models listed as failed in the start or end snapshot's `_manifest.json` are named in a note:
-  they explain versions counted from their first observation or shown as disappeared.
-* Rows sort by `downloads_gained` descending, then the group keys ascending; `top` keeps the first
-  K (None or 0: all); `share_of_gained` is relative to the total over all groups (0 when nothing
-  was gained at all).
+The rules, as applied here to each version seen in the start or end snapshot:
+* counted: its end count is known. Its gain is end count - baseline, never below 0.
+* new: counted, absent from the start snapshot, created_at on or after the start date (UTC
+  midnight): baseline 0. Otherwise the baseline is its first known count in the window, and
+  when that is later than the start it is `counted_from_first_observation` (`first_observed`).
+* disappeared: in the start snapshot, not in the end one: listed with no count and no gain.
+* `count_decreased`: a known count lower than the one known before it, anywhere in the window.
+* Unknown counts at the start or end snapshot are counted (flags), the version itself is left
+  out when its end count is unknown. created_at and framework are the last known in the window.
+* Groups sort by gain descending then keys ascending (unknown last); `top` keeps the first K.
+* The daily series: per group shown and snapshot, how far each counted version's count rose
+  above the highest known before (new versions start from 0 at the start snapshot).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import date
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from itertools import pairwise
+from pathlib import Path
 from typing import Any
 
-import pandas as pd
+import pyarrow.parquet as pq
 
-from connector.dataset.reader import Source, load_snapshots, read_manifest, snapshot_dates
-from connector.errors import ConfigError, NoDataError, OutputError
+from connector.errors import NoDataError
 from connector.reporting.window import Window, resolve_window
 
-__all__ = [
-    "GROUPINGS",
-    "REPORT_COLUMNS",
-    "Report",
-    "Window",
-    "compute_report",
-    "daily_gains",
-    "report",
-    "resolve_window",
-    "summarize",
-]
-
-
-GROUPINGS = ("version", "model", "org", "framework")
-GROUP_KEYS: dict[str, list[str]] = {
-    "version": ["org", "model", "version"],
-    "model": ["org", "model"],
-    "org": ["org"],
-    "framework": ["framework"],
+KEYS = {
+    "version": ("org", "model", "version"),
+    "model": ("org", "model"),
+    "org": ("org",),
+    "framework": ("framework",),
 }
-_VERSION_KEYS = GROUP_KEYS["version"]
-_WINDOW = ["start_snapshot", "end_snapshot"]
-_GAINS = ["downloads_gained", "gained_per_day", "share_of_gained"]
-_VERSION_FLAGS = ["is_new", "counted_from_first_observation", "first_observed"]
-_VERSION_FLAGS += ["count_decreased", "disappeared"]
-_GROUP_COUNTS = ["versions", "new_versions", "new_version_names", "versions_from_first_observation"]
-_GROUP_COUNTS += ["versions_count_decreased", "versions_disappeared"]
-REPORT_COLUMNS: dict[str, list[str]] = {
-    by: [*keys, "download_count", *_GAINS, *_GROUP_COUNTS, *_WINDOW]
-    for by, keys in GROUP_KEYS.items()
-}
-REPORT_COLUMNS["version"] = [
-    *_VERSION_KEYS,
-    "framework",
-    "created_at",
-    "download_count",
-    "baseline_count",
-    *_GAINS,
-    *_VERSION_FLAGS,
-    *_WINDOW,
-]
-
-
-def _in_window(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
-    """The rows of the window's snapshots, once each (a row repeated across part files counts
-    once), so a frame holding more days cannot leak earlier observations into a baseline."""
-    day = frame["snapshot_date"]
-    inside = frame[(day >= pd.Timestamp(window.start)) & (day <= pd.Timestamp(window.end))]
-    return inside.drop_duplicates([*_VERSION_KEYS, "snapshot_date"], keep="last")
-
-
-def _observations(frame: pd.DataFrame, window: Window) -> pd.DataFrame:
-    """Per version in the start or end snapshot: its counts there, its first known count in the
-    window, whether a count ever went down, its created_at and its last known framework."""
-    keys = _VERSION_KEYS
-    day = frame["snapshot_date"]
-    at_start = frame[day == pd.Timestamp(window.start)].set_index(keys)["download_count"]
-    at_end = frame[day == pd.Timestamp(window.end)].set_index(keys)["download_count"]
-    known = frame[frame["download_count"].notna()].sort_values([*keys, "snapshot_date"])
-    per_version = known.groupby(keys, sort=False)
-    down = known["download_count"] < per_version["download_count"].shift()
-    went_down = down.fillna(False).groupby([known[k] for k in keys]).any()
-    first = per_version[["snapshot_date", "download_count"]].first()
-    meta = frame.groupby(keys, sort=False)
-    index = at_start.index.union(at_end.index)
-    return pd.DataFrame(
-        {
-            "in_start": index.isin(at_start.index),
-            "start_count": at_start.reindex(index),
-            "in_end": index.isin(at_end.index),
-            "end_count": at_end.reindex(index),
-            "first_date": first["snapshot_date"].reindex(index),
-            "first_count": first["download_count"].reindex(index),
-            "went_down": went_down.reindex(index, fill_value=False).astype(bool),
-            "created_at": meta["created_at"].first().reindex(index),
-            "framework": meta["framework"].last().reindex(index),
-        },
-        index=index,
-    )
-
-
-def classify_versions(frame: pd.DataFrame, window: Window) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One row per version counted at the end snapshot or gone from it: its baseline, gain and
-    flags (see the module docstring), plus the counts of unknown rows and flagged versions."""
-    seen = _observations(_in_window(frame, window), window)
-    end_count = seen["end_count"]
-    counted = seen["in_end"] & end_count.notna()
-    is_new = (
-        counted & ~seen["in_start"] & (seen["created_at"] >= pd.Timestamp(window.start, tz="UTC"))
-    )
-    from_first = counted & ~is_new & (seen["first_date"] > pd.Timestamp(window.start))
-    baseline = seen["first_count"].where(~is_new, 0)
-    versions = pd.DataFrame(
-        {
-            "framework": seen["framework"],
-            "created_at": seen["created_at"],
-            "download_count": end_count.where(counted),
-            "baseline_count": baseline.where(counted, seen["start_count"]),
-            "downloads_gained": (end_count - baseline).clip(lower=0).where(counted, 0),
-            "is_new": is_new,
-            "counted_from_first_observation": from_first,
-            "first_observed": seen["first_date"].where(from_first),
-            "count_decreased": seen["went_down"],
-            "disappeared": seen["in_start"] & ~seen["in_end"],
-            "counted": counted,
-        }
-    )
-    versions = versions[counted | versions["disappeared"]].reset_index()
-    versions["downloads_gained"] = versions["downloads_gained"].astype("int64")
-    flags = {
-        "unknown_rows_at_start": int((seen["in_start"] & seen["start_count"].isna()).sum()),
-        "unknown_rows_at_end": int((seen["in_end"] & end_count.isna()).sum()),
-        "new_versions": int(versions["is_new"].sum()),
-        "versions_from_first_observation": int(versions["counted_from_first_observation"].sum()),
-        "versions_count_decreased": int(versions["count_decreased"].sum()),
-        "versions_disappeared": int(versions["disappeared"].sum()),
-    }
-    flags["excluded_unknown_rows"] = flags["unknown_rows_at_start"] + flags["unknown_rows_at_end"]
-    return versions, flags
-
-
-def group_labels(frame: pd.DataFrame, by: str) -> pd.Series:
-    """A readable name per group: `org/model@version`, `org/model`, `org` or the framework."""
-    if by == "framework":
-        return frame["framework"].astype("string").fillna("(unknown)")
-    label = frame["org"].astype("string")
-    if by in ("model", "version"):
-        label = label + "/" + frame["model"]
-    if by == "version":
-        label = label + "@" + frame["version"]
-    return label
-
-
-def _new_version_names(versions: pd.DataFrame, by: str) -> pd.Series:
-    """The new versions per group, named relative to the group (e.g. `model@version` per org)."""
-    new = versions[versions["is_new"]]
-    name = new["version"]
-    if by in ("org", "framework"):
-        name = new["model"] + "@" + name
-    if by == "framework":
-        name = new["org"] + "/" + name
-    keys = [new[k] for k in GROUP_KEYS[by]]
-    return name.groupby(keys, dropna=False).agg(lambda names: ", ".join(sorted(names)))
-
-
-def group_table(versions: pd.DataFrame, by: str, days: int) -> pd.DataFrame:
-    """Aggregate classified versions into one row per group, sorted by gain then keys."""
-    keys = GROUP_KEYS[by]
-    if by == "version":
-        table = versions.drop(columns="counted")
-    else:
-        table = versions.groupby(keys, dropna=False, sort=False).agg(
-            download_count=("download_count", "sum"),
-            downloads_gained=("downloads_gained", "sum"),
-            versions=("counted", "sum"),
-            new_versions=("is_new", "sum"),
-            versions_from_first_observation=("counted_from_first_observation", "sum"),
-            versions_count_decreased=("count_decreased", "sum"),
-            versions_disappeared=("disappeared", "sum"),
-        )
-        names = _new_version_names(versions, by).reindex(table.index)
-        table["new_version_names"] = names.astype("string").fillna("")
-        table["download_count"] = table["download_count"].where(table["versions"] > 0)
-        table = table.reset_index()
-    table["gained_per_day"] = table["downloads_gained"].astype("float64") / days
-    table["share_of_gained"] = 0.0
-    order = [False] + [True] * len(keys)
-    table = table.sort_values(["downloads_gained", *keys], ascending=order, kind="stable")
-    return table.reset_index(drop=True)
-
-
-def _daily(
-    frame: pd.DataFrame, versions: pd.DataFrame, window: Window, by: str, groups: pd.DataFrame
-) -> pd.DataFrame:
-    keys = GROUP_KEYS[by]
-    counted = versions.loc[versions["counted"], [*_VERSION_KEYS, "framework", "is_new"]]
-    rows = frame.loc[frame["download_count"].notna(), [*_VERSION_KEYS, "snapshot_date"]]
-    rows = rows.assign(download_count=frame["download_count"]).merge(counted, on=_VERSION_KEYS)
-    seeds = rows.drop_duplicates(_VERSION_KEYS).loc[lambda r: r["is_new"]]
-    seeds = seeds.assign(snapshot_date=pd.Timestamp(window.start), download_count=0)
-    rows = pd.concat([seeds, rows], ignore_index=True)
-    rows = rows.sort_values([*_VERSION_KEYS, "snapshot_date"], kind="stable", ignore_index=True)
-    high = rows.groupby(_VERSION_KEYS)["download_count"].cummax()
-    rows["gained"] = (high - high.groupby([rows[k] for k in _VERSION_KEYS]).shift()).fillna(0)
-    sums = rows.groupby([*keys, "snapshot_date"], dropna=False)["gained"].sum().reset_index()
-    snapshots = [pd.Timestamp(day) for day in window.snapshots]
-    pairs = pd.DataFrame({"previous_snapshot": snapshots[:-1], "snapshot_date": snapshots[1:]})
-    daily = groups[keys].drop_duplicates().merge(pairs, how="cross")
-    daily = daily.merge(sums, on=[*keys, "snapshot_date"], how="left")
-    daily.insert(len(keys), "group", group_labels(daily, by))
-    daily["days"] = (daily["snapshot_date"] - daily["previous_snapshot"]).dt.days.astype("int64")
-    daily["downloads_gained"] = daily.pop("gained").fillna(0).astype("int64")
-    daily["gained_per_day"] = daily["downloads_gained"] / daily["days"]
-    return daily
-
-
-def daily_gains(
-    frame: pd.DataFrame, window: Window, by: str = "model", groups: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Downloads gained between consecutive snapshots, per group: the chart's series.
-
-    A version's gain at a snapshot is how far its count rose above the highest count seen before
-    (from its baseline), so a dip and recovery is not counted twice; only versions the report
-    counts contribute, and in the usual case (counts that only grow) the series of a group sums
-    to its `downloads_gained`. `groups` (rows with the group keys) picks and orders the groups.
-    """
-    frame = _in_window(frame, window)
-    versions, _ = classify_versions(frame, window)
-    if groups is None:
-        groups = group_table(versions, by, max(window.days, 1))
-    return _daily(frame, versions, window, by, groups)
 
 
 @dataclass(frozen=True)
-class Report:
-    """A computed report: the table, the daily series for the chart, and how they came about."""
+class Expected:
+    """The report as the rules give it: rows (dicts of plain values), flags and the chart."""
 
-    table: pd.DataFrame
-    daily: pd.DataFrame
-    by: str
     window: Window
+    rows: list[dict[str, Any]]
     total_gained: int
     total_groups: int
-    top: int | None
-    flags: dict[str, int] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-
-    @property
-    def excluded_unknown_rows(self) -> int:
-        """Rows at the start or end snapshot whose count is unknown, left out of the gains."""
-        return self.flags.get("excluded_unknown_rows", 0)
-
-    def metadata(self) -> dict[str, Any]:
-        """Everything but the tables, as `DataFrame.attrs` carries it."""
-        return {
-            "by": self.by,
-            "start_snapshot": self.window.start,
-            "end_snapshot": self.window.end,
-            "days": self.window.days,
-            "snapshots": list(self.window.snapshots),
-            "missing_days": list(self.window.missing_days),
-            "missing_day_count": self.window.missing_day_count,
-            "total_gained": self.total_gained,
-            "total_groups": self.total_groups,
-            "top": self.top,
-            **self.flags,
-            "notes": list(self.notes),
-        }
+    flags: dict[str, int]
+    daily: list[tuple[str, date, int]]  # (group, snapshot, downloads gained since the previous)
 
 
-def _flag_notes(flags: dict[str, int]) -> list[str]:
-    texts = {
-        "excluded_unknown_rows": "row(s) with an unknown download count excluded from the gains",
-        "versions_from_first_observation": (
-            "version(s) not captured (or without a count) at the start snapshot:"
-            " counted from their first observation"
-        ),
-        "versions_count_decreased": "version(s) whose download count went down (no negative gain)",
-        "versions_disappeared": "version(s) in the start snapshot but not the end one: no gain",
+def read_rows(root: Path) -> dict[date, list[dict[str, Any]]]:
+    """Every row of every partition, by snapshot day."""
+    days: dict[date, list[dict[str, Any]]] = defaultdict(list)
+    for path in sorted((root / "model_versions").glob("snapshot_date=*/*.parquet")):
+        days[date.fromisoformat(path.parent.name.split("=")[1])] += pq.read_table(path).to_pylist()
+    return days
+
+
+def first(values: list[Any]) -> Any:
+    known = [value for value in values if value is not None]
+    return known[0] if known else None
+
+
+def version_facts(history: dict[date, dict[str, Any]], window: Window) -> dict[str, Any] | None:
+    """One version's line of the report, from its rows by day; None when it is not listed."""
+    at_start, at_end = history.get(window.start), history.get(window.end)
+    days = sorted(history)
+    counts = [(day, history[day]["download_count"]) for day in days]
+    known = [(day, count) for day, count in counts if count is not None]
+    created = first([history[day]["created_at"] for day in reversed(days)])
+    end_count = at_end["download_count"] if at_end else None
+    counted = end_count is not None
+    disappeared = at_start is not None and at_end is None
+    if not counted and not disappeared:
+        return None
+    midnight = datetime(window.start.year, window.start.month, window.start.day, tzinfo=UTC)
+    new = counted and at_start is None and created is not None and created >= midnight
+    late = counted and not new and known[0][0] > window.start
+    if counted:
+        baseline = 0 if new else known[0][1]
+    else:
+        baseline = at_start["download_count"] if at_start else None
+    return {
+        "framework": first([history[day]["framework"] for day in reversed(days)]),
+        "created_at": created,
+        "download_count": end_count,
+        "baseline_count": baseline,
+        "downloads_gained": max(end_count - baseline, 0) if counted else 0,
+        "is_new": new,
+        "counted_from_first_observation": late,
+        "first_observed": known[0][0] if late else None,
+        "count_decreased": any(b < a for (_, a), (_, b) in pairwise(known)),
+        "disappeared": disappeared,
+        "counted": counted,
+        "history": known,
     }
-    return [f"{flags[key]} {text}" for key, text in texts.items() if flags.get(key)]
 
 
-def _check_grouping(by: str, top: int | None) -> None:
-    problems = [] if by in GROUPINGS else [f"by must be one of {', '.join(GROUPINGS)}, not {by!r}"]
-    if top is not None and top < 0:
-        problems.append(f"top must be 0 (all) or more, not {top}")
-    if problems:
-        raise ConfigError(problems)
+def label(row: dict[str, Any], by: str) -> str:
+    if by == "framework":
+        return row["framework"] if row["framework"] is not None else "(unknown)"
+    names = {"org": "{org}", "model": "{org}/{model}", "version": "{org}/{model}@{version}"}
+    return names[by].format(**row)
 
 
-def summarize(
-    frame: pd.DataFrame,
-    window: Window,
-    *,
-    by: str = "model",
-    top: int | None = 20,
-    notes: Sequence[str] = (),
-) -> Report:
-    """The report over rows already loaded for `window` (pure: no I/O); `notes` are added."""
-    _check_grouping(by, top)
-    frame = _in_window(frame, window)
-    versions, flags = classify_versions(frame, window)
-    table = group_table(versions, by, window.days)
-    total = int(table["downloads_gained"].sum())
-    if total:
-        table["share_of_gained"] = table["downloads_gained"].astype("float64") / total
-    table["start_snapshot"] = pd.Timestamp(window.start)
-    table["end_snapshot"] = pd.Timestamp(window.end)
-    table = table[REPORT_COLUMNS[by]]
-    shown = table.head(top) if top else table
-    shown = shown.reset_index(drop=True)
-    daily = _daily(frame, versions, window, by, shown)
-    result = Report(
-        table=shown,
-        daily=daily,
-        by=by,
-        window=window,
-        total_gained=total,
-        total_groups=len(table),
-        top=top or None,
-        flags=flags,
-        notes=(*window.notes, *notes, *_flag_notes(flags)),
-    )
-    shown.attrs.update(result.metadata())
-    return result
+def new_name(version: dict[str, Any], by: str) -> str:
+    return {
+        "model": "{version}",
+        "org": "{model}@{version}",
+        "framework": "{org}/{model}@{version}",
+    }[by].format(**version)
 
 
-def _failure_notes(
-    data: Source, window: Window, orgs: list[str] | None, models: list[str] | None
-) -> list[str]:
-    """Models that failed in the start or end snapshot's run, from the manifests: they explain
-    versions counted from their first observation, or shown as disappeared."""
-    notes = []
-    for which, day in (("start", window.start), ("end", window.end)):
-        try:
-            failures = (read_manifest(data, day) or {}).get("failures") or []
-        except OutputError as exc:
-            notes.append(f"the {which} snapshot's manifest is unreadable: {exc}")
-            continue
-        failed = sorted(
-            f"{failure.get('org')}/{failure.get('model')}"
-            for failure in failures
-            if isinstance(failure, dict)
-            and (not orgs or failure.get("org") in orgs)
-            and (not models or failure.get("model") in models)
-        )
-        if failed:
-            shown = ", ".join(failed[:5]) + (", ..." if len(failed) > 5 else "")
-            notes.append(f"{len(failed)} model(s) failed in the {which} snapshot ({day}): {shown}")
-    return notes
+def group(versions: list[dict[str, Any]], by: str, days: int) -> list[dict[str, Any]]:
+    """One row per group: versions as they are (by version) or summed up."""
+    if by == "version":
+        rows = [dict(version) for version in versions]
+    else:
+        groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
+        for version in versions:
+            groups[tuple(version[key] for key in KEYS[by])].append(version)
+        rows = []
+        for key, members in groups.items():
+            counted = [m for m in members if m["counted"]]
+            rows.append(
+                {
+                    **dict(zip(KEYS[by], key, strict=True)),
+                    "download_count": sum(m["download_count"] for m in counted)
+                    if counted
+                    else None,
+                    "downloads_gained": sum(m["downloads_gained"] for m in members),
+                    "versions": len(counted),
+                    "new_versions": sum(m["is_new"] for m in members),
+                    "new_version_names": ", ".join(
+                        sorted(new_name(m, by) for m in members if m["is_new"])
+                    ),
+                    "versions_from_first_observation": sum(
+                        m["counted_from_first_observation"] for m in members
+                    ),
+                    "versions_count_decreased": sum(m["count_decreased"] for m in members),
+                    "versions_disappeared": sum(m["disappeared"] for m in members),
+                    "members": members,
+                }
+            )
+    for row in rows:
+        row["gained_per_day"] = row["downloads_gained"] / days
+    # keys ascending with unknown (None) last, then a stable sort by gain, descending
+    for key in reversed(KEYS[by]):
+        rows.sort(key=lambda row, key=key: (row[key] is None, row[key] or ""))
+    rows.sort(key=lambda row: -row["downloads_gained"])
+    return rows
 
 
-def _as_list(value: Sequence[str] | str | None) -> list[str] | None:
-    if value is None or isinstance(value, str):
-        return [value] if value else None
-    return list(value) or None
-
-
-def _shown(data: Source) -> str:
-    return os.fspath(data) if isinstance(data, str | os.PathLike) else data.uri
-
-
-def compute_report(
-    data: Source,
-    *,
-    days: int | None = None,
-    start: date | None = None,
-    end: date | None = None,
-    by: str = "model",
-    top: int | None = 20,
-    org: Sequence[str] | str | None = None,
-    model: Sequence[str] | str | None = None,
-) -> Report:
-    """Load the window's partitions (only the needed columns) and summarize them."""
-    _check_grouping(by, top)
-    available = snapshot_dates(data)
-    if not available:
-        raise NoDataError(f"no snapshots under {_shown(data)}: run the extractor first")
-    window = resolve_window(available, days=days, start=start, end=end)
-    orgs, models = _as_list(org), _as_list(model)
-    columns = ["snapshot_date", "org", "model", "version", "created_at", "download_count"]
-    frame = load_snapshots(data, window.start, window.end, [*columns, "framework"], orgs, models)
-    if frame.empty:
-        wanted = " and ".join(
-            f"{name} {', '.join(values)}"
-            for name, values in (("org", orgs), ("model", models))
-            if values
-        )
-        raise NoDataError(
-            f"no rows for {wanted or 'any model'} between {window.start} and {window.end}"
-        )
-    notes = _failure_notes(data, window, orgs, models)
-    return summarize(frame, window, by=by, top=top, notes=notes)
+def daily(rows: list[dict[str, Any]], by: str, window: Window) -> list[tuple[str, date, int]]:
+    """Per group shown and consecutive snapshot: the gains above each version's highest."""
+    series = []
+    for row in rows:
+        members = row["members"] if by != "version" else [row]
+        gained: dict[date, int] = defaultdict(int)
+        for version in members:
+            if not version["counted"]:
+                continue
+            history = ([(window.start, 0)] if version["is_new"] else []) + version["history"]
+            highest = history[0][1]
+            for day, count in history[1:]:
+                gained[day] += max(count - highest, 0)
+                highest = max(highest, count)
+        series += [(label(row, by), day, gained[day]) for day in window.snapshots[1:]]
+    return series
 
 
 def report(
-    data: Source,
+    root: Path,
     *,
     days: int | None = None,
     start: date | None = None,
     end: date | None = None,
     by: str = "model",
     top: int | None = 20,
-    org: Sequence[str] | str | None = None,
-    model: Sequence[str] | str | None = None,
-) -> pd.DataFrame:
-    """The report table; window and flags ride along in `DataFrame.attrs`."""
-    return compute_report(
-        data, days=days, start=start, end=end, by=by, top=top, org=org, model=model
-    ).table
+    org: list[str] | None = None,
+    model: list[str] | None = None,
+) -> Expected:
+    """The report over the dataset under `root`, by the rules above."""
+    rows_by_day = read_rows(root)
+    window = resolve_window(sorted(rows_by_day), days=days, start=start, end=end)
+    histories: dict[tuple[str, str, str], dict[date, dict[str, Any]]] = defaultdict(dict)
+    for day in window.snapshots:
+        for row in rows_by_day[day]:
+            if (not org or row["org"] in org) and (not model or row["model"] in model):
+                histories[row["org"], row["model"], row["version"]][day] = row
+    if not histories:
+        raise NoDataError("no rows in the window")
+    starts = [h[window.start] for h in histories.values() if window.start in h]
+    ends = [h[window.end] for h in histories.values() if window.end in h]
+    versions = []
+    for (o, m, v), history in sorted(histories.items()):
+        facts = version_facts(history, window)
+        if facts is not None:
+            versions.append({"org": o, "model": m, "version": v, **facts})
+    table = group(versions, by, window.days)
+    total = sum(row["downloads_gained"] for row in table)
+    for row in table:
+        row["share_of_gained"] = row["downloads_gained"] / total if total else 0.0
+    shown = table[:top] if top else table
+    flags = {
+        "unknown_rows_at_start": sum(row["download_count"] is None for row in starts),
+        "unknown_rows_at_end": sum(row["download_count"] is None for row in ends),
+        "new_versions": sum(v["is_new"] for v in versions),
+        "versions_from_first_observation": sum(
+            v["counted_from_first_observation"] for v in versions
+        ),
+        "versions_count_decreased": sum(v["count_decreased"] for v in versions),
+        "versions_disappeared": sum(v["disappeared"] for v in versions),
+    }
+    flags["excluded_unknown_rows"] = flags["unknown_rows_at_start"] + flags["unknown_rows_at_end"]
+    return Expected(window, shown, total, len(table), flags, daily(shown, by, window))

@@ -15,17 +15,11 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from dataset_builders import V, daily_dataset, snapshot_frame
+from dataset_builders import V, daily_dataset, report_over
 
 from connector.cli.report import report as report_command
 from connector.errors import ConfigError, OutputError
-from connector.reporting.analytics import (
-    REPORT_COLUMNS,
-    Report,
-    compute_report,
-    resolve_window,
-    summarize,
-)
+from connector.reporting.analytics import REPORT_COLUMNS, Report, compute_report
 from connector.reporting.page import chart_data, palette
 from connector.reporting.render import render, render_html, render_table, write_output
 
@@ -36,7 +30,7 @@ NASTY = '<img src=x onerror="alert(1)">&amp;\'</script>'
 
 def sample(by: str = "version") -> Report:
     """Three days, numbers of very different widths, a new, a disappeared and a hostile name."""
-    frame = snapshot_frame(
+    return report_over(
         {
             "2024-01-01": [
                 V("acme", "big", "1.0", 1_000_000),
@@ -51,12 +45,11 @@ def sample(by: str = "version") -> Report:
                 V("acme", "small", "0.2", 12, "2024-01-02T09:00:00"),
                 V("globex", NASTY, "1", 25, framework=NASTY),
             ],
-        }
+        },
+        days=2,
+        by=by,
+        top=None,
     )
-    window = resolve_window(
-        [pd.Timestamp(d).date() for d in ("2024-01-01", "2024-01-02", "2024-01-03")], days=2
-    )
-    return summarize(frame, window, by=by, top=None)
 
 
 def test_table_is_aligned_with_thousands_separators() -> None:
@@ -233,28 +226,23 @@ def test_columns_blank_in_every_row_are_hidden_in_the_human_formats(tmp_path: Pa
 
 
 def test_the_legend_explains_from_first_observation_when_shown() -> None:
-    frame = snapshot_frame(
-        {
-            "2024-01-01": [V("acme", "a", "1.0", 10)],
-            # 0.5 is older than the window but was not captured at the start
-            "2024-01-02": [V("acme", "a", "1.0", 20), V("acme", "a", "0.5", 7, "2023-01-01T00:00")],
-        }
-    )
-    window = resolve_window([pd.Timestamp("2024-01-01").date(), pd.Timestamp("2024-01-02").date()])
-    by_version = render_table(summarize(frame, window, by="version"))
+    snapshots = {
+        "2024-01-01": [V("acme", "a", "1.0", 10)],
+        # 0.5 is older than the window but was not captured at the start
+        "2024-01-02": [V("acme", "a", "1.0", 20), V("acme", "a", "0.5", 7, "2023-01-01T00:00")],
+    }
+    by_version = render_table(report_over(snapshots, by="version"))
     assert "from first obs." in by_version.splitlines()[3]
     assert "from first obs.: the version was older than the window" in by_version
-    by_model = render_table(summarize(frame, window, by="model"))
+    by_model = render_table(report_over(snapshots, by="model"))
     assert "from first obs." in by_model.splitlines()[3]
     assert "from first obs.: how many of the group's versions" in by_model
 
 
 def test_an_empty_report_still_renders(tmp_path: Path) -> None:
-    frame = snapshot_frame(
+    result = report_over(
         {"2024-01-01": [V("a", "x", "1", None)], "2024-01-02": [V("a", "x", "1", None)]}
     )
-    window = resolve_window([pd.Timestamp("2024-01-01").date(), pd.Timestamp("2024-01-02").date()])
-    result = summarize(frame, window)
     assert "(no rows)" in render(result, "table")
     assert json.loads(render(result, "json")) == []
     assert render(result, "csv").startswith("org,model,download_count")

@@ -10,7 +10,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from click.testing import CliRunner
-from dataset_builders import D, V, daily_dataset, snapshot_frame, write_snapshot
+from dataset_builders import D, V, daily_dataset, report_over, write_snapshot
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,10 +23,8 @@ from connector.reporting.analytics import (
     Report,
     Window,
     compute_report,
-    daily_gains,
     report,
     resolve_window,
-    summarize,
 )
 from connector.reporting.window import MISSING_DAYS_LISTED
 
@@ -34,9 +32,8 @@ JAN = [D(f"2024-01-{day:02d}") for day in range(1, 32)]
 
 
 def run(snapshots: dict[str, list[V]], by: str = "version", **window: Any) -> Report:
-    """Summarize in-memory snapshots over the window `resolve_window` picks (days=... etc.)."""
-    dates = [D(day) for day in snapshots]
-    return summarize(snapshot_frame(snapshots), resolve_window(dates, **window), by=by, top=None)
+    """The report over these snapshots and window (days=... etc.), every group."""
+    return report_over(snapshots, by=by, top=None, **window)
 
 
 def row(result: Report, **keys: str) -> dict[str, Any]:
@@ -367,14 +364,11 @@ def test_a_gap_of_missing_days_divides_by_the_real_distance() -> None:
 
 
 def test_sorting_ties_top_k_and_share() -> None:
-    result = summarize(
-        snapshot_frame(
-            {
-                "2024-01-01": [V("b", "x", "1", 0), V("a", "y", "1", 0), V("a", "x", "1", 0)],
-                "2024-01-02": [V("b", "x", "1", 50), V("a", "y", "1", 50), V("a", "x", "1", 100)],
-            }
-        ),
-        resolve_window(JAN[:2]),
+    result = report_over(
+        {
+            "2024-01-01": [V("b", "x", "1", 0), V("a", "y", "1", 0), V("a", "x", "1", 0)],
+            "2024-01-02": [V("b", "x", "1", 50), V("a", "y", "1", 50), V("a", "x", "1", 100)],
+        },
         by="model",
         top=2,
     )
@@ -428,11 +422,8 @@ def test_daily_gains_sum_to_the_window_gain_for_the_top_groups(tmp_path: Path) -
     assert len(daily) == 3 * 5
     sums = daily.groupby("group", sort=False)["downloads_gained"].sum().tolist()
     assert sums == result.table["downloads_gained"].tolist() == [2000, 1500, 1000]
-    frame = snapshot_frame(
-        {"2024-01-01": [V("a", "x", "1", 1)], "2024-01-02": [V("a", "x", "1", 4)]}
-    )
-    standalone = daily_gains(frame, resolve_window(JAN[:2]), by="version")
-    assert standalone[["group", "downloads_gained"]].values.tolist() == [["a/x@1", 3]]
+    standalone = run({"2024-01-01": [V("a", "x", "1", 1)], "2024-01-02": [V("a", "x", "1", 4)]})
+    assert standalone.daily[["group", "downloads_gained"]].values.tolist() == [["a/x@1", 3]]
 
 
 counts = st.lists(st.one_of(st.none(), st.integers(0, 10**12)), min_size=2, max_size=6)
@@ -446,8 +437,8 @@ def test_gains_are_never_negative_and_add_up(histories: list[list[int | None]]) 
     for n, history in enumerate(histories):
         for i, count in enumerate(history):
             snapshots[JAN[i].isoformat()].append(V("o", f"m{n}", "1", count))
-    window = Window(JAN[0], JAN[days - 1], tuple(JAN[:days]))
-    result = summarize(snapshot_frame(snapshots), window, by="version", top=None)
+    result = run(snapshots, start=JAN[0])
+    assert result.window == Window(JAN[0], JAN[days - 1], tuple(JAN[:days]))
     assert (result.table["downloads_gained"] >= 0).all()
     assert result.total_gained == result.table["downloads_gained"].sum()
     for n, history in enumerate(histories):

@@ -1,7 +1,8 @@
-"""The engine against the oracle: on generated datasets full of awkward cases, `connector.report`
-computed on DuckDB gives exactly what the pandas implementation gave (tests/report_oracle.py),
-for every grouping, top K, filter and window; plus what only the engine has (the memory limit,
-no extensions, the in-window files only)."""
+"""The engine against the oracle: on generated datasets full of awkward cases, `connector report`
+gives exactly what the documented rules give (tests/report_oracle.py, plain Python over rows),
+for every grouping, top K, filter and window, over spans of any length; plus what only the
+engine has (the memory limit, no extensions, the in-window files only, duplicate rows refused,
+object storage read through pyarrow with the torn-read rule)."""
 
 from __future__ import annotations
 
@@ -20,16 +21,15 @@ import pyarrow.parquet as pq
 import pytest
 import report_oracle as oracle
 from click.testing import CliRunner
-from dataset_builders import V, file_table, snapshot_frame
+from dataset_builders import V, file_table, upload
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connector.cli import main
 from connector.dataset.locate import open_store as locate
-from connector.errors import ConnectorError, MemoryLimitError
-from connector.reporting import analytics, engine, fold
-from connector.reporting.analytics import GROUPINGS, Report, compute_report, summarize
-from connector.reporting.window import resolve_window
+from connector.errors import ConnectorError, ExitCode, MemoryLimitError, OutputError
+from connector.reporting import engine, fold, sources
+from connector.reporting.analytics import GROUPINGS, REPORT_COLUMNS, Report, compute_report
 
 FIRST = date(2024, 3, 1)
 V2_ONLY = ["file_size_bytes", "license", "task", "tags"]
@@ -38,13 +38,13 @@ KEYS = [(org, model, version) for org in "ab" for model in "xy" for version in (
 
 @dataclass(frozen=True)
 class Snapshot:
-    """One partition: its day, its part files (each a list of rows), schema v1 or v2, and the
-    models its run's manifest names as failed."""
+    """One partition: its day, its part files (each a list of rows, no version twice in the
+    partition), schema v1 or v2, and the models its run's manifest names as failed."""
 
     day: date
     files: tuple[tuple[V, ...], ...]
-    v1: bool
-    failures: tuple[tuple[str, str], ...]
+    v1: bool = False
+    failures: tuple[tuple[str, str], ...] = ()
 
 
 def created(day_offsets: list[int]) -> st.SearchStrategy[str | None]:
@@ -58,8 +58,11 @@ def created(day_offsets: list[int]) -> st.SearchStrategy[str | None]:
 
 @st.composite
 def datasets(draw: st.DrawFn) -> list[Snapshot]:
+    """Snapshots on 2 to 6 of 10 days (missing days between), versions absent a quarter of
+    the days, counts that grow, stay, dip or are unknown, created_at and frameworks that are
+    sometimes unknown or different, a day's rows split over one or two part files, v1 and v2
+    partitions."""
     offsets = sorted(draw(st.sets(st.integers(0, 9), min_size=2, max_size=6)))
-    # each version's created_at is fixed (sometimes unknown); counts wander, often grow
     birth = {key: draw(created(offsets)) for key in KEYS}
     framework = {key: draw(st.sampled_from([None, "onnx", "jax"])) for key in KEYS}
     level = {key: draw(st.integers(0, 50)) for key in KEYS}
@@ -67,42 +70,22 @@ def datasets(draw: st.DrawFn) -> list[Snapshot]:
     for offset in offsets:
         rows = []
         for key in KEYS:
-            if not draw(st.booleans()) and not draw(st.booleans()):  # absent a quarter of days
+            if not draw(st.booleans()) and not draw(st.booleans()):
                 continue
             level[key] += draw(st.sampled_from([0, 0, 3, 10, -4]))
             count = draw(st.sampled_from([level[key], level[key], None]))
             fw = framework[key] if draw(st.integers(0, 4)) else draw(st.sampled_from([None, "jax"]))
-            rows.append(V(*key, count, birth[key], fw))
-        files = [rows]
-        if rows and draw(st.integers(0, 3)) == 0:  # a second part file, maybe repeating rows
-            picked = draw(st.lists(st.sampled_from(rows), max_size=3))
-            again = [
-                V(
-                    r.org,
-                    r.model,
-                    r.version,
-                    draw(st.none() | st.integers(0, 60)),
-                    r.created,
-                    r.framework,
-                )
-                for r in picked
-            ]
-            extra = draw(st.lists(st.sampled_from(KEYS), max_size=2, unique=True))
-            again += [
-                V(*key, draw(st.integers(0, 60)), birth[key], framework[key]) for key in extra
-            ]
-            files.append(again)
+            when = birth[key] if draw(st.booleans()) else draw(created(offsets))  # re-dated
+            rows.append(V(*key, count, when, fw))
+        split = draw(st.integers(0, len(rows)))
+        files = (
+            (tuple(rows[:split]), tuple(rows[split:])) if draw(st.booleans()) else (tuple(rows),)
+        )
         failures = draw(
             st.lists(st.sampled_from([("a", "x"), ("b", "y"), ("c", "z")]), max_size=2, unique=True)
         )
-        snapshots.append(
-            Snapshot(
-                FIRST + timedelta(days=offset),
-                tuple(map(tuple, files)),
-                draw(st.booleans()),
-                tuple(failures),
-            )
-        )
+        day = FIRST + timedelta(days=offset)
+        snapshots.append(Snapshot(day, files, draw(st.booleans()), tuple(failures)))
     return snapshots
 
 
@@ -147,114 +130,119 @@ def questions(draw: st.DrawFn) -> dict[str, Any]:
     return options
 
 
-def outcome(compute: Any, *args: Any, **kwargs: Any) -> Any:
+def plain(value: Any) -> Any:
+    """A table cell as the oracle writes it: None for a missing value, a date for a day."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, pd.Timestamp) and value.tz is None:
+        return value.date()
+    return value.item() if hasattr(value, "item") else value
+
+
+def assert_matches(actual: Report, expected: oracle.Expected) -> None:
+    """The same rows (every documented column, in order), totals, flags and daily series."""
+    assert actual.window == expected.window
+    columns = REPORT_COLUMNS[actual.by]
+    rows = [
+        {key: plain(value) for key, value in row.items()} for row in actual.table.to_dict("records")
+    ]
+    window = {"start_snapshot": expected.window.start, "end_snapshot": expected.window.end}
+    assert rows == [{key: {**row, **window}[key] for key in columns} for row in expected.rows]
+    assert actual.total_gained == expected.total_gained
+    assert actual.total_groups == expected.total_groups
+    assert actual.flags == expected.flags
+    daily = actual.daily
+    series = list(
+        zip(daily["group"], daily["snapshot_date"].dt.date, daily["downloads_gained"], strict=True)
+    )
+    assert series == expected.daily
+
+
+def compare(root: Path, question: dict[str, Any], data: Any = None) -> None:
+    """`compute_report` over `data` (default: `root`) against the oracle over `root`: the
+    same answer, or both a NoDataError."""
     try:
-        return compute(*args, **kwargs)
+        expected = oracle.report(root, **question)
     except ConnectorError as exc:
-        return (type(exc).__name__, str(exc))
-
-
-def assert_same(actual: Report | Any, expected: Any) -> None:
-    """The same table (values, dtypes, order, attrs), daily series, flags and notes, or the
-    same error."""
-    if isinstance(expected, tuple):
-        assert actual == expected
+        with pytest.raises(type(exc)):
+            compute_report(data or root, **question)
         return
-    assert isinstance(actual, Report), actual
-    pd.testing.assert_frame_equal(actual.table, expected.table, check_exact=True)
-    assert actual.table.attrs == expected.table.attrs
-    pd.testing.assert_frame_equal(actual.daily, expected.daily, check_exact=True)
-    for name in ("by", "window", "total_gained", "total_groups", "top", "flags", "notes"):
-        assert getattr(actual, name) == getattr(expected, name), name
+    assert_matches(compute_report(data or root, **question), expected)
 
 
 @pytest.mark.timeout(900)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     snapshots=datasets(),
     options=st.lists(questions(), min_size=1, max_size=3),
     span_cells=st.sampled_from([1, 16, 24, fold.SPAN_CELLS]),
 )
-def test_the_engine_answers_exactly_as_the_pandas_oracle(
+def test_the_report_answers_as_the_documented_rules(
     snapshots: list[Snapshot], options: list[dict[str, Any]], span_cells: int
 ) -> None:
     """`span_cells` makes the fold take one, two or three days at a time, or all of them."""
     with tempfile.TemporaryDirectory() as folder, patch.object(fold, "SPAN_CELLS", span_cells):
-        root = Path(folder)
-        write(root, snapshots)
+        write(Path(folder), snapshots)
         for question in options:
-            expected = outcome(oracle.compute_report, root, **question)
-            assert_same(outcome(compute_report, root, **question), expected)
+            compare(Path(folder), question)
 
 
-def exact_path_used(root: Path, **question: Any) -> bool:
-    """Whether the report over `root` needed the exact (sorted) path; its answer must equal
-    the oracle's either way."""
-    with patch.object(
-        engine.Engine, "_query", autospec=True, side_effect=engine.Engine._query
-    ) as spy:
-        assert_same(compute_report(root, **question), oracle.compute_report(root, **question))
-    return any(call.args[1] == engine._FACTS for call in spy.call_args_list)
-
-
-def test_the_fold_carries_every_fact_across_spans(tmp_path: Path) -> None:
-    """One day per span: a count that dips below its high across a run of unknown counts, a
-    created_at known only from the third day (and another later), a framework unknown on the
-    last day, a version first counted mid-window and one only at the end; the fold (not the
-    exact path) answers, exactly as the oracle. A version twice on one day sends the report to
-    the exact path."""
+@pytest.mark.parametrize("span_cells", [1, fold.SPAN_CELLS], ids=["a day a span", "one span"])
+def test_the_fold_carries_every_fact_across_spans(tmp_path: Path, span_cells: int) -> None:
+    """A count that dips below its high across a run of unknown counts, a created_at known
+    from the third day and changed on the fourth (unknown on the last day for one version), a
+    framework unknown on the last day, a version first counted mid-window and one only at the
+    end: one day per span, or all. created_at and framework are the last known."""
     early, later = "2020-01-01T00:00:00", "2021-06-01T00:00:00"
     days = [
         [V("a", "x", "1", 50, None, "jax"), V("a", "x", "2", None, None, None)],
         [V("a", "x", "1", None, None, "jax"), V("a", "x", "2", None, None, "onnx")],
         [V("a", "x", "1", None, early, "onnx"), V("a", "x", "2", 7, early, "onnx")],
-        [V("a", "x", "1", 40, later, "onnx"), V("a", "x", "2", 9, None, None)],
-        [V("a", "x", "1", 60, later, None), V("a", "x", "2", 12, early, None)]
+        [V("a", "x", "1", 40, later, "onnx"), V("a", "x", "2", 9, later, None)],
+        [V("a", "x", "1", 60, later, None), V("a", "x", "2", 12, None, None)]
         + [V("a", "y", "9", 5, f"{FIRST + timedelta(days=4)}T00:00:00", "jax")],
     ]
     write(
         tmp_path,
-        [
-            Snapshot(FIRST + timedelta(days=n), (tuple(rows),), False, ())
-            for n, rows in enumerate(days)
-        ],
+        [Snapshot(FIRST + timedelta(days=n), (tuple(rows),)) for n, rows in enumerate(days)],
     )
-    with patch.object(fold, "SPAN_CELLS", 1):
+    with patch.object(fold, "SPAN_CELLS", span_cells):
         for by in GROUPINGS:
-            assert not exact_path_used(tmp_path, days=4, by=by, top=None)
+            compare(tmp_path, {"days": 4, "by": by, "top": None})
         version = compute_report(tmp_path, days=4, by="version", top=None).table
     assert version["count_decreased"].tolist() == [True, False, False]
     assert version["counted_from_first_observation"].tolist() == [False, True, False]
     assert version["is_new"].tolist() == [False, False, True]
-    again = tmp_path / "model_versions" / f"snapshot_date={FIRST + timedelta(days=2)}"
-    pq.write_table(
-        file_table(FIRST + timedelta(days=2), [days[2][0]]), again / "part-00001.parquet"
-    )
-    assert exact_path_used(tmp_path, days=4, by="version", top=None)
+    assert version["framework"].tolist() == ["onnx", "onnx", "jax"]
+    assert [str(t.date()) for t in version["created_at"]] == [
+        "2021-06-01",
+        "2021-06-01",
+        str(FIRST + timedelta(days=4)),
+    ]
 
 
-@pytest.mark.timeout(900)
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(snapshots=datasets(), by=st.sampled_from(GROUPINGS), top=st.sampled_from([None, 2]))
-def test_summarize_over_rows_in_memory_matches_the_oracle(
-    snapshots: list[Snapshot], by: str, top: int | None
-) -> None:
-    """`summarize` (rows already loaded, repeated rows and all) agrees too, as does
-    `daily_gains` for the groups it is given."""
-    frame = snapshot_frame(
-        {str(s.day): [row for rows in s.files for row in rows] for s in snapshots}
+@pytest.mark.parametrize("day", [0, 2, 4], ids=["start", "between", "end"])
+def test_a_version_twice_in_one_snapshot_is_a_clear_error(tmp_path: Path, day: int) -> None:
+    """The writer never stores a version twice on a day; a foreign or damaged writer could.
+    The report names the day, the version and the files, exit 7, instead of picking a row."""
+    snapshots = [
+        Snapshot(FIRST + timedelta(days=n), ((V("a", "x", "1", 10 + n), V("a", "y", "1", 5)),))
+        for n in range(5)
+    ]
+    write(tmp_path, snapshots)
+    partition = tmp_path / "model_versions" / f"snapshot_date={FIRST + timedelta(days=day)}"
+    extra = file_table(FIRST, [V("a", "y", "1", 99)])
+    pq.write_table(extra, partition / "part-00001.parquet")
+    message = (
+        f"the snapshot of {FIRST + timedelta(days=day)} holds org 'a', model 'y', version '1' "
+        f"more than once ({partition / 'part-00000.parquet'}, {partition / 'part-00001.parquet'})"
     )
-    window = resolve_window([s.day for s in snapshots], days=3)
-    assert_same(
-        outcome(summarize, frame, window, by=by, top=top),
-        outcome(oracle.summarize, frame, window, by=by, top=top),
-    )
-    groups = oracle.summarize(frame, window, by=by, top=top).table
-    pd.testing.assert_frame_equal(
-        analytics.daily_gains(frame, window, by, groups),
-        oracle.daily_gains(frame, window, by, groups),
-        check_exact=True,
-    )
+    with pytest.raises(OutputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compute_report(tmp_path, days=4)
+    result = CliRunner().invoke(main, ["report", "--data", str(tmp_path), "--days", "4"])
+    assert result.exit_code == ExitCode.OUTPUT, result.output
+    assert result.stderr.count("\n") == 1 and "more than once" in result.stderr
+    assert compute_report(tmp_path, days=4, model="x").total_gained == 4  # other rows: fine
 
 
 def year(root: Path, days: int, models: int, versions: int) -> None:
@@ -266,7 +254,7 @@ def year(root: Path, days: int, models: int, versions: int) -> None:
             for m in range(models)
             for v in range(versions)
         ]
-        write(root, [Snapshot(day, (tuple(rows),), False, ())])
+        write(root, [Snapshot(day, (tuple(rows),))])
 
 
 def test_a_memory_limit_too_small_is_one_clear_error_not_a_crash(tmp_path: Path) -> None:
@@ -311,7 +299,7 @@ def test_the_engine_never_installs_or_loads_extensions(tmp_path: Path) -> None:
     """A locked-down machine cannot download DuckDB extensions: the engine's connection refuses
     to autoload one (httpfs for an http:// path, say) instead of fetching it."""
     year(tmp_path, 2, 1, 1)
-    with engine.Engine(engine.LocalFiles(locate(str(tmp_path)), [])) as db:
+    with engine.Engine(sources.window_rows(locate(str(tmp_path)), [])) as db:
         settings_now = dict(
             db._con.sql(
                 "SELECT name, value FROM duckdb_settings() WHERE name IN "
@@ -328,67 +316,49 @@ def test_the_engine_never_installs_or_loads_extensions(tmp_path: Path) -> None:
 
 def test_only_the_windows_partitions_are_opened(tmp_path: Path) -> None:
     """A corrupt file in a partition outside the window is never read; one inside is an
-    OutputError naming the dataset."""
+    OutputError naming the file."""
     year(tmp_path, 4, 2, 2)
     outside = tmp_path / "model_versions" / f"snapshot_date={FIRST}" / "part-00000.parquet"
     outside.write_bytes(b"not parquet")
     assert compute_report(tmp_path, days=2).total_gained > 0
     inside = tmp_path / "model_versions" / f"snapshot_date={FIRST + timedelta(days=3)}"
     (inside / "part-00000.parquet").write_bytes(b"not parquet")
-    with pytest.raises(ConnectorError, match="cannot read the dataset under"):
+    with pytest.raises(OutputError, match=f"cannot read {inside / 'part-00000.parquet'}"):
         compute_report(tmp_path, days=2)
 
 
 def test_paths_with_glob_characters_are_read_literally(tmp_path: Path) -> None:
     root = tmp_path / "data[1]*?"
     year(root, 3, 2, 2)
-    assert_same(compute_report(root, days=2), oracle.compute_report(root, days=2))
+    compare(root, {"days": 2})
 
 
 def test_spill_directory_is_removed(tmp_path: Path) -> None:
     year(tmp_path, 3, 2, 2)
-    db = engine.Engine(engine.LocalFiles(locate(str(tmp_path)), []))
+    db = engine.Engine(sources.window_rows(locate(str(tmp_path)), []))
     spill = Path(db._spill.name)
     assert spill.is_dir()
     db.close()
     assert not spill.exists()
 
 
-def upload(local: Path, bucket: str, prefix: str) -> str:
-    """Copy a local dataset into the bucket; returns its s3:// URI."""
-    fs = locate(f"s3://{bucket}").filesystem
-    for path in sorted(local.rglob("*")):
-        if path.is_file():
-            key = f"{bucket}/{prefix}/{path.relative_to(local).as_posix()}"
-            with fs.open_output_stream(key) as stream:
-                stream.write(path.read_bytes())
-    return f"s3://{bucket}/{prefix}"
-
-
-def test_object_storage_gives_the_oracles_answers_through_pyarrow(
+def test_object_storage_answers_as_the_rules_through_pyarrow(
     s3_bucket: str, tmp_path: Path
 ) -> None:
     """On s3:// the rows go through the dataset's pyarrow filesystem (no DuckDB httpfs), with
-    part files, repeated rows and v1 partitions, and `connector report --data s3://...` works."""
+    part files and v1 partitions, and `connector report --data s3://...` works."""
     snapshots = [
         Snapshot(FIRST, ((V("a", "x", "1", 10), V("a", "y", "1", 5)),), True, (("a", "y"),)),
-        Snapshot(
-            FIRST + timedelta(days=1),
-            ((V("a", "x", "1", 14), V("a", "y", "1", 3)), (V("a", "x", "1", 16),)),
-            False,
-            (),
-        ),
+        Snapshot(FIRST + timedelta(days=1), ((V("a", "x", "1", 16),), (V("a", "y", "1", 3),))),
         Snapshot(
             FIRST + timedelta(days=3),
             ((V("a", "x", "1", 30), V("a", "y", "1", 9), V("b", "x", "2.0", 7, None)),),
-            False,
-            (),
         ),
     ]
     write(tmp_path / "local", snapshots)
     uri = upload(tmp_path / "local", s3_bucket, "lake")
-    for question in ({"days": 3, "by": "version", "top": None}, {"days": 1}, {"org": "a"}):
-        assert_same(compute_report(uri, **question), oracle.compute_report(uri, **question))
+    for question in ({"days": 3, "by": "version", "top": None}, {"days": 1}, {"org": ["a"]}):
+        compare(tmp_path / "local", question, data=uri)
     args = ["report", "--data", uri, "--days", "3", "--by", "version", "--format", "json"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
@@ -406,21 +376,20 @@ def test_an_object_replaced_during_the_read_is_read_again(
     """The torn-read rule on object storage: the first day is read, then (while the second
     day's read is held) a publish replaces the first day's object; the engine notices the
     changed object and reads again, so the answer is the new data's, never a mix."""
-    first = Snapshot(FIRST, ((V("a", "x", "1", 10),),), False, ())
-    second = Snapshot(FIRST + timedelta(days=1), ((V("a", "x", "1", 50),),), False, ())
+    first = Snapshot(FIRST, ((V("a", "x", "1", 10),),))
+    second = Snapshot(FIRST + timedelta(days=1), ((V("a", "x", "1", 50),),))
     write(tmp_path / "old", [first, second])
     uri = upload(tmp_path / "old", s3_bucket, "lake")
     uploaded = time.time()
-    write(tmp_path / "new", [Snapshot(FIRST, ((V("a", "x", "1", 40),),), False, ())])
+    write(tmp_path / "new", [Snapshot(FIRST, ((V("a", "x", "1", 40),),))])
     day2 = f"snapshot_date={second.day}/part-00000.parquet"
     gate = s3_server.hold(lambda env: env["REQUEST_METHOD"] == "GET" and day2 in env["PATH_INFO"])
-    location = locate(uri)
-    rows = engine.StreamedFiles(location, engine.window_files(location, [FIRST, second.day]))
+    rows = sources.window_rows(locate(uri), [FIRST, second.day])
     answers: list[Any] = []
 
     def read() -> None:
         with engine.Engine(rows) as db:
-            answers.append(db.observations(FIRST, second.day))
+            answers.append(db.observations([FIRST, second.day]))
 
     reader = threading.Thread(target=read)
     reader.start()

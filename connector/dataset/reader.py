@@ -17,19 +17,25 @@ read through it: its days and files are those of the table's current version.
 On object storage a partition's one data object can be replaced while a read is in flight; the
 loader compares each object's size and modification time before and after and reads again when
 they moved, so it never returns a torn or mixed read.
+
+Data the connector did not write is checked, not trusted: a file that lacks a column every
+connector file has (schema v1's) or holds one with a type that does not read as the schema's
+is an `OutputError` naming the file and the column, never a column of nulls; a column added
+since v1 may be missing from older files and reads as nulls.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from connector.dataset import delta, partition
 from connector.dataset.layout import DATASET_DIR, DataFile, partition_path
@@ -38,6 +44,7 @@ from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN, to_datafr
 from connector.dataset.store import STORAGE_ERRORS, Store
 from connector.dates import as_day, as_optional_day
 from connector.errors import ConfigError, OutputError
+from connector.redaction import printable
 
 Source = str | os.PathLike[str] | Store
 
@@ -46,6 +53,25 @@ _HIVE = ds.partitioning(
     pa.schema([pa.field(PARTITION_COLUMN.name, PARTITION_COLUMN.type)]), flavor="hive"
 )
 _READ_ATTEMPTS = 3
+# Schema v1's columns: every file the connector has ever written holds them. Columns added
+# since (v2's detail columns, and later ones) may be missing from older files.
+BASE_COLUMNS = (
+    "extracted_at",
+    "org",
+    "model",
+    "model_name",
+    "version",
+    "version_rank",
+    "is_latest",
+    "artifact_id",
+    "created_at",
+    "download_count",
+    "framework",
+    "is_public",
+    "origin",
+    "extra",
+)
+_TIMESTAMP_UNITS = ("s", "ms", "us")  # read as microseconds without losing a digit
 
 
 def _partition_date(name: str) -> date | None:
@@ -100,6 +126,69 @@ def data_files(store: Store, days: Sequence[date]) -> list[DataFile]:
             if entry.kind == "file":
                 found.append(DataFile(path, day, entry.size, entry.mtime_ns))
     return sorted(found, key=lambda file: file.path)
+
+
+def _fits(actual: pa.DataType, expected: pa.DataType) -> bool:
+    """Whether a file's column type reads as the schema's without changing a value: the type
+    itself, or the same kind in another layout (a narrower integer, a large, view or
+    dictionary-encoded string, a time zone-aware timestamp of at most microseconds, a large
+    list)."""
+    if actual.equals(expected):
+        return True
+    if pa.types.is_dictionary(actual):
+        return _fits(actual.value_type, expected)
+    if pa.types.is_string(expected):
+        return bool(
+            pa.types.is_string(actual)
+            or pa.types.is_large_string(actual)
+            or pa.types.is_string_view(actual)
+        )
+    if pa.types.is_integer(expected) and pa.types.is_integer(actual):
+        signed = pa.types.is_signed_integer(actual)
+        return bool(actual.bit_width <= expected.bit_width - (0 if signed else 1))
+    if pa.types.is_timestamp(expected) and pa.types.is_timestamp(actual):
+        return actual.tz is not None and actual.unit in _TIMESTAMP_UNITS
+    if pa.types.is_list(expected) and (pa.types.is_list(actual) or pa.types.is_large_list(actual)):
+        return _fits(actual.value_type, expected.value_type)
+    return False
+
+
+def check_schema(shown: str, schema: pa.Schema, columns: Iterable[str]) -> None:
+    """OutputError naming the file (`shown`) and the column when the file lacks one of
+    `columns` that every connector file has, or holds one whose type does not read as the
+    schema's: a damaged or foreign file must never turn into a column of nulls. (The file's
+    name and types are escaped: a foreign writer chose them.)"""
+    shown = printable(shown)
+    for name in columns:
+        if name == PARTITION_COLUMN.name:
+            continue
+        expected = DATASET_SCHEMA.field(name).type
+        index = schema.get_field_index(name)
+        if index < 0:
+            if name in BASE_COLUMNS:
+                raise OutputError(
+                    f"{shown} has no column {name!r} (every file of the dataset has it): "
+                    "the file is damaged or was not written by the connector"
+                )
+            continue
+        actual = schema.field(index).type
+        if not _fits(actual, expected):
+            raise OutputError(
+                f"{shown}: column {name!r} is {printable(str(actual))}, expected {expected}: "
+                "the file is damaged or was not written by the connector"
+            )
+
+
+def check_files(store: Store, files: Sequence[DataFile], columns: Sequence[str]) -> None:
+    """`check_schema` for each file, from its footer alone (no row is read)."""
+    for file in files:
+        shown = store.display(file.path)
+        try:
+            with store.filesystem.open_input_file(store.native(file.path)) as handle:
+                schema = pq.read_schema(handle)
+        except STORAGE_ERRORS as exc:
+            raise OutputError(f"cannot read {printable(shown)}: {printable(str(exc))}") from exc
+        check_schema(shown, schema, columns)
 
 
 def _fingerprint(files: Sequence[DataFile]) -> list[tuple[str, int | None, int | None]]:
@@ -170,15 +259,19 @@ def _read(
     store: Store, files: Sequence[DataFile], selected: list[str], row_filter: Any
 ) -> pa.Table:
     base = store.native(DATASET_DIR)
+    paths = {store.native(file.path): file.path for file in files}
     try:
         dataset = ds.dataset(
-            [store.native(file.path) for file in files],
+            list(paths),
             schema=DATASET_SCHEMA,
             format="parquet",
             filesystem=store.filesystem,
             partitioning=_HIVE,
             partition_base_dir=base,
         )
+        for fragment in dataset.get_fragments():  # the schema given would fill a gap with nulls
+            shown = store.display(paths.get(fragment.path, fragment.path))
+            check_schema(shown, fragment.physical_schema, selected)
         return dataset.to_table(columns=selected, filter=row_filter)
     except STORAGE_ERRORS as exc:
         raise OutputError(

@@ -16,6 +16,8 @@ Decisions (the README's "Reports" section repeats them):
   flagged `counted_from_first_observation`: it existed but was not captured (its model failed
   that day, say), so downloads from before its first observation are not credited to the window.
   Versions seen only between the two snapshots are not in the report.
+* A version's `created_at` and `framework` are the last known in the window (the registry's
+  latest word: normally its row in the end snapshot), for `new in the window` too.
 * A count that goes down anywhere in the window is flagged `count_decreased`; the gain is clipped
   at 0, never negative.
 * A version in the start snapshot but not in the end one is `disappeared`: no end count (it is not
@@ -46,16 +48,10 @@ import pandas as pd
 from connector.checks.flags import check_notes
 from connector.dataset.locate import open_store
 from connector.dataset.reader import Source, read_manifest, snapshot_dates
+from connector.dates import as_optional_day
 from connector.errors import ConfigError, NoDataError, OutputError
-from connector.reporting.engine import (
-    Engine,
-    FrameRows,
-    LocalFiles,
-    Rows,
-    StreamedFiles,
-    parse_memory_limit,
-    window_files,
-)
+from connector.reporting.engine import Engine, parse_memory_limit
+from connector.reporting.sources import window_rows
 from connector.reporting.window import Window, resolve_window
 
 __all__ = [
@@ -64,10 +60,8 @@ __all__ = [
     "Report",
     "Window",
     "compute_report",
-    "daily_gains",
     "report",
     "resolve_window",
-    "summarize",
 ]
 
 
@@ -194,10 +188,15 @@ def group_table(versions: pd.DataFrame, by: str, days: int) -> pd.DataFrame:
 def _daily(
     engine: Engine, versions: pd.DataFrame, window: Window, by: str, groups: pd.DataFrame
 ) -> pd.DataFrame:
+    """Downloads gained between consecutive snapshots, per group of `groups`: the chart's
+    series. A version's gain at a snapshot is how far its count rose above the highest count
+    seen before (from its baseline), so a dip and recovery is not counted twice; only versions
+    the report counts contribute, and in the usual case (counts that only grow) the series of a
+    group sums to its `downloads_gained`."""
     keys = GROUP_KEYS[by]
     counted = versions.loc[versions["counted"], [*_VERSION_KEYS, "framework", "is_new"]]
     chosen = counted.merge(groups[keys].drop_duplicates(), on=keys)
-    sums = engine.daily_sums(window.start, window.end, chosen, keys)
+    sums = engine.daily_sums(window.snapshots, chosen, keys)
     snapshots = [pd.Timestamp(day) for day in window.snapshots]
     pairs = pd.DataFrame({"previous_snapshot": snapshots[:-1], "snapshot_date": snapshots[1:]})
     daily = groups[keys].drop_duplicates().merge(pairs, how="cross")
@@ -207,23 +206,6 @@ def _daily(
     daily["downloads_gained"] = daily.pop("gained").fillna(0).astype("int64")
     daily["gained_per_day"] = daily["downloads_gained"] / daily["days"]
     return daily
-
-
-def daily_gains(
-    frame: pd.DataFrame, window: Window, by: str = "model", groups: pd.DataFrame | None = None
-) -> pd.DataFrame:
-    """Downloads gained between consecutive snapshots, per group: the chart's series.
-
-    A version's gain at a snapshot is how far its count rose above the highest count seen before
-    (from its baseline), so a dip and recovery is not counted twice; only versions the report
-    counts contribute, and in the usual case (counts that only grow) the series of a group sums
-    to its `downloads_gained`. `groups` (rows with the group keys) picks and orders the groups.
-    """
-    with Engine(FrameRows(frame)) as engine:
-        versions, _ = classify_versions(engine.observations(window.start, window.end), window)
-        if groups is None:
-            groups = group_table(versions, by, max(window.days, 1))
-        return _daily(engine, versions, window, by, groups)
 
 
 @dataclass(frozen=True)
@@ -245,7 +227,8 @@ class Report:
 
     @functools.cached_property
     def daily(self) -> pd.DataFrame:
-        """Downloads gained between consecutive snapshots per group shown (see `daily_gains`)."""
+        """Downloads gained between consecutive snapshots per group shown: how far each counted
+        version's count rose above the highest seen before (from its baseline)."""
         return self.daily_source()
 
     @property
@@ -292,39 +275,19 @@ def _check_grouping(by: str, top: int | None) -> None:
         raise ConfigError(problems)
 
 
-def summarize(
-    frame: pd.DataFrame,
-    window: Window,
-    *,
-    by: str = "model",
-    top: int | None = 20,
-    notes: Sequence[str] = (),
-) -> Report:
-    """The report over rows already loaded for `window` (as `load_snapshots` returns them; no
-    I/O); `notes` are added."""
-    _check_grouping(by, top)
-    return _summarize(FrameRows(frame), window, by=by, top=top, notes=notes)
-
-
 def _summarize(
-    rows: Rows,
+    engine: Callable[[], Engine],
     window: Window,
     *,
     by: str,
     top: int | None,
-    notes: Sequence[str] = (),
-    memory_limit: int | None = None,
-    orgs: list[str] | None = None,
-    models: list[str] | None = None,
-    shown: str = "the rows given",
-    empty: Callable[[], NoDataError] | None = None,
+    notes: Sequence[str],
+    empty: Callable[[], NoDataError],
 ) -> Report:
-    def engine() -> Engine:
-        return Engine(rows, memory_limit=memory_limit, orgs=orgs, models=models, shown=shown)
-
+    """The report from the engine's facts; `engine` makes a fresh engine over the same rows."""
     with engine() as facts:
-        seen = facts.observations(window.start, window.end)
-        if seen.empty and empty is not None and not facts.has_rows(window.start, window.end):
+        seen = facts.observations(window.snapshots)
+        if seen.empty and not facts.has_rows(window.snapshots):
             raise empty()
     versions, flags = classify_versions(seen, window)
     table = group_table(versions, by, window.days)
@@ -395,8 +358,8 @@ def compute_report(
     data: Source,
     *,
     days: int | None = None,
-    start: date | None = None,
-    end: date | None = None,
+    start: date | str | None = None,
+    end: date | str | None = None,
     by: str = "model",
     top: int | None = 20,
     org: Sequence[str] | str | None = None,
@@ -406,18 +369,18 @@ def compute_report(
 ) -> Report:
     """The report over the window's partitions (only the needed columns), computed by the
     engine within `memory_limit` (bytes, or a size such as "2GiB"; default: half the memory,
-    at most 8 GiB). `storage_options`: an s3:// dataset's, as in `output.storage_options`
-    (`config.output.storage_mapping()`)."""
+    at most 8 GiB). `start` and `end` are a `date` or `YYYY-MM-DD`. `storage_options`: an
+    s3:// dataset's, as in `output.storage_options` (`config.output.storage_mapping()`)."""
+    first, last = as_optional_day(start, "start"), as_optional_day(end, "end")
     _check_grouping(by, top)
     limit = parse_memory_limit(memory_limit)
     store = open_store(data, storage_options or None)
     available = snapshot_dates(store)
     if not available:
         raise NoDataError(f"no snapshots under {_shown(data)}: run the extractor first")
-    window = resolve_window(available, days=days, start=start, end=end)
+    window = resolve_window(available, days=days, start=first, end=last)
     orgs, models = _as_list(org), _as_list(model)
-    files = window_files(store, window.snapshots)
-    rows: Rows = LocalFiles(store, files) if store.is_local else StreamedFiles(store, files)
+    rows = window_rows(store, window.snapshots)
 
     def empty() -> NoDataError:
         wanted = " and ".join(
@@ -429,29 +392,23 @@ def compute_report(
             f"no rows for {wanted or 'any model'} between {window.start} and {window.end}"
         )
 
-    if not files:
+    if not rows.files:
         raise empty()
+
+    def engine() -> Engine:
+        shown = f"the dataset under {_shown(data)}"
+        return Engine(rows, memory_limit=limit, orgs=orgs, models=models, shown=shown)
+
     notes = _failure_notes(store, window, orgs, models) + check_notes(store, window.snapshots)
-    return _summarize(
-        rows,
-        window,
-        by=by,
-        top=top,
-        notes=notes,
-        memory_limit=limit,
-        orgs=orgs,
-        models=models,
-        shown=f"the dataset under {_shown(data)}",
-        empty=empty,
-    )
+    return _summarize(engine, window, by=by, top=top, notes=notes, empty=empty)
 
 
 def report(
     data: Source,
     *,
     days: int | None = None,
-    start: date | None = None,
-    end: date | None = None,
+    start: date | str | None = None,
+    end: date | str | None = None,
     by: str = "model",
     top: int | None = 20,
     org: Sequence[str] | str | None = None,
@@ -459,7 +416,8 @@ def report(
     memory_limit: int | str | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
-    """The report table; window and flags ride along in `DataFrame.attrs`."""
+    """The report table; window and flags ride along in `DataFrame.attrs`. `start` and `end`
+    are a `date` or `YYYY-MM-DD`."""
     return compute_report(
         data,
         days=days,

@@ -1,33 +1,28 @@
-"""Per-version facts of a window, folded from its rows a span of days at a time.
+"""The per-version facts that depend on the order of a version's rows by day, folded in numpy
+from the window's rows a span of days at a time.
 
-Why a fold and not a GROUP BY: whether a version's count ever went down depends on the order
-of its counts by day, which a plain aggregate cannot see and a window function would buy with
-a sort of every row. The snapshots are daily partitions, so the rows come a span of days at a
-time (each span read by DuckDB in parallel and joined to the versions of the start and end
-snapshots); a span becomes a days x versions grid in numpy, and the state carried from span to
-span is a few numbers per version. Memory follows the versions, not rows x days.
+Why not SQL: whether a count ever went down needs each version's counts in date order, and
+DuckDB buys that order with a sort of every row (a `lag` window over the benchmark year takes
+about ten times as long as the README's whole query). The snapshots are daily, so the rows of
+a span of days fit a days x versions grid (a row's cell is its day's index in the span times
+the number of versions plus the version's index): scattering them into the grid costs no sort,
+and the state carried from span to span is a few numbers per version. Memory follows the
+versions and `SPAN_CELLS`, never rows x days.
 
-The facts are those of the exact SQL path (`engine._FACTS`): a version's `created_at` is the
-first known one by day, its `framework` the last known one, its first count the first known one.
-The span's rows carry created_at as a number and only whether a framework is known; the
-framework itself is read afterwards from the days it was last known on (usually just the end
-snapshot), so no string but the keys is read more than once. A version with two rows on one
-day makes `fold` return False; the caller then answers on the exact path, which keeps the last
-copy in file order.
+What is folded, per version: whether a count went down (below the highest known before it),
+the first known count and its day, and, for the versions the caller asks about (those whose
+end-snapshot row does not say), the last day their created_at and their framework were known.
+A version with two rows on one day is reported, never folded.
 """
 
 from __future__ import annotations
 
-from datetime import date
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
-from connector.dataset.schema import DATASET_SCHEMA
-
-SPAN_CELLS = 1 << 21  # days x versions held at once (about 40 MB of grids)
-_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+SPAN_CELLS = 1 << 21  # days x versions at once: 2 M cells, about 20 MB of grids
 _LOWEST = np.iinfo(np.int64).min
 _NEVER = -1
 
@@ -37,135 +32,78 @@ def span_length(versions: int) -> int:
     return max(1, SPAN_CELLS // max(versions, 1))
 
 
-def _ordinals(days: list[date]) -> np.ndarray:
-    return np.array([day.toordinal() for day in days], np.int64)
+@dataclass(frozen=True)
+class SpanRows:
+    """Rows of a span (a chunk of them): each row's cell and count (0 where unknown), the cells
+    whose count is unknown (usually few), and the cells of the rows with a created_at or a
+    framework the caller asked about (usually none)."""
+
+    cell: np.ndarray
+    count: np.ndarray
+    unknown: np.ndarray
+    created: np.ndarray
+    framework: np.ndarray
 
 
-def _first_true(grid: np.ndarray, wanted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The columns (versions) that are `wanted` and have a True cell, and the row (span day)
-    of the first True cell of each of those."""
-    columns = np.flatnonzero(wanted & grid.any(axis=0))
-    return columns, grid[:, columns].argmax(axis=0)
+class Fold:
+    """The carried state for `versions` versions over the days of a window, folded a span of
+    at most `span_days` days at a time (the grids are allocated once, for the longest span)."""
 
-
-def _scatter(
-    values: pa.ChunkedArray, cell: np.ndarray, shape: tuple[int, int], present: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """An int64 column into a grid at the rows' cells, and where it is known (not null)."""
-    grid = np.full(shape, _LOWEST, np.int64)
-    if not values.null_count:
-        grid.ravel()[cell] = values.to_numpy()
-        return grid, present
-    has = values.is_valid().to_numpy(zero_copy_only=False)
-    grid.ravel()[cell[has]] = values.drop_null().to_numpy()
-    known = np.zeros(shape, bool)
-    known.ravel()[cell[has]] = True
-    return grid, known
-
-
-class Facts:
-    """The carried state for `versions` versions over a window from `start` to `end`."""
-
-    def __init__(self, versions: int, start: date, end: date) -> None:
+    def __init__(self, versions: int, span_days: int) -> None:
         self.versions = versions
-        self.start, self.end = start.toordinal(), end.toordinal()
-        self.in_start = np.zeros(versions, bool)
-        self.in_end = np.zeros(versions, bool)
-        self.start_count = np.zeros(versions, np.int64)
-        self.start_known = np.zeros(versions, bool)
-        self.end_count = np.zeros(versions, np.int64)
-        self.end_known = np.zeros(versions, bool)
-        self.first_day = np.full(versions, _NEVER, np.int64)  # first day with a known count
-        self.first_count = np.zeros(versions, np.int64)
         self.highest = np.full(versions, _LOWEST, np.int64)  # highest known count so far
         self.went_down = np.zeros(versions, bool)
-        self.created_at = np.zeros(versions, np.int64)  # the first known, in microseconds
-        self.created_known = np.zeros(versions, bool)
-        self.framework_day = np.full(versions, _NEVER, np.int64)  # last day with a framework
+        self.first_day = np.full(versions, _NEVER, np.int64)  # window day of the first count
+        self.first_count = np.zeros(versions, np.int64)
+        self.created_day = np.full(versions, _NEVER, np.int64)  # last day it was known on
+        self.framework_day = np.full(versions, _NEVER, np.int64)  # likewise
+        cells = span_days * versions
+        self._grid = np.empty(cells, np.int64)
+        self._present = np.empty(cells, bool)
+        self._known = np.empty(cells, bool)
 
-    def fold(self, rows: pa.Table, span: list[date]) -> bool:
-        """Fold one span's rows (columns d, i, c, created in microseconds, has_framework; any
-        order; days later than every span folded before); False when a version has two rows on
-        one day."""
-        days = _ordinals(span)
-        if not rows.num_rows:
-            return True
-        shape = (len(span), self.versions)
-        # A row's cell in the grid (day-major, flat): a lookup per calendar day, then its version.
-        lookup = np.full(int(days[-1] - days[0]) + 1, -1, np.int64)
-        lookup[days - days[0]] = np.arange(len(days)) * self.versions
-        ordinal = rows.column("d").cast(pa.int32()).to_numpy().astype(np.int64)
-        cell = lookup[ordinal + (_EPOCH_ORDINAL - int(days[0]))]
-        cell += rows.column("i").to_numpy()
-        present = np.zeros(shape, bool)
-        present.ravel()[cell] = True
-        if int(np.count_nonzero(present)) != len(cell):
-            return False  # two rows in one cell: a version twice on one day
-        grid, known = _scatter(rows.column("c"), cell, shape, present)
+    def add(self, first: int, days: int, chunks: Sequence[SpanRows]) -> int | None:
+        """Fold the rows of window days `first` .. `first + days - 1` (in chunks, as the query
+        answered them: scattered as they are, never concatenated), which come after every day
+        folded before. Returns the cell of a version with two rows on one day, or None when
+        there is none (then the rows are folded)."""
+        size = days * self.versions
+        present, grid = self._present[:size], self._grid[:size]
+        present.fill(False)
+        for chunk in chunks:  # cells no row names keep an older span's values: never read
+            present[chunk.cell] = True
+            grid[chunk.cell] = chunk.count
+        if np.count_nonzero(present) != sum(len(chunk.cell) for chunk in chunks):
+            ordered = np.sort(np.concatenate([chunk.cell for chunk in chunks]))
+            return int(ordered[1:][ordered[1:] == ordered[:-1]][0])
+        known = present
+        if any(len(chunk.unknown) for chunk in chunks):
+            known = self._known[:size]
+            np.copyto(known, present)
+            for chunk in chunks:
+                known[chunk.unknown] = False
+        self._counts(first, grid.reshape(days, -1), known.reshape(days, -1))
+        for chunk in chunks:
+            self._last_day(first, chunk.created, self.created_day)
+            self._last_day(first, chunk.framework, self.framework_day)
+        return None
 
-        for day, seen, count, count_known in (
-            (self.start, self.in_start, self.start_count, self.start_known),
-            (self.end, self.in_end, self.end_count, self.end_known),
-        ):
-            at = np.flatnonzero(days == day)
-            if len(at):
-                np.logical_or(seen, present[at[0]], out=seen)
-                np.copyto(count, grid[at[0]], where=known[at[0]])
-                np.logical_or(count_known, known[at[0]], out=count_known)
+    def _counts(self, first: int, grid: np.ndarray, known: np.ndarray) -> None:
+        """went_down, highest and the first known count, reading only the known cells."""
+        for day in range(len(grid)):  # a day at a time: no temporary of the grid's size
+            row, known_row = grid[day], known[day]
+            self.went_down |= known_row & (row < self.highest)
+            np.maximum(self.highest, row, out=self.highest, where=known_row)
+        fresh = np.flatnonzero((self.first_day == _NEVER) & known.any(axis=0))
+        at = known[:, fresh].argmax(axis=0)
+        self.first_day[fresh] = first + at
+        self.first_count[fresh] = grid[at, fresh]
 
-        running = np.maximum.accumulate(grid, axis=0)
-        before = np.empty_like(grid)
-        before[0] = self.highest
-        np.maximum(running[:-1], self.highest, out=before[1:])
-        self.went_down |= (known & (grid < before)).any(axis=0)
-        np.maximum(self.highest, running[-1], out=self.highest)
-
-        fresh, first = _first_true(known, self.first_day == _NEVER)
-        self.first_day[fresh] = days[first]
-        self.first_count[fresh] = grid[first, fresh]
-
-        created, created_known = _scatter(rows.column("created"), cell, shape, present)
-        fresh, first = _first_true(created_known, ~self.created_known)
-        self.created_at[fresh] = created[first, fresh]
-        self.created_known[fresh] = True
-
-        flags = rows.column("has_framework")
-        if pc.all(flags).as_py() is False:
-            present = np.zeros(shape, bool)
-            present.ravel()[cell[flags.to_numpy(zero_copy_only=False)]] = True
-        found, last = _first_true(present[::-1], np.ones(self.versions, bool))
-        self.framework_day[found] = days[len(span) - 1 - last]
-        return True
-
-    def wanted(self) -> pa.Table:
-        """(i, d): the day each version's framework was last known on, to read it from."""
-        where = np.flatnonzero(self.framework_day != _NEVER)
-        day = (self.framework_day[where] - _EPOCH_ORDINAL).astype(np.int32)
-        return pa.table(
-            {"i": pa.array(where.astype(np.int32)), "d": pa.array(day).cast(pa.date32())}
-        )
-
-    def table(self, keys: pa.Table, framework: pa.Array) -> pa.Table:
-        """The facts as the exact path's columns, for the versions in `keys` (org, model,
-        version, i): only those seen at the start or end snapshot are kept."""
-        epoch = _EPOCH_ORDINAL
-        first = np.where(self.first_day == _NEVER, 0, self.first_day - epoch).astype(np.int32)
-        table = pa.table(
-            {
-                "org": keys.column("org"),
-                "model": keys.column("model"),
-                "version": keys.column("version"),
-                "in_start": pa.array(self.in_start),
-                "start_count": pa.array(self.start_count, mask=~self.start_known),
-                "in_end": pa.array(self.in_end),
-                "end_count": pa.array(self.end_count, mask=~self.end_known),
-                "first_date": pa.array(first, pa.date32(), mask=self.first_day == _NEVER),
-                "first_count": pa.array(self.first_count, mask=self.first_day == _NEVER),
-                "went_down": pa.array(self.went_down),
-                "created_at": pa.array(self.created_at, mask=~self.created_known).cast(
-                    DATASET_SCHEMA.field("created_at").type
-                ),
-                "framework": framework.cast(DATASET_SCHEMA.field("framework").type),
-            }
-        )
-        return table.filter(pa.array(self.in_start | self.in_end))
+    def _last_day(self, first: int, cells: np.ndarray, last: np.ndarray) -> None:
+        """Each version's last day among `cells`, if later than the one in `last`."""
+        if not len(cells):
+            return
+        latest = np.full(self.versions, _NEVER, np.int64)
+        np.maximum.at(latest, cells % self.versions, cells)  # the latest day: the largest cell
+        found = latest != _NEVER
+        last[found] = np.maximum(last[found], first + latest[found] // self.versions)

@@ -3,8 +3,9 @@
 Starts the simulator on a free loopback port, shows the targets discovery resolves (`models:
 ["*"]`), runs `connector extract` (the real command, in a child process, as cron would) for two
 simulated days, reads rows back from the Parquet dataset, prints a downloads-gained report by
-version and the dataset's health (`connector status`), and stops the simulator. The registry takes the token as an API key in `X-API-Key`
-only (`auth_scheme: api-key`, as the registry's own client sends `dn_key_` keys) and answers
+version and the dataset's health (`connector status`), and stops the simulator. The registry
+takes the token as an API key in `X-API-Key` only (`auth_scheme: api-key`, as the registry's
+own client sends `dn_key_` keys) and answers
 `versions` as plain strings, as the contract's own example does, so the counts of every
 version but the latest come from per-version detail (`version_detail: missing`): the report
 shows gains for old versions too.
