@@ -27,7 +27,9 @@ REDACTED = "[REDACTED]"
 # Control characters (C0, DEL, C1), lone surrogates, line/paragraph separators and bidi
 # controls: in a log line or a terminal they forge lines, colour or move the cursor, or reorder
 # what is shown.
-_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_UNPRINTABLE_CHARS = "\x0b-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNPRINTABLE = re.compile(f"[\x00-\x0a{_UNPRINTABLE_CHARS}]")
+_UNPRINTABLE_BUT_NEWLINE = re.compile(f"[\x00-\x09{_UNPRINTABLE_CHARS}]")
 # What a spreadsheet takes for the start of a formula (OWASP, "CSV Injection"): =, +, -, @,
 # and a tab or carriage return, which some strip before looking at the next character.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -99,11 +101,10 @@ def printable(text: str, *, keep_newlines: bool = False) -> str:
     Python escape (`\\n`, `\\x1b`, `\\udcff`), so server text cannot forge a log line, drive
     the terminal or break an encoder. `keep_newlines` leaves `\\n` alone (our own messages)."""
 
-    def escape(match: re.Match[str]) -> str:
-        char = match.group()
-        return char if keep_newlines and char == "\n" else ascii(char)[1:-1]
-
-    return _UNPRINTABLE.sub(escape, text)
+    if text.isprintable():  # every character the patterns match is unprintable to Python
+        return text
+    pattern = _UNPRINTABLE_BUT_NEWLINE if keep_newlines else _UNPRINTABLE
+    return pattern.sub(lambda match: ascii(match.group())[1:-1], text)
 
 
 def csv_cell(text: str) -> str:
@@ -123,8 +124,4 @@ def json_printable(document: str) -> str:
     Such characters can only be inside JSON strings (which `json.dumps` writes with every C0
     control escaped already), where the escape is always valid; a raw newline is the indent's."""
 
-    def escape(match: re.Match[str]) -> str:
-        char = match.group()
-        return char if char == "\n" else f"\\u{ord(char):04x}"
-
-    return _UNPRINTABLE.sub(escape, document)
+    return _UNPRINTABLE_BUT_NEWLINE.sub(lambda match: f"\\u{ord(match.group()):04x}", document)

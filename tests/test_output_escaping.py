@@ -154,6 +154,20 @@ def test_json_printable_keeps_the_document_and_escapes_only_unprintables() -> No
     assert_no_raw_controls(text)
 
 
+def test_printable_escapes_every_dangerous_character_and_only_those() -> None:
+    """`printable` returns text Python calls printable untouched (its fast path): that is only
+    right while every character it must escape is unprintable to Python, checked here for the
+    whole of Unicode."""
+    ranges = [(0x00, 0x1F), (0x7F, 0x9F), (0xD800, 0xDFFF), (0x2028, 0x202E), (0x2066, 0x2069)]
+    dangerous = [chr(c) for first, last in ranges for c in range(first, last + 1)]
+    for char in dangerous:
+        assert not char.isprintable()
+        assert printable(f"a{char}b") == f"a{ascii(char)[1:-1]}b"
+        kept = printable(f"a{char}b", keep_newlines=True)
+        assert kept == ("a\nb" if char == "\n" else f"a{ascii(char)[1:-1]}b")
+    assert printable("plain ü 東京 \u00a0") == "plain ü 東京 \u00a0"
+
+
 def test_server_names_reach_no_terminal_raw_from_any_command(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -20,6 +20,7 @@ from dataset_builders import V, daily_dataset, report_over
 from connector.cli.report import report as report_command
 from connector.errors import ConfigError, OutputError
 from connector.reporting.analytics import REPORT_COLUMNS, Report, compute_report
+from connector.reporting.cells import plain, plain_column
 from connector.reporting.page import chart_data, palette
 from connector.reporting.render import render, render_html, render_table, write_output
 
@@ -389,3 +390,31 @@ def test_html_chart_draws_bars_for_one_interval_and_distinct_dashed_swatches(
         assert severe == []
     finally:
         driver.quit()
+
+
+def test_datetime_columns_convert_in_bulk_exactly_as_one_value_at_a_time() -> None:
+    """The report's datetime columns are converted with numpy (a report by version can have a
+    row per version of the registry); each value must come out as `plain` writes it alone."""
+    aware = pd.Series(
+        pd.to_datetime(
+            [
+                "2024-05-01T00:00:00Z",
+                "2024-05-01T12:34:56.5Z",
+                "2024-05-01T12:34:56.000001Z",
+                "1969-12-31T23:59:59.25Z",
+                None,
+                "2024-05-01T12:34:56.000000789Z",
+            ],
+            utc=True,
+            format="ISO8601",
+        )
+    )
+    naive = pd.Series(pd.to_datetime(["2024-05-01", None, "1960-01-02"]))
+    for column in (
+        aware,
+        aware.dt.tz_convert("Europe/Paris"),
+        aware.astype("datetime64[us, UTC]"),
+        naive,
+    ):
+        assert plain_column(column) == [plain(value) for value in column.astype(object)]
+    assert plain_column(aware)[:2] == ["2024-05-01T00:00:00Z", "2024-05-01T12:34:56.500000Z"]

@@ -11,6 +11,7 @@ import math
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from connector.redaction import printable
@@ -71,6 +72,28 @@ def plain(value: Any) -> Any:
     return value
 
 
+def _datetime_column(column: pd.Series) -> list[Any]:
+    """`plain` over a datetime column in numpy: a naive value (a snapshot day) as its date, an
+    aware one as UTC ISO text with `Z` and a fraction only when it has one (as
+    `Timestamp.isoformat` writes it). A value with nanoseconds goes through `plain` itself."""
+    aware = isinstance(column.dtype, pd.DatetimeTZDtype)
+    values = (column.dt.tz_convert("UTC").dt.tz_localize(None) if aware else column).to_numpy()
+    if not aware:
+        texts = np.datetime_as_string(values, unit="D")
+    else:
+        texts = np.char.add(np.datetime_as_string(values, unit="s"), "Z")
+        nanos = (values - values.astype("datetime64[s]")).astype("timedelta64[ns]").astype("int64")
+        for index in np.flatnonzero(nanos):
+            if nanos[index] % 1000:
+                texts[index] = plain(column.iloc[index])
+            else:
+                texts[index] = f"{str(texts[index])[:-1]}.{nanos[index] // 1000:06d}Z"
+    missing = np.isnat(values)
+    return [
+        None if gone else text for text, gone in zip(texts.tolist(), missing.tolist(), strict=True)
+    ]
+
+
 def plain_column(column: pd.Series) -> list[Any]:
     """One column as JSON-able Python values, converted a column at a time (a report by
     version can have a row per version of the registry)."""
@@ -81,11 +104,9 @@ def plain_column(column: pd.Series) -> list[Any]:
     if pd.api.types.is_float_dtype(column.dtype):
         values = column.astype("float64").tolist()
         return [None if math.isnan(value) else value for value in values]
-    if pd.api.types.is_string_dtype(column.dtype) and not pd.api.types.is_datetime64_any_dtype(
-        column.dtype
-    ):
-        return [plain(value) for value in column.astype(object).tolist()]
-    return [plain(value) for value in column.astype(object)]
+    if pd.api.types.is_datetime64_any_dtype(column.dtype):
+        return _datetime_column(column)
+    return [value if type(value) is str else plain(value) for value in column.astype(object)]
 
 
 def records(table: pd.DataFrame) -> list[dict[str, Any]]:
@@ -115,6 +136,12 @@ def _cell(column: str, value: Any, width: int | None) -> str:
     text = printable(str(value))
     if column == "created_at":
         text = text[:16].replace("T", " ")
+    return _text(text, width)
+
+
+def _text(text: str, width: int | None) -> str:
+    """Text escaped (`printable`) and cut at `width` with an ellipsis."""
+    text = printable(text)
     return text if width is None or len(text) <= width else text[: width - 3] + "..."
 
 
@@ -128,6 +155,8 @@ def _column_cells(column: str, values: list[Any], width: int | None) -> list[str
         return [blank if v is None else f"{v:,}" for v in values]
     if kinds == {float} and column != "share_of_gained":
         return [blank if v is None else f"{v:,.1f}" for v in values]
+    if kinds == {str} and column != "created_at":
+        return [blank if v is None else _text(v, width) for v in values]
     return [_cell(column, value, width) for value in values]
 
 

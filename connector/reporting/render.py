@@ -31,6 +31,7 @@ from connector.reporting.cells import (
     TEXT_WIDTH,
     column_notes,
     human_rows,
+    plain_column,
     records,
     summary_line,
     title,
@@ -61,11 +62,12 @@ def _csv_value(value: Any) -> Any:
 def render_csv(result: Report) -> str:
     """CSV with a header row; booleans as true/false, unknown values empty, text cells safe to
     open in a spreadsheet (`_csv_value`)."""
+    table = result.table
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(result.table.columns)
-    for row in records(result.table):
-        writer.writerow([_csv_value(value) for value in row.values()])
+    writer.writerow(table.columns)
+    columns = [[_csv_value(v) for v in plain_column(table[name])] for name in table.columns]
+    writer.writerows(zip(*columns, strict=True))
     return buffer.getvalue()
 
 
@@ -73,17 +75,15 @@ def render_table(result: Report) -> str:
     """An aligned table for a terminal: numbers right-aligned, text left-aligned."""
     columns, numeric, rows = human_rows(result, TEXT_WIDTH)
     headers = [LABELS.get(c, c) for c in columns]
-    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
-
-    def line(cells: list[str]) -> str:
-        parts = (
-            cell.rjust(w) if right else cell.ljust(w)
-            for cell, w, right in zip(cells, widths, numeric, strict=True)
-        )
-        return "  ".join(parts).rstrip()
-
+    # A column at a time (a report by version can have a row per version of the registry).
+    padded = []
+    for index, (header, right) in enumerate(zip(headers, numeric, strict=True)):
+        cells = [header, "", *(row[index] for row in rows)]
+        width = max(map(len, cells))
+        cells[1] = "-" * width
+        padded.append([cell.rjust(width) if right else cell.ljust(width) for cell in cells])
     out = [title(result), summary_line(result), ""]
-    out += [line(headers), line(["-" * w for w in widths]), *(line(r) for r in rows)]
+    out += ["  ".join(line).rstrip() for line in zip(*padded, strict=True)]
     if not rows:
         out.append("(no rows)")
     legend = column_notes(columns)
