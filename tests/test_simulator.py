@@ -600,3 +600,35 @@ def test_cli_rejects_invalid_values(arguments: list[str]) -> None:
     result = CliRunner().invoke(simulate, arguments)
     assert result.exit_code == 2
     assert "Invalid value" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (["--orgs", "999999999"], "--orgs"),
+        (["--orgs", "1000", "--models-per-org", "1000"], "at most 200,000"),
+        (["--orgs", "1", "--models-per-org", "200000", "--versions-per-model", "20"], "2,000,000"),
+        (["--versions-per-model", "1001"], "--versions-per-model"),
+        (["--day", "999999999"], "--day"),
+        (["--latency-ms", "inf"], "--latency-ms"),
+        (["--rate-slow", "0.5", "--slow-seconds", "1e309"], "--slow-seconds"),
+    ],
+)
+def test_a_catalog_too_large_to_build_is_refused_before_serving(
+    args: list[str], words: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The catalog is built whole at start-up and the day feeds date arithmetic: a typo such as
+    `--orgs 999999999` once ate the machine's memory, `--day 999999999` raised OverflowError on
+    the first request. Refused by name, exit 2, before anything is served."""
+    served: list[SimulatorConfig] = []
+    monkeypatch.setattr("connector.cli.simulate.serve_forever_cli", served.append)
+    result = CliRunner().invoke(simulate, args)
+    assert result.exit_code == 2, result.output
+    assert words in result.output and not served
+    assert CliRunner().invoke(simulate, ["--day", "36500"]).exit_code == 0 and len(served) == 1
+
+
+def test_the_library_refuses_the_same_sizes() -> None:
+    for bad in ({"orgs": 10**9}, {"day": 10**9}, {"versions_per_model": 10**6}):
+        with pytest.raises(ValueError, match=r"at most|between"):
+            SimulatorConfig(**bad)  # type: ignore[arg-type]

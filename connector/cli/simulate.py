@@ -10,6 +10,9 @@ import click
 from connector.simulator.server import (
     DEFAULT_VERSIONS_SHAPE,
     MALFORMED_KINDS,
+    MAX_DAY,
+    MAX_MODELS,
+    MAX_VERSIONS_PER_MODEL,
     FaultPlan,
     SimulatorConfig,
     is_loopback_host,
@@ -84,35 +87,36 @@ _RATE = click.FloatRange(0.0, 1.0)
     "--orgs",
     default=2,
     show_default=True,
-    type=click.IntRange(min=1),
-    help="Number of orgs (org-00, org-01, ...).",
+    type=click.IntRange(1, MAX_MODELS),
+    help="Number of orgs (org-00, org-01, ...); orgs x models per org is at most "
+    f"{MAX_MODELS:,} (the catalog is built whole at start-up).",
 )
 @click.option(
     "--models-per-org",
     default=3,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_MODELS),
     help="Models per org (model-0000, ...).",
 )
 @click.option(
     "--versions-per-model",
     default=5,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_VERSIONS_PER_MODEL),
     help="Mean number of versions per model.",
 )
 @click.option(
     "--empty-models",
     default=0,
     show_default=True,
-    type=click.IntRange(min=0),
+    type=click.IntRange(0, MAX_MODELS),
     help="How many models have no version at all.",
 )
 @click.option(
     "--day",
     default=1,
     show_default=True,
-    type=click.IntRange(min=1),
+    type=click.IntRange(1, MAX_DAY),
     help="Simulated day: downloads grow and new versions appear as it increases; day N is "
     "2026-01-01 + N-1 days (a fixed calendar).",
 )
@@ -141,7 +145,7 @@ _RATE = click.FloatRange(0.0, 1.0)
     "--latency-ms",
     default=0.0,
     show_default=True,
-    type=click.FloatRange(min=0.0),
+    type=click.FloatRange(0.0, 60_000.0),
     help="Delay added to every response, in milliseconds.",
 )
 @click.option(
@@ -177,7 +181,7 @@ _RATE = click.FloatRange(0.0, 1.0)
 @click.option(
     "--slow-seconds",
     default=0.0,
-    type=click.FloatRange(min=0.0),
+    type=click.FloatRange(0.0, 3600.0),
     help="Delay of a slow attempt, in seconds.",
 )
 @click.option(

@@ -64,6 +64,13 @@ def is_loopback_host(host: str) -> bool:
 
 # The `versions` shape `connector simulate` and `make demo` serve unless told otherwise.
 DEFAULT_VERSIONS_SHAPE = "strings"
+# The catalog is built whole at start-up (every model's versions): these keep a typo such as
+# `--orgs 999999999` an error instead of a process that eats the machine's memory. The largest
+# benchmark serves 20,000 models of about 5 versions.
+MAX_MODELS = 200_000  # orgs x models_per_org
+MAX_VERSIONS_PER_MODEL = 1_000
+MAX_VERSIONS = 2_000_000  # orgs x models_per_org x versions_per_model (the mean)
+MAX_DAY = 36_500  # a century of simulated days
 
 
 @dataclass(frozen=True)
@@ -97,10 +104,20 @@ class SimulatorConfig:
     def __post_init__(self) -> None:
         if self.orgs < 1 or self.models_per_org < 1 or self.versions_per_model < 1:
             raise ValueError("orgs, models_per_org and versions_per_model must be at least 1")
-        if not 0 <= self.empty_models <= self.orgs * self.models_per_org:
+        models = self.orgs * self.models_per_org
+        if models > MAX_MODELS:
+            raise ValueError(f"orgs x models_per_org is {models:,}: at most {MAX_MODELS:,}")
+        if self.versions_per_model > MAX_VERSIONS_PER_MODEL:
+            raise ValueError(f"versions_per_model must be at most {MAX_VERSIONS_PER_MODEL:,}")
+        if models * self.versions_per_model > MAX_VERSIONS:
+            raise ValueError(
+                f"orgs x models_per_org x versions_per_model is "
+                f"{models * self.versions_per_model:,}: at most {MAX_VERSIONS:,}"
+            )
+        if not 0 <= self.empty_models <= models:
             raise ValueError("empty_models must be between 0 and the number of models")
-        if self.day < 1:
-            raise ValueError(f"day must be at least 1, got {self.day}")
+        if not 1 <= self.day <= MAX_DAY:
+            raise ValueError(f"day must be between 1 and {MAX_DAY:,}, got {self.day}")
         if self.latency_seconds < 0:
             raise ValueError("latency_seconds must not be negative")
         if self.models_key not in ("models", "items"):
