@@ -9,9 +9,11 @@ The datasets are real Parquet partitions read back by the real `connector report
 from __future__ import annotations
 
 import csv
+import importlib
 import io
 import json
 import logging
+import pkgutil
 import re
 from pathlib import Path
 
@@ -21,7 +23,10 @@ from click.testing import CliRunner, Result
 from dataset_builders import V, write_snapshot
 from helpers import VALID_BODY, ScriptedServer, json_reply, write_config
 
+import connector
+from connector import extract, load_config
 from connector.cli import main
+from connector.loggers import EscapingFilter, escaped_traceback
 from connector.logs import configure_logging
 from connector.redaction import csv_cell, json_printable, printable
 
@@ -229,3 +234,84 @@ def test_a_logged_traceback_quoting_server_text_is_escaped(
     else:  # JSON escapes them itself, and a reader gets the exact text back
         [line] = err.splitlines()
         assert "owned\x07" in json.loads(line)["exception"]
+
+
+def test_a_library_caller_s_own_handler_gets_escaped_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An Airflow task or a notebook calls `connector.extract` and prints the `connector`
+    loggers through its own handler, not the CLI's: a failure's detail, a skipped listing entry
+    and a traceback quoting server text still reach it escaped (one line per record)."""
+    hostile = "\x1b]0;owned\x07\n[ERROR] forged line\u202e"
+    listing = json_reply(200, {"models": [{"name": "acme/m"}, {"name": f"acme/x{hostile}"}]})
+    failed = json_reply(404, {"code": 404, "type": "not_found", "detail": f"gone {hostile}"})
+    monkeypatch.setenv("MODEL_REGISTRY_TOKEN", "t0k3n-for-the-scripted-server")
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        with ScriptedServer([listing, failed, json_reply(200, VALID_BODY)]) as server:
+            document = {
+                "registry": {"base_url": server.url, "token": "${MODEL_REGISTRY_TOKEN}"},
+                "orgs": [{"name": "acme", "models": ["*"]}],
+                "output": {"uri": str(tmp_path / "out"), "min_success_ratio": 0.1},
+            }
+            document["registry"].update(concurrency=1, version_detail="off")
+            config = load_config(write_config(tmp_path / "c.yaml", document))
+            summary = extract(config, progress=False)
+        assert summary.targets_failed == 1  # acme/m answered 404 with the hostile detail
+        try:
+            raise ValueError(f"version {hostile}")
+        except ValueError:
+            # the logger of a module (its filter added when the module was imported)
+            logging.getLogger("connector.extraction.run").exception("model acme/m failed")
+    finally:
+        root.removeHandler(handler)
+    text = stream.getvalue()
+    assert "\\x1b]0;owned\\x07\\n[ERROR] forged line" in text, text
+    assert_no_raw_controls(text.replace("\n", ""))
+    assert not any(line.startswith("[ERROR] forged") for line in text.splitlines())
+
+
+def test_an_escaped_traceback_is_the_standard_one_when_nothing_needs_escaping() -> None:
+    """The traceback the loggers hand any handler is Python's own, chains included; only an
+    exception's message is escaped."""
+
+    def fail() -> None:
+        try:
+            {}["missing"]
+        except KeyError as error:
+            raise RuntimeError("while reading\tthe body") from error
+
+    try:
+        try:
+            fail()
+        except RuntimeError:
+            raise ValueError("then this")  # noqa: B904 (the implicit context is tested)
+    except ValueError as error:
+        caught = error
+    expected = logging.Formatter().formatException((type(caught), caught, caught.__traceback__))
+    assert escaped_traceback(caught) == expected.replace("\t", "\\t")
+    assert "The above exception was the direct cause" in expected
+    assert "During handling of the above exception" in expected
+
+
+def test_every_module_logger_escapes() -> None:
+    """A module that logs through a plain `logging.getLogger` would reach a library caller's
+    handler unescaped: every module's `log` comes from `connector.loggers.get_logger`."""
+    loggers = {}
+    for info in pkgutil.walk_packages(connector.__path__, "connector."):
+        if info.name.endswith("__main__"):  # runs the CLI when imported
+            continue
+        module = importlib.import_module(info.name)
+        if isinstance(getattr(module, "log", None), logging.Logger):
+            loggers[info.name] = module.log
+    assert len(loggers) >= 15
+    plain = [
+        name
+        for name, log in loggers.items()
+        if not any(isinstance(f, EscapingFilter) for f in log.filters)
+    ]
+    assert plain == []

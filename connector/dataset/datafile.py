@@ -11,7 +11,6 @@ a published day rides in its data file, so the file says by itself which run wro
 from __future__ import annotations
 
 import json
-import logging
 from typing import Any
 
 import pyarrow as pa
@@ -22,8 +21,9 @@ from connector.dataset.schema import DICTIONARY_COLUMNS, FILE_SCHEMA
 from connector.dataset.state import parse_json
 from connector.dataset.store import OUTPUT_ERRORS, STORAGE_ERRORS, Sink, Store
 from connector.errors import OutputError
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 FOOTER_KEY = b"connector.manifest"
 _CHUNK_ROWS = 4096

@@ -17,7 +17,6 @@ ever sees a held day; nothing but `connector accept` (which publishes it through
 
 from __future__ import annotations
 
-import logging
 import re
 from dataclasses import dataclass
 from datetime import date
@@ -28,8 +27,9 @@ from connector.dataset.layout import DATA_NAME, HELD_DIR, MANIFEST_NAME, held_pa
 from connector.dataset.state import parse_json
 from connector.dataset.store import OUTPUT_ERRORS, Store
 from connector.errors import OutputError
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 HOLD_JOURNAL = "hold.json"
 MANIFEST_BYTES = 4 * 1024 * 1024  # a manifest's lists are bounded: far below this

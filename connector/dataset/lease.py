@@ -18,7 +18,6 @@ cannot publish over a newer holder's work unnoticed.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import socket
 import threading
@@ -28,8 +27,9 @@ from datetime import UTC, datetime
 from connector.dataset.state import LEASE_MARKER_BYTES, Holder, parse_holder
 from connector.dataset.store import OUTPUT_ERRORS, STORAGE_ERRORS, Entry, Store
 from connector.errors import LockHeldError, OutputError
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 LOCKS_DIR = "_locks"
 LEASE_SECONDS = 120.0

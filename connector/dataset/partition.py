@@ -24,7 +24,6 @@ one holding several data files is handed to `connector.dataset.legacy`.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import date
 from typing import Any, Protocol
@@ -42,8 +41,9 @@ from connector.dataset.layout import (
 from connector.dataset.state import parse_json
 from connector.dataset.store import OUTPUT_ERRORS, Store
 from connector.errors import OutputError
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 JOURNAL_NAME = "publish.json"
 _JOURNAL_BYTES = 4 * 1024 * 1024

@@ -15,7 +15,6 @@ as untrusted (`read_part`): only plain file names of its own directory, the shap
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -25,8 +24,9 @@ from connector.dataset.layout import SHARDS_DIR, refusal
 from connector.dataset.state import parse_json
 from connector.dataset.store import OUTPUT_ERRORS, Lock, Store
 from connector.errors import OutputError
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RECORD_NAME = "_shard.json"
 _RECORD_BYTES = 16 * 1024 * 1024

@@ -13,7 +13,6 @@ checks are not run again: the decision is the person's.
 from __future__ import annotations
 
 import getpass
-import logging
 import os
 import socket
 import time
@@ -33,8 +32,9 @@ from connector.extraction.context import RunContext
 from connector.extraction.outcome import Ending, Tally, now, summarize
 from connector.extraction.records import recorded, run_settings
 from connector.extraction.summary import RunSummary
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def accept(

@@ -41,8 +41,9 @@ from connector.extraction.target import DroppedVersion, fetch_target
 from connector.extraction.workers import WorkerPool
 from connector.http.budget import Share
 from connector.http.client import RegistryClient
+from connector.loggers import get_logger
 
-log = logging.getLogger("connector.extraction.run")
+log = get_logger("connector.extraction.run")
 
 Target = tuple[str, str]
 

@@ -25,7 +25,6 @@ at debug level.
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -45,9 +44,10 @@ from connector.dataset.store import OUTPUT_ERRORS, Store
 from connector.errors import ConfigError, ExitCode
 from connector.extraction.context import RunContext
 from connector.extraction.summary import RunSummary
+from connector.loggers import get_logger
 from connector.redaction import redact
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PARENT_ENV = "OPENLINEAGE_PARENT_ID"
 ROOT_ENV = "OPENLINEAGE_ROOT_PARENT_ID"

@@ -9,7 +9,6 @@ working afterwards.
 
 from __future__ import annotations
 
-import logging
 import uuid
 from typing import Any
 
@@ -18,8 +17,9 @@ from connector.dataset import delta, partition
 from connector.dataset.layout import DATASET_DIR, LOCK_NAME
 from connector.dataset.locate import output_store
 from connector.errors import ConfigError, OutputError
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def maintain(

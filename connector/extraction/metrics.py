@@ -9,7 +9,6 @@ removes every kind of leftover; the bytes are the same (`generate_latest`).
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from collections.abc import Callable
@@ -21,8 +20,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from connector.atomic import write_atomic
 from connector.checks.document import read_checks
 from connector.extraction.summary import RunSummary
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 PREFIX = "model_versions_connector"
 LAST_SUCCESS = f"{PREFIX}_last_success_timestamp_seconds"

@@ -29,8 +29,9 @@ from connector.extraction.outcome import Ending, Stop, Tally, now, summarize
 from connector.extraction.progress import RunProgress
 from connector.extraction.stage import stage_part
 from connector.extraction.summary import RunSummary
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _CHILD: dict[str, Any] = {}  # in a child: its "queue" to the parent and its "interrupt"
 

@@ -10,7 +10,6 @@ the summary, the record and the manifest, and in the log at DEBUG level).
 
 from __future__ import annotations
 
-import logging
 import sys
 from collections import Counter
 from collections.abc import Callable
@@ -19,9 +18,10 @@ from types import TracebackType
 from tqdm import tqdm
 
 from connector.errors import ErrorType, OrgStoppedError, TargetFailure
+from connector.loggers import get_logger
 from connector.redaction import redact
 
-log = logging.getLogger("connector.extraction.run")
+log = get_logger("connector.extraction.run")
 
 
 class RunProgress:

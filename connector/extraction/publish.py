@@ -14,7 +14,6 @@ Before that, the staged rows are checked against the last published day before t
 from __future__ import annotations
 
 import contextlib
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,8 +41,9 @@ from connector.extraction.records import recorded, run_settings
 from connector.extraction.sharding import MAX_SHARDS, shard_of
 from connector.extraction.stage import Part, read_part
 from connector.extraction.summary import RunSummary, build_manifest
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 _MAX_TARGET_PROBLEMS = 5
 

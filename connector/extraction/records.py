@@ -9,7 +9,6 @@ newest `keep_run_records` records of an output are kept.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -20,9 +19,10 @@ from connector.dataset.layout import RUNS_DIR
 from connector.dataset.store import OUTPUT_ERRORS, Store
 from connector.extraction.context import RunContext
 from connector.extraction.summary import RunSummary
+from connector.loggers import get_logger
 from connector.redaction import redact
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 def record_path(summary: RunSummary) -> str:

@@ -10,7 +10,6 @@ path. Each part plans its own targets (discovery) and fetches those its hash nam
 from __future__ import annotations
 
 import dataclasses
-import logging
 import sys
 import time
 from collections.abc import Callable
@@ -41,8 +40,9 @@ from connector.extraction.records import recorded, run_settings
 from connector.extraction.sharding import Shard, check_shard
 from connector.extraction.stage import stage_part
 from connector.extraction.summary import RunSummary
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 __all__ = ["extract"]
 

@@ -31,8 +31,9 @@ from connector.extraction.interrupt import Interrupt
 from connector.extraction.outcome import Ending, Stop, Tally, now, stopped_by_signal, summarize
 from connector.extraction.sharding import Shard
 from connector.extraction.summary import RunSummary
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 RECORD_FORMAT = 2  # 1: the record of connector versions before parts carried their summary
 

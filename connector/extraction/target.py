@@ -15,7 +15,6 @@ counts of its oldest versions, which change least.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,8 +24,9 @@ from connector.dataset.flatten import Row, VersionList, parse_versions
 from connector.errors import ErrorType, PayloadError, TargetError
 from connector.http.budget import Share
 from connector.http.client import FetchResult, RegistryClient
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,6 @@ jitter (`wait_random_exponential`), attempt and elapsed-time stops, and an inter
 from __future__ import annotations
 
 import http.cookiejar
-import logging
 import threading
 import time
 from collections import Counter
@@ -44,9 +43,10 @@ from connector.http.budget import MEMORY_PER_BODY_BYTE, BudgetAbortedError, Memo
 from connector.http.deadline import AttemptDeadline, DeadlineAdapter, DeadlineMonitor
 from connector.http.ratelimit import RateLimiter
 from connector.http.responses import error_for_status, parse_payload
+from connector.loggers import get_logger
 from connector.redaction import redact
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 USER_AGENT = f"model-versions-connector/{__version__} python-requests/{requests.__version__}"
 _READ_CHUNK = 64 * 1024

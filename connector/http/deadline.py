@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
-import logging
 import socket
 import threading
 import time
@@ -32,8 +31,9 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from connector.http.framing import FramedResponse, discard_if_unclean
+from connector.loggers import get_logger
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 _current = threading.local()
 _POOL_CLASSES: dict[str, type[HTTPConnectionPool]] = {}  # filled below, after the classes
 
