@@ -64,7 +64,10 @@ def test_discard_removes_one_held_day_and_nothing_else(
 
 
 def test_a_run_that_is_not_held_is_refused_naming_those_that_are(
-    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+    start_simulator: StartSimulator,
+    tmp_path: Path,
+    token_env: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     registry = start_simulator(orgs=2, models_per_org=2)
     out = tmp_path / "out"
@@ -93,6 +96,18 @@ def test_a_run_that_is_not_held_is_refused_naming_those_that_are(
         main, ["discard", "--config", str(full), "--date", "2026-01-02"]
     )
     assert missing_run.exit_code == 2 and "Missing option '--run'" in missing_run.stderr
+
+    # A decision never calls the registry: the extractor's token need not be set for it, but
+    # any other variable the config uses must be.
+    monkeypatch.delenv("MODEL_REGISTRY_TOKEN")
+    unset_out = {**config_document(registry, out), "output": {"uri": "${HELD_OUTPUT_DIR}"}}
+    unset = write_config(tmp_path / "unset.yaml", unset_out)
+    refused = CliRunner().invoke(main, ["accept", "--config", str(unset), "--date", "2026-01-02"])
+    assert refused.exit_code == ExitCode.CONFIG
+    assert "output.uri: environment variable HELD_OUTPUT_DIR is not set" in refused.stderr
+    assert "MODEL_REGISTRY_TOKEN" not in refused.stderr and tree_of(out) == held
+    accepted = CliRunner().invoke(main, ["accept", "--config", str(full), "--date", "2026-01-02"])
+    assert accepted.exit_code == ExitCode.OK, accepted.output
 
 
 def tree_of(out: Path) -> dict[str, bytes]:

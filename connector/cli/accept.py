@@ -50,7 +50,7 @@ def accept(
     from connector.extraction.decide import accept as accept_held
 
     configure_logging(log_level, log_format)
-    config = load_config(config_path)
+    config = load_config(config_path, need_tokens=False)  # the registry is never called
     add_secrets(config.secrets())
     summary = accept_held(config, day, run_id, output, reason=reason)
     echo_summary(summary, summary_format)

@@ -43,7 +43,7 @@ def discard(
     from connector.extraction.decide import discard as discard_held
 
     configure_logging(log_level, log_format)
-    config = load_config(config_path)
+    config = load_config(config_path, need_tokens=False)  # the registry is never called
     add_secrets(config.secrets())
     summary = discard_held(config, day, run_id, output)
     echo_summary(summary, summary_format)

@@ -31,20 +31,23 @@ def interpolate(
     references: dict[str, list[str]] | None = None,
     *,
     placeholders: bool = False,
+    need_tokens: bool = True,
 ) -> Any:
     """Replace `${VAR}` / `${VAR:-default}` in every string; `$$` is a literal `$`.
 
     `references` collects, per variable referenced without a default, the keys that use it
     (what a run needs). An unset one is a problem; with `placeholders` it is left as written
-    instead (`${VAR}`), so the rest of the file can still be checked."""
+    instead (`${VAR}`), so the rest of the file can still be checked; without `need_tokens`,
+    so is one in a token (`registry.token`, `orgs[N].token`)."""
+    options = {"placeholders": placeholders, "need_tokens": need_tokens}
     if isinstance(value, dict):
         return {
-            k: interpolate(v, env, (*path, str(k)), problems, references, placeholders=placeholders)
+            k: interpolate(v, env, (*path, str(k)), problems, references, **options)
             for k, v in value.items()
         }
     if isinstance(value, list):
         return [
-            interpolate(v, env, (*path, i), problems, references, placeholders=placeholders)
+            interpolate(v, env, (*path, i), problems, references, **options)
             for i, v in enumerate(value)
         ]
     if not isinstance(value, str):
@@ -61,12 +64,18 @@ def interpolate(
             return env[name]
         if default is not None:
             return default
-        if placeholders:
+        if placeholders or (not need_tokens and _is_token(path)):
             return match.group(0)
         problems.append(f"{key_path(path)}: environment variable {name} is not set")
         return ""
 
     return _ENV_REFERENCE.sub(substitute, value)
+
+
+def _is_token(path: tuple[int | str, ...]) -> bool:
+    return path == ("registry", "token") or (
+        len(path) == 3 and path[0] == "orgs" and path[2] == "token"
+    )
 
 
 def _literal_token_warnings(raw: Any) -> list[str]:
@@ -114,6 +123,7 @@ def parse_config(
     source: str | None = None,
     *,
     placeholders: bool = False,
+    need_tokens: bool = True,
     found: Sequence[str] = (),
 ) -> Config:
     """Validate an already-parsed YAML document; raises ConfigError listing every problem
@@ -121,13 +131,18 @@ def parse_config(
 
     With `placeholders`, an unset `${VAR}` is checked as the text `${VAR}` (which passes as a
     token) instead of being a problem: `validate` checks a file where the secrets are not set.
-    A value that cannot pass with it (a URL from a variable, say) is a problem saying so."""
+    A value that cannot pass with it (a URL from a variable, say) is a problem saying so.
+    Without `need_tokens`, only the tokens may be unset: for a command that never calls the
+    registry (`accept`, `discard`), which must not fail because the extractor's secret is not
+    in its environment."""
     if not isinstance(raw, dict):
         raise ConfigError([*found, "(top level): expected a mapping of settings"], source)
     environ = os.environ if env is None else env
     problems: list[str] = list(found)
     references: dict[str, list[str]] = {}
-    resolved = interpolate(raw, environ, (), problems, references, placeholders=placeholders)
+    resolved = interpolate(
+        raw, environ, (), problems, references, placeholders=placeholders, need_tokens=need_tokens
+    )
     unset = {
         key: name for name, keys in references.items() if not environ.get(name) for key in keys
     }
@@ -177,11 +192,16 @@ def load_config(
     env: Mapping[str, str] | None = None,
     *,
     placeholders: bool = False,
+    need_tokens: bool = True,
 ) -> Config:
-    """Read and validate a YAML config file (`placeholders`: see `parse_config`)."""
+    """Read and validate a YAML config file. `placeholders`: an unset `${VAR}` is checked as
+    its own text (as `connector validate` does); `need_tokens=False`: only the tokens'
+    variables may be unset (code that never calls the registry, as `accept` and `discard`)."""
     source = os.fspath(path)
     raw, found = _read_yaml(source)
-    return parse_config(raw, env, source, placeholders=placeholders, found=found)
+    return parse_config(
+        raw, env, source, placeholders=placeholders, need_tokens=need_tokens, found=found
+    )
 
 
 def config_variables(path: str | os.PathLike[str]) -> dict[str, tuple[str, ...]]:
