@@ -48,7 +48,8 @@ EXIT_CODE_DOCS: dict[ExitCode, ExitCodeDoc] = {
     ),
     ExitCode.SHARDS_INCOMPLETE: ExitCodeDoc(
         "`publish --shards N`: a shard is missing, stale (staged for another date or "
-        "configuration) or duplicated",
+        "configuration) or duplicated; none is left when an earlier publish held the day "
+        "(the error says so: accept or discard it)",
         "no",
     ),
     ExitCode.HELD: ExitCodeDoc(

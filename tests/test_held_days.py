@@ -209,6 +209,10 @@ def test_publish_of_shards_holds_the_day_through_the_cli(
     assert samples[prom_key("check_value", **output, check="coverage_config")] == 4
     assert samples[prom_key("check_threshold", **output, check="coverage_config")] == 0
     assert samples[prom_key("check_failed", **output, check="counts_decreased")] == 0
+    again = publish(narrowed, 2, day="2026-01-02")  # a retried task: the parts are held now
+    assert again.exit_code == ExitCode.SHARDS_INCOMPLETE
+    assert f"the day is held (run {summary['run_id']})" in again.stderr
+    assert "`connector accept` or `connector discard`" in again.stderr
     accepted = CliRunner().invoke(
         main, ["accept", "--config", str(narrowed), "--date", "2026-01-02"]
     )

@@ -26,7 +26,7 @@ from connector.checks.measure import check_day
 from connector.checks.verdicts import DayChecks
 from connector.config import Config
 from connector.dataset import partition, shards
-from connector.dataset.held import hold_day
+from connector.dataset.held import held_days, hold_day
 from connector.dataset.layout import DATA_NAME, LOCK_NAME
 from connector.dataset.partition import PublishResult
 from connector.dataset.published import published_targets
@@ -287,6 +287,15 @@ def check_parts(context: RunContext, count: int) -> list[Part]:
             n for n in shards.staged_counts(context.store, day) if not n.endswith(f"-of-{count}")
         ]
         hint = f"; also staged for this date: {', '.join(others)}" if others else ""
+        if not parts:  # a publish that held the day took its parts along
+            held, _ = held_days(context.store, day)
+            runs = ", ".join(held_day.run_id for held_day in held)
+            hint += (
+                f"; the day is held (run {runs}): `connector status` shows why, then "
+                "`connector accept` or `connector discard` it"
+                if held
+                else ""
+            )
         raise ShardsError(
             f"cannot publish {day.isoformat()} from {count} shard(s), nothing was published"
             f"{hint}:\n" + "\n".join(f"  {problem}" for problem in problems)
