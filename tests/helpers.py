@@ -331,7 +331,7 @@ class ScriptedServer:
             self._server.socket = context.wrap_socket(self._server.socket, server_side=True)
             self._scheme = "https"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
         )
 
     def _answer(self, handler: BaseHTTPRequestHandler, scripted: Scripted) -> None:
