@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import trustme
 from helpers import TOKEN, PrivateCA
-from s3_objects import S3_KEY_ID, S3_SECRET
+from s3_objects import new_bucket, use_s3_environment
 
 from connector.simulator.server import SimulatedRegistry, SimulatorConfig
 
@@ -95,28 +95,8 @@ def s3_server() -> Iterator[Any]:
 @pytest.fixture
 def s3_bucket(s3_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: Any) -> str:
     """A fresh bucket; credentials and endpoint come from the environment, as in production."""
-    import uuid
-
-    import pyarrow.fs as pafs
-
-    nowhere = tmp_path_factory.mktemp("aws") / "none"
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": S3_KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
-        "AWS_ENDPOINT_URL": s3_server.url,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": str(nowhere),
-        "AWS_SHARED_CREDENTIALS_FILE": str(nowhere),
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    bucket = f"bkt-{uuid.uuid4().hex[:12]}"
-    endpoint = s3_server.url.removeprefix("http://")
-    admin = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True)
-    admin.create_dir(bucket)
-    return bucket
+    use_s3_environment(monkeypatch, s3_server, tmp_path_factory.mktemp("aws") / "none")
+    return new_bucket(s3_server)
 
 
 @pytest.fixture(params=["local", "s3"])
