@@ -86,6 +86,20 @@ def test_the_config_gives_data_its_endpoint(lake: dict[str, Any], tmp_path: Path
     assert json.loads(result.stdout) == lake["rows"]
 
 
+def test_the_config_alone_gives_its_output_and_endpoint(
+    lake: dict[str, Any], tmp_path: Path
+) -> None:
+    """`report --config` with neither --data nor AWS_ENDPOINT_URL: the config's output.uri
+    and output.storage_options.endpoint_url say where the dataset is."""
+    document = s3_document(
+        lake["reg"], lake["uri"], storage_options={"endpoint_url": lake["endpoint"]}
+    )
+    config = write_config(tmp_path / "c.yaml", document)
+    result = report("--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == lake["rows"]
+
+
 def test_a_storage_option_wins_over_the_config(lake: dict[str, Any], tmp_path: Path) -> None:
     document = s3_document(lake["reg"], lake["uri"], storage_options={"endpoint_url": NOWHERE})
     config = write_config(tmp_path / "c.yaml", document)
