@@ -66,19 +66,26 @@ def test_a_targets_shard_does_not_depend_on_the_other_targets() -> None:
 
 
 def test_shard_of_is_the_same_in_every_process() -> None:
-    """Python's hash() of a str changes with PYTHONHASHSEED; the shard must not."""
-    code = "from connector.extraction.sharding import shard_of; print(shard_of('acme', 'bert', 7))"
-    seen = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        for seed in ("1", "2", "3")
-    }
-    assert seen == {str(shard_of("acme", "bert", 7))}
+    """Python's hash() of a str changes with PYTHONHASHSEED; the shard must not. Two seeds and
+    forty targets: a shard taken from hash() would differ for some of them (1 - 7**-40)."""
+    targets = [("acme", f"model-{i}") for i in range(40)]
+    code = (
+        "import json, sys; from connector.extraction.sharding import shard_of; "
+        "print(json.dumps([shard_of(org, model, 7) for org, model in json.loads(sys.argv[1])]))"
+    )
+    seen = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", code, json.dumps(targets)],
+                env={**os.environ, "PYTHONHASHSEED": seed},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for seed in ("1", "2")
+    ]
+    assert seen == [[shard_of(org, model, 7) for org, model in targets]] * 2
 
 
 @pytest.mark.parametrize(
