@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -109,3 +110,63 @@ def store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
         return open_store(str(tmp_path / "out"))
     bucket = request.getfixturevalue("s3_bucket")
     return open_store(f"s3://{bucket}/lake")
+
+
+# A dataset that takes runs to build is built once per module and kind of store: a module fixture
+# builds it in `with shared_store() as store:`; a test that only reads it opens its URI under
+# `store_environment`, and a test that changes it works on a copy in `fresh_store`
+# (`stores.copy_tree`: a few object copies instead of runs).
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The kind of store ("local", "s3") of a module's shared dataset; ids as `store`'s."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def shared_store(
+    store_kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[], AbstractContextManager[Any]]:
+    """A context manager that opens a new empty store of `store_kind`, with the S3 environment
+    set inside it, for a module fixture to build its dataset in once."""
+    from connector.dataset.locate import open_store
+
+    server = request.getfixturevalue("s3_server") if store_kind == "s3" else None
+
+    @contextmanager
+    def open_new() -> Iterator[Any]:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            if server is None:
+                yield open_store(str(tmp_path_factory.mktemp("shared") / "out"))
+                return
+            use_s3_environment(monkeypatch, server, tmp_path_factory.mktemp("aws") / "none")
+            yield open_store(f"s3://{new_bucket(server)}/lake")
+
+    return open_new
+
+
+@pytest.fixture
+def store_environment(
+    store_kind: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """What reaching a store of the module's `store_kind` takes (on S3: the AWS variables)."""
+    if store_kind == "s3":
+        server = request.getfixturevalue("s3_server")
+        use_s3_environment(monkeypatch, server, tmp_path_factory.mktemp("aws") / "none")
+
+
+@pytest.fixture
+def fresh_store(
+    store_kind: str, store_environment: None, request: pytest.FixtureRequest, tmp_path: Path
+) -> Any:
+    """A new empty store of the module's `store_kind`, for a test that changes a copy of the
+    module's shared dataset."""
+    from connector.dataset.locate import open_store
+
+    if store_kind == "local":
+        return open_store(str(tmp_path / "out"))
+    return open_store(f"s3://{new_bucket(request.getfixturevalue('s3_server'))}/lake")

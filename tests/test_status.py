@@ -4,8 +4,8 @@ records and held days, on each store; every document it reads is untrusted."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 from held_runs import DROPPED_ORG, config_for
 from helpers import TOKEN
-from s3_objects import new_bucket, use_s3_environment
+from stores import copy_tree
 
 from connector import status
 from connector.checks.document import failing_text, read_checks
@@ -54,38 +54,25 @@ def dataset_with_gaps_and_a_held_day(registry: SimulatedRegistry, store: Store) 
     return held
 
 
-@pytest.fixture(scope="module", params=["local", "s3"])
+@pytest.fixture(scope="module")
 def built(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+    shared_store: Callable[[], AbstractContextManager[Store]],
 ) -> tuple[str, RunSummary]:
-    """`dataset_with_gaps_and_a_held_day` on each store, built once for the module: the tests
-    that take it only read it (a test that changes it works on a copy)."""
+    """`dataset_with_gaps_and_a_held_day` on each kind of store, built once for the module:
+    the tests that take it only read it (a test that changes it works on a copy)."""
     registry = SimulatedRegistry(SimulatorConfig(token=TOKEN, orgs=2, models_per_org=2)).start()
     try:
-        with pytest.MonkeyPatch.context() as monkeypatch:
-            if request.param == "local":
-                uri = str(tmp_path_factory.mktemp("status") / "out")
-            else:
-                server = request.getfixturevalue("s3_server")
-                use_s3_environment(monkeypatch, server, tmp_path_factory.mktemp("aws") / "none")
-                uri = f"s3://{new_bucket(server)}/lake"
-            held = dataset_with_gaps_and_a_held_day(registry, open_store(uri))
+        with shared_store() as store:
+            held = dataset_with_gaps_and_a_held_day(registry, store)
     finally:
         registry.stop()
-    return uri, held
+    return store.uri, held
 
 
 @pytest.fixture
-def gaps(
-    built: tuple[str, RunSummary],
-    request: pytest.FixtureRequest,
-    monkeypatch: pytest.MonkeyPatch,
-    tmp_path: Path,
-) -> tuple[Store, RunSummary]:
+def gaps(built: tuple[str, RunSummary], store_environment: None) -> tuple[Store, RunSummary]:
     """The module's dataset with gaps and a held day, and the environment that reads it."""
     uri, held = built
-    if uri.startswith("s3://"):
-        use_s3_environment(monkeypatch, request.getfixturevalue("s3_server"), tmp_path / "none")
     return open_store(uri), held
 
 
@@ -203,12 +190,12 @@ def test_a_max_age_that_is_not_a_duration_is_a_usage_error(text: str, tmp_path: 
     assert "expected a duration such as 26h, 2d or 90m" in result.output
 
 
-@pytest.mark.parametrize("built", ["local"], indirect=True)
+@pytest.mark.parametrize("store_kind", ["local"], indirect=True)
 def test_every_untrusted_document_is_a_problem_never_a_traceback(
-    built: tuple[str, RunSummary], tmp_path: Path
+    built: tuple[str, RunSummary], fresh_store: Store
 ) -> None:
-    shutil.copytree(built[0], tmp_path / "out")  # a copy of its own: this test damages it
-    store, held = open_store(str(tmp_path / "out")), built[1]
+    store, held = fresh_store, built[1]
+    copy_tree(open_store(built[0]), store)  # a copy of its own: this test damages it
     newest = f"{partition_path(date(2026, 1, 5))}/{MANIFEST_NAME}"
     store.put(newest, b"{not json")
     store.put(f"{partition_path(date(2026, 1, 2))}/{MANIFEST_NAME}", b'{"checks": {"verdict": 7}}')
