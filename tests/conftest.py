@@ -24,9 +24,13 @@ AIRFLOW_SKIP = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `airflow` run where Airflow is importable (.venv-airflow) and are skipped,
+    """Tests marked `slow` (child processes, seconds each) run first: spread over the workers
+    while the short tests fill in behind them, a run never ends waiting on one of them.
+
+    Tests marked `airflow` run where Airflow is importable (.venv-airflow) and are skipped,
     saying where they run, elsewhere. `make test-airflow` sets CONNECTOR_TESTS_REQUIRE_AIRFLOW,
     so a broken Airflow venv fails instead of skipping the DAG tests it exists for."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow first
     if importlib.util.find_spec("airflow") is not None:
         return
     if os.environ.get("CONNECTOR_TESTS_REQUIRE_AIRFLOW"):
