@@ -310,6 +310,10 @@ class ScriptedServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in separate writes: with Nagle's algorithm the body
+            # waits for the client's delayed ACK (up to 40 ms per request on a kept-alive
+            # connection), as the simulator also knows.
+            disable_nagle_algorithm = True
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

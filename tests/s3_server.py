@@ -22,6 +22,10 @@ Predicate = Callable[[Environ], bool]
 
 
 class _QuietHandler(MotoRequestHandler):  # type: ignore[misc]
+    # werkzeug writes a response's headers and its body separately: with Nagle's algorithm the
+    # body waits for the client's delayed ACK on a kept-alive connection.
+    disable_nagle_algorithm = True
+
     def log_request(self, *_: Any) -> None:
         return
 
