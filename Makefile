@@ -57,7 +57,7 @@ docs-check: $(STAMP)
 	$(COG) --check --diff --check-fail-msg "run 'make docs' and commit the result" $(DOCS)
 
 test: lint docs-check
-	$(PY) -m pytest -n auto
+	$(PY) -m pytest -n auto --dist worksteal
 
 # Airflow in its own virtualenv (its dependency tree is large and not the connector's), from the
 # same lock (the `airflow` dependency group); runs the tests marked `airflow` (the sample DAGs,

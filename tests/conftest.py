@@ -6,13 +6,14 @@ import importlib.util
 import logging
 import os
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trustme
 from helpers import TOKEN, PrivateCA
-from s3_objects import S3_KEY_ID, S3_SECRET
+from s3_objects import new_bucket, use_s3_environment
 
 from connector.simulator.server import SimulatedRegistry, SimulatorConfig
 
@@ -23,9 +24,13 @@ AIRFLOW_SKIP = (
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `airflow` run where Airflow is importable (.venv-airflow) and are skipped,
+    """Tests marked `slow` (child processes, seconds each) run first: spread over the workers
+    while the short tests fill in behind them, a run never ends waiting on one of them.
+
+    Tests marked `airflow` run where Airflow is importable (.venv-airflow) and are skipped,
     saying where they run, elsewhere. `make test-airflow` sets CONNECTOR_TESTS_REQUIRE_AIRFLOW,
     so a broken Airflow venv fails instead of skipping the DAG tests it exists for."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable: slow first
     if importlib.util.find_spec("airflow") is not None:
         return
     if os.environ.get("CONNECTOR_TESTS_REQUIRE_AIRFLOW"):
@@ -95,28 +100,8 @@ def s3_server() -> Iterator[Any]:
 @pytest.fixture
 def s3_bucket(s3_server: Any, monkeypatch: pytest.MonkeyPatch, tmp_path_factory: Any) -> str:
     """A fresh bucket; credentials and endpoint come from the environment, as in production."""
-    import uuid
-
-    import pyarrow.fs as pafs
-
-    nowhere = tmp_path_factory.mktemp("aws") / "none"
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": S3_KEY_ID,
-        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
-        "AWS_ENDPOINT_URL": s3_server.url,
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": str(nowhere),
-        "AWS_SHARED_CREDENTIALS_FILE": str(nowhere),
-    }.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
-    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
-    bucket = f"bkt-{uuid.uuid4().hex[:12]}"
-    endpoint = s3_server.url.removeprefix("http://")
-    admin = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True)
-    admin.create_dir(bucket)
-    return bucket
+    use_s3_environment(monkeypatch, s3_server, tmp_path_factory.mktemp("aws") / "none")
+    return new_bucket(s3_server)
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -129,3 +114,63 @@ def store(request: pytest.FixtureRequest, tmp_path: Any) -> Any:
         return open_store(str(tmp_path / "out"))
     bucket = request.getfixturevalue("s3_bucket")
     return open_store(f"s3://{bucket}/lake")
+
+
+# A dataset that takes runs to build is built once per module and kind of store: a module fixture
+# builds it in `with shared_store() as store:`; a test that only reads it opens its URI under
+# `store_environment`, and a test that changes it works on a copy in `fresh_store`
+# (`stores.copy_tree`: a few object copies instead of runs).
+
+
+@pytest.fixture(scope="module", params=["local", "s3"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    """The kind of store ("local", "s3") of a module's shared dataset; ids as `store`'s."""
+    return str(request.param)
+
+
+@pytest.fixture(scope="module")
+def shared_store(
+    store_kind: str, request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Callable[[], AbstractContextManager[Any]]:
+    """A context manager that opens a new empty store of `store_kind`, with the S3 environment
+    set inside it, for a module fixture to build its dataset in once."""
+    from connector.dataset.locate import open_store
+
+    server = request.getfixturevalue("s3_server") if store_kind == "s3" else None
+
+    @contextmanager
+    def open_new() -> Iterator[Any]:
+        with pytest.MonkeyPatch.context() as monkeypatch:
+            if server is None:
+                yield open_store(str(tmp_path_factory.mktemp("shared") / "out"))
+                return
+            use_s3_environment(monkeypatch, server, tmp_path_factory.mktemp("aws") / "none")
+            yield open_store(f"s3://{new_bucket(server)}/lake")
+
+    return open_new
+
+
+@pytest.fixture
+def store_environment(
+    store_kind: str,
+    request: pytest.FixtureRequest,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """What reaching a store of the module's `store_kind` takes (on S3: the AWS variables)."""
+    if store_kind == "s3":
+        server = request.getfixturevalue("s3_server")
+        use_s3_environment(monkeypatch, server, tmp_path_factory.mktemp("aws") / "none")
+
+
+@pytest.fixture
+def fresh_store(
+    store_kind: str, store_environment: None, request: pytest.FixtureRequest, tmp_path: Path
+) -> Any:
+    """A new empty store of the module's `store_kind`, for a test that changes a copy of the
+    module's shared dataset."""
+    from connector.dataset.locate import open_store
+
+    if store_kind == "local":
+        return open_store(str(tmp_path / "out"))
+    return open_store(f"s3://{new_bucket(request.getfixturevalue('s3_server'))}/lake")

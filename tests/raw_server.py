@@ -39,7 +39,7 @@ def json_response(document: Any) -> bytes:
 class RawReply:
     now: bytes
     later: bytes = b""
-    hold: float = 0.3
+    hold: float = 0.05
 
 
 class RawServer:

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import date
 from pathlib import Path
@@ -18,6 +19,7 @@ import duckdb
 import pandas as pd
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
+import pytest
 from helpers import REPO, TOKEN, config_document
 
 from connector.dataset.locate import open_store as locate
@@ -34,6 +36,38 @@ ENV = {"MODEL_REGISTRY_TOKEN": TOKEN}
 def s3_document(registry: SimulatedRegistry, uri: str, **output: Any) -> dict[str, Any]:
     """`config_document` with the output at `uri` (an s3:// URI) and extra output settings."""
     return config_document(registry, Path("unused"), output_settings={"uri": uri, **output})
+
+
+def s3_environment(s3_server: Any, nowhere: Path) -> dict[str, str]:
+    """The variables that point the AWS SDK at the test server, and at nothing else (no
+    profile, no instance metadata): credentials and endpoint come from the environment, as in
+    production."""
+    return {
+        "AWS_ACCESS_KEY_ID": S3_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        "AWS_ENDPOINT_URL": s3_server.url,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_CONFIG_FILE": str(nowhere),
+        "AWS_SHARED_CREDENTIALS_FILE": str(nowhere),
+    }
+
+
+def use_s3_environment(monkeypatch: pytest.MonkeyPatch, s3_server: Any, nowhere: Path) -> None:
+    """Set `s3_environment` for the duration of `monkeypatch`, and unset what would override it."""
+    for name, value in s3_environment(s3_server, nowhere).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3", raising=False)
+    monkeypatch.delenv("AWS_SESSION_TOKEN", raising=False)
+
+
+def new_bucket(s3_server: Any) -> str:
+    """A fresh, empty bucket on the test server."""
+    bucket = f"bkt-{uuid.uuid4().hex[:12]}"
+    endpoint = s3_server.url.removeprefix("http://")
+    admin = pafs.S3FileSystem(endpoint_override=endpoint, scheme="http", allow_bucket_creation=True)
+    admin.create_dir(bucket)
+    return bucket
 
 
 def keys(bucket: str, under: str = "") -> dict[str, int]:

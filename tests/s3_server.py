@@ -22,6 +22,10 @@ Predicate = Callable[[Environ], bool]
 
 
 class _QuietHandler(MotoRequestHandler):  # type: ignore[misc]
+    # werkzeug writes a response's headers and its body separately: with Nagle's algorithm the
+    # body waits for the client's delayed ACK on a kept-alive connection.
+    disable_nagle_algorithm = True
+
     def log_request(self, *_: Any) -> None:
         return
 
@@ -57,7 +61,9 @@ class S3Server:
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", 0, self._wsgi, threaded=True, request_handler=_QuietHandler
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     @property
     def url(self) -> str:

@@ -52,3 +52,17 @@ def version_rows(count: int, model: str = "m", start: int = 0) -> list[dict[str,
 
 
 DAY = date(2026, 3, 1)
+
+
+def copy_tree(source: Store, target: Store, path: str = "") -> None:
+    """Copy every file under `path` of `source` to the same path of `target`, byte for byte (a
+    fresh copy of a built dataset for a test that changes it; the datasets hold no links)."""
+    for entry in source.list(path):
+        child = f"{path}/{entry.name}" if path else entry.name
+        if entry.kind == "dir":
+            copy_tree(source, target, child)
+        else:
+            assert entry.kind == "file", f"{child} is a {entry.kind}"
+            data = source.get(child, limit=1 << 30)
+            assert data is not None
+            target.put(child, data)

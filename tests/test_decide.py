@@ -4,42 +4,61 @@ under the output lock, with a run record; refused clearly when it is not clear w
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from held_runs import DROPPED_ORG, config_for, held_data
-from helpers import config_document, write_config
+from helpers import TOKEN, config_document, write_config
 from s3_objects import DAY1, DAY2
-from stores import tree
+from stores import copy_tree, tree
 
 from connector import accept, discard, extract
 from connector.cli import main
 from connector.config import Config
 from connector.dataset.layout import LOCK_NAME
+from connector.dataset.locate import open_store
 from connector.dataset.reader import read_manifest
 from connector.dataset.store import Store
 from connector.errors import ConfigError, ExitCode, LockHeldError
-from connector.simulator.server import SimulatedRegistry
+from connector.simulator.server import SimulatedRegistry, SimulatorConfig
 
 StartSimulator = Callable[..., SimulatedRegistry]
 
 
-def held_twice(registry: SimulatedRegistry, store: Store) -> tuple[Config, list[str]]:
-    """Day 1 published; day 2 held twice (two runs with an org dropped)."""
-    assert extract(config_for(registry, store), DAY1, allow_backdate=True).exit_code == 0
-    narrowed = config_for(registry, store, drop_org=DROPPED_ORG)
-    runs = [extract(narrowed, DAY2, allow_backdate=True) for _ in range(2)]
+@pytest.fixture(scope="module")
+def built(
+    shared_store: Callable[[], AbstractContextManager[Store]],
+) -> Iterator[tuple[SimulatedRegistry, str, list[str]]]:
+    """Day 1 published; day 2 held twice (two runs with an org dropped): built once per kind
+    of store, each test deciding on a copy of its own (`held_twice`). The simulator stays up
+    for a test that runs again."""
+    registry = SimulatedRegistry(SimulatorConfig(token=TOKEN, orgs=2, models_per_org=2)).start()
+    with shared_store() as store:
+        assert extract(config_for(registry, store), DAY1, allow_backdate=True).exit_code == 0
+        narrowed = config_for(registry, store, drop_org=DROPPED_ORG)
+        runs = [extract(narrowed, DAY2, allow_backdate=True) for _ in range(2)]
     assert [run.exit_code for run in runs] == [ExitCode.HELD, ExitCode.HELD]
-    return narrowed, [run.run_id for run in runs]
+    yield registry, store.uri, [run.run_id for run in runs]
+    registry.stop()
 
 
-def test_discard_removes_one_held_day_and_nothing_else(
-    start_simulator: StartSimulator, store: Store
-) -> None:
-    registry = start_simulator(orgs=2, models_per_org=2)
-    config, (first, second) = held_twice(registry, store)
+@pytest.fixture
+def held_twice(
+    built: tuple[SimulatedRegistry, str, list[str]], fresh_store: Store
+) -> tuple[SimulatedRegistry, Store, Config, list[str]]:
+    """A copy of the module's held day in a store of this test: the simulator, the store, the
+    narrowed config and the two held runs."""
+    registry, uri, runs = built
+    copy_tree(open_store(uri), fresh_store)
+    return registry, fresh_store, config_for(registry, fresh_store, drop_org=DROPPED_ORG), runs
+
+
+def test_discard_removes_one_held_day_and_nothing_else(held_twice: Any) -> None:
+    _, store, config, (first, second) = held_twice
     published = tree(store, "model_versions")
     with pytest.raises(ConfigError, match="2 snapshots of 2026-01-02 are held") as caught:
         accept(config, DAY2)
@@ -116,11 +135,8 @@ def tree_of(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in files}
 
 
-def test_a_decision_waits_for_no_one_else_holding_the_output(
-    start_simulator: StartSimulator, store: Store
-) -> None:
-    registry = start_simulator(orgs=2, models_per_org=2)
-    config, (first, _) = held_twice(registry, store)
+def test_a_decision_waits_for_no_one_else_holding_the_output(held_twice: Any) -> None:
+    _, store, config, (first, _) = held_twice
     with store.lock(LOCK_NAME, "another-run"):
         with pytest.raises(LockHeldError):
             accept(config, DAY2, first)
@@ -129,11 +145,8 @@ def test_a_decision_waits_for_no_one_else_holding_the_output(
     assert store.info(held_data(DAY2, first)) is not None
 
 
-def test_a_held_file_that_is_not_what_its_manifest_says_is_never_published(
-    start_simulator: StartSimulator, store: Store
-) -> None:
-    registry = start_simulator(orgs=2, models_per_org=2)
-    config, (first, second) = held_twice(registry, store)
+def test_a_held_file_that_is_not_what_its_manifest_says_is_never_published(held_twice: Any) -> None:
+    _, store, config, (first, second) = held_twice
     store.copy(held_data(DAY2, second), held_data(DAY2, first))  # another run's observation
     published = tree(store, "model_versions")
     summary = accept(config, DAY2, first)
@@ -145,11 +158,8 @@ def test_a_held_file_that_is_not_what_its_manifest_says_is_never_published(
     assert record["outcome"] == "output"
 
 
-def test_a_held_day_whose_data_is_gone_says_how_to_clear_it(
-    start_simulator: StartSimulator, store: Store
-) -> None:
-    registry = start_simulator(orgs=2, models_per_org=2)
-    config, (first, _) = held_twice(registry, store)
+def test_a_held_day_whose_data_is_gone_says_how_to_clear_it(held_twice: Any) -> None:
+    _, store, config, (first, _) = held_twice
     store.delete(held_data(DAY2, first))
     summary = accept(config, DAY2, first)
     assert summary.exit_code == ExitCode.OUTPUT
@@ -157,11 +167,8 @@ def test_a_held_day_whose_data_is_gone_says_how_to_clear_it(
     assert discard(config, DAY2, first).exit_code == ExitCode.OK
 
 
-def test_accept_replaces_a_snapshot_published_since_and_names_its_run(
-    start_simulator: StartSimulator, store: Store
-) -> None:
-    registry = start_simulator(orgs=2, models_per_org=2)
-    config, (first, _) = held_twice(registry, store)
+def test_accept_replaces_a_snapshot_published_since_and_names_its_run(held_twice: Any) -> None:
+    registry, store, config, (first, _) = held_twice
     rerun = extract(config_for(registry, store), DAY2, allow_backdate=True)
     assert rerun.exit_code == ExitCode.OK
     accepted = accept(config, DAY2, first)

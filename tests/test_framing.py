@@ -56,7 +56,7 @@ def test_interim_responses_are_skipped_never_taken_for_the_answer(
     interim: bytes, tls: bool, private_ca: PrivateCA
 ) -> None:
     """The final answer of `a` comes after its interim responses, held until the client sends
-    its next request (or 0.3 s): a client that took the 1xx for the answer would read `a`'s
+    its next request (or 0.05 s): a client that took the 1xx for the answer would read `a`'s
     data as the answer to `b`."""
     replies = [RawReply(interim, later=json_response(A)), RawReply(json_response(B))]
     with RawServer(replies, tls=private_ca.server if tls else None) as server:

@@ -429,7 +429,7 @@ def test_daily_gains_sum_to_the_window_gain_for_the_top_groups(tmp_path: Path) -
 counts = st.lists(st.one_of(st.none(), st.integers(0, 10**12)), min_size=2, max_size=6)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(histories=st.lists(counts, min_size=1, max_size=4))
 def test_gains_are_never_negative_and_add_up(histories: list[list[int | None]]) -> None:
     days = max(len(h) for h in histories)

@@ -5,46 +5,65 @@ per key; a host that does not resolve is an error naming AWS_ENDPOINT_URL. Again
 from __future__ import annotations
 
 import json
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
-from helpers import write_config
-from s3_objects import DAY1, DAY2, ENV, S3_KEY_ID, S3_SECRET, s3_document
+from helpers import TOKEN, write_config
+from s3_objects import (
+    DAY1,
+    DAY2,
+    ENV,
+    S3_KEY_ID,
+    S3_SECRET,
+    new_bucket,
+    s3_document,
+    use_s3_environment,
+)
 
 import connector
 from connector import extract
 from connector.cli import main
 from connector.config import parse_config
 from connector.errors import ExitCode
-from connector.simulator.server import SimulatedRegistry
+from connector.simulator.server import SimulatedRegistry, SimulatorConfig
 
 NOWHERE = "http://no-such-host.invalid:9000"  # .invalid never resolves (RFC 6761)
 
 
+@pytest.fixture(scope="module")
+def built_lake(s3_server: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Two snapshots in a bucket, extracted once for the module (every test only reads them),
+    and the report read with the endpoint from the environment (the reference)."""
+    registry = SimulatedRegistry(SimulatorConfig(token=TOKEN, orgs=1, models_per_org=3)).start()
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        use_s3_environment(monkeypatch, s3_server, tmp_path_factory.mktemp("aws") / "none")
+        uri = f"s3://{new_bucket(s3_server)}/lake"
+        config = parse_config(s3_document(registry, uri), ENV)
+        try:
+            assert extract(config, DAY1, allow_backdate=True).exit_code == ExitCode.OK
+            registry.set_day(2)
+            assert extract(config, DAY2, allow_backdate=True).exit_code == ExitCode.OK
+        finally:
+            registry.stop()
+        expected = report("--data", uri)
+    assert expected.exit_code == 0, expected.output
+    return {"uri": uri, "rows": json.loads(expected.stdout), "reg": registry}
+
+
 @pytest.fixture
 def lake(
-    start_simulator: Callable[..., SimulatedRegistry],
-    s3_bucket: str,
-    token_env: str,
+    built_lake: dict[str, Any],
+    s3_server: Any,
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> dict[str, Any]:
-    """Two snapshots in the bucket; the report read with the endpoint from the environment
-    (the reference); then the environment forgets the endpoint."""
-    registry = start_simulator(orgs=1, models_per_org=3)
-    uri = f"s3://{s3_bucket}/lake"
-    config = parse_config(s3_document(registry, uri), ENV)
-    assert extract(config, DAY1, allow_backdate=True).exit_code == ExitCode.OK
-    registry.set_day(2)
-    assert extract(config, DAY2, allow_backdate=True).exit_code == ExitCode.OK
-    expected = report("--data", uri)
-    assert expected.exit_code == 0, expected.output
-    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    """The module's two snapshots, with the credentials in the environment but not the
+    endpoint: each test says where the store is in its own way."""
+    use_s3_environment(monkeypatch, s3_server, tmp_path_factory.mktemp("aws") / "none")
     monkeypatch.delenv("AWS_ENDPOINT_URL")
-    return {"uri": uri, "endpoint": endpoint, "rows": json.loads(expected.stdout), "reg": registry}
+    return {**built_lake, "endpoint": s3_server.url}
 
 
 def report(*args: str) -> Result:
@@ -63,6 +82,20 @@ def test_the_config_gives_data_its_endpoint(lake: dict[str, Any], tmp_path: Path
     document = s3_document(lake["reg"], other, storage_options={"endpoint_url": lake["endpoint"]})
     config = write_config(tmp_path / "c.yaml", document)
     result = report("--data", lake["uri"], "--config", str(config))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == lake["rows"]
+
+
+def test_the_config_alone_gives_its_output_and_endpoint(
+    lake: dict[str, Any], tmp_path: Path
+) -> None:
+    """`report --config` with neither --data nor AWS_ENDPOINT_URL: the config's output.uri
+    and output.storage_options.endpoint_url say where the dataset is."""
+    document = s3_document(
+        lake["reg"], lake["uri"], storage_options={"endpoint_url": lake["endpoint"]}
+    )
+    config = write_config(tmp_path / "c.yaml", document)
+    result = report("--config", str(config))
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == lake["rows"]
 

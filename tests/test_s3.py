@@ -5,8 +5,6 @@ test_locks.py."""
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -14,8 +12,6 @@ import pytest
 from click.testing import CliRunner
 from helpers import write_config
 from s3_objects import (
-    DAY1,
-    DAY2,
     ENV,
     S3_KEY_ID,
     S3_SECRET,
@@ -24,7 +20,6 @@ from s3_objects import (
     s3_document,
 )
 
-from connector import extract
 from connector.cli import main
 from connector.config import parse_config
 from connector.dataset.locate import open_store as locate
@@ -32,31 +27,6 @@ from connector.errors import ConfigError, ExitCode
 from connector.simulator.server import FaultPlan, SimulatedRegistry
 
 StartSimulator = Callable[..., SimulatedRegistry]
-
-
-def test_report_reads_s3_with_the_env_endpoint_or_the_config_storage_options(
-    start_simulator: StartSimulator,
-    s3_bucket: str,
-    token_env: str,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    registry = start_simulator(orgs=1, models_per_org=3)
-    uri = f"s3://{s3_bucket}/lake"
-    config = parse_config(s3_document(registry, uri), ENV)
-    assert extract(config, DAY1, allow_backdate=True).exit_code == ExitCode.OK
-    registry.set_day(2)
-    assert extract(config, DAY2, allow_backdate=True).exit_code == ExitCode.OK
-    by_env = CliRunner().invoke(main, ["report", "--data", uri, "--format", "json"])
-    assert by_env.exit_code == 0, by_env.output
-    assert json.loads(by_env.stdout)
-    endpoint = os.environ["AWS_ENDPOINT_URL"]
-    monkeypatch.delenv("AWS_ENDPOINT_URL")  # from now on only the config knows the endpoint
-    document = s3_document(registry, uri, storage_options={"endpoint_url": endpoint})
-    path = write_config(tmp_path / "c.yaml", document)
-    by_config = CliRunner().invoke(main, ["report", "--config", str(path), "--format", "json"])
-    assert by_config.exit_code == 0, by_config.output
-    assert json.loads(by_config.stdout) == json.loads(by_env.stdout)
 
 
 def test_credentials_never_appear_in_output_logs_or_objects(

@@ -1,7 +1,10 @@
 """Sharded snapshots: `extract --shard K/N` stages, `publish --shards N` merges or refuses.
 
 Everything runs the real CLI against the simulator on 127.0.0.1; the published dataset is read
-back with DuckDB and compared with the simulator's ground truth.
+back with DuckDB and compared with the simulator's ground truth. The scenarios where storage
+matters (staging, publishing, refusing, locking) run on each store (a local directory, and a
+bucket of moto's S3 API); the rules of the shard records are checked on a local directory.
+Killed runs on object storage are in test_s3_shards.py.
 """
 
 from __future__ import annotations
@@ -17,13 +20,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ground_truth import dataset_rows, expected, project
+from ground_truth import dataset_rows, expected, project, store_rows
 from helpers import TOKEN, config_document, file_hashes, write_config
+from s3_objects import ENV
 from shard_runs import cli, extract_shard, publish
+from stores import tree
 
-from connector.config import load_config
+from connector import extract
+from connector.config import load_config, parse_config
 from connector.dataset import shards as staging
-from connector.dataset.localstore import LocalStore
+from connector.dataset.layout import DATA_NAME, LOCK_NAME, MANIFEST_NAME, partition_path
+from connector.dataset.lease import LOCKS_DIR
+from connector.dataset.locate import open_store
+from connector.dataset.reader import read_manifest
+from connector.dataset.store import Store
 from connector.errors import ConfigError, ExitCode
 from connector.extraction.sharding import fingerprint, parse_shard, select, shard_of
 from connector.simulator.server import FaultPlan, SimulatedRegistry
@@ -31,6 +41,7 @@ from connector.simulator.server import FaultPlan, SimulatedRegistry
 StartSimulator = Callable[..., SimulatedRegistry]
 DAY1 = "2026-01-01"
 DAY = date(2026, 1, 1)
+PARTITION = partition_path(DAY)
 
 
 @pytest.fixture
@@ -66,19 +77,26 @@ def test_a_targets_shard_does_not_depend_on_the_other_targets() -> None:
 
 
 def test_shard_of_is_the_same_in_every_process() -> None:
-    """Python's hash() of a str changes with PYTHONHASHSEED; the shard must not."""
-    code = "from connector.extraction.sharding import shard_of; print(shard_of('acme', 'bert', 7))"
-    seen = {
-        subprocess.run(
-            [sys.executable, "-c", code],
-            env={**os.environ, "PYTHONHASHSEED": seed},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        for seed in ("1", "2", "3")
-    }
-    assert seen == {str(shard_of("acme", "bert", 7))}
+    """Python's hash() of a str changes with PYTHONHASHSEED; the shard must not. Two seeds and
+    forty targets: a shard taken from hash() would differ for some of them (1 - 7**-40)."""
+    targets = [("acme", f"model-{i}") for i in range(40)]
+    code = (
+        "import json, sys; from connector.extraction.sharding import shard_of; "
+        "print(json.dumps([shard_of(org, model, 7) for org, model in json.loads(sys.argv[1])]))"
+    )
+    seen = [
+        json.loads(
+            subprocess.run(
+                [sys.executable, "-c", code, json.dumps(targets)],
+                env={**os.environ, "PYTHONHASHSEED": seed},
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        )
+        for seed in ("1", "2")
+    ]
+    assert seen == [[shard_of(org, model, 7) for org, model in targets]] * 2
 
 
 @pytest.mark.parametrize(
@@ -120,47 +138,90 @@ def test_fingerprint_ignores_tokens_and_tuning_but_not_targets(
 # --- staging and publishing --------------------------------------------------------------------
 
 
-def test_three_shards_publish_one_snapshot_equal_to_ground_truth(setup: Any) -> None:
-    registry, out, config = setup
+@pytest.fixture
+def on_store(
+    start_simulator: StartSimulator, store: Store, tmp_path: Path, token_env: str
+) -> tuple[SimulatedRegistry, Store, Path]:
+    """The `setup` of this module on each store."""
+    registry = start_simulator(orgs=2, models_per_org=6, versions_shape="objects")
+    document = config_document(registry, Path("unused"), output_settings={"uri": store.uri})
+    return registry, store, write_config(tmp_path / "c.yaml", document)
+
+
+def record_of(store: Store, index: int, count: int, day: date = DAY) -> dict[str, Any]:
+    """The record of the staged part `index`-of-`count`."""
+    raw = store.get(f"{staging.part_path(day, index, count)}/{staging.RECORD_NAME}")
+    assert raw is not None, f"no record for part {index}-of-{count}"
+    record: dict[str, Any] = json.loads(raw)
+    return record
+
+
+def names(store: Store, path: str) -> list[str]:
+    return [entry.name for entry in store.list(path)]
+
+
+def without_run_columns(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows without `extracted_at`, the one column that differs by run."""
+    return [{k: v for k, v in row.items() if k != "extracted_at"} for row in rows]
+
+
+def test_shards_publish_one_snapshot_equal_to_a_one_process_run(
+    on_store: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three shards, a failing model in two of them: each shard stages its part (exit 3 where
+    a model failed) and never publishes; the publish merges the parts into one snapshot, row
+    for row what one process publishes, with every failure in one manifest, and leaves no
+    part, staging or lease behind."""
+    registry, store, config = on_store
+    broken = ["org-00/model-0000", "org-01/model-0001"]
+    failing = {shard_of(*key.split("/"), 3) for key in broken}
+    assert failing == {1, 2}  # shard 3 has no failure
+    registry.set_faults(FaultPlan(not_found=frozenset(broken)))
+    single = open_store(f"{store.uri}-single")
+    document = config_document(
+        registry, Path("unused"), output_settings={"uri": single.uri, "min_success_ratio": 0.8}
+    )
+    assert extract(parse_config(document, ENV), DAY, allow_backdate=True).exit_code == 3
+
+    monkeypatch.chdir(tmp_path)
     staged = []
     for index in (1, 2, 3):
         result = extract_shard(config, f"{index}/3", "--summary-format", "json")
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == (3 if index in failing else 0), result.output  # staged anyway
         summary = json.loads(result.stdout)
-        assert summary["published"] is False
-        assert summary["shard"] == f"{index}/3"
+        assert summary["published"] is False and summary["shard"] == f"{index}/3"
+        part = staging.part_path(DAY, index, 3)
+        assert summary["staged"] == store.display(part)
+        record = record_of(store, index, 3)
+        assert names(store, part) == sorted([staging.RECORD_NAME, *record["files"]])
+        assert TOKEN not in json.dumps(record)
+        assert record["fingerprint"].startswith("sha256:")
         staged.append(summary["targets"]["attempted"])
-        assert not partition(out).exists()  # a shard never publishes
+        assert store.info(PARTITION) is None  # a shard never publishes
     assert sum(staged) == 12
-    record = json.loads(((out / staging.part_path(DAY, 1, 3)) / staging.RECORD_NAME).read_text())
-    assert TOKEN not in json.dumps(record)
-    assert record["fingerprint"].startswith("sha256:")
+    assert not (tmp_path / "s3:").exists()  # an s3:// URI is never taken for a local path
 
-    result = publish(config, 3)
-    assert result.exit_code == 0, result.output
-    assert "(from 3 shards)" in result.stdout
-    assert project(dataset_rows(out)) == project(expected(registry, 1))
-    manifest = json.loads((partition(out) / "_manifest.json").read_text())
-    assert manifest["shards"] == 3
-    assert manifest["targets"] == {"attempted": 12, "succeeded": 12, "failed": 0}
-    assert manifest["requests"] == {"200": 12}
-    assert not (out / staging.SHARDS_DIR).exists()  # the parts are gone once published
-
-
-def test_failures_of_every_shard_land_in_one_manifest(setup: Any) -> None:
-    registry, out, config = setup
-    broken = ["org-00/model-0001", "org-01/model-0004"]
-    assert len({shard_of(*key.split("/"), 2) for key in broken}) == 2  # one in each shard
-    registry.set_faults(FaultPlan(not_found=frozenset(broken)))
-    for index in (1, 2):
-        assert extract_shard(config, f"{index}/2").exit_code == 3  # partial: staged anyway
-    result = publish(config, 2, "--min-success-ratio", "0.8")
+    result = publish(config, 3, "--min-success-ratio", "0.8")
     assert result.exit_code == 3, result.output
-    manifest = json.loads((partition(out) / "_manifest.json").read_text())
+    assert "(from 3 shards)" in result.stdout
+    assert without_run_columns(store_rows(store)) == without_run_columns(store_rows(single))
+    want = [r for r in expected(registry, 1) if f"{r['org']}/{r['model']}" not in broken]
+    assert project(store_rows(store)) == project(want)
+    manifest = read_manifest(store, DAY)
+    assert manifest is not None and manifest["shards"] == 3
     assert [f"{f['org']}/{f['model']}" for f in manifest["failures"]] == broken
     assert manifest["targets"] == {"attempted": 12, "succeeded": 10, "failed": 2}
-    want = [r for r in expected(registry, 1) if f"{r['org']}/{r['model']}" not in broken]
-    assert project(dataset_rows(out)) == project(want)
+    assert manifest["requests"] == {"200": 10, "404": 2}
+    # One data file and its manifest; the publish's run record; every part and lease gone.
+    assert sorted(tree(store, "model_versions")) == [
+        f"{PARTITION}/{MANIFEST_NAME}",
+        f"{PARTITION}/{DATA_NAME}",
+    ]
+    assert {path.split("/")[0] for path in tree(store)} <= {
+        "model_versions",
+        "_runs",
+        LOCK_NAME,
+    }
 
 
 def test_the_publish_guard_counts_all_shards_together(setup: Any) -> None:
@@ -181,22 +242,23 @@ def test_the_publish_guard_counts_all_shards_together(setup: Any) -> None:
     assert project(dataset_rows(out)) == project(expected(registry, 1))
 
 
-def test_rerunning_a_shard_replaces_only_that_part(setup: Any) -> None:
-    registry, out, config = setup
+def test_rerunning_a_shard_replaces_only_that_part(on_store: Any) -> None:
+    registry, store, config = on_store
     for index in (1, 2):
         assert extract_shard(config, f"{index}/2").exit_code == 0
-    other = file_hashes(out / staging.part_path(DAY, 2, 2))
-    first = json.loads(((out / staging.part_path(DAY, 1, 2)) / staging.RECORD_NAME).read_text())
+    other = tree(store, staging.part_path(DAY, 2, 2))
+    first = record_of(store, 1, 2)
     registry.set_day(2)  # the registry moved on: shard 1 now fetches different counts
     assert extract_shard(config, "1/2").exit_code == 0
-    assert file_hashes(out / staging.part_path(DAY, 2, 2)) == other
-    again = json.loads(((out / staging.part_path(DAY, 1, 2)) / staging.RECORD_NAME).read_text())
+    assert tree(store, staging.part_path(DAY, 2, 2)) == other  # byte for byte
+    again = record_of(store, 1, 2)
     assert again["run_id"] != first["run_id"]
-    assert sorted(p.name for p in (out / staging.part_path(DAY, 1, 2)).iterdir()) == sorted(
+    assert names(store, staging.part_path(DAY, 1, 2)) == sorted(
         [staging.RECORD_NAME, *again["files"]]
-    )  # the earlier run's files are gone
+    )
+    assert not set(first["files"]) & set(again["files"])  # the earlier run's files are gone
     assert publish(config, 2).exit_code == 0
-    rows = project(dataset_rows(out))
+    rows = project(store_rows(store))
     shard1 = {t for t in registry.targets() if shard_of(*t, 2) == 1}
     day1, day2 = project(expected(registry, 1)), project(expected(registry, 2))
     want = [r for r in day2 if (r["org"], r["model"]) in shard1] + [
@@ -226,37 +288,32 @@ def test_what_a_killed_shard_run_left_is_ignored_and_then_cleaned(setup: Any) ->
 # --- refusals ----------------------------------------------------------------------------------
 
 
-def test_a_missing_shard_is_refused_and_nothing_is_published(setup: Any) -> None:
-    _, out, config = setup
+def test_a_missing_shard_is_refused_and_nothing_is_published(on_store: Any) -> None:
+    _, store, config = on_store
     assert (
         cli("extract", "--config", str(config), "--date", DAY1, "--allow-backdate").exit_code == 0
     )
-    before = file_hashes(partition(out))
-    assert extract_shard(config, "1/3").exit_code == 0
-    assert extract_shard(config, "3/3").exit_code == 0
+    before = tree(store, PARTITION)
+    for index in (1, 3):
+        assert extract_shard(config, f"{index}/3").exit_code == 0
     result = publish(config, 3)
     assert result.exit_code == ExitCode.SHARDS_INCOMPLETE == 9
-    assert "shard 2/3 is missing" in result.output
+    missing = store.display(staging.part_path(DAY, 2, 3))
+    assert f"shard 2/3 is missing: nothing is staged in {missing}" in result.output
     assert "nothing was published" in result.output
-    assert file_hashes(partition(out)) == before  # the previous snapshot is untouched
-    assert (
-        staging.read_part(LocalStore(out), DAY, 1, 3) is not None
-    )  # and the staged parts are kept
+    assert tree(store, PARTITION) == before  # the previous snapshot, byte for byte
+    for index in (1, 3):  # and the staged parts are kept
+        assert staging.read_part(store, DAY, index, 3) is not None
+    assert not tree(store, "_staging") and not tree(store, LOCKS_DIR)
+    other = publish(config, 2)  # a count never staged names the ones that were
+    assert other.exit_code == ExitCode.SHARDS_INCOMPLETE
+    assert "also staged for this date: 1-of-3, 3-of-3" in other.output
 
 
-def test_a_shard_count_that_was_never_staged_names_the_ones_that_were(setup: Any) -> None:
-    _, _, config = setup
-    for index in (1, 2):
-        extract_shard(config, f"{index}/2")
-    result = publish(config, 3)
-    assert result.exit_code == ExitCode.SHARDS_INCOMPLETE
-    assert "also staged for this date: 1-of-2, 2-of-2" in result.output
-
-
-def test_a_shard_staged_with_another_config_is_stale(setup: Any, tmp_path: Path) -> None:
-    registry, out, config = setup
+def test_a_shard_staged_with_another_config_is_stale(on_store: Any, tmp_path: Path) -> None:
+    registry, store, config = on_store
     assert extract_shard(config, "1/2").exit_code == 0
-    fewer = config_document(registry, out)
+    fewer = config_document(registry, Path("unused"), output_settings={"uri": store.uri})
     fewer["orgs"][1]["models"] = fewer["orgs"][1]["models"][:3]
     other = write_config(tmp_path / "other.yaml", fewer)
     assert extract_shard(other, "2/2").exit_code == 0
@@ -264,7 +321,20 @@ def test_a_shard_staged_with_another_config_is_stale(setup: Any, tmp_path: Path)
     assert result.exit_code == ExitCode.SHARDS_INCOMPLETE
     assert "shard 2/2 is stale: staged with another configuration" in result.output
     assert "shard 1/2" not in result.output
-    assert not partition(out).exists()
+    assert not tree(store, "model_versions")
+
+
+def test_a_damaged_part_is_refused(on_store: Any) -> None:
+    _, store, config = on_store
+    for index in (1, 2):
+        assert extract_shard(config, f"{index}/2").exit_code == 0
+    part = staging.part_path(DAY, 2, 2)
+    [name] = record_of(store, 2, 2)["files"]
+    store.delete(f"{part}/{name}")
+    result = publish(config, 2)
+    assert result.exit_code == ExitCode.SHARDS_INCOMPLETE
+    assert f"shard 2/2 is damaged: files missing in {store.display(part)}" in result.output
+    assert not tree(store, "model_versions")
 
 
 def test_a_part_copied_from_another_date_is_stale(setup: Any) -> None:
@@ -305,28 +375,34 @@ def test_targets_filed_under_the_wrong_shard_are_refused(setup: Any) -> None:
     assert f"it holds {org}/{model}, which belongs to shard 1/2" in result.output
 
 
-def test_a_shard_in_progress_blocks_publish_and_a_second_run_of_it(setup: Any) -> None:
-    _, out, config = setup
+def test_a_shard_in_progress_blocks_publish_and_a_second_run_of_it(on_store: Any) -> None:
+    _, store, config = on_store
     for index in (1, 2):
         assert extract_shard(config, f"{index}/2").exit_code == 0
-    with staging.shard_lock(LocalStore(out), DAY, 2, 2, "someone-else"):
+    held = record_of(store, 2, 2)
+    with staging.shard_lock(store, DAY, 2, 2, "someone-else"):
         result = publish(config, 2)
-        assert result.exit_code == ExitCode.LOCK_HELD
-        assert "shard 2-of-2" in result.output and "(run someone-else)" in result.output
+        assert result.exit_code == ExitCode.LOCK_HELD, result.output
+        # (the stores name the lock each in its own words: the flock's part, or the lease)
+        named = "lock on shard 2-of-2" if store.is_local else "(_shards/2026-01-01/2-of-2.lock)"
+        assert named in result.output and "(run someone-else)" in result.output
         again = extract_shard(config, "2/2")
         assert again.exit_code == ExitCode.LOCK_HELD
         assert extract_shard(config, "1/2").exit_code == 0  # other shards are not held up
-    assert not partition(out).exists()
+        assert record_of(store, 2, 2) == held  # the refused run changed nothing
+    assert not tree(store, "model_versions")
     assert publish(config, 2).exit_code == 0
+    assert not tree(store, staging.SHARDS_DIR) and not tree(store, LOCKS_DIR)
 
 
-def test_a_426_in_a_shard_unstages_it(setup: Any) -> None:
-    registry, _, config = setup
+def test_a_426_in_a_shard_unstages_it(on_store: Any) -> None:
+    registry, store, config = on_store
     for index in (1, 2):
         assert extract_shard(config, f"{index}/2").exit_code == 0
     registry.set_faults(FaultPlan(upgrade_required=True))
     assert extract_shard(config, "2/2").exit_code == ExitCode.INCOMPATIBLE_API
     registry.set_faults(FaultPlan())
+    assert staging.RECORD_NAME not in names(store, staging.part_path(DAY, 2, 2))
     result = publish(config, 2)
     assert result.exit_code == ExitCode.SHARDS_INCOMPLETE
     assert "shard 2/2 is missing" in result.output

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from held_runs import DROPPED_ORG, config_for
+from helpers import TOKEN
+from stores import copy_tree
 
 from connector import status
 from connector.checks.document import failing_text, read_checks
@@ -24,7 +27,7 @@ from connector.dataset.locate import open_store
 from connector.dataset.store import Store
 from connector.errors import ExitCode
 from connector.extraction.summary import RunSummary
-from connector.simulator.server import SimulatedRegistry
+from connector.simulator.server import SimulatedRegistry, SimulatorConfig
 
 StartSimulator = Callable[..., SimulatedRegistry]
 
@@ -51,11 +54,32 @@ def dataset_with_gaps_and_a_held_day(registry: SimulatedRegistry, store: Store) 
     return held
 
 
+@pytest.fixture(scope="module")
+def built(
+    shared_store: Callable[[], AbstractContextManager[Store]],
+) -> tuple[str, RunSummary]:
+    """`dataset_with_gaps_and_a_held_day` on each kind of store, built once for the module:
+    the tests that take it only read it (a test that changes it works on a copy)."""
+    registry = SimulatedRegistry(SimulatorConfig(token=TOKEN, orgs=2, models_per_org=2)).start()
+    try:
+        with shared_store() as store:
+            held = dataset_with_gaps_and_a_held_day(registry, store)
+    finally:
+        registry.stop()
+    return store.uri, held
+
+
+@pytest.fixture
+def gaps(built: tuple[str, RunSummary], store_environment: None) -> tuple[Store, RunSummary]:
+    """The module's dataset with gaps and a held day, and the environment that reads it."""
+    uri, held = built
+    return open_store(uri), held
+
+
 def test_status_shows_gaps_a_held_day_the_last_runs_and_the_age(
-    start_simulator: StartSimulator, store: Store
+    gaps: tuple[Store, RunSummary],
 ) -> None:
-    registry = start_simulator(orgs=2, models_per_org=2)
-    held = dataset_with_gaps_and_a_held_day(registry, store)
+    store, held = gaps
     found = status(store, now=at(date(2026, 1, 8)))
 
     assert (found.snapshots, found.first_snapshot, found.last_snapshot) == (
@@ -95,10 +119,9 @@ def test_status_shows_gaps_a_held_day_the_last_runs_and_the_age(
 
 
 def test_the_probe_exits_11_when_the_newest_snapshot_is_older_than_max_age(
-    start_simulator: StartSimulator, store: Store
+    gaps: tuple[Store, RunSummary],
 ) -> None:
-    registry = start_simulator(orgs=2, models_per_org=2)
-    dataset_with_gaps_and_a_held_day(registry, store)  # newest observed 2026-01-05
+    store, _ = gaps  # newest observed 2026-01-05
     old = CliRunner().invoke(main, ["status", "--data", store.uri, "--max-age", "26h"])
     assert old.exit_code == ExitCode.STALE, old.output
     assert "Error: the newest snapshot is older than --max-age 26.0 h (age: " in old.stderr
@@ -167,12 +190,12 @@ def test_a_max_age_that_is_not_a_duration_is_a_usage_error(text: str, tmp_path: 
     assert "expected a duration such as 26h, 2d or 90m" in result.output
 
 
+@pytest.mark.parametrize("store_kind", ["local"], indirect=True)
 def test_every_untrusted_document_is_a_problem_never_a_traceback(
-    start_simulator: StartSimulator, tmp_path: Path
+    built: tuple[str, RunSummary], fresh_store: Store
 ) -> None:
-    registry = start_simulator(orgs=2, models_per_org=2)
-    store = open_store(str(tmp_path / "out"))
-    held = dataset_with_gaps_and_a_held_day(registry, store)
+    store, held = fresh_store, built[1]
+    copy_tree(open_store(built[0]), store)  # a copy of its own: this test damages it
     newest = f"{partition_path(date(2026, 1, 5))}/{MANIFEST_NAME}"
     store.put(newest, b"{not json")
     store.put(f"{partition_path(date(2026, 1, 2))}/{MANIFEST_NAME}", b'{"checks": {"verdict": 7}}')
