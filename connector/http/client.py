@@ -409,8 +409,7 @@ class RegistryClient:
         plain = headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
         expected = int(declared) if declared.isdigit() and plain else 0
         if share is not None and expected:
-            with self._deadlines.paused(deadline):
-                share.append(self._take_share(expected, call))
+            share.append(self._take_share(expected, call, deadline))
         buffer = bytearray(expected)
         size = 0
         while True:
@@ -427,9 +426,16 @@ class RegistryClient:
         del buffer[size:]
         return bytes(buffer)  # one copy of a buffer freed at once (it is mmap-sized)
 
-    def _take_share(self, body_bytes: int, call: _Call) -> Share:
-        """Wait for the memory a body of `body_bytes` needs while it is parsed and flattened."""
+    def _take_share(
+        self, body_bytes: int, call: _Call, deadline: AttemptDeadline | None = None
+    ) -> Share:
+        """The memory a body of `body_bytes` needs while it is parsed and flattened, at once
+        when it is free (nearly always), else after a wait during which the attempt's
+        `deadline` is paused (the server is not slow meanwhile)."""
         wanted = body_bytes * MEMORY_PER_BODY_BYTE
+        share = self.memory.try_acquire(wanted)
+        if share is not None:
+            return share
         if self.memory.held + wanted > self.memory.limit:
             log.debug(
                 "%s/%s: waiting for %d bytes of the memory budget (%d of %d held)",
@@ -440,7 +446,10 @@ class RegistryClient:
                 self.memory.limit,
                 extra={"event": "memory_wait", "org": call.org, "model": call.model},
             )
-        return self.memory.acquire(wanted)
+        if deadline is None:
+            return self.memory.acquire(wanted)
+        with self._deadlines.paused(deadline):
+            return self.memory.acquire(wanted)
 
     def _timed_out(
         self, call: _Call, size: int | None = None, status: int | None = None
