@@ -16,10 +16,11 @@ so a module the run newly imports is counted on both sides). The import process,
 three see the same load.
 
 Also measured in the same run: the CPU per request (whole process, and net of the import
-process's CPU), the same requests made by `requests` alone on the same 16 threads (the floor of
-the HTTP stack), the speed-up over a sequential requests + `json_normalize` + `to_parquet` loop
-(a whole process too; target >= 15 x), and the peak RSS from 2,000 to 20,000 models (one
-process; target < 20 % growth). Exits 1 when a target is missed.
+process's CPU), the same requests made by urllib3 alone on the same 16 threads (the floor of
+the HTTP stack the connector uses), the speed-up over a sequential requests +
+`json_normalize` + `to_parquet` loop (a whole process too; target >= 15 x), and the peak RSS
+from 2,000 to 20,000 models (one process; target < 20 % growth). Exits 1 when a target is
+missed.
 
 Bytecode: every child runs with `PYTHONPYCACHEPREFIX` set to a scratch directory (and
 `PYTHONDONTWRITEBYTECODE` unset), so after the traced run every start reads compiled bytecode,
@@ -224,22 +225,21 @@ def run_import(modules: list[str], env: dict[str, str]) -> dict[str, Any]:
 
 FLOOR = r"""
 import json, queue, sys, threading, time
-import requests
-from requests.adapters import HTTPAdapter
+import urllib3
 url, token, orgs, per_org, threads = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
 todo = queue.Queue()
 for org in range(orgs):
     for model in range(per_org):
         todo.put(f"{url}/api/v1/org/org-{org:02d}/models/model-{model:04d}/versions")
-session = requests.Session()
-session.mount("http://", HTTPAdapter(pool_maxsize=threads))
+pool = urllib3.PoolManager(maxsize=threads)
+headers = {"Authorization": f"Bearer {token}"}
 def work():
     while True:
         try:
             target = todo.get_nowait()
         except queue.Empty:
             return
-        session.get(target, headers={"Authorization": f"Bearer {token}"}, timeout=30).json()
+        json.loads(pool.request("GET", target, headers=headers, timeout=30, retries=False).data)
 cpu0, wall0 = time.process_time(), time.perf_counter()
 workers = [threading.Thread(target=work) for _ in range(threads)]
 for worker in workers:
@@ -251,8 +251,9 @@ print(json.dumps({"wall": time.perf_counter() - wall0, "cpu": time.process_time(
 
 
 def run_requests_floor(url: str, models: int, env: dict[str, str]) -> dict[str, Any]:
-    """The same requests on the same threads with nothing else: what `requests` alone costs
-    (timed inside the process, imports excluded)."""
+    """The same requests on the same threads with nothing else: what the HTTP stack the
+    connector uses (urllib3) costs by itself, JSON parsing included (timed inside the process,
+    imports excluded)."""
     orgs = max(1, models // MODELS_PER_ORG)
     args = [url, TOKEN, str(orgs), str(models // orgs), str(CONCURRENCY)]
     result = timed([sys.executable, "-c", FLOOR, *args], env)
@@ -386,7 +387,7 @@ def report(small: dict[str, Any], large_rss: list[int] | None) -> tuple[dict[str
     floor_wall = statistics.median(f["wall"] for f in small["floors"])
     figures["requests_floor"] = {"cpu": floor_cpu, "wall": floor_wall}
     print(
-        f"the same requests with `requests` alone on {CONCURRENCY} threads (imports excluded): "
+        f"the same requests with urllib3 alone on {CONCURRENCY} threads (imports excluded): "
         f"wall {floor_wall:.2f} s, CPU {floor_cpu:.2f} s = {floor_cpu / requests * 1000:.2f} "
         "ms/request"
     )

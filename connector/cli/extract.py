@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from datetime import date
@@ -123,6 +124,11 @@ def extract(
     add_secrets(config.secrets())
     for warning in config.warnings:
         click.echo(f"Warning: {printable(warning)}", err=True)
+    # What is alive now (the modules, the config) lives as long as this process: moved out of
+    # the cyclic GC's reach, the collections a run's thousands of responses trigger no longer
+    # walk it (about 0.1 s of CPU a run of 2,000 models, all of it under the GIL the workers
+    # share), and forked shard processes do not copy its pages when they collect.
+    gc.freeze()
     interrupt = Interrupt()
     with stop_on_signals(interrupt):
         summary = run_extract(
