@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatchcase
 from pathlib import Path
@@ -323,10 +324,16 @@ class OrgSettings(_Settings):
     @field_validator("models")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
-        duplicates = sorted({m for m in value if value.count(m) > 1})
+        duplicates = _listed_twice(value)
         if duplicates:
             raise ValueError(f"listed more than once: {', '.join(duplicates)}")
         return value
+
+
+def _listed_twice(values: list[str]) -> list[str]:
+    """The values listed more than once, sorted; counted in one pass (a `list.count` per item
+    took 3 s for an org of 20,000 models, at every start)."""
+    return sorted(value for value, seen in Counter(values).items() if seen > 1)
 
 
 _SECRET_WORDS = ("key", "secret", "token", "password", "credential", "session")
@@ -543,8 +550,7 @@ class Config(_Settings):
     @field_validator("orgs")
     @classmethod
     def _unique_orgs(cls, value: list[OrgSettings]) -> list[OrgSettings]:
-        names = [org.name for org in value]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = _listed_twice([org.name for org in value])
         if duplicates:
             raise ValueError(f"org listed more than once: {', '.join(duplicates)}")
         return value
