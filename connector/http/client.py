@@ -434,6 +434,8 @@ class RegistryClient:
                 raise _too_large(end, limit, call, response.status)
             buffer[size:end] = chunk  # in place up to the declared length, then it grows
             size = end
+            if size == expected:  # all of it (never more): its connection is back in its pool
+                break
         del buffer[size:]
         return bytes(buffer)  # one copy of a buffer freed at once (it is mmap-sized)
 
