@@ -178,15 +178,6 @@ def test_every_base_url_form_means_one_api_root(suffix: str, root: str) -> None:
     ]
 
 
-def test_a_base_url_written_in_capitals_reaches_the_same_paths() -> None:
-    """The request target is the URL past its origin, however the origin is written."""
-    with ScriptedServer([json_reply(200, VALID_BODY)]) as server:
-        shouted = "HTTP://" + server.url.removeprefix("http://") + "/Registry"
-        with RegistryClient(settings(shouted)) as client:
-            client.list_model_versions("acme", "m")
-    assert server.paths == ["/Registry/api/v1/org/acme/models/m/versions"]
-
-
 def test_a_host_named_api_is_not_a_path() -> None:
     assert settings("https://api").api_root == "https://api/api/v1"
     assert settings("https://api:8443/v2").api_root == "https://api:8443/v2/api/v1"

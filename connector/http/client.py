@@ -22,7 +22,6 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 import urllib3
 from tenacity import (
@@ -141,14 +140,6 @@ class RegistryClient:
         self._http = pool_manager(
             settings.concurrency, ca_bundle=settings.ca_bundle, proxy=settings.proxy
         )
-        # Every call goes to the API root's origin (`routes` builds every URL on it): its pool
-        # is looked up once, not per call (the pool manager's URL parsing and pool key cost
-        # about 70 us of CPU a request). A request goes out in origin form (`/path?query`),
-        # in absolute form only to a plain-HTTP proxy, as the pool manager would send it.
-        self._pool = self._http.connection_from_url(settings.api_root)
-        parts = urlsplit(settings.api_root)
-        self._origin = len(f"{parts.scheme}://{parts.netloc}")
-        self._absolute_form = bool(settings.proxy) and parts.scheme == "http"
         self._timeout = urllib3.Timeout(
             connect=settings.connect_timeout_seconds, read=settings.timeout_seconds
         )
@@ -339,9 +330,9 @@ class RegistryClient:
     def _open(self, url: str, credential: Credential) -> Iterator[urllib3.BaseHTTPResponse]:
         """One GET, its body left to read; on the way out, a connection whose body was not
         read to its end is closed, not reused (its unread bytes would answer the next call)."""
-        response = self._pool.urlopen(
+        response = self._http.urlopen(
             "GET",
-            url if self._absolute_form else url[self._origin :],
+            url,
             headers=self._headers_for(credential),
             timeout=self._timeout,
             retries=False,  # every attempt is the client's own (tenacity), and counted
@@ -349,7 +340,6 @@ class RegistryClient:
             # own origin, and each hop would need its own deadline and cap.
             redirect=False,
             preload_content=False,
-            assert_same_host=False,
         )
         try:
             yield response
