@@ -6,6 +6,7 @@ from __future__ import annotations
 import pickle
 
 import pytest
+import requests
 import urllib3
 
 from connector import errors
@@ -87,26 +88,19 @@ def test_only_the_five_transient_statuses_are_ever_retried() -> None:
     assert retried == {429, 500, 502, 503, 504}
 
 
-_CONNECTION = urllib3.connection.HTTPConnection("127.0.0.1")
-TRANSPORT = [  # what urllib3 raises for each (the client calls it with retries=False)
+TRANSPORT = [
+    (requests.exceptions.ConnectTimeout("c"), ErrorType.CONNECT_TIMEOUT, True),
     (urllib3.exceptions.ConnectTimeoutError("c"), ErrorType.CONNECT_TIMEOUT, True),
+    (requests.exceptions.ReadTimeout("r"), ErrorType.TIMEOUT, True),
     (urllib3.exceptions.ReadTimeoutError(None, "/", "r"), ErrorType.TIMEOUT, True),  # type: ignore[arg-type]
-    (
-        urllib3.exceptions.NewConnectionError(_CONNECTION, "refused"),
-        ErrorType.CONNECTION_ERROR,
-        True,
-    ),
-    (
-        urllib3.exceptions.NameResolutionError("registry.invalid", _CONNECTION, OSError("dns")),
-        ErrorType.CONNECTION_ERROR,
-        True,
-    ),
+    (requests.exceptions.ConnectionError("refused"), ErrorType.CONNECTION_ERROR, True),
+    (requests.exceptions.ChunkedEncodingError("cut"), ErrorType.CONNECTION_ERROR, True),
     (urllib3.exceptions.ProtocolError("reset"), ErrorType.CONNECTION_ERROR, True),
-    (urllib3.exceptions.ProxyError("proxy down", OSError()), ErrorType.CONNECTION_ERROR, True),
+    (requests.exceptions.SSLError("bad cert"), ErrorType.TLS_ERROR, False),
     (urllib3.exceptions.SSLError("bad cert"), ErrorType.TLS_ERROR, False),
-    (urllib3.exceptions.InvalidHeader("invalid header"), ErrorType.INVALID_TOKEN, False),
-    (urllib3.exceptions.LocationParseError("http://[bad"), ErrorType.REQUEST_ERROR, False),
-    (urllib3.exceptions.DecodeError("not gzip"), ErrorType.REQUEST_ERROR, False),
+    (requests.exceptions.InvalidHeader("Bearer x\n"), ErrorType.INVALID_TOKEN, False),
+    (requests.exceptions.InvalidURL("http://[bad"), ErrorType.REQUEST_ERROR, False),
+    (requests.exceptions.TooManyRedirects("loop"), ErrorType.REQUEST_ERROR, False),
 ]
 
 
@@ -114,7 +108,7 @@ TRANSPORT = [  # what urllib3 raises for each (the client calls it with retries=
     ("exception", "word", "retried"), TRANSPORT, ids=[type(t[0]).__name__ for t in TRANSPORT]
 )
 def test_every_transport_failure_is_named_and_retried_by_the_one_rule(
-    exception: urllib3.exceptions.HTTPError,
+    exception: requests.RequestException | urllib3.exceptions.HTTPError,
     word: ErrorType,
     retried: bool,
 ) -> None:

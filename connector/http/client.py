@@ -1,9 +1,4 @@
-"""`RegistryClient`: one pool of HTTP connections to the registry, with auth, deadlines and retries.
-
-Requests go straight to urllib3 (the connection pools `deadline.pool_manager` builds): `requests`
-sat on top of it here for nothing the client uses (no cookies, no environment, no redirects, no
-hooks) and cost a third of a millisecond of CPU per request (half the HTTP stack's, measured in
-`make bench`), held under the GIL every worker thread shares.
+"""`RegistryClient`: one pooled HTTP session to the registry, with auth, deadlines and retries.
 
 Retries go through tenacity rather than urllib3's `Retry` because the run needs to see every
 attempt: a 429 must slow every worker (the shared `RateLimiter`), each retry is logged with its
@@ -13,16 +8,15 @@ jitter (`wait_random_exponential`), attempt and elapsed-time stops, and an inter
 
 from __future__ import annotations
 
-import contextlib
+import http.cookiejar
 import logging
-import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import requests
 import urllib3
 from tenacity import (
     RetryCallState,
@@ -32,7 +26,6 @@ from tenacity import (
     stop_before_delay,
     wait_random_exponential,
 )
-from urllib3.util import make_headers
 
 from connector._version import __version__
 from connector.config import RegistrySettings
@@ -48,28 +41,19 @@ from connector.errors import (
 )
 from connector.http import routes
 from connector.http.budget import MEMORY_PER_BODY_BYTE, BudgetAbortedError, MemoryBudget, Share
-from connector.http.deadline import AttemptDeadline, DeadlineMonitor, pool_manager
+from connector.http.deadline import AttemptDeadline, DeadlineAdapter, DeadlineMonitor
 from connector.http.ratelimit import RateLimiter
 from connector.http.responses import error_for_status, parse_payload
 from connector.redaction import redact
 
 log = logging.getLogger(__name__)
 
-USER_AGENT = f"model-versions-connector/{__version__}"
+USER_AGENT = f"model-versions-connector/{__version__} python-requests/{requests.__version__}"
 _READ_CHUNK = 64 * 1024
-# What every call sends besides its one credential header (what `requests` sent before).
-_HEADERS = {
-    "User-Agent": USER_AGENT,
-    "Accept": "application/json",
-    "Accept-Encoding": make_headers(accept_encoding=True)["accept-encoding"],
-    "Connection": "keep-alive",
-}
 # Whether a failure is retried is decided once, where it is classified (`errors.is_retryable`):
 # it is then a RetryableError. Built once: each instance is a reference cycle (a bound method of
 # itself), which per call left 2,000 objects a run to the cyclic garbage collector.
 _RETRYABLE = retry_if_exception_type(RetryableError)
-# A header value http.client would send as is: no CR or LF, no leading whitespace.
-_HEADER_VALUE = re.compile(r"\S[^\r\n]*")
 
 # The contract's operationIds: requests are counted per operation in the summary and manifest.
 LIST_MODEL_VERSIONS = "listModelVersions"
@@ -134,16 +118,19 @@ class RegistryClient:
         self._cancelled = cancelled or threading.Event()
         self._deadlines = DeadlineMonitor()
         self._blocked: dict[str, OrgStoppedError] = {}  # org -> the answer that stopped it
-        # No ~/.netrc (it would replace the bearer token), no environment proxies by surprise (a
-        # proxy is configured explicitly with registry.proxy) and no cookies (not part of the
-        # API; a jar shared by every org's token must not carry any): urllib3 has none of them.
-        self._http = pool_manager(
-            settings.concurrency, ca_bundle=settings.ca_bundle, proxy=settings.proxy
-        )
-        self._timeout = urllib3.Timeout(
-            connect=settings.connect_timeout_seconds, read=settings.timeout_seconds
-        )
-        self._headers: dict[Credential, dict[str, str]] = {}  # each credential's, checked once
+        self._session = requests.Session()
+        adapter = DeadlineAdapter(pool_maxsize=settings.concurrency, max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self._session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
+        # No ~/.netrc (it would replace the bearer token) and no environment proxies by surprise:
+        # a proxy is configured explicitly with registry.proxy.
+        self._session.trust_env = False
+        if settings.proxy:
+            self._session.proxies = {"http": settings.proxy, "https": settings.proxy}
+        # Cookies are not part of the API; a jar shared by every org's token must not carry any.
+        self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
         # stop_before_delay: give up when the next sleep would overrun the time budget, rather
         # than sleeping past it and trying once more.
         self._stop = stop_after_attempt(settings.retry.max_attempts) | stop_before_delay(
@@ -164,7 +151,7 @@ class RegistryClient:
 
     def close(self) -> None:
         """Close pooled connections and stop the deadline monitor."""
-        self._http.clear()
+        self._session.close()
         self._deadlines.close()
 
     def blocked(self, org: str) -> OrgStoppedError | None:
@@ -284,8 +271,20 @@ class RegistryClient:
         settings = self._settings
         deadline = self._deadlines.watch(settings.timeout_seconds)
         try:
-            with deadline, self._open(url, credential) as response:
-                status, headers = response.status, response.headers
+            with (
+                deadline,
+                self._session.get(
+                    url,
+                    # Exactly one credential header; the session itself carries none.
+                    headers=credential.headers(),
+                    timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
+                    stream=True,
+                    # Redirects are not followed: the credential must only ever go to the
+                    # registry's own origin, and each hop would need its own deadline and cap.
+                    allow_redirects=False,
+                ) as response,
+            ):
+                status, headers = response.status_code, response.headers
                 body = self._read_body(response, deadline, call, share)
                 deadline.finish()
         except Exception as exc:
@@ -326,39 +325,6 @@ class RegistryClient:
             self._limiter.slow_down(min(pause, self._settings.retry.max_retry_after_seconds))
         raise error
 
-    @contextlib.contextmanager
-    def _open(self, url: str, credential: Credential) -> Iterator[urllib3.BaseHTTPResponse]:
-        """One GET, its body left to read; on the way out, a connection whose body was not
-        read to its end is closed, not reused (its unread bytes would answer the next call)."""
-        response = self._http.urlopen(
-            "GET",
-            url,
-            headers=self._headers_for(credential),
-            timeout=self._timeout,
-            retries=False,  # every attempt is the client's own (tenacity), and counted
-            # Redirects are not followed: the credential must only ever go to the registry's
-            # own origin, and each hop would need its own deadline and cap.
-            redirect=False,
-            preload_content=False,
-        )
-        try:
-            yield response
-        finally:
-            response.close()
-            response.release_conn()
-
-    def _headers_for(self, credential: Credential) -> dict[str, str]:
-        """The headers of a call with `credential`: exactly one credential header. A token
-        that cannot be a header value (a line break, leading whitespace) is refused, without
-        quoting it, before anything is sent."""
-        headers = self._headers.get(credential)
-        if headers is None:
-            own = credential.headers()
-            if not all(_HEADER_VALUE.fullmatch(value) for value in own.values()):
-                raise urllib3.exceptions.InvalidHeader(f"invalid {credential.header} header")
-            headers = self._headers[credential] = {**_HEADERS, **own}
-        return dict(headers)  # a copy: a pool may add to it (a proxy's headers)
-
     def _failure(
         self, error: Exception, deadline: AttemptDeadline, call: _Call, credential: Credential
     ) -> TargetError | None:
@@ -371,7 +337,7 @@ class RegistryClient:
             # Over max_response_bytes the server did answer; a timeout got no whole answer.
             self._count(str(error.status) if isinstance(error, PayloadError) else "transport_error")
             return error
-        if isinstance(error, urllib3.exceptions.HTTPError):
+        if isinstance(error, requests.RequestException | urllib3.exceptions.HTTPError):
             self._count("transport_error")
             if deadline.expired:
                 return self._timed_out(call)
@@ -379,7 +345,7 @@ class RegistryClient:
         if deadline.expired:  # e.g. a TLS read racing the deadline's shutdown
             self._count("transport_error")
             return self._timed_out(call)
-        if isinstance(error, ValueError):  # e.g. http.client refusing a malformed request
+        if isinstance(error, ValueError):  # e.g. requests parsing a malformed Location
             self._count("transport_error")
             return target_error(
                 ErrorType.REQUEST_ERROR,
@@ -390,7 +356,7 @@ class RegistryClient:
 
     def _read_body(
         self,
-        response: urllib3.BaseHTTPResponse,
+        response: requests.Response,
         deadline: AttemptDeadline,
         call: _Call,
         share: list[Share] | None,
@@ -405,7 +371,7 @@ class RegistryClient:
         headers = response.headers
         declared = headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
-            raise _too_large(int(declared), limit, call, response.status)
+            raise _too_large(int(declared), limit, call, response.status_code)
         # Compressed, the Content-Length is not the size of the body as read (decoded).
         plain = headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
         expected = int(declared) if declared.isdigit() and plain else 0
@@ -415,13 +381,13 @@ class RegistryClient:
         size = 0
         while True:
             if time.monotonic() > deadline.deadline:
-                raise self._timed_out(call, size, response.status)
-            chunk = response.read1(_READ_CHUNK, decode_content=True)
+                raise self._timed_out(call, size, response.status_code)
+            chunk = response.raw.read1(_READ_CHUNK, decode_content=True)
             if not chunk:
                 break
             end = size + len(chunk)
             if end > limit:
-                raise _too_large(end, limit, call, response.status)
+                raise _too_large(end, limit, call, response.status_code)
             buffer[size:end] = chunk  # in place up to the declared length, then it grows
             size = end
             if size == expected:  # all of it (never more): its connection is back in its pool
@@ -539,16 +505,16 @@ def _too_large(size: int, limit: int, call: _Call, status: int) -> PayloadError:
 
 
 def _transport_error(
-    error: urllib3.exceptions.HTTPError,
+    error: requests.RequestException | urllib3.exceptions.HTTPError,
     call: _Call,
     secrets: list[str],
     credential: Credential | None = None,
 ) -> TargetError:
-    """Name urllib3's exceptions (raised as they are: every call is made with `retries=False`);
+    """Name requests' and urllib3's exceptions (the body is read through urllib3 directly);
     whether each kind is retried is `errors.is_retryable`'s decision, not this function's."""
-    exceptions = urllib3.exceptions
+    exceptions = requests.exceptions
     if isinstance(error, exceptions.InvalidHeader):
-        # Never quote the header value: it is the token.
+        # Its message quotes the header value, which is the token: never pass it on.
         header = credential.header if credential else "credential"
         return target_error(
             ErrorType.INVALID_TOKEN,
@@ -556,17 +522,21 @@ def _transport_error(
             "control characters",
             **call.context(),
         )
-    if isinstance(error, exceptions.SSLError):
+    if isinstance(error, exceptions.SSLError | urllib3.exceptions.SSLError):
         kind = ErrorType.TLS_ERROR
-    elif isinstance(error, exceptions.NewConnectionError):  # refused, or a name not resolved
-        kind = ErrorType.CONNECTION_ERROR  # (a subclass of ConnectTimeoutError, for history)
-    elif isinstance(error, exceptions.ConnectTimeoutError):
+    elif isinstance(error, exceptions.ConnectTimeout | urllib3.exceptions.ConnectTimeoutError):
         kind = ErrorType.CONNECT_TIMEOUT
-    elif isinstance(error, exceptions.TimeoutError):
+    elif isinstance(error, exceptions.Timeout | urllib3.exceptions.TimeoutError):
         kind = ErrorType.TIMEOUT
-    elif isinstance(error, exceptions.ProtocolError | exceptions.ProxyError):
+    elif isinstance(
+        error,
+        exceptions.ConnectionError
+        | exceptions.ChunkedEncodingError
+        | urllib3.exceptions.ProtocolError
+        | urllib3.exceptions.NewConnectionError,
+    ):
         kind = ErrorType.CONNECTION_ERROR
-    else:  # e.g. an invalid URL or a body that does not decode; redirects are never followed
+    else:  # e.g. an invalid URL or schema; redirects are never followed, so never too many
         kind = ErrorType.REQUEST_ERROR
     detail = redact(f"{type(error).__name__}: {error}", secrets)
     return target_error(kind, detail, **call.context())

@@ -8,7 +8,7 @@ socket down when the deadline passes, so the blocked read fails at once. A conne
 back to its pool is detached first, so a late expiry can never cut a request that another
 thread has started on the same keep-alive connection.
 
-Wired in through `pool_manager`, the client's urllib3 pool manager, whose pools (direct and
+Wired in through `DeadlineAdapter`, a `requests` adapter whose urllib3 pools (direct and
 through a proxy) create such connections; they also read responses through `framing.py`. A
 connect that is still running when the deadline passes is bounded by the connect timeout and
 then cut at once.
@@ -24,16 +24,12 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import certifi
-from urllib3 import PoolManager, ProxyManager
+from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.util import make_headers
 
 from connector.http.framing import FramedResponse, discard_if_unclean
 
@@ -258,33 +254,14 @@ class _DeadlineHTTPSConnectionPool(_DetachOnReturn, HTTPSConnectionPool):
 _POOL_CLASSES.update({"http": _DeadlineHTTPConnectionPool, "https": _DeadlineHTTPSConnectionPool})
 
 
-_POOLS = 10  # pools kept (one per host; the client talks to one, its proxy to one)
+class DeadlineAdapter(HTTPAdapter):
+    """An HTTPAdapter whose connections can be cut off by an `AttemptDeadline`."""
 
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = dict(_POOL_CLASSES)
 
-def pool_manager(
-    concurrency: int, *, ca_bundle: Path | None = None, proxy: str | None = None
-) -> PoolManager:
-    """The client's urllib3 pool manager, whose connections an `AttemptDeadline` can cut off:
-    `concurrency` connections kept per host, TLS always verified (against `ca_bundle`, else
-    certifi's bundle, as `requests` did before), through `proxy` when one is configured (its
-    `user:password@` sent as Proxy-Authorization, never in the request). Nothing comes from the
-    environment (no proxy variables, no netrc) and no cookie is ever stored or sent."""
-    options: dict[str, Any] = {
-        "num_pools": _POOLS,
-        "maxsize": concurrency,
-        "cert_reqs": "CERT_REQUIRED",
-        "ca_certs": str(ca_bundle) if ca_bundle else certifi.where(),
-    }
-    manager: PoolManager
-    if proxy:
-        parts = urlsplit(proxy)
-        headers = None
-        if parts.username:
-            login = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
-            basic = make_headers(proxy_basic_auth=login)["proxy-authorization"]
-            headers = {"Proxy-Authorization": basic}
-        manager = ProxyManager(proxy, proxy_headers=headers, **options)
-    else:
-        manager = PoolManager(**options)
-    manager.pool_classes_by_scheme = dict(_POOL_CLASSES)
-    return manager
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        manager.pool_classes_by_scheme = dict(_POOL_CLASSES)  # proxied requests too
+        return manager
