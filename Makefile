@@ -74,7 +74,6 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_extract.py
-	$(PY) benchmarks/bench_processes.py
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_report.py

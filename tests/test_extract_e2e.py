@@ -3,6 +3,7 @@ pandas and compared row for row with the simulator's ground truth."""
 
 from __future__ import annotations
 
+import gc
 import json
 from collections.abc import Callable
 from datetime import datetime
@@ -247,6 +248,21 @@ def test_summary_json_and_metrics_file(
     assert samples[prom_key("rows", output=output)] == summary["rows"]
     assert prom_key("last_success_timestamp_seconds", output=output) in samples
     assert samples[prom_key("requests", output=output, status="200")] == 6 + details
+
+
+def test_a_run_in_the_callers_process_gives_its_garbage_collector_back(
+    start_simulator: StartSimulator, tmp_path: Path, token_env: str
+) -> None:
+    """The command freezes what exists before the run (fewer objects for the run's collections
+    to walk) and collects less often during it, and gives both back after: a caller running it
+    in its own process (a test, an orchestrator's worker) keeps its collector as it was."""
+    registry = start_simulator()
+    config = write_config(tmp_path / "c.yaml", config_document(registry, tmp_path / "out"))
+    thresholds = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+    assert run_extract(config, "--date", DAY1).exit_code == 0
+    assert gc.get_freeze_count() == 0
+    assert gc.get_threshold() == thresholds
 
 
 def test_unset_token_variable_is_a_config_error(

@@ -590,6 +590,10 @@ def entry_with(**fields: Any) -> dict[str, Any]:
             "versions[0].version: expected a string, got float",
         ),
         (
+            {"name": NAME, "versions": [{"version": "1", "name": ["a"]}]},
+            "versions[0].name: expected a string, got list",
+        ),
+        (
             entry_with(download_count="12"),
             "versions[0].download_count: expected an integer, got str '12'",
         ),

@@ -110,6 +110,26 @@ def test_waiters_are_served_in_order_so_a_large_one_is_not_starved() -> None:
     assert small[0].amount == 10
 
 
+def test_a_share_is_taken_without_waiting_only_when_it_fits_and_nobody_waits() -> None:
+    """`try_acquire`, the client's way to skip pausing the deadline: never past the budget and
+    never ahead of a waiter."""
+    budget = MemoryBudget(limit=100)
+    first = budget.try_acquire(60)
+    assert first is not None and budget.held == 60
+    assert budget.try_acquire(50) is None and budget.held == 60  # does not fit: nothing held
+    big, big_thread = holders(budget, [100])
+    wait_until(lambda: budget.waiting == 1)
+    assert budget.try_acquire(10) is None  # it would fit, but the waiter came first
+    first.release()
+    big_thread[0].join(timeout=10)
+    big[0].release()
+    alone = budget.try_acquire(500)  # larger than the budget: alone, when nothing is held
+    assert alone is not None and budget.high_water == 500
+    alone.release()
+    budget.abort()
+    assert budget.try_acquire(1) is None and budget.held == 0
+
+
 def test_release_is_idempotent_and_abort_wakes_every_waiter() -> None:
     budget = MemoryBudget(limit=10)
     share = budget.acquire(10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import sys
 from datetime import date
@@ -13,6 +14,8 @@ from connector.config import Config, load_config
 from connector.errors import ConfigError
 from connector.logs import add_secrets, configure_logging
 from connector.redaction import printable
+
+_YOUNG_OBJECTS = 10_000  # the GC's first threshold during a run (see `extract`)
 
 
 def _parse_shard(
@@ -124,19 +127,35 @@ def extract(
     for warning in config.warnings:
         click.echo(f"Warning: {printable(warning)}", err=True)
     interrupt = Interrupt()
-    with stop_on_signals(interrupt):
-        summary = run_extract(
-            config,
-            day,
-            output,
-            min_success_ratio=min_success_ratio,
-            progress=progress,
-            allow_backdate=allow_backdate,
-            replace=replace,
-            shard=shard,
-            processes=processes,
-            interrupt=interrupt,
-        )
+    # The cyclic GC stops every thread while it runs, the fetch workers included. What is alive
+    # now (the modules, the config) outlives the run: frozen, the collections a run triggers do
+    # not walk it again and again, and forked shard processes do not copy its pages when they
+    # collect. And a run allocates and frees thousands of containers a second (parsed answers,
+    # rows): with a young generation of 10,000 rather than 700 the collector stops the workers
+    # about half as often (2,000 models: 213 collections, not 400; 0.06 s in all, not 0.12),
+    # and a run's cyclic garbage (a few objects a call, from tenacity) is still collected.
+    # Together about 0.1 s of that run's 3.7 s, measured. Both are given back afterwards, for
+    # a caller that runs the command in its own process.
+    thresholds = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(_YOUNG_OBJECTS, *thresholds[1:])
+    try:
+        with stop_on_signals(interrupt):
+            summary = run_extract(
+                config,
+                day,
+                output,
+                min_success_ratio=min_success_ratio,
+                progress=progress,
+                allow_backdate=allow_backdate,
+                replace=replace,
+                shard=shard,
+                processes=processes,
+                interrupt=interrupt,
+            )
+    finally:
+        gc.set_threshold(*thresholds)
+        gc.unfreeze()
     if metrics_file:
         write_metrics_or_warn(metrics_file, summary)
     if summary_format == "json":

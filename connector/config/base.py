@@ -4,6 +4,7 @@ refuse a boolean where a number is wanted."""
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import Annotated, Any, get_args
 
 from pydantic import (
@@ -83,3 +84,9 @@ class Settings(BaseModel):
             if annotation in (int, float) or float in get_args(annotation):
                 raise ValueError("expected a number, got a boolean")
         return value
+
+
+def listed_twice(values: list[str]) -> list[str]:
+    """The values listed more than once, sorted; counted in one pass (a `list.count` per item
+    took 3 s for an org of 20,000 models, at every start)."""
+    return sorted(value for value, seen in Counter(values).items() if seen > 1)

@@ -9,7 +9,7 @@ from pydantic import (
     field_validator,
 )
 
-from connector.config.base import Settings
+from connector.config.base import Settings, listed_twice
 from connector.config.output import OutputSettings
 from connector.config.registry import OrgSettings, RegistrySettings
 from connector.credentials import Credential, api_key_warning
@@ -25,8 +25,7 @@ class Config(Settings):
     @field_validator("orgs")
     @classmethod
     def _unique_orgs(cls, value: list[OrgSettings]) -> list[OrgSettings]:
-        names = [org.name for org in value]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
+        duplicates = listed_twice([org.name for org in value])
         if duplicates:
             raise ValueError(f"org listed more than once: {', '.join(duplicates)}")
         return value

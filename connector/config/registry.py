@@ -21,6 +21,7 @@ from connector.config.base import (
     Settings,
     check_token,
     is_pattern,
+    listed_twice,
 )
 from connector.credentials import AuthScheme
 
@@ -246,7 +247,7 @@ class OrgSettings(Settings):
     @field_validator("models")
     @classmethod
     def _unique(cls, value: list[str]) -> list[str]:
-        duplicates = sorted({m for m in value if value.count(m) > 1})
+        duplicates = listed_twice(value)
         if duplicates:
             raise ValueError(f"listed more than once: {', '.join(duplicates)}")
         return value

@@ -39,6 +39,11 @@ class _InvalidError(Exception):
         self.detail = detail
         self.error_type = error_type
 
+    def at(self, where: str) -> _InvalidError:
+        """The same problem, located (`versions[3].tags: ...`): locations are written only
+        for a value that fails, not for each of the hundreds of thousands that do not."""
+        return _InvalidError(f"{where}: {self.detail}", self.error_type)
+
 
 # Built once: json.dumps with non-default options constructs an encoder on every call.
 _ENCODE = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode
@@ -60,11 +65,18 @@ def _is_utf8(text: str) -> bool:
     return True
 
 
-def _text(value: str, where: str) -> str:
+def _unicode(value: str) -> str:
     """JSON can escape a lone surrogate (`"\\ud800"`), which no Parquet string can hold."""
     if not value.isascii() and not _is_utf8(value):  # isascii: a flag lookup, no scan
-        raise _InvalidError(f"{where}: {value!r} is not valid Unicode (lone surrogate)")
+        raise _InvalidError(f"{value!r} is not valid Unicode (lone surrogate)")
     return value
+
+
+def _text(value: str, where: str) -> str:
+    try:
+        return _unicode(value)
+    except _InvalidError as exc:
+        raise exc.at(where) from None
 
 
 def _type_name(value: Any) -> str:
@@ -72,68 +84,65 @@ def _type_name(value: Any) -> str:
 
 
 # The readers of summary fields: each takes a value that is not null (a null field stays
-# null without a call) and returns it as its column holds it, or raises naming `where`.
+# null without a call) and returns it as its column holds it, or raises what is wrong with
+# it (the caller says where).
 
 
-def _string(value: Any, where: str) -> str:
+def _string(value: Any) -> str:
     if not isinstance(value, str):
-        raise _InvalidError(f"{where}: expected a string, got {_type_name(value)}")
-    return _text(value, where)
+        raise _InvalidError(f"expected a string, got {_type_name(value)}")
+    return _unicode(value)
 
 
-def _count(value: Any, where: str, high: int = _INT64_MAX) -> int:
+def _count(value: Any, high: int = _INT64_MAX) -> int:
     """A count between 0 and `high` (JSON booleans and floats refused: they are not counts)."""
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _InvalidError(f"{where}: expected an integer, got {_type_name(value)} {value!r}")
+        raise _InvalidError(f"expected an integer, got {_type_name(value)} {value!r}")
     if not 0 <= value <= high:
-        raise _InvalidError(f"{where}: {value} is out of range")
+        raise _InvalidError(f"{value} is out of range")
     return value
 
 
-def _small_count(value: Any, where: str) -> int:
-    return _count(value, where, _INT32_MAX)
+def _small_count(value: Any) -> int:
+    return _count(value, _INT32_MAX)
 
 
-def _boolean(value: Any, where: str) -> bool:
+def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
-        raise _InvalidError(f"{where}: expected a boolean, got {_type_name(value)}")
+        raise _InvalidError(f"expected a boolean, got {_type_name(value)}")
     return value
 
 
-def _timestamp(value: Any, where: str) -> int:
+def _timestamp(value: Any) -> int:
     if not isinstance(value, str):
-        raise _InvalidError(f"{where}: expected a string, got {_type_name(value)}")
+        raise _InvalidError(f"expected a string, got {_type_name(value)}")
     try:
         return parse_timestamp(value)
     except (ValueError, OverflowError) as exc:
-        raise _InvalidError(f"{where}: {exc}") from exc
+        raise _InvalidError(str(exc)) from exc
 
 
-def _strings(value: Any, where: str) -> list[str]:
+def _strings(value: Any) -> list[str]:
     """A list of strings, kept as parsed (no copy: nothing else holds it)."""
     if not isinstance(value, list):
-        raise _InvalidError(f"{where}: expected a list of strings, got {value!r:.80}")
+        raise _InvalidError(f"expected a list of strings, got {value!r:.80}")
     for item in value:
         if not isinstance(item, str):
-            raise _InvalidError(f"{where}: expected a list of strings, got {value!r:.80}")
-        _text(item, where)
+            raise _InvalidError(f"expected a list of strings, got {value!r:.80}")
+        _unicode(item)
     return value
-
-
-def _json(value: Any, where: str) -> str:
-    return _json_text(value)
 
 
 # Every field of a ModelArtifactSummary the schema has a column for: API key -> (column,
 # reader). The same table reads `latest`, an object entry of `versions` and a getModelVersion
 # body, so no row of a model disagrees with another about where a field lives.
-_FIELDS: dict[str, tuple[str, Callable[[Any, str], Any]]] = {
+_FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "id": ("artifact_id", _string),
     "created_at": ("created_at", _timestamp),
     "download_count": ("download_count", _count),
     "framework": ("framework", _string),
     "is_public": ("is_public", _boolean),
-    "origin": ("origin", _json),
+    "origin": ("origin", _json_text),
     "file_size_bytes": ("file_size_bytes", _count),
     **{key: (key, _string) for key in ("pretty_name", "summary", "task", "architecture")},
     **{key: (key, _string) for key in ("base_model", "license", "size_category")},
@@ -164,8 +173,13 @@ class _Summary:
         version = entry.get("version")
         if not isinstance(version, str):
             raise _InvalidError(f"{where}.version: expected a string, got {_type_name(version)}")
-        self.version = _text(version, f"{where}.version")
-        _check_name(entry.get("name"), f"{where}.name", names)
+        name = entry.get("name")
+        try:
+            self.version = _unicode(version)
+        except _InvalidError as exc:
+            raise exc.at(f"{where}.version") from None
+        if name is not None and (type(name) is not str or name not in names):
+            _check_name(name, f"{where}.name", names)  # the message, built for a failure only
         # One pass over what the entry holds (a field it omits, or nulls, stays null).
         self.fields: dict[str, Any] = {}
         self.unknown: dict[str, Any] = {}
@@ -174,7 +188,10 @@ class _Summary:
             if known is not None:
                 if value is not None:
                     column, read = known
-                    self.fields[column] = read(value, f"{where}.{key}")
+                    try:
+                        self.fields[column] = read(value)
+                    except _InvalidError as exc:
+                        raise exc.at(f"{where}.{key}") from None
             elif key not in _NAMING_KEYS:
                 self.unknown[key] = value
 
@@ -193,7 +210,7 @@ class _Summary:
 
 def _check_name(name: Any, where: str, names: frozenset[str]) -> None:
     """A name that is not the model asked for means the body answers another request."""
-    if name is None:
+    if name is None or (isinstance(name, str) and name in names):
         return
     if not isinstance(name, str):
         raise _InvalidError(f"{where}: expected a string, got {_type_name(name)}")

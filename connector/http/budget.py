@@ -77,14 +77,27 @@ class MemoryBudget:
             finally:
                 self._queue.remove(ticket)
                 self._condition.notify_all()  # the next in line may fit too
-            self.held += amount
-            self.high_water = max(self.high_water, self.held)
-            return Share(self, amount)
+            return self._hold(amount)
+
+    def try_acquire(self, amount: int) -> Share | None:
+        """`amount` bytes held at once if they fit and nobody is waiting (first come, first
+        served), else None and nothing held: the caller then waits in `acquire`."""
+        amount = max(0, amount)
+        with self._condition:
+            if self._aborted or self._queue or not self._room(amount):
+                return None
+            return self._hold(amount)
+
+    def _hold(self, amount: int) -> Share:
+        self.held += amount
+        self.high_water = max(self.high_water, self.held)
+        return Share(self, amount)
+
+    def _room(self, amount: int) -> bool:
+        return self.held == 0 or self.held + amount <= self.limit
 
     def _fits(self, ticket: int, amount: int) -> bool:
-        if self._queue[0] != ticket:
-            return False
-        return self.held == 0 or self.held + amount <= self.limit
+        return self._queue[0] == ticket and self._room(amount)
 
     def abort(self) -> None:
         """The run stopped: every waiter (and every later acquirer) gives up."""

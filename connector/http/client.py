@@ -50,6 +50,10 @@ log = get_logger(__name__)
 
 USER_AGENT = f"model-versions-connector/{__version__} python-requests/{requests.__version__}"
 _READ_CHUNK = 64 * 1024
+# Whether a failure is retried is decided once, where it is classified (`errors.is_retryable`):
+# it is then a RetryableError. Built once: each instance is a reference cycle (a bound method of
+# itself), which per call left 2,000 objects a run to the cyclic garbage collector.
+_RETRYABLE = retry_if_exception_type(RetryableError)
 
 # The contract's operationIds: requests are counted per operation in the summary and manifest.
 LIST_MODEL_VERSIONS = "listModelVersions"
@@ -127,6 +131,11 @@ class RegistryClient:
             self._session.proxies = {"http": settings.proxy, "https": settings.proxy}
         # Cookies are not part of the API; a jar shared by every org's token must not carry any.
         self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        # stop_before_delay: give up when the next sleep would overrun the time budget, rather
+        # than sleeping past it and trying once more.
+        self._stop = stop_after_attempt(settings.retry.max_attempts) | stop_before_delay(
+            settings.retry.max_elapsed_seconds
+        )
         self._counts_lock = threading.Lock()
         self.requests_by_status: Counter[str] = Counter()
         self.requests_by_operation: Counter[str] = Counter()
@@ -213,7 +222,6 @@ class RegistryClient:
         request = routes.request_line(url)
         started = time.monotonic()
         attempts = 0
-        retry = self._settings.retry
 
         def attempt() -> tuple[int, bytes, Any, Share | None]:
             nonlocal attempts
@@ -230,15 +238,8 @@ class RegistryClient:
                 )
 
         retrying = Retrying(
-            # Whether a failure is retried is decided once, where it is classified
-            # (`errors.is_retryable`): it is then a RetryableError.
-            retry=retry_if_exception_type(RetryableError),
-            # stop_before_delay: give up when the next sleep would overrun the time budget,
-            # rather than sleeping past it and trying once more.
-            stop=(
-                stop_after_attempt(retry.max_attempts)
-                | stop_before_delay(retry.max_elapsed_seconds)
-            ),
+            retry=_RETRYABLE,
+            stop=self._stop,
             wait=self._wait,
             sleep=sleep,
             before_sleep=self._before_sleep(operation, org, model, label or model or "*"),
@@ -375,8 +376,7 @@ class RegistryClient:
         plain = headers.get("Content-Encoding", "identity").strip().lower() in ("", "identity")
         expected = int(declared) if declared.isdigit() and plain else 0
         if share is not None and expected:
-            with self._deadlines.paused(deadline):
-                share.append(self._take_share(expected, call))
+            share.append(self._take_share(expected, call, deadline))
         buffer = bytearray(expected)
         size = 0
         while True:
@@ -390,12 +390,21 @@ class RegistryClient:
                 raise _too_large(end, limit, call, response.status_code)
             buffer[size:end] = chunk  # in place up to the declared length, then it grows
             size = end
+            if size == expected:  # all of it (never more): its connection is back in its pool
+                break
         del buffer[size:]
         return bytes(buffer)  # one copy of a buffer freed at once (it is mmap-sized)
 
-    def _take_share(self, body_bytes: int, call: _Call) -> Share:
-        """Wait for the memory a body of `body_bytes` needs while it is parsed and flattened."""
+    def _take_share(
+        self, body_bytes: int, call: _Call, deadline: AttemptDeadline | None = None
+    ) -> Share:
+        """The memory a body of `body_bytes` needs while it is parsed and flattened, at once
+        when it is free (nearly always), else after a wait during which the attempt's
+        `deadline` is paused (the server is not slow meanwhile)."""
         wanted = body_bytes * MEMORY_PER_BODY_BYTE
+        share = self.memory.try_acquire(wanted)
+        if share is not None:
+            return share
         if self.memory.held + wanted > self.memory.limit:
             log.debug(
                 "%s/%s: waiting for %d bytes of the memory budget (%d of %d held)",
@@ -406,7 +415,10 @@ class RegistryClient:
                 self.memory.limit,
                 extra={"event": "memory_wait", "org": call.org, "model": call.model},
             )
-        return self.memory.acquire(wanted)
+        if deadline is None:
+            return self.memory.acquire(wanted)
+        with self._deadlines.paused(deadline):
+            return self.memory.acquire(wanted)
 
     def _timed_out(
         self, call: _Call, size: int | None = None, status: int | None = None
