@@ -17,9 +17,9 @@ import yaml
 from click.testing import CliRunner, Result
 from pydantic import BaseModel, SecretStr
 
-from connector import config_source
 from connector.cli import main
 from connector.config import Config, load_config
+from connector.config import source as config_source
 from connector.errors import ConfigError
 
 ENV = {"MODEL_REGISTRY_TOKEN": "tok-123", "GLOBEX_TOKEN": "tok-456"}
