@@ -320,9 +320,9 @@ def test_malformed_redirect_location_fails_the_model_cleanly() -> None:
         with RegistryClient(settings(server.url)) as client:
             with pytest.raises(errors.TargetFailedError) as caught:
                 client.list_model_versions("acme", "m")
-    # requests parses Location even when it does not follow it
-    assert caught.value.error_type == "request_error"
-    assert "Invalid IPv6 URL" in caught.value.detail
+    # a redirect like any other: refused, its Location quoted, never parsed or followed
+    assert caught.value.error_type == "redirect_refused"
+    assert "http://[bad" in caught.value.detail
     assert caught.value.attempts == 1
 
 

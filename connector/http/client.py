@@ -8,7 +8,6 @@ jitter (`wait_random_exponential`), attempt and elapsed-time stops, and an inter
 
 from __future__ import annotations
 
-import http.cookiejar
 import threading
 import time
 from collections import Counter
@@ -118,19 +117,17 @@ class RegistryClient:
         self._cancelled = cancelled or threading.Event()
         self._deadlines = DeadlineMonitor()
         self._blocked: dict[str, OrgStoppedError] = {}  # org -> the answer that stopped it
-        self._session = requests.Session()
-        adapter = DeadlineAdapter(pool_maxsize=settings.concurrency, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
-        self._session.verify = str(settings.ca_bundle) if settings.ca_bundle else True
-        # No ~/.netrc (it would replace the bearer token) and no environment proxies by surprise:
-        # a proxy is configured explicitly with registry.proxy.
-        self._session.trust_env = False
-        if settings.proxy:
-            self._session.proxies = {"http": settings.proxy, "https": settings.proxy}
-        # Cookies are not part of the API; a jar shared by every org's token must not carry any.
-        self._session.cookies.set_policy(http.cookiejar.DefaultCookiePolicy(allowed_domains=[]))
+        # Each call goes straight to requests' transport adapter: the session's send pipeline
+        # (a cookie jar merged and filled per call, hooks, redirect resolution, environment
+        # settings) is nothing the client uses and cost ~0.08 ms of CPU a request under the GIL
+        # every worker shares. So: no ~/.netrc (it would replace the bearer token), no
+        # environment proxies by surprise (a proxy is configured with registry.proxy), no
+        # cookies (not part of the API; a jar shared by every org's token must not carry any).
+        self._adapter = DeadlineAdapter(pool_maxsize=settings.concurrency, max_retries=0)
+        self._headers = requests.utils.default_headers()
+        self._headers.update({"User-Agent": USER_AGENT, "Accept": "application/json"})
+        self._verify: str | bool = str(settings.ca_bundle) if settings.ca_bundle else True
+        self._proxies = {"http": settings.proxy, "https": settings.proxy} if settings.proxy else {}
         # stop_before_delay: give up when the next sleep would overrun the time budget, rather
         # than sleeping past it and trying once more.
         self._stop = stop_after_attempt(settings.retry.max_attempts) | stop_before_delay(
@@ -151,7 +148,7 @@ class RegistryClient:
 
     def close(self) -> None:
         """Close pooled connections and stop the deadline monitor."""
-        self._session.close()
+        self._adapter.close()
         self._deadlines.close()
 
     def blocked(self, org: str) -> OrgStoppedError | None:
@@ -273,15 +270,17 @@ class RegistryClient:
         try:
             with (
                 deadline,
-                self._session.get(
-                    url,
-                    # Exactly one credential header; the session itself carries none.
-                    headers=credential.headers(),
-                    timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
+                self._adapter.send(
+                    # Exactly one credential header besides the client's own. Redirects are
+                    # not followed (the adapter never does): the credential must only ever go
+                    # to the registry's own origin, and each hop would need its own deadline.
+                    requests.Request(
+                        "GET", url, headers={**self._headers, **credential.headers()}
+                    ).prepare(),
                     stream=True,
-                    # Redirects are not followed: the credential must only ever go to the
-                    # registry's own origin, and each hop would need its own deadline and cap.
-                    allow_redirects=False,
+                    timeout=(settings.connect_timeout_seconds, settings.timeout_seconds),
+                    verify=self._verify,
+                    proxies=self._proxies,
                 ) as response,
             ):
                 status, headers = response.status_code, response.headers
