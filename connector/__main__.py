@@ -1,5 +1,5 @@
 """`python -m connector` runs the command line."""
 
-from connector.cli import main
+from connector.cli import run
 
-main()
+run()

@@ -295,7 +295,7 @@ def check_wheel(wheel: Path) -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
     declared = sorted(map(str, map(Requirement, project["dependencies"])))
     assert sorted(map(str, map(Requirement, metadata.get_all("Requires-Dist")))) == declared
-    assert "connector = connector.cli:main" in entry_points
+    assert "connector = connector.cli:run" in entry_points
 
 
 def check_sdist(sdist: Path) -> None:

@@ -157,6 +157,30 @@ def test_every_command_has_help(command: str) -> None:
             assert option.help, f"{command} --{option.name} has no help text"
 
 
+def test_the_console_script_freezes_what_is_left_before_the_process_exits() -> None:
+    """`python -m connector` (and the console script, `run`) freezes every object alive at its end,
+    so the interpreter's last collection does not walk a finished run; `main` (what an
+    in-process caller or CliRunner invokes) leaves the collector as it found it."""
+    probe = (
+        "import atexit, gc, sys\n"
+        "import runpy\n"
+        "from connector.cli import main\n"
+        "atexit.register(lambda: print('FROZEN', gc.get_freeze_count()))\n"
+        "sys.argv = ['connector', '--version']\n"
+        "try:\n    main()\nexcept SystemExit:\n    print('AFTER_MAIN', gc.get_freeze_count())\n"
+        "runpy.run_module('connector', run_name='__main__')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    lines = dict(
+        line.split() for line in result.stdout.splitlines() if line.startswith(("FROZEN", "AFTER"))
+    )
+    assert lines["AFTER_MAIN"] == "0"
+    assert int(lines["FROZEN"]) > 10_000  # the modules and everything the command made
+
+
 @pytest.mark.parametrize(
     "args",
     [["--help"], ["--version"], ["validate", "--help"], ["validate", "--config", "CONFIG"]],
