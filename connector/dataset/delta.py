@@ -79,11 +79,9 @@ def is_table(store: Store) -> bool:
     return True
 
 
-def holds_parquet(store: Store) -> bool:
-    """Whether `model_versions/` holds Hive partitions but no Delta log (a Parquet dataset)."""
-    return not is_table(store) and any(
-        entry.name.startswith(PARTITION_PREFIX) for entry in store.list(DATASET_DIR)
-    )
+def holds_partitions(store: Store) -> bool:
+    """Whether `model_versions/` holds Hive partitions (one listing; says nothing of a log)."""
+    return any(entry.name.startswith(PARTITION_PREFIX) for entry in store.list(DATASET_DIR))
 
 
 def storage_options(

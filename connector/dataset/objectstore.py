@@ -51,6 +51,10 @@ def s3_filesystem(options: Mapping[str, Any], env: Mapping[str, str] | None = No
         "connect_timeout": options.get("connect_timeout_seconds", 10.0),
         "request_timeout": options.get("request_timeout_seconds", 60.0),
         "check_directory_existence_before_creation": True,
+        # A small object (a marker, a manifest, a record) goes up in one PutObject instead of a
+        # multipart upload's three requests; a failure then shows at the first write or at
+        # the close, where every caller already turns it into an OutputError.
+        "allow_delayed_open": True,
     }
     if endpoint:
         split = urlsplit(endpoint)

@@ -165,7 +165,7 @@ def dataset_format(store: Store) -> str | None:
     None (nothing published yet)."""
     if delta.is_table(store):
         return "delta"
-    return "parquet" if delta.holds_parquet(store) else None
+    return "parquet" if delta.holds_partitions(store) else None
 
 
 def check_format(store: Store, wanted: str) -> None:
