@@ -22,7 +22,7 @@ export UV_PROJECT_ENVIRONMENT := $(VENV)
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed-stamp
 
-.PHONY: install lock test test-airflow lint docs docs-check demo bench clean dist deploy-check image base-image test-image
+.PHONY: install lock test suite test-airflow lint docs docs-check demo bench clean dist deploy-check image base-image test-image
 
 install: $(STAMP)
 
@@ -56,8 +56,17 @@ docs: $(STAMP)
 docs-check: $(STAMP)
 	$(COG) --check --diff --check-fail-msg "run 'make docs' and commit the result" $(DOCS)
 
-test: lint docs-check
-	$(PY) -m pytest -n auto --dist worksteal
+# The linters and the suite run side by side (the suite's workers wait on servers and child
+# processes part of the time, and mypy uses one core): `make test` fails if any of them fails.
+# Three workers on two cores: a worker waiting on a child process or a socket leaves its core
+# to the others.
+test: $(STAMP)
+	@$(MAKE) --no-print-directory -j 3 lint docs-check suite
+
+suite: $(STAMP)
+	$(PY) -m pytest -n $(SUITE_WORKERS) --dist worksteal
+
+SUITE_WORKERS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)) + 1)")
 
 # Airflow in its own virtualenv (its dependency tree is large and not the connector's), from the
 # same lock (the `airflow` dependency group); runs the tests marked `airflow` (the sample DAGs,
