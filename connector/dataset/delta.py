@@ -32,7 +32,7 @@ for the store, which would stall an S3 server running in the same process (the t
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -54,7 +54,7 @@ from connector.dataset.localstore import LocalStore
 from connector.dataset.objectstore import ENDPOINT_ENV, ObjectStore
 from connector.dataset.schema import DATASET_SCHEMA, PARTITION_COLUMN
 from connector.dataset.state import parse_json
-from connector.dataset.store import STORAGE_ERRORS, Store
+from connector.dataset.store import STORAGE_ERRORS, Entry, Store
 from connector.errors import OutputError
 
 LOG_DIR = f"{DATASET_DIR}/{DELTA_LOG_NAME}"
@@ -67,8 +67,15 @@ DELTA_ERRORS: tuple[type[BaseException], ...] = (DeltaError, *STORAGE_ERRORS)
 
 
 def is_table(store: Store) -> bool:
-    """Whether the dataset is a Delta table (its log directory exists); one stat or HEAD."""
-    entry = store.info(LOG_DIR)
+    """Whether the dataset is a Delta table (its log directory exists)."""
+    return table_in(store, store.list(DATASET_DIR))
+
+
+def table_in(store: Store, entries: Sequence[Entry]) -> bool:
+    """Whether `entries` (the listing of `model_versions/`) hold a Delta table's log. One
+    listing answers both what `dataset_format` asks (a log? partitions?): on object storage one
+    LIST, where a HEAD of the log plus pyarrow's directory probe took two."""
+    entry = next((entry for entry in entries if entry.name == DELTA_LOG_NAME), None)
     if entry is None:
         return False
     if entry.kind != "dir":
@@ -77,11 +84,6 @@ def is_table(store: Store) -> bool:
             "table; remove it, or point output.uri elsewhere"
         )
     return True
-
-
-def holds_partitions(store: Store) -> bool:
-    """Whether `model_versions/` holds Hive partitions (one listing; says nothing of a log)."""
-    return any(entry.name.startswith(PARTITION_PREFIX) for entry in store.list(DATASET_DIR))
 
 
 def storage_options(

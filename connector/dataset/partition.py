@@ -34,6 +34,7 @@ from connector.dataset.layout import (
     DATA_NAME,
     DATASET_DIR,
     MANIFEST_NAME,
+    PARTITION_PREFIX,
     STAGING_DIR,
     partition_path,
     staging_path,
@@ -163,9 +164,10 @@ PUBLISHERS: dict[str, Publisher] = {"parquet": HivePublisher(), "delta": DeltaPu
 def dataset_format(store: Store) -> str | None:
     """The format the output holds: "delta" (a table's log), "parquet" (Hive partitions), or
     None (nothing published yet)."""
-    if delta.is_table(store):
+    entries = store.list(DATASET_DIR)
+    if delta.table_in(store, entries):
         return "delta"
-    return "parquet" if delta.holds_partitions(store) else None
+    return "parquet" if any(entry.name.startswith(PARTITION_PREFIX) for entry in entries) else None
 
 
 def check_format(store: Store, wanted: str) -> None:
