@@ -185,7 +185,7 @@ class ObjectStore:
         return data
 
     def open_sink(self, path: str) -> _ObjectSink:
-        if self.info(path) is not None:
+        if self._object_exists(path):
             raise OutputError(f"cannot write {self.display(path)}: it exists already")
         try:
             return _ObjectSink(self, path)
@@ -207,6 +207,17 @@ class ObjectStore:
             raise self._failed("inspect", path, exc) from exc
         return None if info.type == pafs.FileType.NotFound else _entry(info)
 
+    def _object_exists(self, path: str) -> bool:
+        """Whether an object has this key: one HEAD (`info` adds a LIST when there is none, to
+        tell a directory, which a data file's key never is)."""
+        try:
+            self.filesystem.open_input_file(self.native(path)).close()
+        except FileNotFoundError:
+            return False
+        except STORAGE_ERRORS as exc:
+            raise self._failed("inspect", path, exc) from exc
+        return True
+
     def copy(self, source: str, target: str) -> None:
         try:
             self.filesystem.copy_file(self.native(source), self.native(target))
@@ -226,10 +237,10 @@ class ObjectStore:
             raise self._failed("delete", path, exc) from exc
 
     def delete_tree(self, path: str) -> None:
-        native = self.native(path)
+        # No probe first: pyarrow's delete_dir makes its own (a missing tree is
+        # FileNotFoundError, a file an OSError), and a probe cost a HEAD and a LIST more.
         try:
-            if self.filesystem.get_file_info(native).type != pafs.FileType.NotFound:
-                self.filesystem.delete_dir(native)
+            self.filesystem.delete_dir(self.native(path))
         except FileNotFoundError:
             pass
         except STORAGE_ERRORS as exc:

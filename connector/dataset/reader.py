@@ -95,10 +95,11 @@ def snapshot_dates(uri: Source, storage_options: Mapping[str, Any] | None = None
     """Every published snapshot date, sorted; from directory names only, so it stays cheap
     (of a Delta table: from its log)."""
     store = open_store(uri, storage_options)
-    if delta.is_table(store):
+    entries = store.list(DATASET_DIR)  # one listing tells a table's log and the partitions
+    if delta.table_in(store, entries):
         return delta.snapshot_dates(store)
     days = []
-    for entry in store.list(DATASET_DIR):
+    for entry in entries:
         day = _partition_date(entry.name)
         if day is None:
             continue
