@@ -3,14 +3,12 @@ directory and an S3 bucket): what it measures of a staged day against the previo
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
 import pytest
 
-from connector.checks import measure as measure_module
 from connector.checks.measure import check_day, measure
 from connector.checks.verdicts import Absent
 from connector.config import ChecksSettings
@@ -179,35 +177,3 @@ def test_an_unreadable_previous_partition_is_named(store: Store) -> None:
     ]
     checks = check_day(store, DAY2, staged, [], everything, ChecksSettings(disabled=comparing))
     assert not checks.held and checks.previous_day is None
-
-
-def test_measurements_share_one_database_but_never_each_others_tables() -> None:
-    """The process's checks database is made once; each measurement's connection is its own,
-    so a temporary table of one (`now_keys`) is gone for the next."""
-    with measure_module._connection() as first:
-        first.execute("CREATE TEMP TABLE now_keys (k INTEGER)")
-        first.execute("INSERT INTO now_keys VALUES (1)")
-    with measure_module._connection() as second:
-        second.execute("CREATE TEMP TABLE now_keys (k INTEGER)")  # no clash with the first
-        assert second.sql("SELECT count(*) FROM now_keys").fetchall() == [(0,)]
-        assert second.sql("SELECT current_setting('memory_limit')").fetchall() != [("",)]
-
-
-def _tables_in_child() -> list[str]:
-    with measure_module._connection() as con:
-        return [name for (name,) in con.sql("SELECT table_name FROM duckdb_tables()").fetchall()]
-
-
-def test_a_forked_child_makes_its_own_database() -> None:
-    """A child forked after the parent measured (a --processes run in a process that
-    published before) must not use the parent's DuckDB, whose threads did not come along: it
-    makes its own (which has none of the parent's tables)."""
-    with measure_module._connection() as con:
-        con.execute("CREATE TABLE parent_marker (k INTEGER)")
-    try:
-        context = multiprocessing.get_context("fork")
-        with context.Pool(1) as pool:
-            assert pool.apply_async(_tables_in_child).get(timeout=60) == []
-    finally:
-        with measure_module._connection() as con:
-            con.execute("DROP TABLE parent_marker")

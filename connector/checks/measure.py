@@ -13,10 +13,7 @@ missing, and a few examples.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
-import os
-import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import date
@@ -200,60 +197,26 @@ def _one(con: duckdb.DuckDBPyConnection, sql: str) -> tuple[int, ...]:
     return tuple(int(value or 0) for value in row)
 
 
-class _Database:
-    """The process's checks database: one in-memory DuckDB, held to MEMORY_LIMIT and spilling
-    to a private directory (removed at exit). Creating a DuckDB costs about 12 ms of CPU, as
-    much as measuring a small day, so a process that publishes many days (a backfill, an
-    orchestrator's worker, the test suite) makes it once; each measurement has a connection of
-    its own (`cursor()`), whose temporary tables go with it. A forked child never uses its
-    parent's copy: it starts over (DuckDB's threads do not survive a fork)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._database: duckdb.DuckDBPyConnection | None = None
-
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        with self._lock:
-            if self._database is None:
-                spill = scratch_directory("connector-checks-")
-                database = duckdb.connect(
-                    config={
-                        "memory_limit": MEMORY_LIMIT,
-                        "temp_directory": spill.name,
-                        "autoinstall_known_extensions": False,
-                        "autoload_known_extensions": False,
-                    }
-                )
-                atexit.register(_close, database, spill.cleanup)
-                self._database = database
-            return self._database.cursor()
-
-    def forget(self) -> None:
-        """In a forked child: a new lock, and no database (the parent's is not usable here)."""
-        self._lock = threading.Lock()
-        self._database = None
-
-
-def _close(database: duckdb.DuckDBPyConnection, remove_spill: Callable[[], None]) -> None:
-    database.close()
-    remove_spill()
-
-
-_DATABASE = _Database()
-os.register_at_fork(after_in_child=_DATABASE.forget)
-
-
 @contextmanager
 def _connection() -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection of its own to the process's checks database (see `_Database`); a DuckDB
-    error is an OutputError."""
-    con = _DATABASE.connect()
+    """A private in-memory DuckDB, held to MEMORY_LIMIT, spilling to a private directory that
+    is removed afterwards; no extension is installed or loaded."""
+    spill = scratch_directory("connector-checks-")
+    con = duckdb.connect(
+        config={
+            "memory_limit": MEMORY_LIMIT,
+            "temp_directory": spill.name,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+        }
+    )
     try:
         yield con
     except duckdb.Error as exc:
         raise OutputError(f"the checks could not be measured: {_first_line(exc)}") from exc
     finally:
         con.close()
+        spill.cleanup()
 
 
 def _load(
