@@ -34,6 +34,7 @@ TARGETS = {"status CLI, local": 2.0, "status(), local": 0.5, "status(), S3 (moto
 sys.path.insert(0, str(REPO))
 
 from connector.checks.status import status  # noqa: E402
+from connector.config import CHECK_NAMES  # noqa: E402
 from connector.dataset import partition  # noqa: E402
 from connector.dataset.held import hold_day  # noqa: E402
 from connector.dataset.locate import open_store  # noqa: E402
@@ -52,15 +53,7 @@ def _checks(day: date) -> dict[str, Any]:
             "detail": f"{name}: measured against the day before",
             "examples": [],
         }
-        for name in (
-            "coverage_config",
-            "coverage_registry",
-            "row_count",
-            "counts_decreased",
-            "counts_lost",
-            "empty",
-            "duplicates",
-        )
+        for name in CHECK_NAMES
     ]
     document: dict[str, Any] = {
         "verdict": "overridden" if overridden else "passed",

@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from connector.atomic import scratch_directory
 from connector.checks.verdicts import MAX_EXAMPLES, Absent, DayChecks, Measurements, judge
-from connector.config import ChecksSettings
+from connector.config import CHECK_NAMES, ChecksSettings
 from connector.dataset.reader import data_files, snapshot_dates
 from connector.dataset.schema import DATASET_SCHEMA
 from connector.dataset.store import STORAGE_ERRORS, Store
@@ -42,14 +42,7 @@ _BOTH = "prev_keys p JOIN now_keys n USING (org, model, version)"
 
 Target = tuple[str, str]
 # The checks that read the previous snapshot (only `duplicates` does not).
-COMPARING = (
-    "coverage_config",
-    "coverage_registry",
-    "row_count",
-    "counts_decreased",
-    "counts_lost",
-    "empty",
-)
+COMPARING = tuple(name for name in CHECK_NAMES if name != "duplicates")
 
 
 def check_day(

@@ -200,47 +200,45 @@ def _row_count(measured: Measurements, settings: ChecksSettings) -> CheckResult:
 
 
 def _counts_decreased(measured: Measurements, settings: ChecksSettings) -> CheckResult:
-    limit = settings.counts_decreased_max_share
-    if measured.previous_day is None:
-        return _skipped("counts_decreased", limit, "share")
-    value = _share(measured.counts_decreased, measured.versions_in_both)
-    detail = (
-        f"{measured.counts_decreased} of the {measured.versions_in_both} version(s) in both "
-        f"snapshots have a lower download_count than on {measured.previous_day}"
-    )
-    if measured.decreased_examples:
-        detail += ": " + ", ".join(measured.decreased_examples)
-    return CheckResult(
+    return _share_of_versions(
         "counts_decreased",
-        _beyond(value, limit),
-        value,
-        limit,
-        "share",
-        detail,
+        settings.counts_decreased_max_share,
+        measured,
+        (measured.counts_decreased, measured.versions_in_both),
+        f"{measured.counts_decreased} of the {measured.versions_in_both} version(s) in both "
+        f"snapshots have a lower download_count than on {measured.previous_day}",
         measured.decreased_examples,
     )
 
 
 def _counts_lost(measured: Measurements, settings: ChecksSettings) -> CheckResult:
-    limit = settings.counts_lost_max_share
-    if measured.previous_day is None:
-        return _skipped("counts_lost", limit, "share")
-    value = _share(measured.counts_lost, measured.counts_known_before)
-    detail = (
-        f"{measured.counts_lost} of the {measured.counts_known_before} version(s) whose "
-        f"download_count was known on {measured.previous_day} have none now"
-    )
-    if measured.lost_examples:
-        detail += ": " + ", ".join(measured.lost_examples)
-    return CheckResult(
+    return _share_of_versions(
         "counts_lost",
-        _beyond(value, limit),
-        value,
-        limit,
-        "share",
-        detail,
+        settings.counts_lost_max_share,
+        measured,
+        (measured.counts_lost, measured.counts_known_before),
+        f"{measured.counts_lost} of the {measured.counts_known_before} version(s) whose "
+        f"download_count was known on {measured.previous_day} have none now",
         measured.lost_examples,
     )
+
+
+def _share_of_versions(
+    name: str,
+    limit: float,
+    measured: Measurements,
+    part_of_whole: tuple[int, int],
+    detail: str,
+    examples: tuple[str, ...],
+) -> CheckResult:
+    """A check of the versions in both snapshots: the share `part_of_whole` against `limit`,
+    its examples appended to `detail`; skipped on a dataset's first day."""
+    if measured.previous_day is None:
+        return _skipped(name, limit, "share")
+    value = _share(*part_of_whole)
+    if examples:
+        detail += ": " + ", ".join(examples)
+    return CheckResult(name, _beyond(value, limit), value, limit, "share", detail, examples)
 
 
 def _empty(measured: Measurements) -> CheckResult:

@@ -8,20 +8,16 @@ from datetime import date
 import click
 
 from connector.cli.options import (
-    DAY,
-    config_option,
+    decision_config,
     echo_summary,
+    held_day_options,
     logging_options,
     summary_format_option,
 )
-from connector.config import load_config
-from connector.logs import add_secrets, configure_logging
 
 
 @click.command()
-@config_option
-@click.option("--output", "output", help="Dataset root; overrides output.uri.")
-@click.option("--date", "day", required=True, type=DAY, help="The held snapshot's date.")
+@held_day_options
 @click.option(
     "--run",
     "run_id",
@@ -42,9 +38,7 @@ def discard(
     """Remove a held snapshot for good; the published snapshots are unchanged."""
     from connector.extraction.decide import discard as discard_held
 
-    configure_logging(log_level, log_format)
-    config = load_config(config_path, need_tokens=False)  # the registry is never called
-    add_secrets(config.secrets())
+    config = decision_config(config_path, log_level, log_format)
     summary = discard_held(config, day, run_id, output)
     echo_summary(summary, summary_format)
     sys.exit(int(summary.exit_code))

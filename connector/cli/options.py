@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from connector.config import Config, load_config
+from connector.logs import add_secrets, configure_logging
 from connector.redaction import printable
 
 if TYPE_CHECKING:
@@ -130,3 +132,23 @@ def echo_summary(summary: RunSummary, summary_format: str) -> None:
         click.echo(json.dumps(summary.to_dict(), indent=2))
     else:
         click.echo(summary.render_text())
+
+
+def held_day_options(function: F) -> F:
+    """--config, --output and --date: which held snapshot `accept` and `discard` decide on."""
+    function = click.option(
+        "--date", "day", required=True, type=DAY, help="The held snapshot's date."
+    )(function)
+    function = click.option("--output", "output", help="Dataset root; overrides output.uri.")(
+        function
+    )
+    return config_option(function)
+
+
+def decision_config(config_path: str, log_level: str, log_format: str) -> Config:
+    """The config of `accept` or `discard`, with logging set up and its secrets scrubbed; no
+    token's variable is needed (a decision never calls the registry)."""
+    configure_logging(log_level, log_format)
+    config = load_config(config_path, need_tokens=False)
+    add_secrets(config.secrets())
+    return config

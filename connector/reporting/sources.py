@@ -82,6 +82,11 @@ class Rows:
         model filters."""
         raise NotImplementedError
 
+    def _of_days(self, days: Sequence[date]) -> tuple[list[DataFile], dict[date, int]]:
+        """The files of `days`, and each day's position in `days` (its number in the rows)."""
+        index = {day: position for position, day in enumerate(days)}
+        return [file for file in self.files if file.day in index], index
+
     def fingerprint(self) -> Any:
         """Something that changes when the data changed under a running query (None: never)."""
         return None
@@ -102,8 +107,7 @@ class LocalFiles(Rows):
         orgs: Sequence[str] = (),
         models: Sequence[str] = (),
     ) -> str:
-        index = {day: position for position, day in enumerate(days)}
-        files = [file for file in self.files if file.day in index]
+        files, index = self._of_days(days)
         if not files:
             con.register("no_rows", pa.Table.from_batches([], _STREAM_SCHEMA))
             return f"(SELECT {_AS_ROWS} FROM no_rows)"
@@ -153,8 +157,7 @@ class StreamedFiles(Rows):
         orgs: Sequence[str] = (),
         models: Sequence[str] = (),
     ) -> str:
-        index = {day: position for position, day in enumerate(days)}
-        files = [file for file in self.files if file.day in index]
+        files, index = self._of_days(days)
         batches = self._batches(files, index, orgs, models)
         con.register("streamed_rows", pa.RecordBatchReader.from_batches(_STREAM_SCHEMA, batches))
         return f"(SELECT {_AS_ROWS} FROM streamed_rows)"
